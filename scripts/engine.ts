@@ -1,0 +1,68 @@
+// Drives the real Pulumi engine for a project directory without a Pulumi Cloud account.
+//
+// The program runs in this Node process and the CLI reaches it with `--client` (the Automation API's
+// inline programs). That is how the project runs where only the CLI could be built from source: the
+// Node.js language host's Go module cannot be fetched here, and an official Pulumi install, which has
+// one, runs the same program with plain `pulumi up`.
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { LocalWorkspace, Stack, PulumiFn } from "@pulumi/pulumi/automation";
+
+export const projectRoot = path.resolve(__dirname, "..", "..");
+
+/** ~/.cache/vllm-workstation, or VLLM_WS_CACHE. */
+export function cacheDir(): string {
+    return process.env.VLLM_WS_CACHE ?? path.join(os.homedir(), ".cache", "vllm-workstation");
+}
+
+export interface EngineOptions {
+    /** Stack name; the config comes from Pulumi.<stack>.yaml in workDir. */
+    readonly stack: string;
+    readonly program: PulumiFn;
+    /** Holds Pulumi.yaml and the stack files. Default: the project root. */
+    readonly workDir?: string;
+    /** Local file backend directory. Default: PULUMI_BACKEND_URL, else <cache>/state. */
+    readonly stateDir?: string;
+    /** Extra environment for the CLI (and so for the providers it starts). */
+    readonly env?: Readonly<Record<string, string>>;
+}
+
+/**
+ * The passphrase that encrypts this backend's secrets. A user's own PULUMI_CONFIG_PASSPHRASE or
+ * PULUMI_CONFIG_PASSPHRASE_FILE wins; otherwise one is generated once, readable only by its owner,
+ * so nothing prompts when run non-interactively.
+ */
+export function passphraseEnv(stateDir: string): Record<string, string> {
+    if (process.env.PULUMI_CONFIG_PASSPHRASE !== undefined) return {};
+    if (process.env.PULUMI_CONFIG_PASSPHRASE_FILE) return {};
+    const file = path.join(stateDir, ".passphrase");
+    if (!fs.existsSync(file)) {
+        fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+        const tmp = `${file}.${process.pid}`;
+        fs.writeFileSync(tmp, crypto.randomBytes(24).toString("base64url") + "\n", { mode: 0o600 });
+        fs.renameSync(tmp, file);
+    }
+    return { PULUMI_CONFIG_PASSPHRASE_FILE: file };
+}
+
+export function backendEnv(stateDir?: string): Record<string, string> {
+    if (!stateDir && process.env.PULUMI_BACKEND_URL) return {};
+    const dir = stateDir ?? path.join(cacheDir(), "state");
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return { PULUMI_BACKEND_URL: `file://${dir}`, ...passphraseEnv(dir) };
+}
+
+export async function openStack(opts: EngineOptions): Promise<Stack> {
+    const workDir = opts.workDir ?? projectRoot;
+    const envVars = {
+        PULUMI_SKIP_UPDATE_CHECK: "true",
+        PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+        ...backendEnv(opts.stateDir),
+        ...opts.env,
+    };
+    const ws = await LocalWorkspace.create({ workDir, program: opts.program, envVars });
+    const projectName = (await ws.projectSettings()).name;
+    return LocalWorkspace.createOrSelectStack({ stackName: opts.stack, projectName, program: opts.program }, { workDir, envVars });
+}

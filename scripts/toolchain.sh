@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Brings the project's own toolchain: Node.js 22+, the Pulumi CLI and the dynamic-provider shim.
+#
+#   bash scripts/toolchain.sh          # ensure everything, print the env file's path
+#   source "$(bash scripts/toolchain.sh)"
+#
+# An official Pulumi install on PATH is used as it is. Otherwise the CLI is built from its Go modules
+# at PULUMI_VERSION (tools/pulumi) and cached; a cached build is reused, so only the first run is slow.
+# Everything lands under $VLLM_WS_CACHE (default ~/.cache/vllm-workstation), never in the repo.
+set -euo pipefail
+
+PULUMI_VERSION=v3.250.0     # keep equal to @pulumi/pulumi in package.json and tools/pulumi/go.mod
+NODE_VERSION=22.23.3        # @pulumi/pulumi 3.250 needs Node 22 or later
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${VLLM_WS_CACHE:-$HOME/.cache/vllm-workstation}
+# The shim must sit beside the CLI: the engine finds it there as a bundled plugin, as in the official
+# distribution, rather than falling back to PATH with a warning on every run.
+bin=$cache/toolchain/pulumi-$PULUMI_VERSION/bin
+mkdir -p "$bin"
+log() { printf '[toolchain] %s\n' "$*" >&2; }
+
+node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+
+ensure_node() {
+  local sys; sys=$(command -v node || true)
+  if [[ -n $sys && $(node_major "$sys") -ge 22 ]]; then NODE_DIR=$(dirname "$sys"); return; fi
+  NODE_DIR=$cache/toolchain/node-$NODE_VERSION/bin
+  [[ -x $NODE_DIR/node ]] && return
+  local arch; case $(uname -m) in x86_64) arch=x64 ;; aarch64) arch=arm64 ;; *) log "no Node.js build for $(uname -m)"; exit 1 ;; esac
+  log "fetching Node.js $NODE_VERSION (node-linux-$arch from the npm registry)"
+  local tmp; tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "node-linux-$arch@$NODE_VERSION" >/dev/null && tar xzf ./*.tgz)
+  rm -rf "$cache/toolchain/node-$NODE_VERSION.part"
+  mv "$tmp/package" "$cache/toolchain/node-$NODE_VERSION.part"
+  mv -T "$cache/toolchain/node-$NODE_VERSION.part" "$cache/toolchain/node-$NODE_VERSION"
+  rm -rf "$tmp"
+  [[ -x $NODE_DIR/node ]] || { log "Node.js package had no bin/node"; exit 1; }
+}
+
+ensure_pulumi() {
+  local sys; sys=$(command -v pulumi || true)
+  if [[ -n $sys && $sys != "$bin/pulumi" && -z ${VLLM_WS_BUILD_PULUMI:-} ]]; then
+    log "using the Pulumi CLI on PATH: $sys ($("$sys" version))"
+    bin=$(dirname "$(readlink -f "$sys")"); return
+  fi
+  local want=$bin/pulumi
+  if [[ ! -x $want ]]; then
+    command -v go >/dev/null || { log "no Pulumi CLI on PATH and no Go to build one: install Pulumi or Go 1.25+"; exit 1; }
+    log "building the Pulumi CLI $PULUMI_VERSION from its Go modules (first run only; about 10-20 minutes on 2 cores)"
+    local start=$SECONDS
+    (cd "$here/tools/pulumi" && GOFLAGS=-mod=mod go build -trimpath \
+      -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_VERSION" \
+      -o "$want.part" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
+    mv "$want.part" "$want"
+    log "built in $((SECONDS - start)) s"
+  fi
+}
+
+# The engine starts a dynamic provider as the plugin pulumi-resource-pulumi-nodejs; the official
+# distribution ships this two-line shim beside the CLI, so a CLI built from source needs it too.
+ensure_shim() {
+  [[ -x $bin/pulumi-resource-pulumi-nodejs ]] && return
+  cat >"$bin/pulumi-resource-pulumi-nodejs.part" <<'EOF'
+#!/bin/sh
+# Resolved like a require() from the project directory the engine starts it in, so a stack directory
+# nested in a project (tests do this) finds the project's node_modules.
+exec node "$(node -p 'require.resolve("@pulumi/pulumi/cmd/dynamic-provider")')" "$@"
+EOF
+  chmod 755 "$bin/pulumi-resource-pulumi-nodejs.part"
+  mv "$bin/pulumi-resource-pulumi-nodejs.part" "$bin/pulumi-resource-pulumi-nodejs"
+}
+
+ensure_node
+ensure_pulumi
+ensure_shim
+
+env_file=$cache/toolchain/env.sh
+cat >"$env_file.part" <<EOF
+export PATH="$bin:$NODE_DIR:\$PATH"
+export PULUMI_SKIP_UPDATE_CHECK=true
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+EOF
+mv "$env_file.part" "$env_file"
+echo "$env_file"
