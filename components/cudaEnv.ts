@@ -1,0 +1,66 @@
+// The CUDA toolkit environment: PATH, LD_LIBRARY_PATH and CUDA_HOME for login shells and for the service.
+//
+// The guides put these exports in ~/.bashrc. A systemd unit never reads .bashrc, and FlashInfer compiles
+// kernels with nvcc at run time and fails without CUDA_HOME, so the same values also go to an
+// EnvironmentFile that the unit loads. Login shells get an /etc/profile.d file of their own, which
+// never touches the user's lines.
+import * as pulumi from "@pulumi/pulumi";
+import type { WorkstationConfig } from "./config";
+import type { Connection } from "./host";
+import { HostState } from "./hostState";
+import { expectFile, managedHeader, probeFile, q, writeFile } from "./shell";
+
+export const profilePath = "/etc/profile.d/vllm-workstation-cuda.sh";
+export const serviceEnvPath = "/etc/vllm-workstation/cuda.env";
+
+/** For login shells: prepends without duplicating, so sourcing it twice changes nothing. */
+export function renderProfile(cuda: WorkstationConfig["cuda"]): string {
+    return (
+        managedHeader() +
+        `export CUDA_HOME=${q(cuda.home)}\n` +
+        `case ":$PATH:" in *":$CUDA_HOME/bin:"*) ;; *) export PATH="$CUDA_HOME/bin:$PATH" ;; esac\n` +
+        `for d in ${q(cuda.wslLibDir)} "$CUDA_HOME/lib64"; do\n` +
+        `  case ":\${LD_LIBRARY_PATH:-}:" in *":$d:"*) ;; *) export LD_LIBRARY_PATH="$d\${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;; esac\n` +
+        `done\n`
+    );
+}
+
+/** For systemd's EnvironmentFile=: plain KEY=value lines, no shell expansion. */
+export function renderServiceEnv(cuda: WorkstationConfig["cuda"]): string {
+    const path = [`${cuda.home}/bin`, "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+    return (
+        managedHeader() +
+        `CUDA_HOME=${cuda.home}\n` +
+        `PATH=${path.join(":")}\n` +
+        // WSL's libcuda first: a stub libcuda from the toolkit would shadow the real driver.
+        `LD_LIBRARY_PATH=${cuda.wslLibDir}:${cuda.home}/lib64\n`
+    );
+}
+
+export function scripts(cuda: WorkstationConfig["cuda"]) {
+    const profile = renderProfile(cuda);
+    const env = renderServiceEnv(cuda);
+    return {
+        apply: [writeFile(profilePath, profile), writeFile(serviceEnvPath, env)].join("\n"),
+        probe: [probeFile("profile", profilePath), probeFile("service-env", serviceEnvPath)].join("\n"),
+        expected: [expectFile("profile", profile), expectFile("service-env", env)].join("\n"),
+        remove: `rm -f ${q(profilePath)} ${q(serviceEnvPath)}\nrmdir --ignore-fail-on-non-empty /etc/vllm-workstation 2>/dev/null || true`,
+    };
+}
+
+export interface CudaEnvironmentArgs {
+    readonly connection: Connection;
+    readonly cuda: WorkstationConfig["cuda"];
+}
+
+export class CudaEnvironment extends pulumi.ComponentResource {
+    /** The EnvironmentFile the service loads. */
+    public readonly serviceEnvFile: pulumi.Output<string>;
+
+    constructor(name: string, args: CudaEnvironmentArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("vllm-workstation:index:CudaEnvironment", name, {}, opts);
+        const files = new HostState(`${name}-files`, { connection: args.connection, what: "the CUDA environment", ...scripts(args.cuda) }, { parent: this });
+        this.serviceEnvFile = files.observed.apply(() => serviceEnvPath);
+        this.registerOutputs({ serviceEnvFile: this.serviceEnvFile });
+    }
+}

@@ -1,0 +1,74 @@
+// runtime: "docker": the vllm/vllm-openai image through @pulumi/docker, with the same flags, the model
+// cache as a read-only volume, the card through a GPU device request, and the same offline environment.
+import * as docker from "@pulumi/docker";
+import * as pulumi from "@pulumi/pulumi";
+import type { WorkstationConfig } from "./config";
+import { endpointUrl, ServingPlan, vllmFlags } from "./vllmService";
+
+/** vllmFlags as argv after the image's `vllm serve` entrypoint; host and port are the container's own. */
+export function containerArgs(c: WorkstationConfig, plan: ServingPlan, snapshotPath: string): string[] {
+    const flags: Record<string, string | number | boolean> = { ...vllmFlags(c, plan), host: "0.0.0.0", port: 8000 };
+    const argv = [snapshotPath];
+    for (const [k, v] of Object.entries(flags)) {
+        if (v === true) argv.push(`--${k}`);
+        else argv.push(`--${k}`, String(v));
+    }
+    return argv;
+}
+
+export function containerEnv(c: WorkstationConfig, plan: ServingPlan, tiktokenDir: string): string[] {
+    const env = ["HF_HUB_OFFLINE=1", `HF_HUB_CACHE=${c.model.cacheDir}`, `TIKTOKEN_ENCODINGS_BASE=${tiktokenDir}`, "VLLM_NO_USAGE_STATS=1"];
+    if (plan.attentionBackend !== null) env.push(`VLLM_ATTENTION_BACKEND=${plan.attentionBackend}`);
+    return env;
+}
+
+export interface DockerVllmArgs {
+    readonly config: WorkstationConfig;
+    readonly plan: ServingPlan;
+    readonly snapshotPath: pulumi.Input<string>;
+    readonly tiktokenDir: pulumi.Input<string>;
+    readonly apiKey: pulumi.Output<string> | null;
+}
+
+export class DockerVllm extends pulumi.ComponentResource {
+    /** The OpenAI-compatible base URL of the container. */
+    public readonly endpoint: pulumi.Output<string>;
+    public readonly containerName: pulumi.Output<string>;
+
+    constructor(name: string, args: DockerVllmArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("vllm-workstation:index:DockerVllm", name, {}, opts);
+        const c = args.config;
+        const image = new docker.RemoteImage(`${name}-image`, { name: c.dockerImage, keepLocally: true }, { parent: this });
+        const envs = pulumi.all([args.tiktokenDir, args.apiKey ?? pulumi.output(null)]).apply(([dir, key]) => [
+            ...containerEnv(c, args.plan, dir),
+            // The key goes through the environment, not argv: vLLM logs its arguments at start.
+            ...(key === null ? [] : [`VLLM_API_KEY=${key}`]),
+        ]);
+        const container = new docker.Container(
+            `${name}-container`,
+            {
+                name: "vllm-workstation",
+                image: image.imageId,
+                command: pulumi.output(args.snapshotPath).apply((p) => containerArgs(c, args.plan, p)),
+                envs: args.apiKey === null ? envs : pulumi.secret(envs),
+                // `--gpus all`: a device request for every NVIDIA card, through the NVIDIA container toolkit.
+                gpus: "all",
+                // vLLM's workers share tensors through /dev/shm; the image's docs ask for the host's IPC namespace.
+                ipcMode: "host",
+                ports: [{ internal: 8000, external: c.server.port, ip: c.server.host }],
+                volumes: [
+                    { hostPath: c.model.cacheDir, containerPath: c.model.cacheDir, readOnly: true },
+                    { hostPath: pulumi.output(args.tiktokenDir), containerPath: pulumi.output(args.tiktokenDir), readOnly: true },
+                ],
+                restart: "unless-stopped",
+                healthcheck: { tests: ["CMD", "curl", "-fsS", "http://127.0.0.1:8000/health"], interval: "30s", timeout: "5s", retries: 3, startPeriod: "900s" },
+                wait: true,
+                waitTimeout: c.server.healthTimeoutSeconds,
+            },
+            { parent: this },
+        );
+        this.containerName = container.name;
+        this.endpoint = container.id.apply(() => endpointUrl(c));
+        this.registerOutputs({ endpoint: this.endpoint, containerName: this.containerName });
+    }
+}

@@ -1,0 +1,167 @@
+// uv at a pinned version, a venv at a pinned Python, and the vLLM + FlashInfer wheels installed from a
+// hash-locked requirements file.
+import * as pulumi from "@pulumi/pulumi";
+import type { WorkstationConfig } from "./config";
+import type { Connection } from "./host";
+import { HostState } from "./hostState";
+import { q, say, sha256, writeFile } from "./shell";
+
+type PythonConfig = WorkstationConfig["python"];
+
+/** The stack's own directory beside the venv (derived from it, so owned too): uv, the lock, the uv cache. */
+export function layout(py: PythonConfig) {
+    const home = `${py.venvPath}-tools`;
+    return {
+        home,
+        uv: `${home}/uv`,
+        requirementsIn: `${home}/requirements.in`,
+        lock: `${home}/requirements.lock`,
+        cache: `${home}/uv-cache`,
+    };
+}
+
+/** What is asked for; the lock pins it and everything it pulls in, with hashes. */
+export function renderRequirements(py: PythonConfig): string {
+    return `vllm==${py.vllmVersion}\nflashinfer-python==${py.flashinferVersion}\n`;
+}
+
+/** uv's index options, shared by compile and sync so both see the same packages. */
+export function indexArgs(py: PythonConfig): string {
+    return [
+        `--index-url ${q(py.indexUrl)}`,
+        ...py.extraIndexUrls.map((u) => `--extra-index-url ${q(u)}`),
+        `--index-strategy ${py.indexStrategy}`,
+    ].join(" ");
+}
+
+// Fetches the uv wheel from the configured index with the interpreter every WSL distribution ships
+// (Ubuntu leaves out ensurepip, so no pip), checks the index's sha256 and unpacks the binary.
+const fetchUvPy = String.raw`
+import hashlib, html.parser, os, platform, sys, urllib.parse, urllib.request, zipfile, io
+index, version, dest = os.environ["UV_INDEX"].rstrip("/"), os.environ["UV_VERSION"], os.environ["UV_DEST"]
+arch = {"x86_64": "x86_64", "aarch64": "aarch64"}[platform.machine()]
+page_url = index + "/uv/"
+class Links(html.parser.HTMLParser):
+    links = []
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.links.append(dict(attrs).get("href", ""))
+p = Links()
+try:
+    p.feed(urllib.request.urlopen(page_url, timeout=60).read().decode())
+except Exception as e:
+    sys.exit("cannot read the package index %s: %s (check python.indexUrl)" % (page_url, e))
+for href in p.links:
+    url = urllib.parse.urljoin(page_url, href)
+    name = urllib.parse.unquote(urllib.parse.urlparse(url).path.rsplit("/", 1)[-1])
+    if name.startswith("uv-%s-" % version) and name.endswith(".whl") and "manylinux" in name and arch in name:
+        break
+else:
+    sys.exit("the package index %s has no uv %s wheel for %s: pick a python.uvVersion it serves" % (index, version, arch))
+want = urllib.parse.urlparse(url).fragment.partition("sha256=")[2]
+print("fetching %s" % name, file=sys.stderr)
+data = urllib.request.urlopen(url.split("#")[0], timeout=300).read()
+got = hashlib.sha256(data).hexdigest()
+if want and got != want:
+    sys.exit("uv wheel %s: sha256 %s does not match the index's %s" % (name, got, want))
+with zipfile.ZipFile(io.BytesIO(data)) as z:
+    member = next(m for m in z.namelist() if m.endswith(".data/scripts/uv"))
+    tmp = dest + ".part"
+    with open(tmp, "wb") as f:
+        f.write(z.read(member))
+os.chmod(tmp, 0o755)
+os.replace(tmp, dest)
+`;
+
+export function uvScripts(py: PythonConfig) {
+    const l = layout(py);
+    return {
+        apply: [
+            `install -d -m 0755 ${q(l.home)}`,
+            `if [ "$(${q(l.uv)} --version 2>/dev/null | cut -d' ' -f2)" != ${q(py.uvVersion)} ]; then`,
+            `  ${say(`installing uv ${py.uvVersion} from ${py.indexUrl}`)}`,
+            `  UV_INDEX=${q(py.indexUrl)} UV_VERSION=${q(py.uvVersion)} UV_DEST=${q(l.uv)} python3 - <<'VLLM_WS_PY'`,
+            fetchUvPy.trim(),
+            `VLLM_WS_PY`,
+            `fi`,
+        ].join("\n"),
+        probe: `echo "uv=$(${q(l.uv)} --version 2>/dev/null | cut -d' ' -f2 || true)"`,
+        expected: `uv=${py.uvVersion}`,
+        remove: `rm -f ${q(l.uv)} ${q(l.uv)}.part\nrmdir --ignore-fail-on-non-empty ${q(l.home)} 2>/dev/null || true`,
+    };
+}
+
+/** Lines `name==version`, normalized as pip does, sorted: what `uv pip freeze` must print for a lock. */
+const pins = (cmd: string) => `${cmd} | grep -E '^[A-Za-z0-9._-]+==' | sed 's/[ ;\\\\].*//' | tr 'A-Z' 'a-z' | sed -E 's/[-_.]+/-/g' | sort`;
+
+export function packageScripts(py: PythonConfig, lockText: string | null) {
+    const l = layout(py);
+    const requirements = renderRequirements(py);
+    const uv = `UV_CACHE_DIR=${q(l.cache)} ${q(l.uv)}`;
+    const python = `${py.venvPath}/bin/python`;
+    const lockStep =
+        lockText === null
+            ? [
+                  // No shared lock: resolve once on this box and keep it; a changed request resolves again.
+                  `if [ ! -f ${q(l.lock)} ] || ! cmp -s ${q(l.requirementsIn)} "$req"; then`,
+                  `  ${say("resolving the package set (uv pip compile --generate-hashes)")}`,
+                  `  ${uv} pip compile "$req" --generate-hashes --python ${q(python)} ${indexArgs(py)} -o ${q(l.lock)}.part`,
+                  `  mv -f ${q(l.lock)}.part ${q(l.lock)}`,
+                  `fi`,
+              ].join("\n")
+            : writeFile(l.lock, lockText);
+    return {
+        apply: [
+            `install -d -m 0755 ${q(l.home)} ${q(l.cache)}`,
+            `if [ ! -x ${q(python)} ] || [ "$(${q(python)} -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != ${q(py.version)} ]; then`,
+            `  ${say(`creating the venv ${py.venvPath} with Python ${py.version}`)}`,
+            `  rm -rf ${q(py.venvPath)}`,
+            `  ${uv} venv --python ${q(py.version)} ${q(py.venvPath)}`,
+            `fi`,
+            `req=$(mktemp)`,
+            `printf '%s' ${q(requirements)} >"$req"`,
+            lockStep,
+            `mv -f "$req" ${q(l.requirementsIn)}`,
+            say(`installing the locked packages into ${py.venvPath}`),
+            `${uv} pip sync --require-hashes --python ${q(python)} ${indexArgs(py)} ${q(l.lock)}`,
+        ].join("\n"),
+        probe: [
+            `echo "python=$(${q(python)} -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo missing)"`,
+            `echo "request=$(sha256sum ${q(l.requirementsIn)} 2>/dev/null | cut -c1-64 || echo missing)"`,
+            lockText === null ? `[ -f ${q(l.lock)} ] && echo lock=present || echo lock=missing` : `echo "lock=$(sha256sum ${q(l.lock)} 2>/dev/null | cut -c1-64 || echo missing)"`,
+            // Cheap: compares the venv's installed versions with the lock's pins; no network, no hashing.
+            `if [ -x ${q(python)} ] && [ -f ${q(l.lock)} ] && diff -q <(${pins(`cat ${q(l.lock)}`)}) <(${pins(`${q(l.uv)} pip freeze --python ${q(python)} 2>/dev/null`)}) >/dev/null; then echo packages=as-locked; else echo packages=drifted; fi`,
+        ].join("\n"),
+        expected: [
+            `python=${py.version}`,
+            `request=${sha256(requirements)}`,
+            lockText === null ? "lock=present" : `lock=${sha256(lockText.endsWith("\n") ? lockText : lockText + "\n")}`,
+            "packages=as-locked",
+        ].join("\n"),
+        remove: `rm -rf ${q(py.venvPath)} ${q(l.cache)} ${q(l.lock)} ${q(l.requirementsIn)}\nrmdir --ignore-fail-on-non-empty ${q(l.home)} 2>/dev/null || true`,
+    };
+}
+
+export interface PythonEnvironmentArgs {
+    readonly connection: Connection;
+    readonly python: PythonConfig;
+    /** Contents of python.lockFile, read by the program; null when the lock is made on the box. */
+    readonly lockText: string | null;
+}
+
+export class PythonEnvironment extends pulumi.ComponentResource {
+    /** The venv's root; vllm and hf are in its bin/. Known once the packages are installed. */
+    public readonly venvPath: pulumi.Output<string>;
+
+    constructor(name: string, args: PythonEnvironmentArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("vllm-workstation:index:PythonEnvironment", name, {}, opts);
+        const uv = new HostState(`${name}-uv`, { connection: args.connection, what: `uv ${args.python.uvVersion}`, ...uvScripts(args.python) }, { parent: this });
+        const packages = new HostState(
+            `${name}-packages`,
+            { connection: args.connection, what: `the venv ${args.python.venvPath}`, ...packageScripts(args.python, args.lockText) },
+            { parent: this, dependsOn: [uv] },
+        );
+        this.venvPath = packages.observed.apply(() => args.python.venvPath);
+        this.registerOutputs({ venvPath: this.venvPath });
+    }
+}

@@ -1,0 +1,260 @@
+// The vLLM service: a systemd unit over the venv, a vLLM --config YAML whose flags come from the VRAM
+// plan, a root-only file for the API key, and a health check that gates the endpoint output.
+import * as pulumi from "@pulumi/pulumi";
+import type { WorkstationConfig } from "./config";
+import type { Connection } from "./host";
+import { HostState } from "./hostState";
+import { expectFile, managedHeader, probeFile, q, say, sha256, writeFile } from "./shell";
+import { serviceEnvPath } from "./cudaEnv";
+
+/** The vLLM settings the planner chose for this card; see planner.ts for how. */
+export interface ServingPlan {
+    readonly gpuMemoryUtilization: number;
+    readonly cpuOffloadGb: number;
+    readonly maxModelLen: number;
+    readonly maxNumSeqs: number;
+    readonly maxNumBatchedTokens: number | null;
+    readonly enforceEager: boolean;
+    /** VLLM_ATTENTION_BACKEND; null lets vLLM choose. */
+    readonly attentionBackend: string | null;
+    readonly kvCacheDtype: string;
+}
+
+export const unitName = "vllm-workstation.service";
+export const unitPath = `/etc/systemd/system/${unitName}`;
+export const configPath = "/etc/vllm-workstation/vllm.yaml";
+export const envPath = "/etc/vllm-workstation/vllm.env";
+/** Root-only: systemd reads it before dropping to the service user, who never can. */
+export const secretsPath = "/etc/vllm-workstation/secrets.env";
+/** Writable caches of vLLM, Triton and FlashInfer's JIT (CacheDirectory=). */
+export const cacheHome = "/var/cache/vllm-workstation";
+
+export function servedModelName(c: WorkstationConfig): string {
+    return c.server.servedModelName ?? c.model.repo.split("/")[1];
+}
+
+/** The flags, as vLLM's --config YAML keys (its CLI flags without the dashes). Order is stable. */
+export function vllmFlags(c: WorkstationConfig, plan: ServingPlan): Record<string, string | number | boolean> {
+    const flags: Record<string, string | number | boolean> = {
+        "served-model-name": servedModelName(c),
+        host: c.server.host,
+        port: c.server.port,
+        "gpu-memory-utilization": plan.gpuMemoryUtilization,
+        "max-model-len": plan.maxModelLen,
+        "max-num-seqs": plan.maxNumSeqs,
+        "kv-cache-dtype": plan.kvCacheDtype,
+    };
+    if (plan.maxNumBatchedTokens !== null) flags["max-num-batched-tokens"] = plan.maxNumBatchedTokens;
+    if (plan.cpuOffloadGb > 0) flags["cpu-offload-gb"] = plan.cpuOffloadGb;
+    // vLLM's config loader turns `key: true` into a bare flag and ignores false, so false is left out.
+    if (plan.enforceEager) flags["enforce-eager"] = true;
+    return flags;
+}
+
+export function renderConfigYaml(flags: Record<string, string | number | boolean>): string {
+    const lines = Object.entries(flags).map(([k, v]) => `${k}: ${typeof v === "string" ? JSON.stringify(v) : v}`);
+    return managedHeader() + lines.join("\n") + "\n";
+}
+
+export function renderEnv(c: WorkstationConfig, plan: ServingPlan, tiktokenDir: string): string {
+    const lines = [
+        // Everything is local after `pulumi up`: the service must never reach for the Hub at start.
+        "HF_HUB_OFFLINE=1",
+        `HF_HUB_CACHE=${c.model.cacheDir}`,
+        `TIKTOKEN_ENCODINGS_BASE=${tiktokenDir}`,
+        `HOME=${cacheHome}`,
+        `XDG_CACHE_HOME=${cacheHome}`,
+        `VLLM_CACHE_ROOT=${cacheHome}/vllm`,
+        `TRITON_CACHE_DIR=${cacheHome}/triton`,
+        `FLASHINFER_WORKSPACE_BASE=${cacheHome}`,
+        "VLLM_NO_USAGE_STATS=1",
+        "DO_NOT_TRACK=1",
+    ];
+    if (plan.attentionBackend !== null) lines.push(`VLLM_ATTENTION_BACKEND=${plan.attentionBackend}`);
+    return managedHeader() + lines.join("\n") + "\n";
+}
+
+export function renderUnit(c: WorkstationConfig, snapshotPath: string): string {
+    return `${managedHeader()}[Unit]
+Description=vLLM OpenAI-compatible server for ${c.model.repo} (vllm-workstation)
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+User=${c.server.user}
+Group=${c.server.user}
+EnvironmentFile=${serviceEnvPath}
+EnvironmentFile=${envPath}
+EnvironmentFile=-${secretsPath}
+ExecStart=${c.python.venvPath}/bin/vllm serve ${snapshotPath} --config ${configPath}
+Restart=on-failure
+RestartSec=10
+TimeoutStopSec=60
+StandardOutput=journal
+StandardError=journal
+SyslogIdentifier=vllm-workstation
+CacheDirectory=vllm-workstation
+
+# Locked down by default.
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictSUIDSGID=yes
+RestrictRealtime=yes
+RestrictNamespaces=yes
+LockPersonality=yes
+CapabilityBoundingSet=
+AmbientCapabilities=
+UMask=0077
+# Relaxed because of the GPU:
+# - PrivateDevices stays off: the card is /dev/dxg under WSL2 and /dev/nvidia* on native Linux.
+# - MemoryDenyWriteExecute stays off: Triton and FlashInfer compile kernels at run time and map them executable.
+# - SystemCallFilter is not set: the CUDA driver and PyTorch's allocators use calls outside @system-service.
+
+[Install]
+WantedBy=multi-user.target
+`;
+}
+
+/** The address the health check on the box uses: wildcard listeners answer on loopback. */
+export function probeHost(host: string): string {
+    if (host === "0.0.0.0") return "127.0.0.1";
+    if (host === "::") return "[::1]";
+    return host.includes(":") ? `[${host}]` : host;
+}
+
+export function endpointUrl(c: WorkstationConfig): string {
+    return `http://${probeHost(c.server.host)}:${c.server.port}/v1`;
+}
+
+export interface ServiceInputs {
+    readonly config: WorkstationConfig;
+    readonly plan: ServingPlan;
+    readonly snapshotPath: string;
+    readonly tiktokenDir: string;
+    /** true when an API key is set; the key itself travels in secretEnv. */
+    readonly apiKeyId: string | null;
+}
+
+export function serviceScripts(s: ServiceInputs) {
+    const c = s.config;
+    const unit = renderUnit(c, s.snapshotPath);
+    const yaml = renderConfigYaml(vllmFlags(c, s.plan));
+    const env = renderEnv(c, s.plan, s.tiktokenDir);
+    const base = `http://${probeHost(c.server.host)}:${c.server.port}`;
+    const auth = `\${VLLM_WS_API_KEY:+-H "Authorization: Bearer $VLLM_WS_API_KEY"}`;
+    const user = q(c.server.user);
+    return {
+        apply: [
+            // Changes the API key's id when the key changes, so a rotated key restarts the service.
+            `# api-key: ${s.apiKeyId ?? "none"}`,
+            `getent group ${user} >/dev/null || groupadd --system ${user}`,
+            `id -u ${user} >/dev/null 2>&1 || useradd --system --gid ${user} --home-dir ${q(cacheHome)} --no-create-home --shell /usr/sbin/nologin ${user}`,
+            // WSL2 exposes the GPU as /dev/dxg; native Linux as /dev/nvidia*, group video on some distributions.
+            `getent group video >/dev/null && usermod -aG video ${user} || true`,
+            `before=$(cat ${q(unitPath)} ${q(configPath)} ${q(envPath)} ${q(secretsPath)} 2>/dev/null | sha256sum)`,
+            writeFile(configPath, yaml),
+            writeFile(envPath, env),
+            `if [ -n "\${VLLM_WS_API_KEY:-}" ]; then`,
+            `  umask 077; printf 'VLLM_API_KEY=%s\\n' "$VLLM_WS_API_KEY" >${q(secretsPath)}.part && chmod 0600 ${q(secretsPath)}.part && mv -f ${q(secretsPath)}.part ${q(secretsPath)}`,
+            `else rm -f ${q(secretsPath)}; fi`,
+            writeFile(unitPath, unit),
+            `after=$(cat ${q(unitPath)} ${q(configPath)} ${q(envPath)} ${q(secretsPath)} 2>/dev/null | sha256sum)`,
+            `systemctl daemon-reload`,
+            `systemctl enable ${unitName} 2>/dev/null`,
+            `if [ "$before" != "$after" ] || ! systemctl is-active --quiet ${unitName}; then`,
+            `  ${say("(re)starting vllm-workstation.service")}`,
+            `  systemctl restart ${unitName}`,
+            `fi`,
+            say(`waiting for ${base}/health (up to ${c.server.healthTimeoutSeconds}s: loading the weights takes minutes)`),
+            `deadline=$((SECONDS + ${c.server.healthTimeoutSeconds}))`,
+            `until curl -fsS -o /dev/null --max-time 5 ${q(`${base}/health`)}; do`,
+            `  if systemctl is-failed --quiet ${unitName} || [ $SECONDS -ge $deadline ]; then`,
+            `    echo "vllm-workstation.service did not become healthy; its last log lines:" >&2`,
+            `    journalctl -u ${unitName} -n 40 --no-pager >&2 || true`,
+            `    echo "Fix the cause above (see also: npm run doctor), then run pulumi up again." >&2`,
+            `    exit 1`,
+            `  fi`,
+            `  sleep 2`,
+            `done`,
+            `models=$(curl -fsS --max-time 10 ${auth} ${q(`${base}/v1/models`)}) || { echo "GET /v1/models failed" >&2; exit 1; }`,
+            `case "$models" in *${q(`"${servedModelName(c)}"`)}*) ;; *) echo "GET /v1/models does not list ${servedModelName(c)}: $models" >&2; exit 1 ;; esac`,
+            say(`serving ${servedModelName(c)} at ${base}/v1`),
+        ].join("\n"),
+        probe: [
+            probeFile("unit", unitPath),
+            probeFile("config", configPath),
+            probeFile("env", envPath),
+            `if [ -f ${q(secretsPath)} ]; then echo "secrets=$(stat -c '%a %U' ${q(secretsPath)})"; else echo secrets=none; fi`,
+            `echo "active=$(systemctl is-active ${unitName} 2>/dev/null || true)"`,
+            `echo "enabled=$(systemctl is-enabled ${unitName} 2>/dev/null || true)"`,
+        ].join("\n"),
+        expected: [
+            expectFile("unit", unit),
+            expectFile("config", yaml),
+            expectFile("env", env),
+            s.apiKeyId === null ? "secrets=none" : "secrets=600 root",
+            "active=active",
+            "enabled=enabled",
+        ].join("\n"),
+        remove: [
+            `systemctl disable --now ${unitName} 2>/dev/null || true`,
+            `rm -f ${q(unitPath)} ${q(configPath)} ${q(envPath)} ${q(secretsPath)}`,
+            `systemctl daemon-reload`,
+            `rm -rf ${q(cacheHome)}`,
+            `rmdir --ignore-fail-on-non-empty /etc/vllm-workstation 2>/dev/null || true`,
+            `if id -u ${user} >/dev/null 2>&1; then userdel ${user}; fi`,
+            `getent group ${user} >/dev/null && groupdel ${user} 2>/dev/null || true`,
+        ].join("\n"),
+    };
+}
+
+/** A short, non-reversible id of the API key: it changes when the key does, and reveals nothing. */
+export function apiKeyId(key: string): string {
+    return sha256(`vllm-workstation:${key}`).slice(0, 12);
+}
+
+export interface VllmServiceArgs {
+    readonly connection: Connection;
+    readonly config: WorkstationConfig;
+    readonly plan: ServingPlan;
+    readonly snapshotPath: pulumi.Input<string>;
+    readonly tiktokenDir: pulumi.Input<string>;
+    readonly apiKey: pulumi.Output<string> | null;
+}
+
+export class VllmService extends pulumi.ComponentResource {
+    /** The OpenAI-compatible base URL; resolves only after /health and /v1/models answered. */
+    public readonly endpoint: pulumi.Output<string>;
+
+    constructor(name: string, args: VllmServiceArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("vllm-workstation:index:VllmService", name, {}, opts);
+        const keyId = args.apiKey === null ? pulumi.output(null) : args.apiKey.apply(apiKeyId);
+        const scripts = pulumi
+            .all([args.snapshotPath, args.tiktokenDir, keyId])
+            .apply(([snapshotPath, tiktokenDir, id]) => serviceScripts({ config: args.config, plan: args.plan, snapshotPath, tiktokenDir, apiKeyId: id }));
+        const unit = new HostState(
+            `${name}-unit`,
+            {
+                connection: args.connection,
+                what: "the vLLM service",
+                apply: scripts.apply((s) => s.apply),
+                probe: scripts.apply((s) => s.probe),
+                expected: scripts.apply((s) => s.expected),
+                remove: scripts.apply((s) => s.remove),
+                secretEnv: args.apiKey === null ? {} : args.apiKey.apply((k) => ({ VLLM_WS_API_KEY: k })),
+            },
+            { parent: this },
+        );
+        this.endpoint = unit.observed.apply(() => endpointUrl(args.config));
+        this.registerOutputs({ endpoint: this.endpoint });
+    }
+}

@@ -1,0 +1,70 @@
+// The whole workstation: CUDA environment, uv and the venv, the model, and vLLM as a systemd service or
+// a container. Each piece is a child of this component and depends on the ones it needs.
+import * as pulumi from "@pulumi/pulumi";
+import type { WorkstationConfig } from "./config";
+import { CudaEnvironment } from "./cudaEnv";
+import { DockerVllm } from "./dockerRuntime";
+import type { Connection } from "./host";
+import { ModelCache } from "./model";
+import { PythonEnvironment } from "./python";
+import { ServingPlan, servedModelName, VllmService, vllmFlags } from "./vllmService";
+
+export interface WorkstationArgs {
+    /** The parsed config; its secrets are blanked, they come in apiKey and hfToken. */
+    readonly config: WorkstationConfig;
+    readonly connection: Connection;
+    /** The VRAM plan for this card (planner.ts). */
+    readonly plan: ServingPlan;
+    /** python.lockFile's contents, or null to lock on the box. */
+    readonly lockText: string | null;
+    readonly apiKey: pulumi.Output<string> | null;
+    readonly hfToken: pulumi.Output<string> | null;
+}
+
+export class Workstation extends pulumi.ComponentResource {
+    /** OpenAI-compatible base URL; known only once the health check passed. */
+    public readonly endpoint: pulumi.Output<string>;
+    /** The Hugging Face repository and pinned revision served. */
+    public readonly model: pulumi.Output<string>;
+    /** The name clients put in "model". */
+    public readonly servedModelName: pulumi.Output<string>;
+    /** The vLLM flags in effect (the --config YAML, as a map). */
+    public readonly vllmFlags: pulumi.Output<Record<string, string | number | boolean>>;
+    /** The venv holding vllm and hf. */
+    public readonly venvPath: pulumi.Output<string>;
+    /** A request to try the endpoint with. */
+    public readonly exampleRequest: pulumi.Output<string>;
+
+    constructor(name: string, args: WorkstationArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("vllm-workstation:index:Workstation", name, {}, opts);
+        const c = args.config;
+        const conn = args.connection;
+        const cuda = new CudaEnvironment(`${name}-cuda`, { connection: conn, cuda: c.cuda }, { parent: this });
+        const python = new PythonEnvironment(`${name}-python`, { connection: conn, python: c.python, lockText: args.lockText }, { parent: this, dependsOn: [cuda] });
+        const model = new ModelCache(`${name}-model`, { connection: conn, model: c.model, venvPath: python.venvPath, hfToken: args.hfToken }, { parent: this });
+        const served =
+            c.runtime === "systemd"
+                ? new VllmService(`${name}-vllm`, { connection: conn, config: c, plan: args.plan, snapshotPath: model.snapshotPath, tiktokenDir: model.tiktokenDir, apiKey: args.apiKey }, { parent: this, dependsOn: [cuda, python] })
+                : new DockerVllm(`${name}-docker`, { config: c, plan: args.plan, snapshotPath: model.snapshotPath, tiktokenDir: model.tiktokenDir, apiKey: args.apiKey }, { parent: this });
+        this.endpoint = served.endpoint;
+        this.model = pulumi.output(`${c.model.repo}@${c.model.revision}`);
+        this.servedModelName = pulumi.output(servedModelName(c));
+        this.vllmFlags = pulumi.output(vllmFlags(c, args.plan));
+        this.venvPath = python.venvPath;
+        this.exampleRequest = served.endpoint.apply((url) => exampleRequest(url, servedModelName(c), args.apiKey !== null));
+        this.registerOutputs({
+            endpoint: this.endpoint,
+            model: this.model,
+            servedModelName: this.servedModelName,
+            vllmFlags: this.vllmFlags,
+            venvPath: this.venvPath,
+            exampleRequest: this.exampleRequest,
+        });
+    }
+}
+
+export function exampleRequest(endpoint: string, model: string, withKey: boolean): string {
+    const body = JSON.stringify({ model, messages: [{ role: "user", content: "Say hello in one sentence." }] });
+    const auth = withKey ? ` -H "Authorization: Bearer $VLLM_API_KEY"` : "";
+    return `curl -s ${endpoint}/chat/completions -H "Content-Type: application/json"${auth} -d '${body}'`;
+}
