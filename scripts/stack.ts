@@ -1,0 +1,52 @@
+// npm run up | preview | destroy | refresh [-- --stack NAME] [--expect-no-changes]
+//
+// Runs the workstation program through the real Pulumi engine with the local file backend, for machines
+// where the CLI was built from source (see engine.ts). With an official Pulumi install, plain
+// `pulumi up` / `pulumi preview` / `pulumi destroy` in the project directory do the same.
+import { openStack } from "./engine";
+import { workstationProgram } from "../components/program";
+
+const usage = "usage: stack.js up|preview|destroy|refresh [--stack NAME] [--expect-no-changes]";
+
+async function main(argv: string[]): Promise<number> {
+    const [op, ...rest] = argv;
+    let stack = process.env.PULUMI_STACK ?? "dev";
+    let expectNoChanges = false;
+    for (let i = 0; i < rest.length; i++) {
+        if (rest[i] === "--stack") stack = rest[++i];
+        else if (rest[i] === "--expect-no-changes") expectNoChanges = true;
+        else throw new Error(`unknown argument ${rest[i]}\n${usage}`);
+    }
+    const s = await openStack({ stack, program: workstationProgram });
+    const onOutput = (out: string) => process.stdout.write(out);
+    switch (op) {
+        case "up":
+            await s.up({ onOutput, expectNoChanges });
+            break;
+        case "preview": {
+            const r = await s.preview({ onOutput, expectNoChanges });
+            // Exit 2 when something would change, so scripts can tell drift from failure.
+            const changes = Object.entries(r.changeSummary).filter(([k]) => k !== "same").reduce((n, [, v]) => n + (v ?? 0), 0);
+            return changes > 0 ? 2 : 0;
+        }
+        case "destroy":
+            await s.destroy({ onOutput });
+            break;
+        case "refresh":
+            await s.refresh({ onOutput });
+            break;
+        default:
+            throw new Error(usage);
+    }
+    return 0;
+}
+
+main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: Error) => {
+        // The engine already printed the diagnostics; the command error's own text adds only noise.
+        const text = String((err as { commandResult?: { stderr?: string } }).commandResult?.stderr ?? err.message);
+        console.error(text.trim());
+        process.exit(1);
+    },
+);

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# npm test: brings its own toolchain and test fixtures (cached under ~/.cache/vllm-workstation), builds,
+# and runs every test, the integration tests on the throwaway box included.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+[[ -d node_modules/@pulumi/pulumi ]] || npm ci --no-audit --no-fund
+env_file=$(bash scripts/toolchain.sh)
+# shellcheck disable=SC1090
+source "$env_file"
+echo "[test] pulumi $(pulumi version), node $(node --version)"
+rm -rf dist && node node_modules/typescript/bin/tsc -p tsconfig.json
+bash scripts/box.sh rootfs
+[[ -x scripts/wheelhouse.sh ]] && bash scripts/wheelhouse.sh
+exec node node_modules/ava/entrypoints/cli.mjs "$@"

@@ -1,0 +1,145 @@
+import test from "ava";
+import { ConfigError, parseConfig } from "../components/config";
+
+const revision = "0123456789abcdef0123456789abcdef01234567";
+const minimal = { model: { revision } };
+
+function problemsOf(raw: unknown): string[] {
+    try {
+        parseConfig(raw);
+    } catch (e) {
+        if (e instanceof ConfigError) return e.problems;
+        throw e;
+    }
+    throw new Error("expected the config to be rejected");
+}
+
+test("a config with only the model revision gets every default filled", (t) => {
+    const c = parseConfig(minimal);
+    t.deepEqual(c.target, { kind: "local" });
+    t.is(c.runtime, "systemd");
+    t.is(c.server.host, "127.0.0.1");
+    t.is(c.server.port, 8000);
+    t.is(c.python.version, "3.12");
+    t.is(c.python.vllmVersion, "0.11.0");
+    t.is(c.python.flashinferVersion, "0.3.1");
+    t.is(c.python.indexStrategy, "first-index");
+    t.is(c.gpu.tier, "auto");
+    t.is(c.gpu.gpuMemoryUtilization, null);
+    t.is(c.model.repo, "openai/gpt-oss-20b");
+    t.false(c.model.keepOnDestroy);
+    t.is(c.apiKey, null);
+});
+
+test("numbers and booleans set as strings by `pulumi config set --path` are accepted", (t) => {
+    const c = parseConfig({ ...minimal, server: { port: "8001" }, gpu: { enforceEager: "true", maxModelLen: "4096" } });
+    t.is(c.server.port, 8001);
+    t.true(c.gpu.enforceEager);
+    t.is(c.gpu.maxModelLen, 4096);
+});
+
+test("the seeds' preview wheels from two extra indexes can be expressed", (t) => {
+    const c = parseConfig({
+        ...minimal,
+        python: {
+            vllmVersion: "0.10.1+gptoss",
+            extraIndexUrls: ["https://wheels.vllm.ai/gpt-oss/", "https://download.pytorch.org/whl/nightly/cu128"],
+            indexStrategy: "unsafe-best-match",
+        },
+    });
+    t.is(c.python.vllmVersion, "0.10.1+gptoss");
+    t.is(c.python.extraIndexUrls.length, 2);
+    t.is(c.python.indexStrategy, "unsafe-best-match");
+});
+
+test("an unknown tier is rejected naming the field and the value", (t) => {
+    const [p] = problemsOf({ ...minimal, gpu: { tier: "8gb" } });
+    t.regex(p, /^gpu\.tier: "8gb" /);
+});
+
+test("a port out of range is rejected naming the field and the value", (t) => {
+    const [p] = problemsOf({ ...minimal, server: { port: 70000 } });
+    t.regex(p, /^server\.port: 70000 /);
+});
+
+test("gpu-memory-utilization above 1 is rejected because vLLM refuses it", (t) => {
+    const [p] = problemsOf({ ...minimal, gpu: { gpuMemoryUtilization: 1.2 } });
+    t.regex(p, /^gpu\.gpuMemoryUtilization: 1\.2 .*<=1/);
+});
+
+test("the root directory as the venv path is rejected", (t) => {
+    const [p] = problemsOf({ ...minimal, python: { venvPath: "/" } });
+    t.regex(p, /^python\.venvPath: "\/" is a system or home directory/);
+});
+
+test("a home directory as the venv path is rejected", (t) => {
+    const [p] = problemsOf({ ...minimal, python: { venvPath: "/home/alice" } });
+    t.regex(p, /^python\.venvPath: "\/home\/alice" is a system or home directory/);
+});
+
+test("a relative venv path is rejected", (t) => {
+    const [p] = problemsOf({ ...minimal, python: { venvPath: "venv" } });
+    t.regex(p, /^python\.venvPath: "venv" must be an absolute, normalized path/);
+});
+
+test("a model cache inside the venv is rejected", (t) => {
+    const [p] = problemsOf({ ...minimal, python: { venvPath: "/opt/v" }, model: { revision, cacheDir: "/opt/v/hf" } });
+    t.regex(p, /^model\.cacheDir: "\/opt\/v\/hf" overlaps python\.venvPath/);
+});
+
+test("a non-loopback host without an API key is rejected", (t) => {
+    const [p] = problemsOf({ ...minimal, server: { host: "0.0.0.0" } });
+    t.regex(p, /^apiKey: \(secret\) is required when server\.host is "0\.0\.0\.0"/);
+});
+
+test("a non-loopback host with an API key is accepted", (t) => {
+    const c = parseConfig({ ...minimal, server: { host: "0.0.0.0" }, apiKey: "k".repeat(32) });
+    t.is(c.server.host, "0.0.0.0");
+});
+
+test("a short API key is rejected without quoting it", (t) => {
+    const [p] = problemsOf({ ...minimal, apiKey: "hunter2" });
+    t.regex(p, /^apiKey: \(secret\) .*16/);
+    t.false(p.includes("hunter2"));
+});
+
+test("a malformed revision is rejected naming the field and the value", (t) => {
+    const [p] = problemsOf({ model: { revision: "main" } });
+    t.regex(p, /^model\.revision: "main" must be a full 40-character commit hash/);
+});
+
+test("a missing revision is rejected", (t) => {
+    const [p] = problemsOf({});
+    t.regex(p, /^model: \(not set\)|^model\.revision: \(not set\)/);
+});
+
+test("an unknown option is rejected", (t) => {
+    const [p] = problemsOf({ ...minimal, sever: { port: 1 } });
+    t.regex(p, /^sever: \{"port":1\} is not an option of this stack/);
+});
+
+test("docker over ssh is rejected because the Docker provider talks to the local engine", (t) => {
+    const [p] = problemsOf({ ...minimal, runtime: "docker", target: { kind: "ssh", host: "ws1" } });
+    t.regex(p, /^runtime: "docker" runs through the Docker engine/);
+});
+
+test("an ssh target gets port 22 and user root by default", (t) => {
+    const c = parseConfig({ ...minimal, target: { kind: "ssh", host: "ws1.lan" } });
+    t.deepEqual(c.target, { kind: "ssh", host: "ws1.lan", port: 22, user: "root", privateKeyPath: null, hostKey: null });
+});
+
+test("every problem is reported at once, each starting with its path", (t) => {
+    const problems = problemsOf({
+        model: { revision: "abc" },
+        server: { host: "0.0.0.0", port: 0 },
+        gpu: { tier: "8gb", gpuMemoryUtilization: 1.5 },
+        python: { venvPath: "/" },
+    });
+    const paths = problems.map((p) => p.split(":")[0]).sort();
+    t.deepEqual(paths, ["gpu.gpuMemoryUtilization", "gpu.tier", "model.revision", "python.venvPath", "server.port"]);
+});
+
+test("the error message lists every problem under one heading", (t) => {
+    const err = t.throws(() => parseConfig({ model: { revision: "x" }, server: { port: -1 } }), { instanceOf: ConfigError });
+    t.regex(err!.message, /^invalid stack config \(2 problems\):\n  - model\.revision: "x" .*\n  - server\.port: -1 /);
+});
