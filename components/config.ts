@@ -111,6 +111,11 @@ export const Model = z
                 }),
             })
             .prefault({}),
+        /**
+         * Files of the repository not to download. Default: gpt-oss's original/ and metal/ copies of the
+         * weights, which vLLM never reads (another 27 GB).
+         */
+        exclude: z.array(z.string().min(1)).default(["original/*", "metal/*"]),
         /** Keep the downloaded model on destroy (it is large and slow to fetch again). Default false. */
         keepOnDestroy: bool().default(false),
     });
@@ -134,6 +139,10 @@ export const Gpu = z
         maxNumBatchedTokens: num().int().min(16).nullable().default(null),
         /** Skip CUDA graphs. null (auto): on when offloading or tight on VRAM. */
         enforceEager: bool().nullable().default(null),
+        /** VLLM_ATTENTION_BACKEND. null (auto): TRITON_ATTN on Ampere, Ada and consumer Blackwell; see planner.ts. */
+        attentionBackend: z.enum(["TRITON_ATTN", "FLASH_ATTN", "FLASHINFER"]).nullable().default(null),
+        /** --kv-cache-dtype. null (auto): "auto" (bf16); "fp8" only where the card supports it. */
+        kvCacheDtype: z.enum(["auto", "fp8"]).nullable().default(null),
     })
     .prefault({});
 

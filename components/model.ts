@@ -25,14 +25,17 @@ export function layout(model: ModelConfig) {
 // Runs with the venv's Python (huggingface_hub comes with vLLM). Compares every file of the snapshot
 // with the Hub's metadata for the pinned revision: sha256 for LFS files, the git blob id for the rest.
 const verifyPy = String.raw`
-import hashlib, json, os, sys
+import fnmatch, hashlib, json, os, sys
 from huggingface_hub import HfApi
 repo, rev, snapshot, manifest = sys.argv[1:5]
+exclude = sys.argv[5:]
 info = HfApi().model_info(repo, revision=rev, files_metadata=True)
 if info.sha != rev:
     sys.exit("the endpoint answered revision %s for %s, not the pinned %s" % (info.sha, repo, rev))
 entries, bad = [], []
 for s in info.siblings:
+    if any(fnmatch.fnmatch(s.rfilename, p) for p in exclude):
+        continue
     f = os.path.join(snapshot, s.rfilename)
     if not os.path.exists(f):
         bad.append("%s: missing" % s.rfilename); continue
@@ -102,9 +105,9 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
             `)" != ${q(`model=${model.revision} files=verified`)} ]; then`,
             `  ${say(`downloading ${model.repo}@${model.revision} into ${model.cacheDir}${model.endpoint ? ` from ${model.endpoint}` : ""}`)}`,
             // hf resumes partial blobs (*.incomplete) itself, so a rerun after a kill fetches only the rest.
-            `  ${hfEnv} ${q(`${venvPath}/bin/hf`)} download ${q(model.repo)} --revision ${q(model.revision)} --cache-dir ${q(model.cacheDir)} >/dev/null`,
+            `  ${hfEnv} ${q(`${venvPath}/bin/hf`)} download ${q(model.repo)} --revision ${q(model.revision)} --cache-dir ${q(model.cacheDir)}${model.exclude.length ? ` --exclude ${model.exclude.map(q).join(" ")}` : ""} >/dev/null`,
             `  ${say("verifying checksums")}`,
-            `  if ! ${hfEnv} ${q(`${venvPath}/bin/python`)} - ${q(model.repo)} ${q(model.revision)} ${q(l.snapshot)} ${q(l.manifest)} <<'VLLM_WS_PY'`,
+            `  if ! ${hfEnv} ${q(`${venvPath}/bin/python`)} - ${q(model.repo)} ${q(model.revision)} ${q(l.snapshot)} ${q(l.manifest)} ${model.exclude.map(q).join(" ")} <<'VLLM_WS_PY'`,
             verifyPy.trim(),
             `VLLM_WS_PY`,
             `  then`,

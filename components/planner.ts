@@ -1,0 +1,711 @@
+// The VRAM planner: from a card (detected, or a tier preset) and the user's overrides to vLLM's
+// memory knobs for openai/gpt-oss-20b. Pure: no I/O, same input -> same plan, so `pulumi preview`
+// and the doctor agree and the tests can pin every branch.
+//
+// Facts this file relies on, and where they were checked (vLLM 0.10.1-0.12 era, the releases the
+// stack installs):
+//  - Flags: --gpu-memory-utilization (share of the card's TOTAL memory, 0 < x <= 1; vLLM rejects >1),
+//    --cpu-offload-gb (GiB of weights kept in host RAM, streamed each forward pass), --enforce-eager
+//    (no CUDA graphs), --max-model-len, --max-num-seqs, --max-num-batched-tokens (vLLM requires it
+//    >= max-num-seqs), --kv-cache-dtype {auto, fp8, ...}.
+//  - At startup vLLM V1 refuses to run when the card's free memory is below utilization x total
+//    ("Free memory on device ... is less than desired GPU memory utilization"), so on WSL2, where the
+//    Windows desktop holds part of the same card, utilization must be planned from FREE memory.
+//  - CUDA graphs are captured after the KV cache is sized, outside the utilization budget, so their
+//    memory must fit in what the budget leaves free.
+//  - Attention backend. gpt-oss has attention sinks. vLLM's FlashAttention backend supports sinks only
+//    with FlashAttention 3 (vllm/v1/attention/backends/fa_utils.py: flash_attn_supports_sinks() is
+//    `get_flash_attn_version() == 3`, and FA3 is picked only for device major 9 = Hopper); on an RTX
+//    4090 FLASH_ATTN fails with "Sinks are only supported in FlashAttention 3" (vllm-project/vllm#22331).
+//    FlashInfer handles sinks only through its TRT-LLM kernels on sm_100 ("FlashInfer backend currently
+//    does not support attention sinks" otherwise, vllm-project/vllm#30919). The gpt-oss recipe
+//    (vllm-project/recipes OpenAI/GPT-OSS.md) says Ampere runs "using the TRITON_ATTN attention backend
+//    and Marlin MXFP4 MoE", and sends H100/H200 and B200 to its Hopper/Blackwell configs. Hence:
+//    sm_80-sm_89 and consumer Blackwell sm_120 -> TRITON_ATTN, sm_90 -> FLASH_ATTN (FA3),
+//    sm_100 -> FLASHINFER.
+//    Selecting it: vLLM <= 0.12 reads the env VLLM_ATTENTION_BACKEND (0.10.x also accepted
+//    "TRITON_ATTN_VLLM_V1"); vllm-project/vllm#26315 added --attention-backend / --attention-config.backend
+//    and deprecated the env var (warned "will be removed in v0.14.0"); later releases ignore it. The
+//    plan names the backend; the component that writes the service decides env or flag by version.
+//  - MXFP4: vLLM's Mxfp4Config.get_min_capability() is 80; below Ampere there is no MXFP4 MoE kernel
+//    (the Marlin path that runs it on sm_80-sm_89 needs Ampere tensor cores), and bf16 itself needs sm_80.
+//  - fp8 KV cache: vLLM's CudaPlatform.supports_fp8() is capability >= 8.9, and Triton's fp8e4nv type
+//    (which TRITON_ATTN uses for an fp8 cache) does not exist before sm_89; FA3's fp8 path is Hopper-only.
+//  - CPU offload under WSL2: vLLM disables pinned memory when uname says "microsoft", and its V1 engine
+//    asserts "V1 CPU offloading requires uva (pin memory) support" (is_uva_available() is
+//    is_pin_memory_available()). vllm-project/vllm#41496 (merged 2026-05) lets WSL2 kernels >= 4.19.121
+//    pin memory with VLLM_WSL2_ENABLE_PIN_MEMORY=1; older releases (0.11.x included) have no switch.
+//    CUDA graphs only capture host-to-device copies from pinned memory, so offloading also means eager
+//    mode unless pinning works. And --cpu-offload-gb was measured to take ~1.9x the host RAM it asks
+//    for (vllm-project/vllm#56410).
+import { ComputeCapability, compareComputeCap, parseComputeCap, smName } from "./gpu";
+
+const GIB = 1024 ** 3;
+const KIB = 1024;
+
+/** The model, from openai/gpt-oss-20b's config.json and vLLM's own load log. */
+export const GPT_OSS_20B = {
+    repo: "openai/gpt-oss-20b",
+    /** max_position_embeddings; vLLM refuses a longer --max-model-len. */
+    maxModelLen: 131072,
+    /**
+     * GPU memory once loaded: MXFP4 MoE experts (4.25 bits/param) + bf16 attention, router, embeddings and
+     * lm_head. vLLM logs "Model loading took 12.8848 GiB" on an RTX 3090 (vllm-project/vllm#22331).
+     */
+    weightsGiB: 12.9,
+    /** 24 layers alternating sliding (even) and full (odd) attention. */
+    fullAttentionLayers: 12,
+    slidingAttentionLayers: 12,
+    slidingWindow: 128,
+    numKvHeads: 8,
+    headDim: 64,
+    vocabSize: 201088,
+    /** The three model-*.safetensors files (4.79 + 4.80 + 4.17 GB); vLLM skips original/ and metal/. */
+    downloadBytes: 13.8e9,
+} as const;
+
+/**
+ * The planner's constants, each an estimate with its reason. All in GiB unless named otherwise.
+ * They are deliberately a little pessimistic: a plan that leaves 300 MiB unused costs a few thousand
+ * tokens of KV cache; one that is 300 MiB short does not start.
+ */
+export const PLANNER_CONSTANTS = {
+    /** CUDA context, cuBLAS workspaces and other non-torch allocations of the engine process. */
+    cudaContextGiB: 0.6,
+    /**
+     * Piecewise CUDA graphs for the default capture sizes (up to 512): vLLM logs ~0.3-1 GiB for a
+     * model this size. Zero with --enforce-eager.
+     */
+    cudaGraphsGiB: 0.75,
+    /** Peak activations of the profile run: fixed part ... */
+    activationBaseGiB: 0.15,
+    /**
+     * ... plus per scheduled token: the fused-MoE intermediate caches are top-4 x (2x2880 + 2x2880) bf16
+     * values (~90 KiB) and attention adds a few KiB. 8192 tokens -> 0.75 GiB, 2048 -> 0.19 GiB.
+     */
+    activationPerBatchedTokenBytes: 96 * KIB,
+    /** ... plus per sequence: the sampler's fp32 logits and probabilities over the 201088-token vocabulary. */
+    activationPerSeqBytes: 2 * GPT_OSS_20B.vocabSize * 4,
+    /** Kept free beyond the plan when the planner picks the utilization (fragmentation, a browser tab). */
+    safetyGiB: 0.3,
+    /** Upper bound for an automatic utilization: vLLM's own examples stop at 0.95. */
+    maxAutoUtilization: 0.95,
+    /**
+     * What the Windows desktop and its apps hold on the card when a tier is planned without the card
+     * at hand (WSL2 shares the card with Windows; 0.3-1.3 GiB is typical).
+     */
+    displayReserveMiB: 1024,
+    /** Host RAM of vLLM itself: API server + engine core processes, torch, CUDA host libraries, tokenizer. */
+    hostBaseGiB: 5,
+    /** Host RAM per GiB offloaded (vllm-project/vllm#56410 measured ~1.9x). */
+    hostPerOffloadedGiB: 2,
+    /** Below this many KV tokens, CUDA graphs' memory is worth more as KV cache: go eager. */
+    tightKvTokens: 65536,
+    /** Automatic context lengths, longest first; 32768 is the default cap (config: "capped at 32768 unless set"). */
+    contextLadder: [32768, 16384, 8192, 4096],
+    /** The recipe's recommended --max-num-batched-tokens; the tight profile uses less to cut activations. */
+    roomyBatchedTokens: 8192,
+    tightBatchedTokens: 2048,
+    /** Sequences are sized so each gets about this many tokens of KV on average. */
+    tokensPerSeq: 4096,
+    /** vLLM's KV block size on CUDA; the sliding-window layers keep window + one block per request. */
+    blockSize: 16,
+} as const;
+
+export type Tier = "auto" | "12gb" | "16gb" | "24gb";
+export const TIERS: readonly Tier[] = ["auto", "12gb", "16gb", "24gb"];
+export type AttentionBackend = "TRITON_ATTN" | "FLASH_ATTN" | "FLASHINFER";
+export const ATTENTION_BACKENDS: readonly AttentionBackend[] = ["TRITON_ATTN", "FLASH_ATTN", "FLASHINFER"];
+export type KvCacheDtype = "auto" | "fp8";
+export const KV_CACHE_DTYPES: readonly KvCacheDtype[] = ["auto", "fp8"];
+
+/**
+ * Named tiers stand for the smallest common card of that size (RTX 4070 12282 MiB, RTX 4080 16376 MiB,
+ * RTX 4090 24564 MiB) with the Windows desktop's share already taken.
+ */
+export const TIER_PRESETS: Readonly<Record<Exclude<Tier, "auto">, { readonly memoryTotalMiB: number }>> = {
+    "12gb": { memoryTotalMiB: 12282 },
+    "16gb": { memoryTotalMiB: 16376 },
+    "24gb": { memoryTotalMiB: 24564 },
+};
+
+/** The card to plan for, as gpu.ts parses it from nvidia-smi. */
+export interface PlanGpu {
+    readonly name: string;
+    readonly memoryTotalMiB: number;
+    /**
+     * Free now. A caller that plans while the vLLM service already holds the card must add the service's
+     * share back, or the plan shrinks to fit around itself.
+     */
+    readonly memoryFreeMiB: number;
+    readonly computeCap: string;
+}
+
+/** The `gpu` section of the stack config: every knob null means "let the planner choose". */
+export interface PlanOptions {
+    readonly tier: Tier;
+    readonly maxModelLen: number | null;
+    readonly gpuMemoryUtilization: number | null;
+    readonly cpuOffloadGb: number | null;
+    readonly maxNumSeqs: number | null;
+    readonly maxNumBatchedTokens: number | null;
+    readonly enforceEager: boolean | null;
+    readonly attentionBackend: AttentionBackend | null;
+    readonly kvCacheDtype: KvCacheDtype | null;
+}
+
+export const AUTO_OPTIONS: PlanOptions = {
+    tier: "auto",
+    maxModelLen: null,
+    gpuMemoryUtilization: null,
+    cpuOffloadGb: null,
+    maxNumSeqs: null,
+    maxNumBatchedTokens: null,
+    enforceEager: null,
+    attentionBackend: null,
+    kvCacheDtype: null,
+};
+
+export interface PlanInput {
+    /** GPU 0 as detected; null when nvidia-smi found none (then only a named tier can plan). */
+    readonly gpu: PlanGpu | null;
+    /** Missing fields are null (auto). */
+    readonly options?: Partial<PlanOptions>;
+    /** The workstation runs WSL2 (the product's target). Default true. */
+    readonly wsl?: boolean;
+}
+
+/** Where the card's memory goes under the plan, in GiB (2 decimals). */
+export interface MemoryBreakdown {
+    readonly totalGiB: number;
+    /** Held by Windows and other processes before vLLM starts (total - free). */
+    readonly othersGiB: number;
+    /** gpu-memory-utilization x total: what vLLM sizes weights + activations + KV cache into. */
+    readonly budgetGiB: number;
+    readonly weightsGiB: number;
+    readonly offloadedGiB: number;
+    readonly activationsGiB: number;
+    readonly kvCacheGiB: number;
+    /** Full-attention tokens the KV cache holds (across all running sequences). */
+    readonly kvCacheTokens: number;
+    readonly cudaGraphsGiB: number;
+    readonly cudaContextGiB: number;
+    /** Free memory left once vLLM is up (free - context - graphs - budget). */
+    readonly headroomGiB: number;
+}
+
+export interface Plan {
+    readonly model: typeof GPT_OSS_20B.repo;
+    readonly tier: Tier;
+    readonly gpu: {
+        readonly name: string;
+        readonly memoryTotalMiB: number;
+        readonly memoryFreeMiB: number;
+        readonly computeCap: string;
+        /** "detected": the card itself; "tier": a preset (free memory and maybe the capability assumed). */
+        readonly source: "detected" | "tier";
+    };
+    readonly gpuMemoryUtilization: number;
+    readonly cpuOffloadGb: number;
+    readonly maxModelLen: number;
+    readonly maxNumSeqs: number;
+    readonly maxNumBatchedTokens: number;
+    readonly enforceEager: boolean;
+    readonly attentionBackend: AttentionBackend;
+    readonly kvCacheDtype: KvCacheDtype;
+    /**
+     * Offloaded weights must sit in pinned host memory (vLLM's V1 engine asserts it). Under WSL2 that needs
+     * VLLM_WSL2_ENABLE_PIN_MEMORY=1 and a vLLM release that knows it; see the warning.
+     */
+    readonly requiresPinnedMemory: boolean;
+    readonly memory: MemoryBreakdown;
+    /** Host RAM vLLM needs: hostBaseGiB + hostPerOffloadedGiB x offload. */
+    readonly hostMemoryGiB: number;
+    /** Why the automatic choices came out as they did. */
+    readonly notes: string[];
+    readonly warnings: string[];
+}
+
+export type PlanResult = { readonly ok: true; readonly plan: Plan } | { readonly ok: false; readonly errors: string[] };
+
+/** The card as the planner sees it, after the tier is applied. */
+interface Card {
+    readonly name: string;
+    readonly totalMiB: number;
+    readonly freeMiB: number;
+    readonly cc: ComputeCapability;
+    readonly source: "detected" | "tier";
+    readonly assumedCc: boolean;
+}
+
+interface Knobs {
+    readonly util: number;
+    readonly offload: number;
+    readonly eager: boolean;
+    readonly batched: number;
+    readonly seqs: number;
+    readonly kvDtype: KvCacheDtype;
+}
+
+interface Fit {
+    readonly budget: number;
+    readonly weights: number;
+    readonly activations: number;
+    readonly kv: number;
+    /** KV reserved for the sliding-window layers of one in-flight prefill chunk. */
+    readonly sliding: number;
+    readonly kvTokens: number;
+    readonly graphs: number;
+    readonly headroom: number;
+}
+
+const C = PLANNER_CONSTANTS;
+const ASSUMED_CC: ComputeCapability = { major: 8, minor: 6 };
+const MIN_CC: ComputeCapability = { major: 8, minor: 0 };
+const FP8_CC: ComputeCapability = { major: 8, minor: 9 };
+
+const round2 = (x: number): number => Math.round(x * 100) / 100;
+const floor2 = (x: number): number => Math.floor(x * 100 + 1e-9) / 100;
+const gib = (mib: number): number => mib / 1024;
+const fmt = (x: number): string => x.toFixed(2);
+const q = (v: unknown): string => JSON.stringify(v);
+const pow2floor = (x: number): number => (x < 1 ? 0 : 2 ** Math.floor(Math.log2(x)));
+
+/** Bytes of KV cache per token of context, over the 12 full-attention layers (K and V, 8 heads x 64). */
+export function kvBytesPerToken(dtype: KvCacheDtype): number {
+    const bytes = dtype === "fp8" ? 1 : 2;
+    return GPT_OSS_20B.fullAttentionLayers * 2 * GPT_OSS_20B.numKvHeads * GPT_OSS_20B.headDim * bytes;
+}
+
+function kvGiB(tokens: number, dtype: KvCacheDtype): number {
+    return (tokens * kvBytesPerToken(dtype)) / GIB;
+}
+
+function activationsGiB(batched: number, seqs: number): number {
+    return C.activationBaseGiB + (batched * C.activationPerBatchedTokenBytes + seqs * C.activationPerSeqBytes) / GIB;
+}
+
+function graphsGiB(eager: boolean): number {
+    return eager ? 0 : C.cudaGraphsGiB;
+}
+
+/** Sliding layers hold window + one block per request, and a whole prefill chunk while it runs. */
+function slidingGiB(batched: number, dtype: KvCacheDtype): number {
+    // Same layer count and shape as the full layers, so the per-token size is the same.
+    return kvGiB(GPT_OSS_20B.slidingWindow + C.blockSize + batched, dtype);
+}
+
+function fit(card: Card, k: Knobs): Fit {
+    const total = gib(card.totalMiB);
+    const free = gib(card.freeMiB);
+    const budget = k.util * total;
+    const weights = GPT_OSS_20B.weightsGiB - k.offload;
+    const activations = activationsGiB(k.batched, k.seqs);
+    const kv = budget - weights - activations;
+    const sliding = slidingGiB(k.batched, k.kvDtype);
+    const kvTokens = Math.max(0, Math.floor(((kv - sliding) * GIB) / kvBytesPerToken(k.kvDtype)));
+    const graphs = graphsGiB(k.eager);
+    return { budget, weights, activations, kv, sliding, kvTokens, graphs, headroom: free - C.cudaContextGiB - graphs - budget };
+}
+
+/** The most vLLM may ask for and still pass its startup free-memory check, with graphs captured after. */
+function startupUtilizationCap(card: Card, eager: boolean, margin: number): number {
+    return floor2((gib(card.freeMiB) - C.cudaContextGiB - graphsGiB(eager) - margin) / gib(card.totalMiB));
+}
+
+function autoUtilization(card: Card, eager: boolean): number {
+    return Math.max(0, Math.min(C.maxAutoUtilization, startupUtilizationCap(card, eager, C.safetyGiB)));
+}
+
+/** Whole GiB to offload so that `targetTokens` of context fit beside the rest; 0 when they already do. */
+function autoOffload(card: Card, k: Omit<Knobs, "offload">, targetTokens: number): number {
+    const budget = k.util * gib(card.totalMiB);
+    const need =
+        GPT_OSS_20B.weightsGiB +
+        activationsGiB(k.batched, k.seqs) +
+        slidingGiB(k.batched, k.kvDtype) +
+        kvGiB(targetTokens, k.kvDtype) -
+        budget;
+    // A quarter GiB of slack, then whole GiB: the estimate is an estimate, and "4" reads better than "3.27".
+    return need <= 0 ? 0 : Math.ceil(need + 0.25);
+}
+
+export function autoAttentionBackend(cc: ComputeCapability): AttentionBackend {
+    if (cc.major === 9) return "FLASH_ATTN";
+    if (cc.major === 10) return "FLASHINFER";
+    return "TRITON_ATTN";
+}
+
+/** Why `backend` cannot run gpt-oss on `cc`, or null when it can. */
+function backendProblem(backend: AttentionBackend, cc: ComputeCapability): string | null {
+    if (backend === "FLASH_ATTN" && cc.major !== 9) {
+        return `needs FlashAttention 3 for gpt-oss's attention sinks, which vLLM runs only on Hopper (sm_90); this card is ${smName(cc)}: use "TRITON_ATTN"`;
+    }
+    if (backend === "FLASHINFER" && cc.major !== 10) {
+        return `runs gpt-oss's attention sinks only through FlashInfer's TRT-LLM kernels on sm_100; this card is ${smName(cc)}: use "${autoAttentionBackend(cc)}"`;
+    }
+    return null;
+}
+
+export function supportsFp8KvCache(cc: ComputeCapability): boolean {
+    return compareComputeCap(cc, FP8_CC) >= 0;
+}
+
+/** The rejection message for a card below sm_80, shared with preflight so both say the same thing. */
+export function computeCapabilityProblem(name: string, computeCap: string): string | null {
+    const cc = parseComputeCap(computeCap);
+    if (cc === null) return `gpu: ${q(name)} reports compute capability ${q(computeCap)}, which is not MAJOR.MINOR`;
+    if (compareComputeCap(cc, MIN_CC) >= 0) return null;
+    return (
+        `gpu: ${q(name)} has compute capability ${computeCap} (${smName(cc)}); gpt-oss-20b needs sm_80 or newer: ` +
+        `vLLM's MXFP4 MoE path (Marlin) starts at Ampere and bf16 needs sm_80. Use an RTX 30xx or newer card`
+    );
+}
+
+function resolveCard(gpu: PlanGpu | null, tier: Tier, errors: string[]): Card | null {
+    if (tier === "auto") {
+        if (gpu === null) {
+            errors.push(
+                `gpu.tier: "auto" needs a detected GPU, but nvidia-smi reported none: fix the driver, or plan for a card size with gpu.tier "12gb", "16gb" or "24gb"`,
+            );
+            return null;
+        }
+        const cc = parseComputeCap(gpu.computeCap);
+        if (cc === null) return null; // computeCapabilityProblem reports it
+        return { name: gpu.name, totalMiB: gpu.memoryTotalMiB, freeMiB: gpu.memoryFreeMiB, cc, source: "detected", assumedCc: false };
+    }
+    const preset = TIER_PRESETS[tier];
+    const freeMiB = preset.memoryTotalMiB - C.displayReserveMiB;
+    if (gpu === null) {
+        return {
+            name: `a ${tier.replace("gb", " GB")} card`,
+            totalMiB: preset.memoryTotalMiB,
+            freeMiB,
+            cc: ASSUMED_CC,
+            source: "tier",
+            assumedCc: true,
+        };
+    }
+    const cc = parseComputeCap(gpu.computeCap);
+    if (cc === null) return null;
+    // 2% slack: the same card model reports a few MiB less on some drivers and boards.
+    if (gpu.memoryTotalMiB < preset.memoryTotalMiB * 0.98) {
+        errors.push(
+            `gpu.tier: ${q(tier)} plans for ${preset.memoryTotalMiB} MiB, but ${q(gpu.name)} has ${gpu.memoryTotalMiB} MiB: use "auto" or a smaller tier`,
+        );
+        return null;
+    }
+    return { name: gpu.name, totalMiB: preset.memoryTotalMiB, freeMiB, cc, source: "tier", assumedCc: false };
+}
+
+const isInt = (x: number): boolean => Number.isInteger(x);
+
+/** Range and type checks that need no memory model. */
+function checkOptions(o: PlanOptions): string[] {
+    const errors: string[] = [];
+    if (!TIERS.includes(o.tier)) errors.push(`gpu.tier: ${q(o.tier)} is not one of ${TIERS.map((t) => q(t)).join(", ")}`);
+    const u = o.gpuMemoryUtilization;
+    if (u !== null && !(Number.isFinite(u) && u > 0 && u <= 1)) {
+        errors.push(`gpu.gpuMemoryUtilization: ${q(u)} is outside (0, 1]: it is a share of the card, and vLLM rejects more than all of it`);
+    }
+    const off = o.cpuOffloadGb;
+    if (off !== null) {
+        if (!(Number.isFinite(off) && off >= 0)) errors.push(`gpu.cpuOffloadGb: ${q(off)} must be a number of GiB, 0 or more`);
+        else if (off > GPT_OSS_20B.weightsGiB) {
+            errors.push(`gpu.cpuOffloadGb: ${q(off)} is more than the ${GPT_OSS_20B.weightsGiB} GiB of weights gpt-oss-20b has`);
+        }
+    }
+    const len = o.maxModelLen;
+    if (len !== null && !(isInt(len) && len >= 256 && len <= GPT_OSS_20B.maxModelLen)) {
+        errors.push(`gpu.maxModelLen: ${q(len)} must be a whole number from 256 to ${GPT_OSS_20B.maxModelLen} (gpt-oss-20b's longest context)`);
+    }
+    const seqs = o.maxNumSeqs;
+    if (seqs !== null && !(isInt(seqs) && seqs >= 1 && seqs <= 1024)) {
+        errors.push(`gpu.maxNumSeqs: ${q(seqs)} must be a whole number from 1 to 1024`);
+    }
+    const bt = o.maxNumBatchedTokens;
+    if (bt !== null && !(isInt(bt) && bt >= 16)) errors.push(`gpu.maxNumBatchedTokens: ${q(bt)} must be a whole number, 16 or more`);
+    if (bt !== null && seqs !== null && isInt(bt) && isInt(seqs) && bt < seqs) {
+        errors.push(`gpu.maxNumBatchedTokens: ${bt} is less than gpu.maxNumSeqs ${seqs}; vLLM requires at least one token per sequence per step`);
+    }
+    if (o.attentionBackend !== null && !ATTENTION_BACKENDS.includes(o.attentionBackend)) {
+        errors.push(`gpu.attentionBackend: ${q(o.attentionBackend)} is not one of ${ATTENTION_BACKENDS.map((b) => q(b)).join(", ")}`);
+    }
+    if (o.kvCacheDtype !== null && !KV_CACHE_DTYPES.includes(o.kvCacheDtype)) {
+        errors.push(`gpu.kvCacheDtype: ${q(o.kvCacheDtype)} is not one of ${KV_CACHE_DTYPES.map((d) => q(d)).join(", ")}`);
+    }
+    return errors;
+}
+
+interface Profile {
+    readonly name: "roomy" | "tight" | "tight-fp8" | "offload";
+    readonly eager: boolean;
+    readonly batched: number;
+    /** Sequences assumed while sizing (activations); the final count is derived from the KV cache. */
+    readonly seqsCap: number;
+    readonly ctxCap: number;
+    readonly kvDtype: KvCacheDtype;
+    readonly offload: boolean;
+}
+
+/** Tried in order; the first that fits wins. Each step costs speed to buy memory. */
+const PROFILES: readonly Profile[] = [
+    // CUDA graphs, big prefill chunks: 24 GB cards and up.
+    { name: "roomy", eager: false, batched: C.roomyBatchedTokens, seqsCap: 256, ctxCap: 32768, kvDtype: "auto", offload: false },
+    // Graph memory and activations handed to the KV cache: 16 GB cards.
+    { name: "tight", eager: true, batched: C.tightBatchedTokens, seqsCap: 16, ctxCap: 32768, kvDtype: "auto", offload: false },
+    // Half-size KV cache instead of offloading weights, where the card has fp8.
+    { name: "tight-fp8", eager: true, batched: C.tightBatchedTokens, seqsCap: 16, ctxCap: 32768, kvDtype: "fp8", offload: false },
+    // Weights in host RAM, streamed over PCIe every step: 12 GB cards. Short context, few sequences.
+    { name: "offload", eager: true, batched: C.tightBatchedTokens, seqsCap: 4, ctxCap: 8192, kvDtype: "auto", offload: true },
+];
+
+interface Trial {
+    readonly profile: Profile;
+    readonly knobs: Knobs;
+    readonly fit: Fit;
+    readonly accepted: boolean;
+}
+
+function trial(card: Card, o: PlanOptions, p: Profile): Trial {
+    const eager = o.enforceEager ?? p.eager;
+    const kvDtype = o.kvCacheDtype ?? p.kvDtype;
+    const seqs = o.maxNumSeqs ?? p.seqsCap;
+    // vLLM requires batched >= seqs; an explicit large maxNumSeqs lifts the automatic value.
+    const batched = o.maxNumBatchedTokens ?? Math.max(p.batched, seqs);
+    const util = o.gpuMemoryUtilization ?? autoUtilization(card, eager);
+    const target = o.maxModelLen ?? 2 * 8192;
+    const offload = o.cpuOffloadGb ?? (p.offload ? autoOffload(card, { util, eager, batched, seqs, kvDtype }, target) : 0);
+    const knobs: Knobs = { util, offload, eager, batched, seqs, kvDtype };
+    const f = fit(card, knobs);
+    const needTokens =
+        o.maxModelLen ??
+        (p.name === "roomy" ? C.tightKvTokens : p.offload ? Math.min(...C.contextLadder) : 2 * 8192);
+    // The roomy profile also has to clear the "tight" bar with an explicit context: below it, graph
+    // memory is better spent on KV cache.
+    const bar = p.name === "roomy" ? Math.max(needTokens, C.tightKvTokens) : needTokens;
+    const accepted = offload <= GPT_OSS_20B.weightsGiB && f.kv > f.sliding && f.kvTokens >= bar;
+    return { profile: p, knobs, fit: f, accepted };
+}
+
+function profileAllowed(p: Profile, o: PlanOptions, card: Card, backend: AttentionBackend): boolean {
+    // fp8 only where the card has it and nothing else would do; never when the user chose a dtype.
+    if (p.name === "tight-fp8") return o.kvCacheDtype === null && supportsFp8KvCache(card.cc) && backendProblem(backend, card.cc) === null;
+    return true;
+}
+
+function autoContext(kvTokens: number, ctxCap: number): number {
+    const ladder = C.contextLadder.filter((l) => l <= ctxCap);
+    // Room for two full-length requests, so one long chat does not block the next.
+    return ladder.find((l) => 2 * l <= kvTokens) ?? ladder.find((l) => l <= kvTokens) ?? Math.min(...ladder);
+}
+
+/** When nothing fits: name every explicit option that stands in the way, with what would fit. */
+function diagnose(card: Card, o: PlanOptions, t: Trial): string[] {
+    const errors: string[] = [];
+    const { knobs: k, fit: f } = t;
+    const total = gib(card.totalMiB);
+    const needTokens = o.maxModelLen ?? Math.min(...C.contextLadder);
+    const kvNeed = kvGiB(needTokens, k.kvDtype);
+    const room = f.kv - f.sliding; // GiB left for full-attention KV
+    const share = `vLLM's share of ${q(card.name)} is ${fmt(f.budget)} GiB (gpu.gpuMemoryUtilization ${k.util} of ${fmt(total)} GiB)`;
+    const offloadNeeded = Math.ceil((GPT_OSS_20B.weightsGiB + f.activations + f.sliding + kvNeed - f.budget) * 100) / 100;
+    if (o.cpuOffloadGb !== null && room < kvNeed && offloadNeeded > o.cpuOffloadGb) {
+        const ctx = o.maxModelLen !== null ? `${fmt(kvNeed)} GiB of KV cache for gpu.maxModelLen ${o.maxModelLen}` : `the shortest context (${needTokens} tokens)`;
+        errors.push(
+            `gpu.cpuOffloadGb: ${o.cpuOffloadGb} keeps ${fmt(f.weights)} GiB of weights on the GPU, but ${share}, ` +
+                `which must also hold ${fmt(f.activations)} GiB of activations and ${ctx}: ` +
+                (offloadNeeded <= GPT_OSS_20B.weightsGiB ? `offload at least ${Math.ceil(offloadNeeded)} GiB, or leave it unset` : `no offload is enough`),
+        );
+    }
+    if (o.maxModelLen !== null && room < kvNeed) {
+        const fits = Math.floor(Math.max(0, room) * GIB / kvBytesPerToken(k.kvDtype) / 1024) * 1024;
+        errors.push(
+            `gpu.maxModelLen: ${o.maxModelLen} needs ${fmt(kvNeed)} GiB of KV cache, but ${q(card.name)} has ${fmt(Math.max(0, room))} GiB left ` +
+                `after ${fmt(f.weights)} GiB of weights (gpu.cpuOffloadGb ${k.offload}) and ${fmt(f.activations)} GiB of activations: ` +
+                (fits >= 256 ? `use ${fits} or less` : `no context fits`) +
+                (o.cpuOffloadGb !== null ? `, or offload more weights` : ``),
+        );
+    }
+    if (o.gpuMemoryUtilization !== null && room < kvNeed) {
+        const best = autoUtilization(card, k.eager);
+        if (o.gpuMemoryUtilization < best) {
+            errors.push(
+                `gpu.gpuMemoryUtilization: ${o.gpuMemoryUtilization} gives vLLM ${fmt(f.budget)} GiB, less than ${fmt(f.weights)} GiB of weights + ` +
+                    `${fmt(f.activations)} GiB of activations + ${fmt(kvNeed)} GiB of KV cache: raise it to ${best} or leave it unset`,
+            );
+        }
+    }
+    if (o.maxNumBatchedTokens !== null && room < kvNeed && o.maxNumBatchedTokens > C.tightBatchedTokens) {
+        errors.push(
+            `gpu.maxNumBatchedTokens: ${o.maxNumBatchedTokens} needs ${fmt(f.activations)} GiB of activations, more than ${q(card.name)} can spare: ` +
+                `use ${C.tightBatchedTokens} or leave it unset`,
+        );
+    }
+    if (errors.length === 0) {
+        errors.push(
+            `gpu: ${q(card.name)} (${card.totalMiB} MiB, ${card.freeMiB} MiB free) is too small for gpt-oss-20b: ` +
+                `even with ${fmt(k.offload)} GiB of weights offloaded, ${share} and cannot hold a ${needTokens}-token context`,
+        );
+    }
+    return errors;
+}
+
+/** Plans vLLM's memory knobs for gpt-oss-20b. Every problem is reported at once, each prefixed by its option path. */
+export function plan(input: PlanInput): PlanResult {
+    const o: PlanOptions = { ...AUTO_OPTIONS, ...input.options };
+    const wsl = input.wsl ?? true;
+    const errors = checkOptions(o);
+    const numericOk = errors.length === 0;
+
+    if (input.gpu !== null) {
+        const ccProblem = computeCapabilityProblem(input.gpu.name, input.gpu.computeCap);
+        if (ccProblem !== null) {
+            errors.push(ccProblem);
+            return { ok: false, errors };
+        }
+    }
+    const card = TIERS.includes(o.tier) ? resolveCard(input.gpu, o.tier, errors) : null;
+    if (card === null) return { ok: false, errors };
+
+    const backend = o.attentionBackend ?? autoAttentionBackend(card.cc);
+    if (o.attentionBackend !== null) {
+        const problem = backendProblem(o.attentionBackend, card.cc);
+        if (problem !== null) errors.push(`gpu.attentionBackend: ${q(o.attentionBackend)} ${problem}`);
+    }
+    if (o.kvCacheDtype === "fp8" && !supportsFp8KvCache(card.cc)) {
+        errors.push(
+            `gpu.kvCacheDtype: "fp8" needs fp8 support (sm_89 or newer: Ada, Hopper, Blackwell); ${q(card.name)} is ${smName(card.cc)}: use "auto"`,
+        );
+    }
+    if (!numericOk) return { ok: false, errors };
+
+    // Explicit utilization above what vLLM's startup check allows: vLLM would refuse to start.
+    if (o.gpuMemoryUtilization !== null) {
+        const eager = o.enforceEager ?? false;
+        const cap = startupUtilizationCap(card, eager, 0);
+        if (o.gpuMemoryUtilization > cap) {
+            const total = gib(card.totalMiB);
+            errors.push(
+                `gpu.gpuMemoryUtilization: ${o.gpuMemoryUtilization} asks for ${fmt(o.gpuMemoryUtilization * total)} GiB of ${q(card.name)}, ` +
+                    `but only ${fmt(gib(card.freeMiB) - C.cudaContextGiB - graphsGiB(eager))} GiB is free once vLLM's CUDA context` +
+                    (eager ? `` : ` and CUDA graphs`) +
+                    ` are up (others hold ${fmt(total - gib(card.freeMiB))} GiB): vLLM refuses to start below its share; use ${cap} or less`,
+            );
+        }
+    }
+
+    const trials = PROFILES.filter((p) => profileAllowed(p, o, card, backend)).map((p) => trial(card, o, p));
+    const chosen = trials.find((t) => t.accepted);
+    if (chosen === undefined) return { ok: false, errors: [...errors, ...diagnose(card, o, trials[trials.length - 1])] };
+
+    // Settle the sequence count from the KV cache, then size the final breakdown with it.
+    const p = chosen.profile;
+    const seqs = o.maxNumSeqs ?? Math.max(1, Math.min(p.seqsCap, pow2floor(chosen.fit.kvTokens / C.tokensPerSeq)));
+    const knobs: Knobs = { ...chosen.knobs, seqs };
+    const f = fit(card, knobs);
+    const maxModelLen = o.maxModelLen ?? autoContext(f.kvTokens, p.ctxCap);
+    const requiresPinnedMemory = knobs.offload > 0;
+
+    if (wsl && requiresPinnedMemory && o.enforceEager === false) {
+        errors.push(
+            `gpu.enforceEager: false with ${knobs.offload} GiB of weights offloaded under WSL2: CUDA graphs capture host-to-GPU copies only from pinned memory, ` +
+                `which WSL2 withholds by default; leave it unset or set it to true`,
+        );
+    }
+    if (errors.length > 0) return { ok: false, errors };
+
+    const notes: string[] = [];
+    const warnings: string[] = [];
+    if (card.source === "tier") {
+        notes.push(
+            `planned for the ${o.tier} tier: ${card.totalMiB} MiB with ${C.displayReserveMiB} MiB assumed held by the Windows desktop` +
+                (card.assumedCc ? `; no card detected, compute capability assumed ${smName(card.cc)} (Ampere)` : ``),
+        );
+    }
+    if (o.gpuMemoryUtilization === null) {
+        notes.push(
+            `gpu-memory-utilization ${knobs.util}: what free memory allows after vLLM's CUDA context` +
+                (knobs.eager ? `` : `, CUDA graphs`) +
+                ` and ${C.safetyGiB} GiB of slack (vLLM refuses to start when free memory is below its share)`,
+        );
+    }
+    if (o.cpuOffloadGb === null && knobs.offload > 0) {
+        notes.push(`cpu-offload-gb ${knobs.offload}: ${GPT_OSS_20B.weightsGiB} GiB of weights do not fit beside a KV cache on this card`);
+    }
+    if (o.enforceEager === null && knobs.eager) {
+        notes.push(
+            knobs.offload > 0
+                ? `enforce-eager: offloaded weights are copied from host memory each step, which CUDA graphs cannot capture without pinned memory`
+                : `enforce-eager: VRAM is tight, so the ~${C.cudaGraphsGiB} GiB of CUDA graphs goes to the KV cache instead`,
+        );
+    }
+    if (o.kvCacheDtype === null && knobs.kvDtype === "fp8") {
+        notes.push(`kv-cache-dtype fp8: the bf16 cache does not fit the context without offloading weights; fp8 halves it (${smName(card.cc)} has fp8)`);
+    }
+    if (o.attentionBackend === null) {
+        notes.push(
+            backend === "TRITON_ATTN"
+                ? `attention backend TRITON_ATTN: FlashAttention supports gpt-oss's attention sinks only as FA3 on Hopper`
+                : backend === "FLASH_ATTN"
+                  ? `attention backend FLASH_ATTN: FlashAttention 3 handles gpt-oss's attention sinks on Hopper`
+                  : `attention backend FLASHINFER: TRT-LLM attention kernels handle the sinks on sm_100`,
+        );
+    }
+    if (requiresPinnedMemory) {
+        warnings.push(
+            `cpu offload keeps ${knobs.offload} GiB of weights in host RAM, read over PCIe on every forward pass: generation slows down, by how much depends on the PCIe link`,
+        );
+        if (wsl) {
+            warnings.push(
+                `cpu offload under WSL2 needs pinned memory: vLLM disables it when it detects WSL and its V1 engine then refuses ` +
+                    `--cpu-offload-gb ("V1 CPU offloading requires uva (pin memory) support"); releases with vllm-project/vllm#41496 ` +
+                    `accept VLLM_WSL2_ENABLE_PIN_MEMORY=1 (WSL2 kernel 4.19.121+), vLLM 0.11.x has no such switch`,
+            );
+        }
+    }
+    if (o.maxModelLen !== null && f.kvTokens < 2 * maxModelLen) {
+        warnings.push(`the KV cache holds ${f.kvTokens} tokens: one ${maxModelLen}-token request at a time runs at full length`);
+    }
+
+    const total = gib(card.totalMiB);
+    return {
+        ok: true,
+        plan: {
+            model: GPT_OSS_20B.repo,
+            tier: o.tier,
+            gpu: {
+                name: card.name,
+                memoryTotalMiB: card.totalMiB,
+                memoryFreeMiB: card.freeMiB,
+                computeCap: `${card.cc.major}.${card.cc.minor}`,
+                source: card.source,
+            },
+            gpuMemoryUtilization: knobs.util,
+            cpuOffloadGb: knobs.offload,
+            maxModelLen,
+            maxNumSeqs: seqs,
+            maxNumBatchedTokens: knobs.batched,
+            enforceEager: knobs.eager,
+            attentionBackend: backend,
+            kvCacheDtype: knobs.kvDtype,
+            requiresPinnedMemory,
+            memory: {
+                totalGiB: round2(total),
+                othersGiB: round2(total - gib(card.freeMiB)),
+                budgetGiB: round2(f.budget),
+                weightsGiB: round2(f.weights),
+                offloadedGiB: round2(knobs.offload),
+                activationsGiB: round2(f.activations),
+                kvCacheGiB: round2(f.kv),
+                kvCacheTokens: f.kvTokens,
+                cudaGraphsGiB: round2(f.graphs),
+                cudaContextGiB: C.cudaContextGiB,
+                headroomGiB: round2(f.headroom),
+            },
+            hostMemoryGiB: round2(C.hostBaseGiB + C.hostPerOffloadedGiB * knobs.offload),
+            notes,
+            warnings,
+        },
+    };
+}

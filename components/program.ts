@@ -1,0 +1,93 @@
+// The stack's program: parse the config, look at the workstation, plan for its card, and only then
+// declare resources. Every way this can fail (bad config, a Turing card, systemd off in WSL, too little
+// disk) fails here, before anything on the box changes.
+import * as fs from "fs";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import type { WorkstationConfig } from "./config";
+import { ConfigError } from "./config";
+import { Connection, runOrThrow } from "./host";
+import { AUTO_OPTIONS, PLANNER_CONSTANTS, plan, PlanInput, PlanResult } from "./planner";
+import { Check, Facts, gatherFacts, parseProbeOutput, runChecks, wslKind } from "./preflight";
+import { loadStackConfig } from "./stackConfig";
+import type { ServingPlan } from "./vllmService";
+import { Workstation } from "./workstation";
+
+export function connectionFor(target: WorkstationConfig["target"]): Connection {
+    return target.kind === "local" ? { kind: "local" } : { ...target };
+}
+
+/**
+ * The planner's input for the stack. The card's *free* memory is left out on purpose: once vLLM runs it
+ * holds most of the card, so planning from free memory would shrink the plan on every second `up` and
+ * restart the service for nothing. The stack plans from the card's size less the desktop's usual share,
+ * which is the same on every run; `npm run doctor` shows the plan for the memory free right now.
+ */
+export function planInput(config: WorkstationConfig, facts: Facts): PlanInput {
+    const card = facts.gpus?.[0] ?? null;
+    const gpu = card && {
+        name: card.name,
+        memoryTotalMiB: card.memoryTotalMiB,
+        memoryFreeMiB: card.memoryTotalMiB - PLANNER_CONSTANTS.displayReserveMiB,
+        computeCap: card.computeCap,
+    };
+    return { gpu, options: { ...AUTO_OPTIONS, ...config.gpu }, wsl: wslKind(facts.procVersion) === "wsl2" };
+}
+
+export function servingPlan(result: PlanResult & { ok: true }): ServingPlan {
+    const p = result.plan;
+    return {
+        gpuMemoryUtilization: p.gpuMemoryUtilization,
+        cpuOffloadGb: p.cpuOffloadGb,
+        maxModelLen: p.maxModelLen,
+        maxNumSeqs: p.maxNumSeqs,
+        maxNumBatchedTokens: p.maxNumBatchedTokens,
+        enforceEager: p.enforceEager,
+        attentionBackend: p.attentionBackend,
+        kvCacheDtype: p.kvCacheDtype,
+    };
+}
+
+export function formatChecks(checks: Check[]): string {
+    return checks.map((c) => `  - [${c.id}] ${c.message}${c.fix ? `\n    fix: ${c.fix}` : ""}`).join("\n");
+}
+
+async function lookAtWorkstation(config: WorkstationConfig, conn: Connection): Promise<Facts> {
+    const script = gatherFacts({ modelDir: config.model.cacheDir, venvDir: config.python.venvPath, cudaHome: config.cuda.home, wslLibDir: config.cuda.wslLibDir });
+    const out = await runOrThrow(conn, "look at the workstation (preflight)", script);
+    const parsed = parseProbeOutput(out);
+    if (!parsed.ok) throw new pulumi.RunError(`the preflight probe's output could not be read:\n${parsed.errors.join("\n")}`);
+    return parsed.facts;
+}
+
+export async function workstationProgram(): Promise<Record<string, pulumi.Output<unknown>>> {
+    let stack;
+    try {
+        stack = loadStackConfig();
+    } catch (e) {
+        // RunError prints the message without a stack trace: the message is the whole story.
+        if (e instanceof ConfigError) throw new pulumi.RunError(e.message);
+        throw e;
+    }
+    const { config } = stack;
+    const conn = connectionFor(config.target);
+    const facts = await lookAtWorkstation(config, conn);
+    const result = plan(planInput(config, facts));
+    const checks = runChecks(facts, result);
+    const errors = checks.filter((c) => c.level === "error");
+    for (const w of checks.filter((c) => c.level === "warning")) pulumi.log.warn(`[${w.id}] ${w.message}${w.fix ? ` Fix: ${w.fix}` : ""}`);
+    if (errors.length > 0 || !result.ok) {
+        throw new pulumi.RunError(`the workstation is not ready (nothing was changed):\n${formatChecks(errors)}`);
+    }
+    const lockText = config.python.lockFile === null ? null : fs.readFileSync(path.resolve(__dirname, "..", "..", config.python.lockFile), "utf8");
+    const ws = new Workstation("workstation", { config, connection: conn, plan: servingPlan(result), lockText, apiKey: stack.apiKey, hfToken: stack.hfToken });
+    return {
+        endpoint: ws.endpoint,
+        model: ws.model,
+        servedModelName: ws.servedModelName,
+        vllmFlags: ws.vllmFlags,
+        venvPath: ws.venvPath,
+        exampleRequest: ws.exampleRequest,
+        gpu: pulumi.output(result.plan.gpu),
+    };
+}
