@@ -25,7 +25,7 @@ export type HostStateArgs = { [K in keyof HostStateInputs]: pulumi.Input<HostSta
 
 export class HostState extends pulumi.dynamic.Resource {
     /** What the probe printed at the last up or refresh. */
-    public readonly observed!: pulumi.Output<string>;
+    declare public readonly observed: pulumi.Output<string>;
 
     constructor(name: string, args: HostStateArgs, opts?: pulumi.CustomResourceOptions) {
         // secretEnv is stored only as a Pulumi secret (encrypted) among the inputs; the provider drops it

@@ -1,0 +1,56 @@
+// A throwaway Pulumi project directory for a test: its own Pulumi.yaml, stack file and file backend,
+// nested in the repo so the engine's dynamic-provider shim resolves the repo's node_modules.
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as path from "path";
+import type { PulumiFn, Stack } from "@pulumi/pulumi/automation";
+import { openStack, projectRoot } from "../../scripts/engine";
+import type { Box } from "./box";
+
+export interface TestStack {
+    readonly dir: string;
+    readonly stack: Stack;
+    /** Every line the engine printed, for assertions on what a user sees. */
+    readonly output: string[];
+    readonly onOutput: (s: string) => void;
+    remove(): void;
+}
+
+export async function testStack(opts: {
+    name: string;
+    program: PulumiFn;
+    /** Stack config (the `config:` map of Pulumi.<stack>.yaml), keys without the project prefix. */
+    config?: Record<string, unknown>;
+    project?: string;
+    env?: Record<string, string>;
+}): Promise<TestStack> {
+    const project = opts.project ?? "vllm-workstation";
+    const dir = path.join(projectRoot, ".work", `${opts.name}-${crypto.randomBytes(4).toString("hex")}`);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), `name: ${project}\nruntime: nodejs\noptions:\n  refresh: always\n`);
+    const cfg = Object.entries(opts.config ?? {})
+        .map(([k, v]) => `  ${project}:${k}: ${JSON.stringify(v)}`)
+        .join("\n");
+    fs.writeFileSync(path.join(dir, "Pulumi.test.yaml"), `config:\n${cfg}\n`);
+    const stack = await openStack({
+        stack: "test",
+        program: opts.program,
+        workDir: dir,
+        stateDir: path.join(dir, "state"),
+        env: { PULUMI_CONFIG_PASSPHRASE: "test-only-passphrase", ...opts.env },
+    });
+    const output: string[] = [];
+    return {
+        dir,
+        stack,
+        output,
+        onOutput: (s) => output.push(s),
+        remove: () => fs.rmSync(dir, { recursive: true, force: true }),
+    };
+}
+
+/** How the stack reaches a test box: over its sshd, as the admin's SSH target would. */
+export function sshTarget(box: Box) {
+    const hostKey = fs.readFileSync(path.join(box.root, "etc/ssh/ssh_host_ed25519_key.pub"), "utf8").split(" ").slice(0, 2).join(" ");
+    return { kind: "ssh" as const, host: box.host, port: box.port, user: box.user, privateKeyPath: box.privateKeyPath, hostKey };
+}
