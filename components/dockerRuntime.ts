@@ -3,7 +3,7 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
-import { endpointUrl, ServingPlan, vllmFlags } from "./vllmService";
+import { endpointUrl, ServingPlan, vllmFlags, vllmVariables } from "./vllmService";
 
 /** vllmFlags as argv after the image's `vllm serve` entrypoint; host and port are the container's own. */
 export function containerArgs(c: WorkstationConfig, plan: ServingPlan, snapshotPath: string): string[] {
@@ -17,9 +17,7 @@ export function containerArgs(c: WorkstationConfig, plan: ServingPlan, snapshotP
 }
 
 export function containerEnv(c: WorkstationConfig, plan: ServingPlan, tiktokenDir: string): string[] {
-    const env = ["HF_HUB_OFFLINE=1", `HF_HUB_CACHE=${c.model.cacheDir}`, `TIKTOKEN_ENCODINGS_BASE=${tiktokenDir}`, "VLLM_NO_USAGE_STATS=1"];
-    if (plan.attentionBackend !== null) env.push(`VLLM_ATTENTION_BACKEND=${plan.attentionBackend}`);
-    return env;
+    return ["HF_HUB_OFFLINE=1", `HF_HUB_CACHE=${c.model.cacheDir}`, `TIKTOKEN_ENCODINGS_BASE=${tiktokenDir}`, "VLLM_NO_USAGE_STATS=1", ...vllmVariables(c, plan)];
 }
 
 export interface DockerVllmArgs {

@@ -11,8 +11,9 @@
 //  - At startup vLLM V1 refuses to run when the card's free memory is below utilization x total
 //    ("Free memory on device ... is less than desired GPU memory utilization"), so on WSL2, where the
 //    Windows desktop holds part of the same card, utilization must be planned from FREE memory.
-//  - CUDA graphs are captured after the KV cache is sized, outside the utilization budget, so their
-//    memory must fit in what the budget leaves free.
+//  - CUDA graphs are captured after the KV cache is sized, outside the utilization budget
+//    (vllm-project/vllm#30515; vLLM 0.21+ estimates them inside the budget by default, for which this
+//    model is merely conservative), so their memory must fit in what the budget leaves free.
 //  - Attention backend. gpt-oss has attention sinks. vLLM's FlashAttention backend supports sinks only
 //    with FlashAttention 3 (vllm/v1/attention/backends/fa_utils.py: flash_attn_supports_sinks() is
 //    `get_flash_attn_version() == 3`, and FA3 is picked only for device major 9 = Hopper); on an RTX
@@ -23,10 +24,12 @@
 //    and Marlin MXFP4 MoE", and sends H100/H200 and B200 to its Hopper/Blackwell configs. Hence:
 //    sm_80-sm_89 and consumer Blackwell sm_120 -> TRITON_ATTN, sm_90 -> FLASH_ATTN (FA3),
 //    sm_100 -> FLASHINFER.
-//    Selecting it: vLLM <= 0.12 reads the env VLLM_ATTENTION_BACKEND (0.10.x also accepted
-//    "TRITON_ATTN_VLLM_V1"); vllm-project/vllm#26315 added --attention-backend / --attention-config.backend
-//    and deprecated the env var (warned "will be removed in v0.14.0"); later releases ignore it. The
-//    plan names the backend; the component that writes the service decides env or flag by version.
+//    Selecting it: vLLM 0.11.x reads only the env VLLM_ATTENTION_BACKEND (v0.11.2's
+//    vllm/attention/selector.py; a "_VLLM_V1" suffix, as in 0.10.1's "TRITON_ATTN_VLLM_V1", is still
+//    accepted). vllm-project/vllm#26315 added --attention-backend / --attention-config.backend and
+//    deprecated the env var ("will be removed in v0.14.0"; downstream changelogs date the flag to 0.13);
+//    recent releases ignore the env var silently (vllm-project/vllm#50292). The plan names the backend;
+//    the component that writes the service picks env or flag by the vLLM version it installs.
 //  - MXFP4: vLLM's Mxfp4Config.get_min_capability() is 80; below Ampere there is no MXFP4 MoE kernel
 //    (the Marlin path that runs it on sm_80-sm_89 needs Ampere tensor cores), and bf16 itself needs sm_80.
 //  - fp8 KV cache: vLLM's CudaPlatform.supports_fp8() is capability >= 8.9, and Triton's fp8e4nv type
@@ -443,21 +446,28 @@ interface Profile {
     readonly batched: number;
     /** Sequences assumed while sizing (activations); the final count is derived from the KV cache. */
     readonly seqsCap: number;
+    /** Longest automatic context. */
     readonly ctxCap: number;
+    /** KV tokens the profile must reach to be chosen when the context is automatic. */
+    readonly minKvTokens: number;
     readonly kvDtype: KvCacheDtype;
     readonly offload: boolean;
 }
 
+/** Room for two 8192-token requests: what automatic offloading aims for, and the bar for the tight profiles. */
+const TWO_SHORT_REQUESTS = 2 * 8192;
+
 /** Tried in order; the first that fits wins. Each step costs speed to buy memory. */
 const PROFILES: readonly Profile[] = [
-    // CUDA graphs, big prefill chunks: 24 GB cards and up.
-    { name: "roomy", eager: false, batched: C.roomyBatchedTokens, seqsCap: 256, ctxCap: 32768, kvDtype: "auto", offload: false },
+    // CUDA graphs, big prefill chunks: 24 GB cards and up. Below tightKvTokens the graphs' memory is
+    // worth more as KV cache.
+    { name: "roomy", eager: false, batched: C.roomyBatchedTokens, seqsCap: 256, ctxCap: 32768, minKvTokens: C.tightKvTokens, kvDtype: "auto", offload: false },
     // Graph memory and activations handed to the KV cache: 16 GB cards.
-    { name: "tight", eager: true, batched: C.tightBatchedTokens, seqsCap: 16, ctxCap: 32768, kvDtype: "auto", offload: false },
+    { name: "tight", eager: true, batched: C.tightBatchedTokens, seqsCap: 16, ctxCap: 32768, minKvTokens: TWO_SHORT_REQUESTS, kvDtype: "auto", offload: false },
     // Half-size KV cache instead of offloading weights, where the card has fp8.
-    { name: "tight-fp8", eager: true, batched: C.tightBatchedTokens, seqsCap: 16, ctxCap: 32768, kvDtype: "fp8", offload: false },
-    // Weights in host RAM, streamed over PCIe every step: 12 GB cards. Short context, few sequences.
-    { name: "offload", eager: true, batched: C.tightBatchedTokens, seqsCap: 4, ctxCap: 8192, kvDtype: "auto", offload: true },
+    { name: "tight-fp8", eager: true, batched: C.tightBatchedTokens, seqsCap: 16, ctxCap: 32768, minKvTokens: TWO_SHORT_REQUESTS, kvDtype: "fp8", offload: false },
+    // Weights in host RAM, read over PCIe every step: 12 GB cards. Short context, few sequences.
+    { name: "offload", eager: true, batched: C.tightBatchedTokens, seqsCap: 4, ctxCap: 8192, minKvTokens: Math.min(...C.contextLadder), kvDtype: "auto", offload: true },
 ];
 
 interface Trial {
@@ -474,16 +484,12 @@ function trial(card: Card, o: PlanOptions, p: Profile): Trial {
     // vLLM requires batched >= seqs; an explicit large maxNumSeqs lifts the automatic value.
     const batched = o.maxNumBatchedTokens ?? Math.max(p.batched, seqs);
     const util = o.gpuMemoryUtilization ?? autoUtilization(card, eager);
-    const target = o.maxModelLen ?? 2 * 8192;
-    const offload = o.cpuOffloadGb ?? (p.offload ? autoOffload(card, { util, eager, batched, seqs, kvDtype }, target) : 0);
+    const offload =
+        o.cpuOffloadGb ?? (p.offload ? autoOffload(card, { util, eager, batched, seqs, kvDtype }, o.maxModelLen ?? TWO_SHORT_REQUESTS) : 0);
     const knobs: Knobs = { util, offload, eager, batched, seqs, kvDtype };
     const f = fit(card, knobs);
-    const needTokens =
-        o.maxModelLen ??
-        (p.name === "roomy" ? C.tightKvTokens : p.offload ? Math.min(...C.contextLadder) : 2 * 8192);
-    // The roomy profile also has to clear the "tight" bar with an explicit context: below it, graph
-    // memory is better spent on KV cache.
-    const bar = p.name === "roomy" ? Math.max(needTokens, C.tightKvTokens) : needTokens;
+    // An explicit context must fit; the roomy profile must also clear its own bar, or graphs crowd out KV.
+    const bar = o.maxModelLen === null ? p.minKvTokens : p.name === "roomy" ? Math.max(o.maxModelLen, p.minKvTokens) : o.maxModelLen;
     const accepted = offload <= GPT_OSS_20B.weightsGiB && f.kv > f.sliding && f.kvTokens >= bar;
     return { profile: p, knobs, fit: f, accepted };
 }

@@ -505,7 +505,12 @@ export function checkHostMemory(f: Facts, result: PlanResult | null): Check {
     return ok("host-memory", `MemTotal ${gib(have)}; ${why}`);
 }
 
-export function checkPinnedMemory(f: Facts, result: PlanResult | null): Check | null {
+/**
+ * `wslPinSwitch`: whether the vLLM release to be installed knows VLLM_WSL2_ENABLE_PIN_MEMORY
+ * (vllm-project/vllm#41496); null when the caller does not know. The variable is absent from vLLM
+ * 0.11.0's envs.py (tests/fixtures/vllm/0.11.0-envs.txt), so there offloading under WSL2 cannot work.
+ */
+export function checkPinnedMemory(f: Facts, result: PlanResult | null, wslPinSwitch: boolean | null = null): Check | null {
     if (result === null || !result.ok || !result.plan.requiresPinnedMemory) return null;
     if (wslKind(f.procVersion) !== "wsl2") return ok("pinned-memory", "native Linux pins the offloaded weights");
     const k = kernelVersion(f.procVersion);
@@ -517,15 +522,28 @@ export function checkPinnedMemory(f: Facts, result: PlanResult | null): Check | 
             fix: "update WSL from Windows: `wsl --update`, then `wsl --shutdown`",
         };
     }
+    const offload = result.plan.cpuOffloadGb;
+    const why =
+        `the plan offloads ${offload} GiB of weights, which vLLM's V1 engine keeps in pinned memory; vLLM turns pinning off ` +
+        `under WSL2 and then refuses --cpu-offload-gb ("V1 CPU offloading requires uva (pin memory) support")`;
+    const bigger = "use a card with 16 GB or more so nothing is offloaded";
+    if (wslPinSwitch === false) {
+        return {
+            id: "pinned-memory",
+            level: "error",
+            message: `${why}, and the vLLM release to be installed has no VLLM_WSL2_ENABLE_PIN_MEMORY switch`,
+            fix: `${bigger}, run on native Linux, or install a vLLM release that includes vllm-project/vllm#41496`,
+        };
+    }
     return {
         id: "pinned-memory",
         level: "warning",
-        message:
-            `the plan offloads ${result.plan.cpuOffloadGb} GiB of weights, which vLLM's V1 engine keeps in pinned memory; vLLM turns pinning off ` +
-            `under WSL2 and then refuses --cpu-offload-gb ("V1 CPU offloading requires uva (pin memory) support")`,
+        message: wslPinSwitch === true ? `the plan offloads ${offload} GiB of weights into pinned memory, which WSL2 grants only in limited amounts` : why,
         fix:
-            "use a vLLM release that includes vllm-project/vllm#41496 and set VLLM_WSL2_ENABLE_PIN_MEMORY=1 in the service environment " +
-            "(vLLM 0.11.x has no such switch), or use a card with 16 GB or more so nothing is offloaded",
+            wslPinSwitch === true
+                ? `set VLLM_WSL2_ENABLE_PIN_MEMORY=1 in the service environment; if loading fails to pin, ${bigger}`
+                : "use a vLLM release that includes vllm-project/vllm#41496 and set VLLM_WSL2_ENABLE_PIN_MEMORY=1 in the service environment " +
+                  `(vLLM 0.11.x has no such switch), or ${bigger}`,
     };
 }
 
@@ -560,8 +578,13 @@ export function checkDisk(f: Facts): Check[] {
     return checks;
 }
 
+export interface CheckOptions {
+    /** See checkPinnedMemory. */
+    readonly wslPinSwitch?: boolean | null;
+}
+
 /** Every applicable check, in the order a person fixes them: card, plan, WSL, services, toolchain, resources. */
-export function runChecks(f: Facts, result: PlanResult | null): Check[] {
+export function runChecks(f: Facts, result: PlanResult | null, options: CheckOptions = {}): Check[] {
     const all: Array<Check | null> = [
         checkGpu(f),
         checkComputeCapability(f),
@@ -571,7 +594,7 @@ export function runChecks(f: Facts, result: PlanResult | null): Check[] {
         checkLibcuda(f),
         checkNvcc(f),
         checkHostMemory(f, result),
-        checkPinnedMemory(f, result),
+        checkPinnedMemory(f, result, options.wslPinSwitch ?? null),
         ...checkDisk(f),
     ];
     return all.filter((c): c is Check => c !== null);

@@ -11,6 +11,7 @@ import { AUTO_OPTIONS, PLANNER_CONSTANTS, plan, PlanInput, PlanResult } from "./
 import { Check, Facts, gatherFacts, parseProbeOutput, runChecks, wslKind } from "./preflight";
 import { loadStackConfig } from "./stackConfig";
 import type { ServingPlan } from "./vllmService";
+import { has } from "./vllmVersion";
 import { Workstation } from "./workstation";
 
 export function connectionFor(target: WorkstationConfig["target"]): Connection {
@@ -45,6 +46,7 @@ export function servingPlan(result: PlanResult & { ok: true }): ServingPlan {
         enforceEager: p.enforceEager,
         attentionBackend: p.attentionBackend,
         kvCacheDtype: p.kvCacheDtype,
+        requiresPinnedMemory: p.requiresPinnedMemory,
     };
 }
 
@@ -73,7 +75,7 @@ export async function workstationProgram(): Promise<Record<string, pulumi.Output
     const conn = connectionFor(config.target);
     const facts = await lookAtWorkstation(config, conn);
     const result = plan(planInput(config, facts));
-    const checks = runChecks(facts, result);
+    const checks = runChecks(facts, result, { wslPinSwitch: has(config.python.vllmVersion, "wslPinMemorySwitch") });
     const errors = checks.filter((c) => c.level === "error");
     for (const w of checks.filter((c) => c.level === "warning")) pulumi.log.warn(`[${w.id}] ${w.message}${w.fix ? ` Fix: ${w.fix}` : ""}`);
     if (errors.length > 0 || !result.ok) {

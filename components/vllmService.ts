@@ -6,6 +6,7 @@ import type { Connection } from "./host";
 import { HostState } from "./hostState";
 import { expectFile, managedHeader, probeFile, q, say, sha256, writeFile } from "./shell";
 import { serviceEnvPath } from "./cudaEnv";
+import { has } from "./vllmVersion";
 
 /** The vLLM settings the planner chose for this card; see planner.ts for how. */
 export interface ServingPlan {
@@ -15,9 +16,11 @@ export interface ServingPlan {
     readonly maxNumSeqs: number;
     readonly maxNumBatchedTokens: number | null;
     readonly enforceEager: boolean;
-    /** VLLM_ATTENTION_BACKEND; null lets vLLM choose. */
+    /** The attention backend (a flag or a variable, by vLLM version); null lets vLLM choose. */
     readonly attentionBackend: string | null;
     readonly kvCacheDtype: string;
+    /** Offloaded weights need pinned host memory, which vLLM switches off under WSL unless told. */
+    readonly requiresPinnedMemory: boolean;
 }
 
 export const unitName = "vllm-workstation.service";
@@ -48,12 +51,23 @@ export function vllmFlags(c: WorkstationConfig, plan: ServingPlan): Record<strin
     if (plan.cpuOffloadGb > 0) flags["cpu-offload-gb"] = plan.cpuOffloadGb;
     // vLLM's config loader turns `key: true` into a bare flag and ignores false, so false is left out.
     if (plan.enforceEager) flags["enforce-eager"] = true;
+    if (plan.attentionBackend !== null && has(c.python.vllmVersion, "attentionBackendFlag")) flags["attention-backend"] = plan.attentionBackend;
     return flags;
 }
 
 export function renderConfigYaml(flags: Record<string, string | number | boolean>): string {
     const lines = Object.entries(flags).map(([k, v]) => `${k}: ${typeof v === "string" ? JSON.stringify(v) : v}`);
     return managedHeader() + lines.join("\n") + "\n";
+}
+
+/** The VLLM_* variables the plan needs for this vLLM version; shared with the container runtime. */
+export function vllmVariables(c: WorkstationConfig, plan: ServingPlan): string[] {
+    const v = c.python.vllmVersion;
+    const out: string[] = [];
+    if (plan.attentionBackend !== null && !has(v, "attentionBackendFlag")) out.push(`VLLM_ATTENTION_BACKEND=${plan.attentionBackend}`);
+    // Harmless on native Linux (vLLM reads it only when it detects WSL).
+    if (plan.requiresPinnedMemory && has(v, "wslPinMemorySwitch")) out.push("VLLM_WSL2_ENABLE_PIN_MEMORY=1");
+    return out;
 }
 
 export function renderEnv(c: WorkstationConfig, plan: ServingPlan, tiktokenDir: string): string {
@@ -70,7 +84,7 @@ export function renderEnv(c: WorkstationConfig, plan: ServingPlan, tiktokenDir: 
         "VLLM_NO_USAGE_STATS=1",
         "DO_NOT_TRACK=1",
     ];
-    if (plan.attentionBackend !== null) lines.push(`VLLM_ATTENTION_BACKEND=${plan.attentionBackend}`);
+    lines.push(...vllmVariables(c, plan));
     return managedHeader() + lines.join("\n") + "\n";
 }
 

@@ -15,7 +15,8 @@ if [[ -z $whl ]]; then
   whl=$(ls "$cache"/vllm-"$version"-*.whl | head -n1)
 fi
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-unzip -q -o "$whl" 'vllm/engine/arg_utils.py' 'vllm/entrypoints/openai/cli_args.py' 'vllm/entrypoints/cli/serve.py' 'vllm/envs.py' 'vllm/platforms/interface.py' -d "$tmp" 2>/dev/null || true
+unzip -q -o "$whl" 'vllm/engine/arg_utils.py' 'vllm/entrypoints/openai/cli_args.py' 'vllm/entrypoints/cli/serve.py' 'vllm/envs.py' \
+  'vllm/platforms/interface.py' 'vllm/v1/attention/backends/registry.py' -d "$tmp" 2>/dev/null || true
 grep -ohE '"--[a-z0-9][a-z0-9-]*"' "$tmp"/vllm/engine/arg_utils.py "$tmp"/vllm/entrypoints/openai/cli_args.py "$tmp"/vllm/entrypoints/cli/serve.py 2>/dev/null \
   | tr -d '"' >"$tmp/flags"
 # FrontendArgs' dataclass fields become --host, --port, --api-key, ... through a loop, not literals.
@@ -23,5 +24,8 @@ awk '/^class FrontendArgs/{on=1; next} on && /^[^ @]/{on=0} on && /^    [a-z_]+:
   "$tmp"/vllm/entrypoints/openai/cli_args.py >>"$tmp/flags"
 sort -u "$tmp/flags" >"$out/$version-flags.txt"
 grep -oE '^    "VLLM_[A-Z0-9_]+":' "$tmp"/vllm/envs.py | tr -d ' ":' | sort -u >"$out/$version-envs.txt"
-awk '/^class _Backend\(enum.Enum\)/{on=1; next} on && /^[^ ]/{on=0} on && /= enum.auto\(\)/{print $1}' "$tmp"/vllm/platforms/interface.py | sort -u >"$out/$version-attention-backends.txt"
+# The backends' enum: _Backend in platforms/interface.py up to 0.11, AttentionBackendEnum later.
+for f in "$tmp"/vllm/platforms/interface.py "$tmp"/vllm/v1/attention/backends/registry.py; do
+  [[ -f $f ]] && awk '/^class (_Backend|AttentionBackendEnum)\(/{on=1; next} on && /^[^ ]/{on=0} on && /^    [A-Z][A-Z0-9_]* = /{print $1}' "$f"
+done | sort -u >"$out/$version-attention-backends.txt"
 wc -l "$out/$version"-*.txt

@@ -1,49 +1,72 @@
 // Every flag and VLLM_* variable the stack emits must exist in the pinned vLLM release. The lists come
-// from the real wheel (scripts/vllm-flags.sh), so a version bump that drops a flag fails here first.
+// from the real wheels (scripts/vllm-flags.sh), so a version bump that drops a flag fails here first.
+// Checked for each example stack, with the vLLM version that stack pins.
 import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
-import { parseConfig } from "../components/config";
+import * as yaml from "js-yaml";
+import { parseConfig, WorkstationConfig } from "../components/config";
 import { plan } from "../components/planner";
 import { servingPlan } from "../components/program";
-import { renderEnv, vllmFlags } from "../components/vllmService";
+import { rawFromPulumiConfig } from "../components/stackConfig";
 import { containerArgs, containerEnv } from "../components/dockerRuntime";
+import { renderEnv, vllmFlags } from "../components/vllmService";
 
-const fixtures = path.join(__dirname, "..", "..", "tests", "fixtures", "vllm");
-const config = parseConfig({ model: { revision: "6cee5e81ee83917806bbde320786a8fb61efebee" } });
-const version = config.python.vllmVersion;
-const list = (kind: string) => new Set(fs.readFileSync(path.join(fixtures, `${version}-${kind}.txt`), "utf8").split("\n").filter(Boolean));
-const flags = list("flags");
-const envs = list("envs");
-const backends = list("attention-backends");
+const root = path.join(__dirname, "..", "..");
+const fixtures = path.join(root, "tests", "fixtures", "vllm");
+const list = (version: string, kind: string) => new Set(fs.readFileSync(path.join(fixtures, `${version}-${kind}.txt`), "utf8").split("\n").filter(Boolean));
 
-const tiers = ["12gb", "16gb", "24gb"] as const;
+/** Reads an example stack file the way Pulumi hands config to a program: one JSON text per key. */
+function exampleStack(file: string): WorkstationConfig {
+    const doc = yaml.load(fs.readFileSync(path.join(root, file), "utf8")) as { config: Record<string, unknown> };
+    const all = Object.fromEntries(Object.entries(doc.config).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
+    return parseConfig(rawFromPulumiConfig(all, "vllm-workstation"));
+}
 
-for (const tier of tiers) {
-    const result = plan({ gpu: null, options: { tier } });
-    test(`every flag of the ${tier} plan exists in vLLM ${version}`, (t) => {
-        if (!result.ok) return t.fail(result.errors.join("\n"));
+const stacks = ["Pulumi.workstation-12gb.yaml", "Pulumi.workstation-24gb.yaml"];
+
+for (const file of stacks) {
+    const config = exampleStack(file);
+    const version = config.python.vllmVersion;
+    const flags = list(version, "flags");
+    const envs = list(version, "envs");
+    const backends = list(version, "attention-backends");
+    const result = plan({ gpu: null, options: config.gpu, wsl: true });
+
+    test(`${file} plans for its tier`, (t) => {
+        t.true(result.ok, result.ok ? "" : result.errors.join("\n"));
+    });
+    test(`every flag ${file} emits exists in its vLLM ${version}`, (t) => {
+        if (!result.ok) return t.fail();
         const keys = Object.keys(vllmFlags(config, servingPlan(result)));
         t.true(keys.length > 5);
         t.deepEqual(keys.filter((k) => !flags.has(`--${k}`)), []);
-    });
-    test(`every VLLM_ variable and the attention backend of the ${tier} plan exist in vLLM ${version}`, (t) => {
-        if (!result.ok) return t.fail(result.errors.join("\n"));
-        const sp = servingPlan(result);
-        const vars = [...renderEnv(config, sp, "/x").split("\n"), ...containerEnv(config, sp, "/x")]
-            .map((l) => l.split("=")[0])
-            .filter((k) => k.startsWith("VLLM_"));
-        t.deepEqual(vars.filter((k) => !envs.has(k)), []);
-        if (sp.attentionBackend !== null) t.true(backends.has(sp.attentionBackend), sp.attentionBackend);
-    });
-    test(`the container's argv for the ${tier} plan uses only flags of vLLM ${version}`, (t) => {
-        if (!result.ok) return t.fail(result.errors.join("\n"));
         const argv = containerArgs(config, servingPlan(result), "/snap").filter((a) => a.startsWith("--"));
         t.deepEqual(argv.filter((a) => !flags.has(a)), []);
     });
+    test(`every VLLM_ variable ${file} sets exists in its vLLM ${version}, and so does its attention backend`, (t) => {
+        if (!result.ok) return t.fail();
+        const sp = servingPlan(result);
+        const vars = [...renderEnv(config, sp, "/x").split("\n"), ...containerEnv(config, sp, "/x")].map((l) => l.split("=")[0]).filter((k) => k.startsWith("VLLM_"));
+        t.deepEqual(vars.filter((k) => !envs.has(k)), []);
+        if (sp.attentionBackend !== null) t.true(backends.has(sp.attentionBackend), sp.attentionBackend);
+        t.true(envs.has("VLLM_API_KEY"));
+    });
 }
 
-test(`the API key variable the service reads exists in vLLM ${version}`, (t) => {
-    t.true(envs.has("VLLM_API_KEY"));
-    t.true(flags.has("--config"));
+test("the 12 GB example offloads and turns WSL's pinned memory back on", (t) => {
+    const config = exampleStack("Pulumi.workstation-12gb.yaml");
+    const result = plan({ gpu: null, options: config.gpu, wsl: true });
+    if (!result.ok) return t.fail();
+    t.true(result.plan.cpuOffloadGb > 0);
+    t.regex(renderEnv(config, servingPlan(result), "/x"), /^VLLM_WSL2_ENABLE_PIN_MEMORY=1$/m);
+});
+
+test("the 24 GB example keeps every weight on the card", (t) => {
+    const config = exampleStack("Pulumi.workstation-24gb.yaml");
+    const result = plan({ gpu: null, options: config.gpu, wsl: true });
+    if (!result.ok) return t.fail();
+    t.is(result.plan.cpuOffloadGb, 0);
+    t.false("cpu-offload-gb" in vllmFlags(config, servingPlan(result)));
+    t.is(vllmFlags(config, servingPlan(result))["max-model-len"], 32768);
 });

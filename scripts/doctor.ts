@@ -1,0 +1,219 @@
+// `npm run doctor`: is this machine ready to serve gpt-oss-20b, and with which vLLM settings?
+// Runs the preflight probe on this machine, plans VRAM for the GPU it finds, prints both.
+// Exit status: 0 when no check is at error level, 1 when one is, 2 on bad usage.
+//
+//   node dist/scripts/doctor.js [--nvidia-smi-file F] [--facts-file F] [--json]
+//                               [--tier auto|12gb|16gb|24gb] [--max-model-len N]
+//
+// --nvidia-smi-file replaces what nvidia-smi says (a saved NVIDIA_SMI_QUERY output), so a plan can be
+// checked for a card that is not in this machine. --facts-file replaces the whole probe with its saved
+// output (`bash -c "$(...gatherFacts())" > F` on the workstation), for diagnosing a machine from afar.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import { NVIDIA_SMI_QUERY, parseNvidiaSmiCsv } from "../components/gpu";
+import { Plan, PlanResult, TIERS, Tier, plan } from "../components/planner";
+import { Check, Facts, gatherFacts, parseProbeOutput, runChecks, wslKind } from "../components/preflight";
+
+export interface DoctorArgs {
+    readonly nvidiaSmiFile: string | null;
+    readonly factsFile: string | null;
+    readonly json: boolean;
+    readonly tier: Tier;
+    readonly maxModelLen: number | null;
+}
+
+const USAGE =
+    "usage: doctor [--nvidia-smi-file FILE] [--facts-file FILE] [--json] [--tier auto|12gb|16gb|24gb] [--max-model-len N]";
+
+class UsageError extends Error {}
+
+export function parseArgs(argv: readonly string[]): DoctorArgs {
+    let nvidiaSmiFile: string | null = null;
+    let factsFile: string | null = null;
+    let json = false;
+    let tier: Tier = "auto";
+    let maxModelLen: number | null = null;
+    for (let i = 0; i < argv.length; i++) {
+        const arg = argv[i];
+        const value = (): string => {
+            const v = argv[++i];
+            if (v === undefined) throw new UsageError(`${arg} needs a value`);
+            return v;
+        };
+        switch (arg) {
+            case "--nvidia-smi-file":
+                nvidiaSmiFile = value();
+                break;
+            case "--facts-file":
+                factsFile = value();
+                break;
+            case "--json":
+                json = true;
+                break;
+            case "--tier": {
+                const t = value();
+                if (!TIERS.includes(t as Tier)) throw new UsageError(`--tier ${JSON.stringify(t)} is not one of ${TIERS.join(", ")}`);
+                tier = t as Tier;
+                break;
+            }
+            case "--max-model-len": {
+                const v = value();
+                // Range errors are the planner's to report, so they read like config errors.
+                if (!/^\d+$/.test(v)) throw new UsageError(`--max-model-len ${JSON.stringify(v)} is not a whole number`);
+                maxModelLen = Number(v);
+                break;
+            }
+            case "-h":
+            case "--help":
+                throw new UsageError("");
+            default:
+                throw new UsageError(`unknown argument ${JSON.stringify(arg)}`);
+        }
+    }
+    return { nvidiaSmiFile, factsFile, json, tier, maxModelLen };
+}
+
+/** Runs the probe here, as the current user. It is read-only; without nvidia-smi it still answers. */
+function probeLocally(): string {
+    const r = spawnSync("bash", ["-s"], { input: gatherFacts(), encoding: "utf8", timeout: 60_000 });
+    if (r.error) throw new Error(`could not run the probe with bash: ${r.error.message}`);
+    return r.stdout;
+}
+
+function gatherLocalFacts(args: DoctorArgs): { facts: Facts } | { errors: string[] } {
+    const text = args.factsFile !== null ? fs.readFileSync(args.factsFile, "utf8") : probeLocally();
+    const parsed = parseProbeOutput(text);
+    if (!parsed.ok) return { errors: parsed.errors.map((e) => `${args.factsFile ?? "probe"}: ${e}`) };
+    if (args.nvidiaSmiFile === null) return { facts: parsed.facts };
+    const smi = parseNvidiaSmiCsv(fs.readFileSync(args.nvidiaSmiFile, "utf8"));
+    return {
+        facts: {
+            ...parsed.facts,
+            gpus: smi.ok ? smi.gpus : null,
+            nvidiaSmiError: smi.ok ? null : `${args.nvidiaSmiFile}: ${smi.errors.join("; ")}`,
+        },
+    };
+}
+
+export interface Report {
+    readonly facts: Facts;
+    readonly plan: PlanResult;
+    readonly checks: Check[];
+}
+
+export function diagnose(facts: Facts, args: Pick<DoctorArgs, "tier" | "maxModelLen">): Report {
+    const result = plan({
+        gpu: facts.gpus?.[0] ?? null,
+        options: { tier: args.tier, maxModelLen: args.maxModelLen },
+        wsl: wslKind(facts.procVersion) === "wsl2",
+    });
+    return { facts, plan: result, checks: runChecks(facts, result) };
+}
+
+const pad = (s: string, n: number): string => s + " ".repeat(Math.max(1, n - s.length));
+const num = (x: number): string => x.toFixed(2).padStart(6);
+
+function planLines(p: Plan): string[] {
+    const m = p.memory;
+    const rows: Array<[string, string]> = [
+        ["--gpu-memory-utilization", String(p.gpuMemoryUtilization)],
+        ["--cpu-offload-gb", String(p.cpuOffloadGb)],
+        ["--max-model-len", String(p.maxModelLen)],
+        ["--max-num-seqs", String(p.maxNumSeqs)],
+        ["--max-num-batched-tokens", String(p.maxNumBatchedTokens)],
+        ["--enforce-eager", p.enforceEager ? "yes" : "no"],
+        ["--kv-cache-dtype", p.kvCacheDtype],
+        ["attention backend", p.attentionBackend],
+    ];
+    const mem: Array<[string, number, string]> = [
+        ["card total", m.totalGiB, ""],
+        ["held by others", m.othersGiB, "Windows desktop, other processes"],
+        ["vLLM budget", m.budgetGiB, "utilization x total"],
+        ["  weights", m.weightsGiB, m.offloadedGiB > 0 ? `+${m.offloadedGiB.toFixed(2)} in host RAM` : ""],
+        ["  activations", m.activationsGiB, ""],
+        ["  KV cache", m.kvCacheGiB, `${m.kvCacheTokens} tokens`],
+        ["CUDA context", m.cudaContextGiB, ""],
+        ["CUDA graphs", m.cudaGraphsGiB, ""],
+        ["headroom", m.headroomGiB, ""],
+    ];
+    const source = p.gpu.source === "tier" ? `${p.gpu.name}, ${p.gpu.memoryTotalMiB} MiB preset` : p.gpu.name;
+    return [
+        `Plan for ${p.model} (tier ${p.tier}: ${source})`,
+        ...rows.map(([k, v]) => `  ${pad(k, 27)}${v}`),
+        "",
+        "Memory (GiB)",
+        ...mem.map(([k, v, why]) => `  ${pad(k, 17)}${num(v)}${why ? `   ${why}` : ""}`),
+        `  ${pad("host RAM needed", 17)}${num(p.hostMemoryGiB)}`,
+        ...(p.notes.length > 0 ? ["", "Why", ...p.notes.map((n) => `  - ${n}`)] : []),
+        ...(p.warnings.length > 0 ? ["", "Warnings", ...p.warnings.map((w) => `  - ${w}`)] : []),
+    ];
+}
+
+export function renderText(r: Report): string {
+    const lines: string[] = ["vllm-workstation doctor", ""];
+    const gpus = r.facts.gpus ?? [];
+    if (gpus.length === 0) lines.push(`GPU: none (${r.facts.nvidiaSmiError ?? "nvidia-smi lists no GPU"})`);
+    for (const g of gpus) {
+        lines.push(`GPU ${g.index}: ${g.name}, ${g.memoryTotalMiB} MiB total, ${g.memoryFreeMiB} MiB free, compute ${g.computeCap}, driver ${g.driverVersion}`);
+    }
+    lines.push("");
+    if (r.plan.ok) lines.push(...planLines(r.plan.plan));
+    else lines.push("No plan:", ...r.plan.errors.map((e) => `  - ${e}`));
+    lines.push("", "Checks");
+    for (const c of r.checks) {
+        const [first, ...rest] = c.message.split("\n");
+        lines.push(`  ${pad(c.level, 8)}${pad(c.id, 20)}${first}`);
+        for (const more of rest) lines.push(`  ${" ".repeat(28)}${more}`);
+        if (c.fix !== null && c.level !== "ok") {
+            const [f1, ...frest] = c.fix.split("\n");
+            lines.push(`  ${" ".repeat(28)}fix: ${f1}`);
+            for (const more of frest) lines.push(`  ${" ".repeat(33)}${more}`);
+        }
+    }
+    const errors = r.checks.filter((c) => c.level === "error").length;
+    const warnings = r.checks.filter((c) => c.level === "warning").length;
+    lines.push("", `${errors} error${errors === 1 ? "" : "s"}, ${warnings} warning${warnings === 1 ? "" : "s"}: ${errors === 0 ? "ready" : "not ready"}`);
+    return lines.join("\n") + "\n";
+}
+
+export function renderJson(r: Report): string {
+    const errors = r.checks.filter((c) => c.level === "error").length;
+    return (
+        JSON.stringify(
+            {
+                ok: errors === 0,
+                query: NVIDIA_SMI_QUERY,
+                gpus: r.facts.gpus,
+                plan: r.plan.ok ? r.plan.plan : null,
+                planErrors: r.plan.ok ? [] : r.plan.errors,
+                checks: r.checks,
+                summary: { errors, warnings: r.checks.filter((c) => c.level === "warning").length },
+            },
+            null,
+            2,
+        ) + "\n"
+    );
+}
+
+export function main(argv: readonly string[]): number {
+    let args: DoctorArgs;
+    try {
+        args = parseArgs(argv);
+    } catch (e) {
+        if (!(e instanceof UsageError)) throw e;
+        process.stderr.write(e.message ? `doctor: ${e.message}\n${USAGE}\n` : `${USAGE}\n`);
+        return e.message ? 2 : 0;
+    }
+    const gathered = gatherLocalFacts(args);
+    if ("errors" in gathered) {
+        process.stderr.write(gathered.errors.map((e) => `doctor: ${e}\n`).join(""));
+        return 1;
+    }
+    const report = diagnose(gathered.facts, args);
+    process.stdout.write(args.json ? renderJson(report) : renderText(report));
+    return report.checks.some((c) => c.level === "error") ? 1 : 0;
+}
+
+if (require.main === module) {
+    process.exitCode = main(process.argv.slice(2));
+}

@@ -1,0 +1,157 @@
+import test from "ava";
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { Facts, formatProbeOutput } from "../components/preflight";
+
+const ROOT = path.resolve(__dirname, "../..");
+const DOCTOR = path.join(ROOT, "dist", "scripts", "doctor.js");
+const smi = (card: string): string => path.join(ROOT, "tests", "fixtures", "nvidia-smi", `${card}.csv`);
+
+/** A ready WSL2 box; the GPU comes from --nvidia-smi-file. */
+const healthy: Facts = {
+    gpus: null,
+    nvidiaSmiError: "nvidia-smi not found",
+    procVersion: "Linux version 5.15.167.4-microsoft-standard-WSL2 (root@f9c826d3017f) (gcc (GCC) 11.2.0) #1 SMP\n",
+    wslConf: "[boot]\nsystemd=true\n",
+    libcudaPresent: true,
+    nvccVersion: "Cuda compilation tools, release 12.8, V12.8.93\n",
+    memTotalKiB: 32 * 1024 * 1024,
+    disks: [
+        { role: "model", path: "/var/lib/vllm-workstation/hf", device: "2080", freeBytes: 200e9, usedBytes: 0 },
+        { role: "venv", path: "/opt/vllm-workstation/venv", device: "2080", freeBytes: 200e9, usedBytes: 0 },
+    ],
+    pid1Comm: "systemd",
+};
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "doctor-"));
+
+function factsFile(name: string, facts: Facts): string {
+    const file = path.join(dir, `${name}.facts`);
+    fs.writeFileSync(file, formatProbeOutput(facts));
+    return file;
+}
+
+const HEALTHY = factsFile("healthy", healthy);
+
+function doctor(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+    const r = spawnSync(process.execPath, [DOCTOR, ...args], { encoding: "utf8", timeout: 60_000 });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test("plans a 12 GB RTX 3060 with offload, eager mode and a short context, and exits 0 with warnings", (t) => {
+    const r = doctor("--nvidia-smi-file", smi("rtx3060"), "--facts-file", HEALTHY);
+    t.is(r.status, 0, r.stdout + r.stderr);
+    t.true(r.stdout.includes("GPU 0: NVIDIA GeForce RTX 3060, 12288 MiB total, 11863 MiB free, compute 8.6, driver 576.02"));
+    t.regex(r.stdout, /--cpu-offload-gb +4\n/);
+    t.regex(r.stdout, /--enforce-eager +yes\n/);
+    t.regex(r.stdout, /--max-model-len +8192\n/);
+    t.regex(r.stdout, /attention backend +TRITON_ATTN\n/);
+    t.regex(r.stdout, /weights +8\.90 +\+4\.00 in host RAM/);
+    t.regex(r.stdout, /warning +pinned-memory +the plan offloads 4 GiB/);
+    t.regex(r.stdout, /0 errors, 1 warning: ready\n$/);
+});
+
+test("plans a 24 GB RTX 4090 without offload and a 32768-token context, and exits 0", (t) => {
+    const r = doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", HEALTHY);
+    t.is(r.status, 0, r.stdout + r.stderr);
+    t.regex(r.stdout, /--cpu-offload-gb +0\n/);
+    t.regex(r.stdout, /--enforce-eager +no\n/);
+    t.regex(r.stdout, /--max-model-len +32768\n/);
+    t.notRegex(r.stdout, /pinned-memory/);
+    t.regex(r.stdout, /0 errors, 0 warnings: ready\n$/);
+});
+
+test("prints the same report as JSON with --json", (t) => {
+    const r = doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", HEALTHY, "--json");
+    t.is(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    t.true(out.ok);
+    t.is(out.gpus[0].name, "NVIDIA GeForce RTX 4090");
+    t.like(out.plan, { maxModelLen: 32768, cpuOffloadGb: 0, enforceEager: false, attentionBackend: "TRITON_ATTN", kvCacheDtype: "auto" });
+    t.deepEqual(out.planErrors, []);
+    t.deepEqual(out.summary, { errors: 0, warnings: 0 });
+    t.true(out.checks.every((c: { level: string }) => c.level === "ok"));
+});
+
+test("plans the real H100 capture with FlashAttention 3", (t) => {
+    const out = JSON.parse(doctor("--nvidia-smi-file", smi("h100-real"), "--facts-file", HEALTHY, "--json").stdout);
+    t.like(out.plan, { attentionBackend: "FLASH_ATTN", gpuMemoryUtilization: 0.95 });
+});
+
+test("exits 1 on a T4, naming sm_75", (t) => {
+    const r = doctor("--nvidia-smi-file", smi("t4"), "--facts-file", HEALTHY);
+    t.is(r.status, 1);
+    t.regex(r.stdout, /error +compute-capability +"Tesla T4" has compute capability 7\.5 \(sm_75\)/);
+    t.regex(r.stdout, /1 error, 0 warnings: not ready\n$/);
+});
+
+test("exits 1 with a T4 in JSON too", (t) => {
+    const r = doctor("--nvidia-smi-file", smi("t4"), "--facts-file", HEALTHY, "--json");
+    t.is(r.status, 1);
+    const out = JSON.parse(r.stdout);
+    t.false(out.ok);
+    t.is(out.plan, null);
+    t.regex(out.planErrors[0], /sm_75/);
+});
+
+test("plans for a named tier with --tier", (t) => {
+    const out = JSON.parse(doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", HEALTHY, "--tier", "16gb", "--json").stdout);
+    t.like(out.plan, { tier: "16gb", enforceEager: true, cpuOffloadGb: 0 });
+    t.is(out.plan.gpu.memoryTotalMiB, 16376);
+});
+
+test("honours --max-model-len", (t) => {
+    const out = JSON.parse(doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", HEALTHY, "--max-model-len", "131072", "--json").stdout);
+    t.is(out.plan.maxModelLen, 131072);
+});
+
+test("exits 1 with the option named when --max-model-len is out of range", (t) => {
+    const r = doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", HEALTHY, "--max-model-len", "200000");
+    t.is(r.status, 1);
+    t.regex(r.stdout, /gpu\.maxModelLen: 200000 must be a whole number from 256 to 131072/);
+});
+
+test("exits 1 when a check fails on an otherwise good card", (t) => {
+    const r = doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", factsFile("nosystemd", { ...healthy, pid1Comm: "init", wslConf: null }));
+    t.is(r.status, 1);
+    t.regex(r.stdout, /error +systemd +PID 1 is "init"/);
+    t.regex(r.stdout, /fix: add\n +\[boot\]\n +systemd=true\n +to \/etc\/wsl\.conf/);
+});
+
+test("exits 1 and quotes the line when the nvidia-smi file is malformed", (t) => {
+    const bad = path.join(dir, "bad.csv");
+    fs.writeFileSync(bad, "0, NVIDIA GeForce RTX 4090, [N/A], 23975, 8.9, 576.02\n");
+    const r = doctor("--nvidia-smi-file", bad, "--facts-file", HEALTHY);
+    t.is(r.status, 1);
+    t.regex(r.stdout, /error +gpu +no GPU: .*bad\.csv: line 1 "0, NVIDIA GeForce RTX 4090, \[N\/A\], 23975, 8\.9, 576\.02": memory\.total/);
+});
+
+test("exits 1 when the facts file was cut off", (t) => {
+    const cut = path.join(dir, "cut.facts");
+    fs.writeFileSync(cut, formatProbeOutput(healthy).replace("end=1\n", ""));
+    const r = doctor("--facts-file", cut);
+    t.is(r.status, 1);
+    t.regex(r.stderr, /end=1 is missing: the probe was cut off/);
+});
+
+test("exits 2 on an unknown argument and on a bad tier", (t) => {
+    const a = doctor("--frobnicate");
+    t.is(a.status, 2);
+    t.regex(a.stderr, /unknown argument "--frobnicate"\nusage: doctor/);
+    const b = doctor("--tier", "32gb");
+    t.is(b.status, 2);
+    t.regex(b.stderr, /--tier "32gb" is not one of auto, 12gb, 16gb, 24gb/);
+});
+
+test("probes this machine when no facts file is given, tolerating a missing nvidia-smi", (t) => {
+    const r = doctor("--nvidia-smi-file", smi("rtx4090"), "--json");
+    t.true(r.status === 0 || r.status === 1, r.stderr);
+    const out = JSON.parse(r.stdout);
+    t.is(out.gpus[0].name, "NVIDIA GeForce RTX 4090");
+    t.is(out.plan.maxModelLen, 32768);
+    const ids = out.checks.map((c: { id: string }) => c.id);
+    for (const id of ["gpu", "vram-plan", "wsl", "systemd", "nvcc", "host-memory"]) t.true(ids.includes(id), id);
+    t.is(out.ok, r.status === 0);
+});
