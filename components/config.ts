@@ -174,7 +174,13 @@ export const WorkstationConfig = z.object({
     gpu: Gpu,
     server: Server,
     /** Pulumi secret; required when server.host is not loopback. */
-    apiKey: z.string().min(16, "must be at least 16 characters").nullable().default(null),
+    apiKey: z
+        .string()
+        .min(16, "must be at least 16 characters")
+        // systemd's EnvironmentFile= gives quotes and backslashes meaning; keep keys to token characters.
+        .regex(/^[A-Za-z0-9._~+/=-]+$/, "may hold only letters, digits and . _ ~ + / = -")
+        .nullable()
+        .default(null),
     /** Pulumi secret; needed only for gated repositories or a mirror that asks for one. */
     hfToken: z.string().min(1).nullable().default(null),
 });

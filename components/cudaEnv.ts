@@ -19,7 +19,8 @@ export function renderProfile(cuda: WorkstationConfig["cuda"]): string {
         managedHeader() +
         `export CUDA_HOME=${q(cuda.home)}\n` +
         `case ":$PATH:" in *":$CUDA_HOME/bin:"*) ;; *) export PATH="$CUDA_HOME/bin:$PATH" ;; esac\n` +
-        `for d in ${q(cuda.wslLibDir)} "$CUDA_HOME/lib64"; do\n` +
+        // Each directory is prepended in turn, so WSL's libcuda comes last in the loop to end up first.
+        `for d in "$CUDA_HOME/lib64" ${q(cuda.wslLibDir)}; do\n` +
         `  case ":\${LD_LIBRARY_PATH:-}:" in *":$d:"*) ;; *) export LD_LIBRARY_PATH="$d\${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;; esac\n` +
         `done\n`
     );

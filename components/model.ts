@@ -59,7 +59,7 @@ for s in info.siblings:
 if bad:
     sys.exit("verification failed for %s@%s:\n  %s\nthe files were moved aside; run pulumi up again to download them anew" % (repo, rev, "\n  ".join(bad)))
 tmp = manifest + ".part"
-json.dump({"revision": rev, "files": sorted(entries)}, open(tmp, "w"))
+json.dump({"revision": rev, "exclude": exclude, "files": sorted(entries)}, open(tmp, "w"))
 os.replace(tmp, manifest)
 `;
 
@@ -67,10 +67,14 @@ os.replace(tmp, manifest)
 const probePy = String.raw`
 import json, os, sys
 snapshot, manifest, rev = sys.argv[1:4]
+exclude = sys.argv[4:]
 try:
     m = json.load(open(manifest))
 except Exception:
     print("model=missing"); sys.exit(0)
+if m.get("exclude") != exclude:
+    # Verified for another set of files: what is now wanted was never checked.
+    print("model=%s files=other-selection" % m["revision"]); sys.exit(0)
 changed = []
 for name, size, mtime in m["files"]:
     try:
@@ -86,6 +90,7 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
     const l = layout(model);
     const hfEnv = [`HF_HUB_CACHE=${q(model.cacheDir)}`, ...(model.endpoint ? [`HF_ENDPOINT=${q(model.endpoint)}`] : [])].join(" ");
     const tiktoken = Object.entries(model.tiktoken.files).sort(([a], [b]) => a.localeCompare(b));
+    const excludeArgs = model.exclude.map(q).join(" ");
     return {
         apply: [
             `install -d -m 0755 ${q(model.cacheDir)} ${q(l.tiktokenDir)}`,
@@ -99,15 +104,25 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
                     `fi`,
                 ].join("\n"),
             ),
-            `if [ "$(python3 - ${q(l.snapshot)} ${q(l.manifest)} ${q(model.revision)} <<'VLLM_WS_PY'`,
+            `if [ "$(python3 - ${q(l.snapshot)} ${q(l.manifest)} ${q(model.revision)} ${excludeArgs} <<'VLLM_WS_PY'`,
             probePy.trim(),
             `VLLM_WS_PY`,
             `)" != ${q(`model=${model.revision} files=verified`)} ]; then`,
             `  ${say(`downloading ${model.repo}@${model.revision} into ${model.cacheDir}${model.endpoint ? ` from ${model.endpoint}` : ""}`)}`,
             // hf resumes partial blobs (*.incomplete) itself, so a rerun after a kill fetches only the rest.
-            `  ${hfEnv} ${q(`${venvPath}/bin/hf`)} download ${q(model.repo)} --revision ${q(model.revision)} --cache-dir ${q(model.cacheDir)}${model.exclude.length ? ` --exclude ${model.exclude.map(q).join(" ")}` : ""} >/dev/null`,
+            // hf's --exclude takes every pattern after one flag up to huggingface_hub 0.x (argparse) and one
+            // pattern per flag from 1.0 (typer); ask the installed version which it is.
+            `  excl=()`,
+            ...(model.exclude.length
+                ? [
+                      `  if ${q(`${venvPath}/bin/python`)} -c 'import sys, huggingface_hub as h; sys.exit(int(h.__version__.split(".")[0]) < 1)'; then`,
+                      `    excl=(${model.exclude.map((p) => `--exclude ${q(p)}`).join(" ")})`,
+                      `  else excl=(--exclude ${excludeArgs}); fi`,
+                  ]
+                : []),
+            `  ${hfEnv} ${q(`${venvPath}/bin/hf`)} download ${q(model.repo)} --revision ${q(model.revision)} --cache-dir ${q(model.cacheDir)} "\${excl[@]}" >/dev/null`,
             `  ${say("verifying checksums")}`,
-            `  if ! ${hfEnv} ${q(`${venvPath}/bin/python`)} - ${q(model.repo)} ${q(model.revision)} ${q(l.snapshot)} ${q(l.manifest)} ${model.exclude.map(q).join(" ")} <<'VLLM_WS_PY'`,
+            `  if ! ${hfEnv} ${q(`${venvPath}/bin/python`)} - ${q(model.repo)} ${q(model.revision)} ${q(l.snapshot)} ${q(l.manifest)} ${excludeArgs} <<'VLLM_WS_PY'`,
             verifyPy.trim(),
             `VLLM_WS_PY`,
             `  then`,
@@ -117,7 +132,7 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
             `fi`,
         ].join("\n"),
         probe: [
-            `python3 - ${q(l.snapshot)} ${q(l.manifest)} ${q(model.revision)} <<'VLLM_WS_PY'`,
+            `python3 - ${q(l.snapshot)} ${q(l.manifest)} ${q(model.revision)} ${excludeArgs} <<'VLLM_WS_PY'`,
             probePy.trim(),
             `VLLM_WS_PY`,
             ...tiktoken.map(([file, sum]) => `[ -f ${q(`${l.tiktokenDir}/${file}`)} ] && echo "${file}=present" || echo "${file}=missing"`),

@@ -200,7 +200,7 @@ export function serviceScripts(s: ServiceInputs) {
             `  sleep 2`,
             `done`,
             `models=$(curl -fsS --max-time 10 ${auth} ${q(`${base}/v1/models`)}) || { echo "GET /v1/models failed" >&2; exit 1; }`,
-            `case "$models" in *${q(`"${servedModelName(c)}"`)}*) ;; *) echo "GET /v1/models does not list ${servedModelName(c)}: $models" >&2; exit 1 ;; esac`,
+            `case "$models" in *${q(`"${servedModelName(c)}"`)}*) ;; *) echo ${q(`GET /v1/models does not list ${servedModelName(c)}: `)}"$models" >&2; exit 1 ;; esac`,
             say(`serving ${servedModelName(c)} at ${base}/v1`),
         ].join("\n"),
         probe: [
@@ -251,7 +251,8 @@ export class VllmService extends pulumi.ComponentResource {
 
     constructor(name: string, args: VllmServiceArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vllm-workstation:index:VllmService", name, {}, opts);
-        const keyId = args.apiKey === null ? pulumi.output(null) : args.apiKey.apply(apiKeyId);
+        // The id reveals nothing of the key; left secret, it would hide every script of the unit in diffs.
+        const keyId = args.apiKey === null ? pulumi.output(null) : pulumi.unsecret(args.apiKey.apply(apiKeyId));
         const scripts = pulumi
             .all([args.snapshotPath, args.tiktokenDir, keyId])
             .apply(([snapshotPath, tiktokenDir, id]) => serviceScripts({ config: args.config, plan: args.plan, snapshotPath, tiktokenDir, apiKeyId: id }));

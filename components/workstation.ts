@@ -7,6 +7,7 @@ import { DockerVllm } from "./dockerRuntime";
 import type { Connection } from "./host";
 import { ModelCache } from "./model";
 import { PythonEnvironment } from "./python";
+import { q } from "./shell";
 import { ServingPlan, servedModelName, VllmService, vllmFlags } from "./vllmService";
 
 export interface WorkstationArgs {
@@ -66,5 +67,5 @@ export class Workstation extends pulumi.ComponentResource {
 export function exampleRequest(endpoint: string, model: string, withKey: boolean): string {
     const body = JSON.stringify({ model, messages: [{ role: "user", content: "Say hello in one sentence." }] });
     const auth = withKey ? ` -H "Authorization: Bearer $VLLM_API_KEY"` : "";
-    return `curl -s ${endpoint}/chat/completions -H "Content-Type: application/json"${auth} -d '${body}'`;
+    return `curl -s ${endpoint}/chat/completions -H "Content-Type: application/json"${auth} -d ${q(body)}`;
 }

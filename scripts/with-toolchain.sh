@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Runs a command with the project's toolchain (Node.js 22+, Pulumi CLI, dynamic-provider shim) on PATH.
+# Runs a command with the project's toolchain (Node.js 22+, Pulumi CLI, dynamic-provider shim) on PATH,
+# after compiling the TypeScript (the program and the dynamic providers run from dist/).
 set -euo pipefail
-env_file=$(bash "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh")
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+env_file=$(bash scripts/toolchain.sh)
 # shellcheck disable=SC1090
 source "$env_file"
+node node_modules/typescript/bin/tsc -p tsconfig.json
 exec "$@"

@@ -1,0 +1,162 @@
+import test, { ExecutionContext } from "ava";
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { expectFile, managedHeader, probeFile, q, say, sha256, writeFile } from "../components/shell";
+
+/** Runs a script the way host.ts does: `bash -s` reading it on stdin under `set -euo pipefail`. */
+function runScript(script: string): { code: number | null; stdout: string; stderr: string } {
+    const r = spawnSync("bash", ["-s"], { input: `set -euo pipefail\n${script}\n`, encoding: "utf8" });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A fresh directory under the system temp dir, removed when the test ends (pass or fail). */
+function tempDir(t: ExecutionContext): string {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-ws-shell-test-"));
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+    return dir;
+}
+
+const awkward = [
+    "plain",
+    "",
+    "it's",
+    "''",
+    "'leading and trailing'",
+    "$HOME and ${PATH} and $(echo pwned) and `echo pwned`",
+    'double "quotes" and \\backslashes\\',
+    "spaces   and\ttabs",
+    "multi\nline\nvalue",
+    "glob * ? [a-z] ~ !bang !! ;& | > <",
+    "unicode: grüße ✓",
+];
+
+for (const value of awkward) {
+    test(`q() makes bash see exactly ${JSON.stringify(value)}`, (t) => {
+        const r = spawnSync("bash", ["-c", `printf %s ${q(value)}`], { encoding: "utf8" });
+        t.is(r.status, 0, r.stderr);
+        t.is(r.stdout, value);
+    });
+}
+
+test("q() wraps the value in single quotes and escapes an embedded quote as '\\''", (t) => {
+    t.is(q("abc"), "'abc'");
+    t.is(q("it's"), "'it'\\''s'");
+});
+
+test("sha256 returns the hex digest of the UTF-8 text", (t) => {
+    t.is(sha256("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    t.is(sha256(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+});
+
+test("the managed header is one comment line that names the owner, with the comment marker asked for", (t) => {
+    const hash = managedHeader();
+    t.true(hash.startsWith("# Managed by vllm-workstation (Pulumi)."));
+    t.true(hash.endsWith("\n"));
+    t.is(hash.split("\n").length, 2);
+    t.true(managedHeader(";").startsWith("; Managed by vllm-workstation"));
+});
+
+test("writeFile() writes exactly the content, with the mode asked for, and leaves no temp file behind", (t) => {
+    const dir = tempDir(t);
+    const target = path.join(dir, "nested dir", "it's a file.conf");
+    const content = "line with $HOME and `backticks` and $(subshell)\n'single' \"double\" \\back\\slash\n\n\tindented\n";
+    const r = runScript(writeFile(target, content, "0600"));
+    t.is(r.code, 0, r.stderr);
+    t.is(fs.readFileSync(target, "utf8"), content);
+    t.is(fs.statSync(target).mode & 0o777, 0o600);
+    t.deepEqual(fs.readdirSync(path.dirname(target)), [path.basename(target)]);
+});
+
+test("writeFile() gives the default 0644 mode and root ownership", (t) => {
+    const dir = tempDir(t);
+    const target = path.join(dir, "f");
+    const r = runScript(writeFile(target, "x\n"));
+    t.is(r.code, 0, r.stderr);
+    const st = fs.statSync(target);
+    t.is(st.mode & 0o777, 0o644);
+    t.is(st.uid, 0);
+    t.is(st.gid, 0);
+});
+
+test("writeFile() ends a file without a trailing newline with one, which is what expectFile() assumes", (t) => {
+    const dir = tempDir(t);
+    const target = path.join(dir, "f");
+    const r = runScript(writeFile(target, "a\nb"));
+    t.is(r.code, 0, r.stderr);
+    t.is(fs.readFileSync(target, "utf8"), "a\nb\n");
+});
+
+test("writeFile() renames a new file over an existing one instead of rewriting it, so a reader never sees it half-written", (t) => {
+    const dir = tempDir(t);
+    const target = path.join(dir, "f");
+    fs.writeFileSync(target, "old content\n");
+    const inodeBefore = fs.statSync(target).ino;
+    const r = runScript(writeFile(target, "new content\n"));
+    t.is(r.code, 0, r.stderr);
+    t.is(fs.readFileSync(target, "utf8"), "new content\n");
+    // A rename puts a new inode at the path; an in-place rewrite would keep the old one.
+    t.not(fs.statSync(target).ino, inodeBefore);
+    t.deepEqual(fs.readdirSync(dir), ["f"]);
+});
+
+test("writeFile() keeps a line that looks like a heredoc end marker as content", (t) => {
+    const dir = tempDir(t);
+    const target = path.join(dir, "f");
+    const content = "EOF\nVLLM_WS_EOF\nVLLM_WS_PY\n";
+    const r = runScript(writeFile(target, content));
+    t.is(r.code, 0, r.stderr);
+    t.is(fs.readFileSync(target, "utf8"), content);
+});
+
+const probeCases: Array<[string, string]> = [
+    ["a unit file", "[Unit]\nDescription=x $HOME\n"],
+    ["content without a trailing newline", "KEY=value"],
+    ["content with blank lines at the end", "a\n\n\n"],
+    ["an empty file", ""],
+];
+
+for (const [name, content] of probeCases) {
+    test(`expectFile() matches what probeFile() prints for ${name} written by writeFile()`, (t) => {
+        const dir = tempDir(t);
+        const target = path.join(dir, "sub", "file");
+        const r = runScript(`${writeFile(target, content)}\n${probeFile("label", target)}`);
+        t.is(r.code, 0, r.stderr);
+        t.is(r.stdout.trim(), expectFile("label", content));
+    });
+}
+
+test("expectFile() matches probeFile() for a newline-terminated file written by someone else", (t) => {
+    const dir = tempDir(t);
+    const target = path.join(dir, "file with space");
+    const content = "hello\nworld\n";
+    fs.writeFileSync(target, content);
+    const r = runScript(probeFile("cfg", target));
+    t.is(r.code, 0, r.stderr);
+    t.is(r.stdout, `${expectFile("cfg", content)}\n`);
+});
+
+test("probeFile() prints <label>=missing for an absent file and the probe still succeeds", (t) => {
+    const dir = tempDir(t);
+    const r = runScript(probeFile("unit", path.join(dir, "absent")));
+    t.is(r.code, 0, r.stderr);
+    t.is(r.stdout, "unit=missing\n");
+});
+
+test("probeFile() shows an edited file as a different value than expectFile()", (t) => {
+    const dir = tempDir(t);
+    const target = path.join(dir, "f");
+    fs.writeFileSync(target, "edited by hand\n");
+    const r = runScript(probeFile("f", target));
+    t.not(r.stdout.trim(), expectFile("f", "original\n"));
+    t.regex(r.stdout.trim(), /^f=[0-9a-f]{64}$/);
+});
+
+test("say() prints the message verbatim on stderr and nothing on stdout", (t) => {
+    const message = "installing uv 0.9.5 from https://example.com/simple ($HOME, it's `here`)";
+    const r = runScript(say(message));
+    t.is(r.code, 0, r.stderr);
+    t.is(r.stdout, "");
+    t.is(r.stderr, `${message}\n`);
+});

@@ -1,0 +1,189 @@
+import test from "ava";
+import * as pulumi from "@pulumi/pulumi";
+import type { ServingPlan } from "../components/vllmService";
+
+interface Registered {
+    readonly type: string;
+    readonly name: string;
+    readonly custom: boolean;
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    readonly inputs: any;
+}
+
+const registered: Registered[] = [];
+
+// The mocks must be in place before any component module creates a resource, so the components are
+// loaded with require() below, after this call.
+pulumi.runtime.setMocks(
+    {
+        newResource: (args) => {
+            registered.push({ type: args.type, name: args.name, custom: args.custom ?? false, inputs: args.inputs });
+            // A pulled image reports its id; the container takes it as its image.
+            const extra = args.type === "docker:index/remoteImage:RemoteImage" ? { imageId: `id-of-${args.inputs.name}` } : {};
+            return { id: `${args.name}_id`, state: { ...args.inputs, observed: "x", ...extra } };
+        },
+        call: (args) => args.inputs,
+    },
+    "vllm-workstation",
+    "test",
+    false,
+);
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { Workstation } = require("../components/workstation") as typeof import("../components/workstation");
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { parseConfig } = require("../components/config") as typeof import("../components/config");
+
+const revision = "0123456789abcdef0123456789abcdef01234567";
+const apiKey = "sk-local-0123456789abcdef-SECRET";
+
+const plan: ServingPlan = {
+    gpuMemoryUtilization: 0.9,
+    cpuOffloadGb: 4,
+    maxModelLen: 4096,
+    maxNumSeqs: 2,
+    maxNumBatchedTokens: 1024,
+    enforceEager: true,
+    attentionBackend: "TRITON_ATTN",
+    kvCacheDtype: "auto", requiresPinnedMemory: false,
+};
+
+// How a secret value reaches the mocks: wrapped in an object tagged with Pulumi's secret signature.
+const secretSig = "4dabf18193072939515e22adb298388d";
+const secretTag = "1b47061264138c4ac30d75fd1eb44270";
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const isSecret = (v: any) => v !== null && typeof v === "object" && v[secretSig] === secretTag;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const plain = (v: any) => (isSecret(v) ? v.value : v);
+
+function valueOf<T>(o: pulumi.Output<T>): Promise<T> {
+    return new Promise((resolve) => o.apply((v) => resolve(v)));
+}
+
+/** Everything registered under a Workstation called `prefix`, once its endpoint has resolved. */
+async function build(prefix: string, raw: Record<string, unknown>, key: string | null) {
+    // As loadStackConfig does: the key is checked by the schema, then the components get the config
+    // without secrets and the key as a Pulumi secret.
+    const parsed = parseConfig({ model: { revision }, ...raw, ...(key === null ? {} : { apiKey: key }) });
+    const config = { ...parsed, apiKey: null, hfToken: null };
+    const ws = new Workstation(prefix, {
+        config,
+        connection: { kind: "local" },
+        plan,
+        lockText: null,
+        apiKey: key === null ? null : pulumi.secret(key),
+        hfToken: null,
+    });
+    const endpoint = await valueOf(ws.endpoint);
+    const mine = registered.filter((r) => r.name === prefix || r.name.startsWith(`${prefix}-`));
+    const byName = (name: string) => mine.find((r) => r.name === name);
+    return { ws, config, endpoint, mine, byName };
+}
+
+test("a systemd workstation registers its pieces under stable names", async (t) => {
+    const { mine } = await build("ws", {}, null);
+    t.deepEqual(mine.map((r) => r.name).sort(), [
+        "ws",
+        "ws-cuda",
+        "ws-cuda-files",
+        "ws-model",
+        "ws-model-files",
+        "ws-python",
+        "ws-python-packages",
+        "ws-python-uv",
+        "ws-vllm",
+        "ws-vllm-unit",
+    ]);
+});
+
+test("a systemd workstation's components and host states have the expected types", async (t) => {
+    const { byName } = await build("types", {}, null);
+    t.is(byName("types")!.type, "vllm-workstation:index:Workstation");
+    t.is(byName("types-cuda")!.type, "vllm-workstation:index:CudaEnvironment");
+    t.is(byName("types-python")!.type, "vllm-workstation:index:PythonEnvironment");
+    t.is(byName("types-model")!.type, "vllm-workstation:index:ModelCache");
+    t.is(byName("types-vllm")!.type, "vllm-workstation:index:VllmService");
+    for (const hs of ["types-cuda-files", "types-python-uv", "types-python-packages", "types-model-files", "types-vllm-unit"]) {
+        t.is(byName(hs)!.type, "pulumi-nodejs:dynamic:Resource", hs);
+        t.true(byName(hs)!.custom, hs);
+    }
+});
+
+test("a systemd workstation's endpoint resolves to the loopback OpenAI URL", async (t) => {
+    const { endpoint } = await build("ep", {}, null);
+    t.is(endpoint, "http://127.0.0.1:8000/v1");
+});
+
+test("a systemd workstation's outputs name the pinned model, the served name, the flags and the venv", async (t) => {
+    const { ws } = await build("out", {}, null);
+    t.is(await valueOf(ws.model), `openai/gpt-oss-20b@${revision}`);
+    t.is(await valueOf(ws.servedModelName), "gpt-oss-20b");
+    t.is((await valueOf(ws.vllmFlags))["cpu-offload-gb"], 4);
+    t.is(await valueOf(ws.venvPath), "/opt/vllm-workstation/venv");
+    const example = await valueOf(ws.exampleRequest);
+    t.true(example.startsWith("curl -s http://127.0.0.1:8000/v1/chat/completions "));
+    t.false(example.includes("Authorization"));
+});
+
+test("each host state gets the connection, its scripts and a description", async (t) => {
+    const { byName } = await build("hs", {}, null);
+    for (const name of ["hs-cuda-files", "hs-python-uv", "hs-python-packages", "hs-model-files", "hs-vllm-unit"]) {
+        const inputs = byName(name)!.inputs;
+        t.deepEqual(inputs.connection, { kind: "local" }, name);
+        for (const k of ["what", "apply", "probe", "expected", "remove"]) t.is(typeof inputs[k], "string", `${name}.${k}`);
+        t.truthy(inputs.__provider, `${name} carries its serialized provider`);
+    }
+    t.is(byName("hs-cuda-files")!.inputs.what, "the CUDA environment");
+    t.is(byName("hs-vllm-unit")!.inputs.what, "the vLLM service");
+    t.true(byName("hs-model-files")!.inputs.apply.includes(`${"/opt/vllm-workstation/venv"}/bin/hf' download`), "the model downloads with the venv's hf");
+});
+
+test("with an API key the service's scripts hold only the key's id, and the example request asks for the key", async (t) => {
+    const { byName, ws } = await build("key", { server: { host: "0.0.0.0" } }, apiKey);
+    const unit = byName("key-vllm-unit")!.inputs;
+    for (const k of ["apply", "probe", "expected", "remove"]) t.false(plain(unit[k]).includes(apiKey), k);
+    t.true(plain(unit.apply).includes("# api-key: "));
+    t.false(plain(unit.apply).includes("# api-key: none"));
+    t.true(plain(unit.expected).split("\n").includes("secrets=600 root"));
+    t.true(isSecret(unit.secretEnv), "the key travels as a secret");
+    t.deepEqual(plain(unit.secretEnv), { VLLM_WS_API_KEY: apiKey });
+    t.true((await valueOf(ws.exampleRequest)).includes('-H "Authorization: Bearer $VLLM_API_KEY"'));
+});
+
+test("a docker workstation runs vLLM in a container with every GPU and the configured image", async (t) => {
+    const { byName, mine, endpoint } = await build("dk", { runtime: "docker" }, null);
+    t.false(mine.some((r) => r.name === "dk-vllm" || r.name === "dk-vllm-unit"), "no systemd service");
+    t.is(byName("dk-docker")!.type, "vllm-workstation:index:DockerVllm");
+    const image = byName("dk-docker-image")!;
+    t.is(image.type, "docker:index/remoteImage:RemoteImage");
+    t.is(image.inputs.name, "vllm/vllm-openai:v0.11.0");
+    const container = byName("dk-docker-container")!;
+    t.is(container.type, "docker:index/container:Container");
+    t.is(container.inputs.gpus, "all");
+    t.is(container.inputs.image, "id-of-vllm/vllm-openai:v0.11.0");
+    t.is(container.inputs.ipcMode, "host");
+    t.is(container.inputs.name, "vllm-workstation");
+    t.is(endpoint, "http://127.0.0.1:8000/v1");
+});
+
+test("a docker workstation's container serves the snapshot on the configured address with read-only model volumes", async (t) => {
+    const { byName } = await build("dkv", { runtime: "docker", server: { port: 9001 } }, null);
+    const inputs = byName("dkv-docker-container")!.inputs;
+    const snapshot = `/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b/snapshots/${revision}`;
+    t.is(inputs.command[0], snapshot);
+    t.true(inputs.command.includes("--enforce-eager"));
+    t.deepEqual(inputs.ports, [{ internal: 8000, external: 9001, ip: "127.0.0.1" }]);
+    t.true(inputs.volumes.every((v: { readOnly: boolean }) => v.readOnly === true));
+    t.true(inputs.volumes.some((v: { hostPath: string }) => v.hostPath === "/var/lib/vllm-workstation/hf"));
+    t.true(inputs.envs.includes("HF_HUB_OFFLINE=1"));
+    t.false(inputs.envs.some((e: string) => e.startsWith("VLLM_API_KEY=")));
+});
+
+test("a docker workstation hands the API key to the container through its environment, not its command", async (t) => {
+    const { byName } = await build("dkk", { runtime: "docker", server: { host: "0.0.0.0" } }, apiKey);
+    const inputs = byName("dkk-docker-container")!.inputs;
+    t.true(isSecret(inputs.envs), "the container's env is a secret once it holds the key");
+    t.true(plain(inputs.envs).includes(`VLLM_API_KEY=${apiKey}`));
+    t.false(isSecret(inputs.command));
+    t.false(inputs.command.some((a: string) => a.includes(apiKey)));
+});
