@@ -109,7 +109,10 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
             `VLLM_WS_PY`,
             `)" != ${q(`model=${model.revision} files=verified`)} ]; then`,
             `  ${say(`downloading ${model.repo}@${model.revision} into ${model.cacheDir}${model.endpoint ? ` from ${model.endpoint}` : ""}`)}`,
-            // hf resumes partial blobs (*.incomplete) itself, so a rerun after a kill fetches only the rest.
+            // After a kill: huggingface_hub up to 1.17 resumes <etag>.incomplete with a Range request;
+            // from 1.18 each run writes <etag>.<random>.incomplete and starts over, so a killed run's
+            // partial file is only dead weight (up to a whole shard): clear those, keep the resumable kind.
+            `  [ -d ${q(`${l.repoDir}/blobs`)} ] && find ${q(`${l.repoDir}/blobs`)} -maxdepth 1 -name '*.*.incomplete' -delete`,
             // hf's --exclude takes every pattern after one flag up to huggingface_hub 0.x (argparse) and one
             // pattern per flag from 1.0 (typer); ask the installed version which it is.
             `  excl=()`,
