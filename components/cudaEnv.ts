@@ -7,7 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
-import { HostState } from "./hostState";
+import { HostState, ready } from "./hostState";
 import { expectFile, managedHeader, probeFile, q, writeFile } from "./shell";
 
 export const profilePath = "/etc/profile.d/vllm-workstation-cuda.sh";
@@ -61,7 +61,7 @@ export class CudaEnvironment extends pulumi.ComponentResource {
     constructor(name: string, args: CudaEnvironmentArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vllm-workstation:index:CudaEnvironment", name, {}, opts);
         const files = new HostState(`${name}-files`, { connection: args.connection, what: "the CUDA environment", ...scripts(args.cuda) }, { parent: this });
-        this.serviceEnvFile = files.observed.apply(() => serviceEnvPath);
+        this.serviceEnvFile = ready(files, serviceEnvPath);
         this.registerOutputs({ serviceEnvFile: this.serviceEnvFile });
     }
 }

@@ -35,4 +35,14 @@ export class HostState extends pulumi.dynamic.Resource {
     }
 }
 
+/**
+ * `value` once `state` is converged: the output resolves only after the resource's create or update
+ * returned (its health check included), and carries the dependency to whatever consumes it. It hangs
+ * on the URN rather than on `observed`, because an update makes `observed` unknown during preview, and
+ * that unknown would spread into every consumer's inputs and show them all as changing.
+ */
+export function ready<T>(state: HostState, value: T): pulumi.Output<T> {
+    return state.urn.apply(() => value);
+}
+
 export type { Connection, HostStateOutputs };

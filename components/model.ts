@@ -7,8 +7,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
-import { HostState } from "./hostState";
-import { q, say } from "./shell";
+import { HostState, ready } from "./hostState";
+import { makeOwnedDir, q, removeOwnedDir, say } from "./shell";
 
 type ModelConfig = WorkstationConfig["model"];
 
@@ -83,6 +83,13 @@ for name, size, mtime in m["files"]:
             changed.append(name)
     except OSError:
         changed.append(name)
+if changed and os.environ.get("VLLM_WS_REMOVE_CHANGED"):
+    # hf trusts a blob that is there, whatever its bytes: take changed files away so they are fetched again.
+    for name in changed:
+        link = os.path.join(snapshot, name)
+        for p in {os.path.realpath(link), link}:
+            if os.path.lexists(p):
+                os.remove(p)
 print("model=%s files=%s" % (m["revision"], "changed:" + ",".join(changed) if changed else "verified"))
 `;
 
@@ -93,7 +100,8 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
     const excludeArgs = model.exclude.map(q).join(" ");
     return {
         apply: [
-            `install -d -m 0755 ${q(model.cacheDir)} ${q(l.tiktokenDir)}`,
+            makeOwnedDir(model.cacheDir),
+            makeOwnedDir(l.tiktokenDir),
             ...tiktoken.map(([file, sum]) =>
                 [
                     `if ! echo ${q(`${sum}  ${l.tiktokenDir}/${file}`)} | sha256sum -c --status 2>/dev/null; then`,
@@ -104,7 +112,7 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
                     `fi`,
                 ].join("\n"),
             ),
-            `if [ "$(python3 - ${q(l.snapshot)} ${q(l.manifest)} ${q(model.revision)} ${excludeArgs} <<'VLLM_WS_PY'`,
+            `if [ "$(VLLM_WS_REMOVE_CHANGED=1 python3 - ${q(l.snapshot)} ${q(l.manifest)} ${q(model.revision)} ${excludeArgs} <<'VLLM_WS_PY'`,
             probePy.trim(),
             `VLLM_WS_PY`,
             `)" != ${q(`model=${model.revision} files=verified`)} ]; then`,
@@ -144,10 +152,14 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
         remove: model.keepOnDestroy
             ? say(`keeping ${model.repo} in ${model.cacheDir} (model.keepOnDestroy)`)
             : [
-                  `rm -rf ${q(l.repoDir)} ${q(l.tiktokenDir)}`,
+                  `rm -rf ${q(l.repoDir)}`,
                   `rm -rf ${q(`${model.cacheDir}/.locks/models--${model.repo.replace("/", "--")}`)}`,
                   `rmdir ${q(`${model.cacheDir}/.locks`)} 2>/dev/null || true`,
-                  `rmdir --ignore-fail-on-non-empty ${q(model.cacheDir)} 2>/dev/null || true`,
+                  // hf tags the cache dir on first use; the tag goes when the last repository does.
+                  `if ! ls -d ${q(model.cacheDir)}/models--* >/dev/null 2>&1; then rm -f ${q(`${model.cacheDir}/CACHEDIR.TAG`)}; fi`,
+                  `rm -f ${Object.keys(model.tiktoken.files).sort().map((f) => q(`${l.tiktokenDir}/${f}`)).join(" ")}`,
+                  removeOwnedDir(l.tiktokenDir),
+                  removeOwnedDir(model.cacheDir),
               ].join("\n"),
     };
 }
@@ -183,8 +195,8 @@ export class ModelCache extends pulumi.ComponentResource {
             },
             { parent: this },
         );
-        this.snapshotPath = files.observed.apply(() => l.snapshot);
-        this.tiktokenDir = files.observed.apply(() => l.tiktokenDir);
+        this.snapshotPath = ready(files, l.snapshot);
+        this.tiktokenDir = ready(files, l.tiktokenDir);
         this.registerOutputs({ snapshotPath: this.snapshotPath, tiktokenDir: this.tiktokenDir });
     }
 }

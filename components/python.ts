@@ -3,8 +3,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
-import { HostState } from "./hostState";
-import { q, say, sha256, writeFile } from "./shell";
+import { HostState, ready } from "./hostState";
+import { makeOwnedDir, q, removeOwnedDir, say, sha256, writeFile } from "./shell";
 
 type PythonConfig = WorkstationConfig["python"];
 
@@ -77,7 +77,7 @@ export function uvScripts(py: PythonConfig) {
     const l = layout(py);
     return {
         apply: [
-            `install -d -m 0755 ${q(l.home)}`,
+            makeOwnedDir(l.home),
             `if [ "$(${q(l.uv)} --version 2>/dev/null | cut -d' ' -f2)" != ${q(py.uvVersion)} ]; then`,
             `  ${say(`installing uv ${py.uvVersion} from ${py.indexUrl}`)}`,
             `  UV_INDEX=${q(py.indexUrl)} UV_VERSION=${q(py.uvVersion)} UV_DEST=${q(l.uv)} python3 - <<'VLLM_WS_PY'`,
@@ -87,7 +87,7 @@ export function uvScripts(py: PythonConfig) {
         ].join("\n"),
         probe: `echo "uv=$(${q(l.uv)} --version 2>/dev/null | cut -d' ' -f2 || true)"`,
         expected: `uv=${py.uvVersion}`,
-        remove: `rm -f ${q(l.uv)} ${q(l.uv)}.part\nrmdir --ignore-fail-on-non-empty ${q(l.home)} 2>/dev/null || true`,
+        remove: `rm -f ${q(l.uv)} ${q(l.uv)}.part\n${removeOwnedDir(l.home)}`,
     };
 }
 
@@ -112,7 +112,8 @@ export function packageScripts(py: PythonConfig, lockText: string | null) {
             : writeFile(l.lock, lockText);
     return {
         apply: [
-            `install -d -m 0755 ${q(l.home)} ${q(l.cache)}`,
+            makeOwnedDir(l.home),
+            `install -d -m 0755 ${q(l.cache)}`,
             `if [ ! -x ${q(python)} ] || [ "$(${q(python)} -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != ${q(py.version)} ]; then`,
             `  ${say(`creating the venv ${py.venvPath} with Python ${py.version}`)}`,
             `  rm -rf ${q(py.venvPath)}`,
@@ -138,7 +139,7 @@ export function packageScripts(py: PythonConfig, lockText: string | null) {
             lockText === null ? "lock=present" : `lock=${sha256(lockText.endsWith("\n") ? lockText : lockText + "\n")}`,
             "packages=as-locked",
         ].join("\n"),
-        remove: `rm -rf ${q(py.venvPath)} ${q(l.cache)} ${q(l.lock)} ${q(l.requirementsIn)}\nrmdir --ignore-fail-on-non-empty ${q(l.home)} 2>/dev/null || true`,
+        remove: `rm -rf ${q(py.venvPath)} ${q(l.cache)} ${q(l.lock)} ${q(l.requirementsIn)}\n${removeOwnedDir(l.home)}`,
     };
 }
 
@@ -161,7 +162,7 @@ export class PythonEnvironment extends pulumi.ComponentResource {
             { connection: args.connection, what: `the venv ${args.python.venvPath}`, ...packageScripts(args.python, args.lockText) },
             { parent: this, dependsOn: [uv] },
         );
-        this.venvPath = packages.observed.apply(() => args.python.venvPath);
+        this.venvPath = ready(packages, args.python.venvPath);
         this.registerOutputs({ venvPath: this.venvPath });
     }
 }

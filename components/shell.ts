@@ -46,3 +46,26 @@ export function expectFile(label: string, content: string): string {
 export function say(message: string): string {
     return `echo ${q(message)} >&2`;
 }
+
+const dirMarker = ".vllm-workstation-made-this";
+
+/**
+ * Creates `dir` and any missing parent, leaving a marker in each directory it made, so that
+ * removeOwnedDir takes away exactly those and never a directory that was there before.
+ */
+export function makeOwnedDir(dir: string): string {
+    return [
+        `d=${q(dir)}; made=()`,
+        `while [ ! -e "$d" ]; do made+=("$d"); d=$(dirname "$d"); done`,
+        `install -d -m 0755 ${q(dir)}`,
+        `for d in "\${made[@]}"; do touch "$d/${dirMarker}"; done`,
+    ].join("\n");
+}
+
+/** Removes `dir` and its parents, as far as makeOwnedDir made them and they hold nothing else. */
+export function removeOwnedDir(dir: string): string {
+    return [
+        `d=${q(dir)}`,
+        `while [ -f "$d/${dirMarker}" ] && [ "$(ls -A "$d")" = ${q(dirMarker)} ]; do rm -f "$d/${dirMarker}"; rmdir "$d"; d=$(dirname "$d"); done`,
+    ].join("\n");
+}

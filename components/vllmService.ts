@@ -3,7 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
-import { HostState } from "./hostState";
+import { HostState, ready } from "./hostState";
 import { expectFile, managedHeader, probeFile, q, say, sha256, writeFile } from "./shell";
 import { serviceEnvPath } from "./cudaEnv";
 import { has } from "./vllmVersion";
@@ -174,14 +174,15 @@ export function serviceScripts(s: ServiceInputs) {
             `id -u ${user} >/dev/null 2>&1 || useradd --system --gid ${user} --home-dir ${q(cacheHome)} --no-create-home --shell /usr/sbin/nologin ${user}`,
             // WSL2 exposes the GPU as /dev/dxg; native Linux as /dev/nvidia*, group video on some distributions.
             `getent group video >/dev/null && usermod -aG video ${user} || true`,
-            `before=$(cat ${q(unitPath)} ${q(configPath)} ${q(envPath)} ${q(secretsPath)} 2>/dev/null | sha256sum)`,
+            // Missing files (a first run) are part of the "before" state, not an error under pipefail.
+            `before=$({ cat ${q(unitPath)} ${q(configPath)} ${q(envPath)} ${q(secretsPath)} 2>/dev/null || true; } | sha256sum)`,
             writeFile(configPath, yaml),
             writeFile(envPath, env),
             `if [ -n "\${VLLM_WS_API_KEY:-}" ]; then`,
             `  umask 077; printf 'VLLM_API_KEY=%s\\n' "$VLLM_WS_API_KEY" >${q(secretsPath)}.part && chmod 0600 ${q(secretsPath)}.part && mv -f ${q(secretsPath)}.part ${q(secretsPath)}`,
             `else rm -f ${q(secretsPath)}; fi`,
             writeFile(unitPath, unit),
-            `after=$(cat ${q(unitPath)} ${q(configPath)} ${q(envPath)} ${q(secretsPath)} 2>/dev/null | sha256sum)`,
+            `after=$({ cat ${q(unitPath)} ${q(configPath)} ${q(envPath)} ${q(secretsPath)} 2>/dev/null || true; } | sha256sum)`,
             `systemctl daemon-reload`,
             `systemctl enable ${unitName} 2>/dev/null`,
             `if [ "$before" != "$after" ] || ! systemctl is-active --quiet ${unitName}; then`,
@@ -269,7 +270,7 @@ export class VllmService extends pulumi.ComponentResource {
             },
             { parent: this },
         );
-        this.endpoint = unit.observed.apply(() => endpointUrl(args.config));
+        this.endpoint = ready(unit, endpointUrl(args.config));
         this.registerOutputs({ endpoint: this.endpoint });
     }
 }

@@ -84,20 +84,22 @@ test("without keepOnDestroy the remove script deletes the repo dir, the tiktoken
     const remove = modelScripts(defaults, venv).remove;
     const targets = rmCommands(remove).flatMap((w) => w.filter((x) => !x.startsWith("-")).slice(1));
     t.deepEqual(targets.sort(), [
-        "'/var/lib/vllm-workstation/hf-tiktoken'",
+        "'/var/lib/vllm-workstation/hf-tiktoken/cl100k_base.tiktoken'",
+        "'/var/lib/vllm-workstation/hf-tiktoken/o200k_base.tiktoken'",
         "'/var/lib/vllm-workstation/hf/.locks/models--openai--gpt-oss-20b'",
         "'/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b'",
     ]);
+    t.regex(remove, /^if ! ls -d '\/var\/lib\/vllm-workstation\/hf'\/models--\* .*then rm -f '\/var\/lib\/vllm-workstation\/hf\/CACHEDIR.TAG'; fi$/m, "hf's cache tag goes with the last repository");
     t.false(targets.includes("'/var/lib/vllm-workstation/hf'"));
-    t.true(remove.includes("rmdir --ignore-fail-on-non-empty '/var/lib/vllm-workstation/hf'"));
+    t.true(remove.includes(".vllm-workstation-made-this"), "directories go only where apply made them");
 });
 
 test("remove keeps other models and their locks in a shared cache dir", (t) => {
     const dir = tempDir(t);
     const m = parseConfig({ model: { revision, cacheDir: `${dir}/hf` } }).model;
     const l = layout(m);
-    const others = [`${dir}/hf/models--other--model/snapshots/x/f`, `${dir}/hf/.locks/models--other--model/f.lock`, `${dir}/hf/version.txt`];
-    for (const f of [`${l.snapshot}/config.json`, `${dir}/hf/.locks/models--openai--gpt-oss-20b/a.lock`, `${l.tiktokenDir}/o200k_base.tiktoken`, ...others]) {
+    const others = [`${dir}/hf/models--other--model/snapshots/x/f`, `${dir}/hf/.locks/models--other--model/f.lock`, `${dir}/hf/version.txt`, `${dir}/hf/CACHEDIR.TAG`];
+    for (const f of [`${l.snapshot}/config.json`, `${dir}/hf/.locks/models--openai--gpt-oss-20b/a.lock`, `${l.tiktokenDir}/o200k_base.tiktoken`, `${l.tiktokenDir}/.vllm-workstation-made-this`, ...others]) {
         fs.mkdirSync(path.dirname(f), { recursive: true });
         fs.writeFileSync(f, "x");
     }
@@ -113,7 +115,8 @@ test("remove takes the cache dir away when nothing else is in it", (t) => {
     const dir = tempDir(t);
     const m = parseConfig({ model: { revision, cacheDir: `${dir}/hf` } }).model;
     const l = layout(m);
-    for (const f of [`${l.snapshot}/config.json`, `${dir}/hf/.locks/models--openai--gpt-oss-20b/a.lock`, `${l.tiktokenDir}/o200k_base.tiktoken`]) {
+    const madeByApply = [`${dir}/hf/.vllm-workstation-made-this`, `${l.tiktokenDir}/.vllm-workstation-made-this`, `${dir}/hf/CACHEDIR.TAG`];
+    for (const f of [`${l.snapshot}/config.json`, `${dir}/hf/.locks/models--openai--gpt-oss-20b/a.lock`, `${l.tiktokenDir}/o200k_base.tiktoken`, ...madeByApply]) {
         fs.mkdirSync(path.dirname(f), { recursive: true });
         fs.writeFileSync(f, "x");
     }
@@ -267,7 +270,7 @@ test("apply fetches the encodings, downloads and verifies the model; the probe t
     t.true(r.stderr.includes("verified config.json"));
     t.true(r.stderr.includes("verified model.safetensors"));
     t.is(fs.readFileSync(`${box.l.tiktokenDir}/a.tiktoken`, "utf8"), "encoding a\n");
-    t.deepEqual(fs.readdirSync(box.l.tiktokenDir).sort(), ["a.tiktoken", "b.tiktoken"], "no .part file is left");
+    t.deepEqual(fs.readdirSync(box.l.tiktokenDir).filter((f) => !f.startsWith(".vllm-workstation")).sort(), ["a.tiktoken", "b.tiktoken"], "no .part file is left");
     const manifest = JSON.parse(fs.readFileSync(box.l.manifest, "utf8"));
     t.is(manifest.revision, revision);
     t.deepEqual(
@@ -299,7 +302,7 @@ test("apply refuses a tiktoken file whose sha256 differs and leaves no partial f
     const r = strict(box.scripts.apply);
     t.is(r.code, 1);
     t.true(r.stderr.includes(`b.tiktoken from file://${box.dir}/enc does not match sha256 ${hex("sha256", "encoding b\n")}`));
-    t.deepEqual(fs.readdirSync(box.l.tiktokenDir), ["a.tiktoken"]);
+    t.deepEqual(fs.readdirSync(box.l.tiktokenDir).filter((f) => !f.startsWith(".vllm-workstation")), ["a.tiktoken"]);
     t.deepEqual(box.hfCalls(), [], "the model is not downloaded after a failed step");
 });
 

@@ -231,16 +231,37 @@ test("uv's apply does nothing when the pinned version is already installed", (t)
     t.is(r.stderr, "");
 });
 
-test("uv's remove deletes uv and its tools dir once empty, and leaves the venv", (t) => {
+test("uv's remove deletes uv and the tools dir its apply made, and leaves the venv", (t) => {
     const dir = tempDir(t);
     const py = pythonIn(dir);
     const l = layout(py);
     writeExecutable(l.uv, "#!/bin/sh\n");
+    fs.writeFileSync(`${l.home}/.vllm-workstation-made-this`, "");
     fs.mkdirSync(`${py.venvPath}/bin`, { recursive: true });
     const r = strict(uvScripts(py).remove);
     t.is(r.code, 0, r.stderr);
     t.false(fs.existsSync(l.home));
     t.true(fs.existsSync(`${py.venvPath}/bin`));
+});
+
+test("uv's remove leaves a tools dir that was there before apply", (t) => {
+    const dir = tempDir(t);
+    const py = pythonIn(dir);
+    const l = layout(py);
+    writeExecutable(l.uv, "#!/bin/sh\n");
+    const r = strict(uvScripts(py).remove);
+    t.is(r.code, 0, r.stderr);
+    t.false(fs.existsSync(l.uv));
+    t.true(fs.existsSync(l.home));
+});
+
+test("uv's apply records each directory it makes, and only those", (t) => {
+    const dir = tempDir(t);
+    const py = pythonIn(dir, { venvPath: `${dir}/new/parent/venv` });
+    const r = strict(uvScripts(py).apply.split("\n").slice(0, 4).join("\n"));
+    t.is(r.code, 0, r.stderr);
+    for (const d of [`${dir}/new`, `${dir}/new/parent`, `${dir}/new/parent/venv-tools`]) t.true(fs.existsSync(`${d}/.vllm-workstation-made-this`), d);
+    t.false(fs.existsSync(`${dir}/.vllm-workstation-made-this`));
 });
 
 // A package index served from this process, with one real (tiny) uv wheel whose uv prints a version.

@@ -1,0 +1,163 @@
+// The workstation stack's lifecycle on the throwaway box, through the real engine over SSH: converge from
+// nothing, a no-op second up, drift of every kind in a plain preview, a tier switch, and destroy.
+// Test doubles (no GPU here): the box's nvidia-smi and nvcc, the vLLM and FlashInfer wheels, the Hub.
+import test from "ava";
+import { workstationProgram } from "../components/program";
+import { Box, startBox } from "./helpers/box";
+import { sshTarget, testStack, TestStack } from "./helpers/stack";
+import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./servers";
+import { boxSnapshot, installGpuDoubles, serviceRecord, StandinRecord, wheelhouse } from "./helpers/workstation";
+
+let box: Box;
+let index: PackageIndex;
+let hub: HfEndpoint;
+let ts: TestStack;
+let port: number;
+let before: string;
+
+const venv = "/opt/vllm-workstation/venv";
+
+test.before(async () => {
+    [box, index, hub] = await Promise.all([startBox({ name: "ws" }), startPackageIndex({ wheelhouse }), startHfEndpoint()]);
+    await installGpuDoubles(box, "rtx4090");
+    before = await boxSnapshot(box);
+    port = 18000 + Math.floor(Math.random() * 1000);
+    ts = await testStack({
+        name: "workstation",
+        program: workstationProgram,
+        config: {
+            target: sshTarget(box),
+            // Debian's Python on the box (a WSL Ubuntu 24.04 has the default 3.12), and the first vLLM
+            // that can offload under WSL2, so the tier switch below needs no package change.
+            python: { version: "3.11", indexUrl: index.url, vllmVersion: "0.24.0", flashinferVersion: "0.6.12" },
+            model: { revision: hub.commitSha, endpoint: hub.url, tiktoken: { baseUrl: hub.tiktoken.baseUrl, files: hub.tiktoken.files } },
+            gpu: { tier: "24gb" },
+            server: { port, healthTimeoutSeconds: 120 },
+        },
+    });
+});
+
+test.after.always(async () => {
+    try {
+        await ts?.stack.destroy({ onOutput: ts.onOutput });
+    } catch {
+        // the destroy test reports destroy's own failures
+    }
+    ts?.remove();
+    await Promise.all([box?.stop(), index?.stop(), hub?.stop()]);
+});
+
+async function up(t: { log: (...a: unknown[]) => void }, opts: { expectNoChanges?: boolean } = {}) {
+    try {
+        return await ts.stack.up({ onOutput: ts.onOutput, ...opts });
+    } catch (e) {
+        t.log(ts.output.join("").slice(-6000));
+        throw e;
+    }
+}
+
+async function changed() {
+    const pv = await ts.stack.preview({ onOutput: ts.onOutput });
+    return Object.fromEntries(Object.entries(pv.changeSummary).filter(([k]) => k !== "same"));
+}
+
+test.serial("pulumi up from nothing converges the box and the endpoint answers only after the health check", async (t) => {
+    const r = await up(t);
+    t.is(r.summary.result, "succeeded");
+    t.is(r.outputs.endpoint.value, `http://127.0.0.1:${port}/v1`);
+    t.is(r.outputs.servedModelName.value, "gpt-oss-20b");
+    t.is(r.outputs.venvPath.value, venv);
+    const models = (await (await fetch(`${r.outputs.endpoint.value}/models`)).json()) as { data: Array<{ id: string }> };
+    t.deepEqual(models.data.map((m) => m.id), ["gpt-oss-20b"]);
+    t.regex(ts.output.join(""), /waiting for http:\/\/127\.0\.0\.1:\d+\/health/, "progress shows in the up output");
+});
+
+test.serial("the service runs vllm serve with the 24gb tier's flags and the CUDA environment", async (t) => {
+    const rec: StandinRecord = await serviceRecord(box);
+    t.is(rec.argv[1], "serve");
+    t.regex(rec.argv[2], new RegExp(`/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b/snapshots/${hub.commitSha}$`));
+    t.is(rec.flags["max-model-len"], "32768");
+    t.is(rec.flags["served-model-name"], "gpt-oss-20b");
+    t.is(rec.flags["host"], "127.0.0.1");
+    t.false("cpu-offload-gb" in rec.flags);
+    t.false("enforce-eager" in rec.flags);
+    t.is(rec.env.CUDA_HOME, "/usr/local/cuda");
+    t.true(rec.env.PATH.startsWith("/usr/local/cuda/bin:"));
+    t.true(rec.env.LD_LIBRARY_PATH.startsWith("/usr/lib/wsl/lib:"));
+    t.is(rec.env.HF_HUB_OFFLINE, "1");
+    t.is(rec.flags["attention-backend"], "TRITON_ATTN", "0.24 takes the backend as a flag");
+    t.false("VLLM_ATTENTION_BACKEND" in rec.env);
+    t.false("VLLM_WSL2_ENABLE_PIN_MEMORY" in rec.env, "nothing is offloaded");
+    t.regex(rec.env.TIKTOKEN_ENCODINGS_BASE, /-tiktoken$/);
+    t.is(rec.user, "vllm");
+});
+
+test.serial("login shells get the CUDA environment from /etc/profile.d", async (t) => {
+    const r = await box.ssh(`bash -lc 'echo $CUDA_HOME; echo $PATH; echo $LD_LIBRARY_PATH'`);
+    const [home, path, ld] = r.stdout.trim().split("\n");
+    t.is(home, "/usr/local/cuda");
+    t.true(path.startsWith("/usr/local/cuda/bin:"));
+    t.true(ld.startsWith("/usr/lib/wsl/lib:"));
+});
+
+test.serial("the installed packages are the locked set, with hashes", async (t) => {
+    const lock = await box.sh(`cat ${venv}-tools/requirements.lock`);
+    t.regex(lock, /^vllm==0\.24\.0 \\$/m);
+    t.regex(lock, /--hash=sha256:[0-9a-f]{64}/);
+    const freeze = await box.sh(`${venv}-tools/uv pip freeze --python ${venv}/bin/python`);
+    t.regex(freeze, /^vllm==0\.24\.0$/m);
+    t.regex(freeze, /^flashinfer-python==0\.6\.12$/m);
+});
+
+test.serial("a second pulumi up changes nothing", async (t) => {
+    const r = await up(t, { expectNoChanges: true });
+    t.deepEqual(Object.keys(r.summary.resourceChanges ?? {}).filter((k) => k !== "same"), []);
+});
+
+const drifts: Array<[string, string]> = [
+    ["the unit file is edited", "sed -i 's/^Restart=on-failure/Restart=no/' /etc/systemd/system/vllm-workstation.service && systemctl daemon-reload"],
+    ["the service is stopped", "systemctl stop vllm-workstation"],
+    ["the service is disabled", "systemctl disable vllm-workstation"],
+    ["a package is removed from the venv", `${venv}-tools/uv pip uninstall --python ${venv}/bin/python six packaging 2>&1 || true`],
+    ["the shell environment file is removed", "rm /etc/profile.d/vllm-workstation-cuda.sh"],
+    ["a model file is deleted", `rm "$(readlink -f /var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b/snapshots/*/config.json)"`],
+    ["a model file is corrupted in place", `f=$(readlink -f /var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b/snapshots/*/model-00000-of-00001.safetensors 2>/dev/null || ls -d /var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b/blobs/* | head -n1); printf 'X' | dd of="$f" bs=1 seek=100 conv=notrunc 2>/dev/null`],
+];
+
+for (const [what, cmd] of drifts) {
+    test.serial(`a plain preview shows drift when ${what}, and up repairs it`, async (t) => {
+        await box.sh(cmd);
+        const c = await changed();
+        t.is(c.update, 1, JSON.stringify(c));
+        await up(t);
+        t.deepEqual(await changed(), {});
+        const health = await fetch(`http://127.0.0.1:${port}/health`);
+        t.is(health.status, 200);
+    });
+}
+
+test.serial("switching from the 24gb tier to the 12gb tier updates only the service and restarts it", async (t) => {
+    const pid = (await box.sh("systemctl show -p MainPID --value vllm-workstation")).trim();
+    await ts.stack.setConfig("gpu.tier", { value: "12gb" }, true);
+    const r = await up(t);
+    const { same, ...changes } = r.summary.resourceChanges ?? {};
+    t.deepEqual(changes, { update: 1 });
+    t.true((same ?? 0) > 5);
+    t.true(ts.output.join("").includes("workstation-vllm-unit"), "the update is the vLLM unit");
+    const newPid = (await box.sh("systemctl show -p MainPID --value vllm-workstation")).trim();
+    t.not(newPid, pid);
+    const rec = await serviceRecord(box);
+    t.truthy(rec.flags["cpu-offload-gb"]);
+    t.true("enforce-eager" in rec.flags);
+    t.true(Number(rec.flags["max-model-len"]) <= 8192);
+    t.is(rec.env.VLLM_WSL2_ENABLE_PIN_MEMORY, "1", "the box looks like WSL2, where offload needs pinned memory");
+});
+
+test.serial("pulumi destroy removes the service, venv, environment and model: the box is as before up", async (t) => {
+    const d = await ts.stack.destroy({ onOutput: ts.onOutput });
+    t.is(d.summary.result, "succeeded");
+    t.is((await box.exec("systemctl cat vllm-workstation")).code !== 0, true);
+    t.is((await box.exec(`test -e ${venv}`)).code, 1);
+    t.is((await box.exec("id vllm")).code, 1);
+    t.is(await boxSnapshot(box), before);
+});
