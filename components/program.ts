@@ -5,7 +5,6 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
-import { ConfigError } from "./config";
 import { Connection, runOrThrow } from "./host";
 import { AUTO_OPTIONS, PLANNER_CONSTANTS, plan, PlanInput, PlanResult } from "./planner";
 import { Check, Facts, gatherFacts, parseProbeOutput, runChecks, wslKind } from "./preflight";
@@ -62,15 +61,12 @@ async function lookAtWorkstation(config: WorkstationConfig, conn: Connection): P
     return parsed.facts;
 }
 
-export async function workstationProgram(): Promise<Record<string, pulumi.Output<unknown>>> {
-    let stack;
-    try {
-        stack = loadStackConfig();
-    } catch (e) {
-        // RunError prints the message without a stack trace: the message is the whole story.
-        if (e instanceof ConfigError) throw new pulumi.RunError(e.message);
-        throw e;
-    }
+/**
+ * Everything before the first resource: parse, look, plan, check. Any failure here is a refusal with a
+ * message for the person at the keyboard, and nothing has been declared yet.
+ */
+async function prepare() {
+    const stack = loadStackConfig();
     const { config } = stack;
     const conn = connectionFor(config.target);
     const facts = await lookAtWorkstation(config, conn);
@@ -79,9 +75,23 @@ export async function workstationProgram(): Promise<Record<string, pulumi.Output
     const errors = checks.filter((c) => c.level === "error");
     for (const w of checks.filter((c) => c.level === "warning")) pulumi.log.warn(`[${w.id}] ${w.message}${w.fix ? ` Fix: ${w.fix}` : ""}`);
     if (errors.length > 0 || !result.ok) {
-        throw new pulumi.RunError(`the workstation is not ready (nothing was changed):\n${formatChecks(errors)}`);
+        throw new Error(`the workstation is not ready (nothing was changed):\n${formatChecks(errors)}`);
     }
     const lockText = config.python.lockFile === null ? null : fs.readFileSync(path.resolve(__dirname, "..", "..", config.python.lockFile), "utf8");
+    return { stack, config, conn, result, lockText };
+}
+
+export async function workstationProgram(): Promise<Record<string, pulumi.Output<unknown>>> {
+    let prepared;
+    try {
+        prepared = await prepare();
+    } catch (e) {
+        // Logged, not thrown: the run fails all the same (an error was logged), without a stack trace
+        // for what is a message to the user, and without the rejection outliving the engine's run.
+        pulumi.log.error(e instanceof Error ? e.message : String(e));
+        return {};
+    }
+    const { stack, config, conn, result, lockText } = prepared;
     const ws = new Workstation("workstation", { config, connection: conn, plan: servingPlan(result), lockText, apiKey: stack.apiKey, hfToken: stack.hfToken });
     return {
         endpoint: ws.endpoint,
