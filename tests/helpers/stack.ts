@@ -22,8 +22,11 @@ export async function testStack(opts: {
     /** Stack config (the `config:` map of Pulumi.<stack>.yaml), keys without the project prefix. */
     config?: Record<string, unknown>;
     project?: string;
+    /** Default "test". */
+    stackName?: string;
     env?: Record<string, string>;
 }): Promise<TestStack> {
+    const stackName = opts.stackName ?? "test";
     const project = opts.project ?? "vllm-workstation";
     const dir = path.join(projectRoot, ".work", `${opts.name}-${crypto.randomBytes(4).toString("hex")}`);
     fs.mkdirSync(dir, { recursive: true });
@@ -31,9 +34,9 @@ export async function testStack(opts: {
     const cfg = Object.entries(opts.config ?? {})
         .map(([k, v]) => `  ${project}:${k}: ${JSON.stringify(v)}`)
         .join("\n");
-    fs.writeFileSync(path.join(dir, "Pulumi.test.yaml"), `config:\n${cfg}\n`);
+    fs.writeFileSync(path.join(dir, `Pulumi.${stackName}.yaml`), `config:\n${cfg}\n`);
     const stack = await openStack({
-        stack: "test",
+        stack: stackName,
         program: opts.program,
         workDir: dir,
         stateDir: path.join(dir, "state"),
