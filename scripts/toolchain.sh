@@ -47,7 +47,7 @@ ensure_pulumi() {
   local want=$bin/pulumi
   if [[ ! -x $want ]]; then
     command -v go >/dev/null || { log "no Pulumi CLI on PATH and no Go to build one: install Pulumi or Go 1.25+"; exit 1; }
-    log "building the Pulumi CLI $PULUMI_VERSION from its Go modules (first run only; about 10-20 minutes on 2 cores)"
+    log "building the Pulumi CLI $PULUMI_VERSION from its Go modules (first run only; 5 to 8 minutes on 2 cores)"
     local start=$SECONDS
     (cd "$here/tools/pulumi" && GOFLAGS=-mod=mod go build -trimpath \
       -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_VERSION" \
