@@ -29,9 +29,20 @@ export interface HostStateOutputs extends Omit<HostStateInputs, "secretEnv"> {
 // a rotated token must not re-download a model.
 const tracked = ["connection", "apply", "probe", "expected", "remove"] as const;
 
+/** Progress bars (tqdm, uv) redraw many times a second; one line every few seconds is enough to read. */
+export function throttled(emit: (line: string) => void, everyMs = 3000, now: () => number = Date.now): (line: string) => void {
+    let last = -Infinity;
+    return (line) => {
+        const bar = /\d+%\|/.test(line);
+        if (bar && !/100%\|/.test(line) && now() - last < everyMs) return;
+        if (bar) last = now();
+        emit(line);
+    };
+}
+
 function progress(what: string): (line: string) => void {
     // The engine shows a provider's stderr lines in the `pulumi up` output.
-    return (line) => console.error(`[${what}] ${line}`);
+    return throttled((line) => console.error(`[${what}] ${line}`));
 }
 
 async function probe(inputs: HostStateInputs): Promise<string> {

@@ -3,7 +3,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import type { Connection } from "../components/host";
-import { create, diff, HostStateInputs, HostStateOutputs, read, remove, update } from "../components/hostStateProvider";
+import { create, diff, HostStateInputs, HostStateOutputs, read, remove, throttled, update } from "../components/hostStateProvider";
 import { q } from "../components/shell";
 
 const local: Connection = { kind: "local" };
@@ -128,4 +128,19 @@ test("remove() runs the remove script", async (t) => {
     const { outs } = await create(fileInputs(dir, "v1"));
     await remove("the widget", outs!);
     t.false(fs.existsSync(path.join(dir, "state")));
+});
+
+test("progress bars are shown every few seconds, their last state and every other line always", (t) => {
+    let clock = 0;
+    const seen: string[] = [];
+    const emit = throttled((l) => seen.push(l), 3000, () => clock);
+    emit("downloading x");
+    emit(" 10%|#         | 1/10");
+    clock = 1000;
+    emit(" 20%|##        | 2/10");
+    clock = 3500;
+    emit(" 40%|####      | 4/10");
+    emit("verifying");
+    emit("100%|##########| 10/10");
+    t.deepEqual(seen, ["downloading x", " 10%|#         | 1/10", " 40%|####      | 4/10", "verifying", "100%|##########| 10/10"]);
 });
