@@ -13,7 +13,7 @@
 #   bash scripts/box.sh status DIR              # prints running/stopped; exit 0 only when running
 #
 # Layout of DIR: root/ (the box's /), id_ed25519{,.pub} (the client key for dev), pid (systemd's host
-# pid), port, name, boot.log (the console of the last boot). Needs root on the host.
+# pid), port, name, boot.log (what the last boot printed before systemd took over). Needs root on the host.
 #
 # Environment: VLLM_WS_CACHE (default ~/.cache/vllm-workstation), BOX_MIRROR (Debian mirror for the
 # rootfs build), BOX_EXTRA_PACKAGES (space separated, part of the cache key), BOX_BOOT_TIMEOUT (s, 90),
@@ -38,9 +38,11 @@ log() { printf '[box] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 [[ $(id -u) == 0 ]] || die "must run as root (namespaces, mounts, chroot)"
 
+package_list() { tr -s ' ' '\n' <<<"$PACKAGES" | grep . | sort -u; }
+
 rootfs_path() {
   local key
-  key=$(printf '%s\n' "$SUITE" "$RECIPE" $(printf '%s\n' $PACKAGES | sort -u) | sha256sum | cut -c1-16)
+  key=$( (printf '%s\n' "$SUITE" "$RECIPE"; package_list) | sha256sum | cut -c1-16)
   echo "$cache/box/rootfs-$key.tar.gz"
 }
 
@@ -60,7 +62,7 @@ cmd_rootfs() {
   # shellcheck disable=SC2064
   trap "umount -R -l '$tmp/root' 2>/dev/null || true; rm -rf '$tmp'" EXIT
   log "debootstrap $SUITE (minbase) from $MIRROR into $tmp/root; this takes a few minutes"
-  debootstrap --variant=minbase --include="$(printf '%s\n' $PACKAGES | sort -u | paste -sd,)" \
+  debootstrap --variant=minbase --include="$(package_list | paste -sd,)" \
     "$SUITE" "$tmp/root" "$MIRROR" >&2
   log "trimming the rootfs"
   local r=$tmp/root
@@ -90,11 +92,32 @@ box_pid() {
   echo "$pid"
 }
 
+# Where the host's cgroup v2 tree is: /sys/fs/cgroup on a unified host, cgroup/unified on a hybrid one.
+v2_root() {
+  if [[ $(stat -f -c %T "$CG" 2>/dev/null) == cgroup2fs ]]; then echo "$CG"
+  elif [[ $(stat -f -c %T "$CG/unified" 2>/dev/null) == cgroup2fs ]]; then echo "$CG/unified"; fi
+}
+
 box_cgroups() {
-  local name=$1
+  local name=$1 v2
   [[ -d $CG/systemd ]] && echo "$CG/systemd/vllm-box-$name"
-  [[ -d $CG/unified ]] && echo "$CG/unified/vllm-box-$name"
+  v2=$(v2_root)
+  [[ -n $v2 ]] && echo "$v2/vllm-box-$name"
   return 0
+}
+
+ORIG_CGROUPS=()
+enter_box_cgroups() {
+  ensure_systemd_hierarchy
+  local c
+  mapfile -t ORIG_CGROUPS < <(awk -F: -v cg="$CG" -v v2="$(v2_root)" '
+    $2 == "name=systemd" { print cg "/systemd" $3 }
+    $1 == "0" && $2 == "" && v2 != "" { print v2 $3 }' /proc/self/cgroup)
+  for c in $(box_cgroups "$1"); do mkdir -p "$c" && echo $$ >"$c/cgroup.procs"; done
+}
+leave_box_cgroups() {
+  local c
+  for c in "${ORIG_CGROUPS[@]}"; do if [[ -d $c ]]; then echo $$ >"$c/cgroup.procs"; fi; done
 }
 
 ensure_systemd_hierarchy() {
@@ -203,12 +226,13 @@ boot() {
   # before unsharing the cgroup namespace makes them the box's cgroup root: systemd sees itself at "/"
   # and boxes never touch the host's or each other's cgroups.
   # shellcheck disable=SC2016
-  setsid unshare -p -f -m -u -C --propagation private --kill-child=SIGKILL -- env -i \
+  setsid unshare -p -f -m -u --propagation private --kill-child=SIGKILL -- env -i \
     PATH=/usr/sbin:/usr/bin:/sbin:/bin R="$r" FAKE="$fake" CGS="${cgs[*]}" bash -c '
     set -e
     for c in $CGS; do echo $$ >"$c/cgroup.procs"; done
     exec unshare -C -- bash -c '"'"'
       set -e
+      # A mount point as /, as on a real system: findmnt, systemd and docker-ish tools expect one.
       mount --bind "$R" "$R"
       mount -t proc proc "$R/proc"
       mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$R/sys"
@@ -221,7 +245,7 @@ boot() {
       else
         mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "$R/sys/fs/cgroup"
       fi
-      mount -t tmpfs -o mode=755,size=4g,nosuid,nodev tmpfs "$R/dev"
+      mount -t tmpfs -o mode=755,size=4m,nosuid tmpfs "$R/dev"
       for d in null zero full random urandom tty; do
         touch "$R/dev/$d" && mount --bind "/dev/$d" "$R/dev/$d"
       done
@@ -238,14 +262,14 @@ boot() {
         mount --bind "$R/etc/vllm-ws-test/proc-version" "$R/proc/version"
         mount --bind "$R/etc/vllm-ws-test/proc-osrelease" "$R/proc/sys/kernel/osrelease"
       fi
-      exec chroot "$R" /usr/bin/env -i container=other TERM=dumb /lib/systemd/systemd --log-target=console --show-status=no
+      exec chroot "$R" /usr/bin/env -i container=other TERM=dumb /lib/systemd/systemd --show-status=no
     '"'"'
   ' </dev/null >"$dir/boot.log" 2>&1 &
   local unshare_pid=$!
   # systemd is the child that unshare forks into the new pid namespace.
   local i
   for ((i = 0; i < 100; i++)); do
-    pid=$(cat "/proc/$unshare_pid/task/$unshare_pid/children" 2>/dev/null | awk '{print $1}')
+    pid=$(awk '{print $1}' "/proc/$unshare_pid/task/$unshare_pid/children" 2>/dev/null)
     if [[ -n $pid && $(readlink "/proc/$pid/exe" 2>/dev/null) == "$r/"*systemd ]]; then break; fi
     pid=
     kill -0 "$unshare_pid" 2>/dev/null || break
@@ -352,11 +376,17 @@ cmd_start() {
   rm -rf --one-file-system "$dir/root" "$dir"/id_ed25519* "$dir/port" "$dir/name" "$dir/boot.log"
   mkdir "$dir/root"
   name=$(basename "$dir" | tr -c 'a-zA-Z0-9-\n' '-' | cut -c1-60)
+  echo "$name" >"$dir/name"
+  # From here on this script and its children (tar, ssh probes) sit in the box's cgroups, so a stop
+  # that races a start (a test timing out during startBox) kills them too instead of leaving a tar
+  # writing into a directory being removed.
+  enter_box_cgroups "$name"
   log "extracting $tarball into $dir/root"
   tar -C "$dir/root" --numeric-owner --xattrs -xzf "$tarball"
   configure "$dir" "$port" "$name"
   log "booting systemd (${SECONDS}s since start)"
   boot "$dir"
+  leave_box_cgroups
   log "started in $((SECONDS - t0))s"
 }
 

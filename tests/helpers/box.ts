@@ -195,23 +195,26 @@ export async function reapOrphans(): Promise<string[]> {
     for (const e of entries) {
         const dir = path.join(boxesDir(), e);
         if (live.has(dir)) continue;
-        let owner: number;
+        let owner: string;
         try {
-            const [pid, start] = fs.readFileSync(path.join(dir, "owner"), "utf8").trim().split(" ");
-            owner = Number(pid);
-            if (pidAlive(owner) && processStart(owner) === start) continue;
+            owner = fs.readFileSync(path.join(dir, "owner"), "utf8");
         } catch {
-            // No owner file: a start that died before writing it, or not ours; old enough means dead.
-            try {
-                if (Date.now() - fs.statSync(dir).mtimeMs < 10 * 60 * 1000) continue;
-            } catch {
-                continue;
-            }
+            continue; // Not started by this helper (a box started by hand with box.sh): not ours to reap.
         }
+        const [pid, start] = owner.trim().split(" ");
+        if (pidAlive(Number(pid)) && processStartOr(Number(pid)) === start) continue;
         await script(["stop", dir]);
         reaped.push(dir);
     }
     return reaped;
+}
+
+function processStartOr(pid: number): string | undefined {
+    try {
+        return processStart(pid);
+    } catch {
+        return undefined;
+    }
 }
 
 function processStart(pid: number): string {
