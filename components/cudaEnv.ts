@@ -8,10 +8,12 @@ import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { HostState, ready } from "./hostState";
-import { expectFile, managedHeader, probeFile, q, writeFile } from "./shell";
+import { expectFile, makeOwnedDir, managedHeader, probeFile, q, removeOwnedDir, writeFile } from "./shell";
 
 export const profilePath = "/etc/profile.d/vllm-workstation-cuda.sh";
-export const serviceEnvPath = "/etc/vllm-workstation/cuda.env";
+/** The stack's own config directory; the service's files live here too. */
+export const etcDir = "/etc/vllm-workstation";
+export const serviceEnvPath = `${etcDir}/cuda.env`;
 
 /** For login shells: prepends without duplicating, so sourcing it twice changes nothing. */
 export function renderProfile(cuda: WorkstationConfig["cuda"]): string {
@@ -42,10 +44,11 @@ export function scripts(cuda: WorkstationConfig["cuda"]) {
     const profile = renderProfile(cuda);
     const env = renderServiceEnv(cuda);
     return {
-        apply: [writeFile(profilePath, profile), writeFile(serviceEnvPath, env)].join("\n"),
+        apply: [makeOwnedDir(etcDir), writeFile(profilePath, profile), writeFile(serviceEnvPath, env)].join("\n"),
         probe: [probeFile("profile", profilePath), probeFile("service-env", serviceEnvPath)].join("\n"),
         expected: [expectFile("profile", profile), expectFile("service-env", env)].join("\n"),
-        remove: `rm -f ${q(profilePath)} ${q(serviceEnvPath)}\nrmdir --ignore-fail-on-non-empty /etc/vllm-workstation 2>/dev/null || true`,
+        // The service's files are gone by now: destroy removes the service before the environment it uses.
+        remove: `rm -f ${q(profilePath)} ${q(serviceEnvPath)}\n${removeOwnedDir(etcDir)}`,
     };
 }
 

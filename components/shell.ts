@@ -47,7 +47,9 @@ export function say(message: string): string {
     return `echo ${q(message)} >&2`;
 }
 
-const dirMarker = ".vllm-workstation-made-this";
+/** The file makeOwnedDir leaves in each directory it made. */
+export const ownedDirMarker = ".vllm-workstation-made-this";
+const dirMarker = ownedDirMarker;
 
 /**
  * Creates `dir` and any missing parent, leaving a marker in each directory it made, so that

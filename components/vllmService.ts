@@ -4,8 +4,8 @@ import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { HostState, ready } from "./hostState";
-import { expectFile, managedHeader, probeFile, q, say, sha256, writeFile } from "./shell";
-import { serviceEnvPath } from "./cudaEnv";
+import { expectFile, makeOwnedDir, managedHeader, ownedDirMarker, probeFile, q, say, sha256, writeFile } from "./shell";
+import { etcDir, serviceEnvPath } from "./cudaEnv";
 import { has } from "./vllmVersion";
 
 /** The vLLM settings the planner chose for this card; see planner.ts for how. */
@@ -164,14 +164,20 @@ export function serviceScripts(s: ServiceInputs) {
     const yaml = renderConfigYaml(vllmFlags(c, s.plan));
     const env = renderEnv(c, s.plan, s.tiktokenDir);
     const base = `http://${probeHost(c.server.host)}:${c.server.port}`;
-    const auth = `\${VLLM_WS_API_KEY:+-H "Authorization: Bearer $VLLM_WS_API_KEY"}`;
+    // The key reaches curl as a config on stdin (-K -), written by printf, a shell builtin: on a command
+    // line (-H) it would show in ps and /proc/PID/cmdline to every user on the box while curl runs.
+    const auth = `printf 'header = "Authorization: Bearer %s"\\n' "\${VLLM_WS_API_KEY:-}" | curl -fsS --max-time 10 \${VLLM_WS_API_KEY:+-K -}`;
     const user = q(c.server.user);
     return {
         apply: [
             // Changes the API key's id when the key changes, so a rotated key restarts the service.
             `# api-key: ${s.apiKeyId ?? "none"}`,
-            `getent group ${user} >/dev/null || groupadd --system ${user}`,
-            `id -u ${user} >/dev/null 2>&1 || useradd --system --gid ${user} --home-dir ${q(cacheHome)} --no-create-home --shell /usr/sbin/nologin ${user}`,
+            // Made here, before systemd's CacheDirectory= would make it, so that remove knows whether the
+            // stack made it (a marker inside) or it was there before (left in place).
+            makeOwnedDir(cacheHome),
+            // A user or group made here is noted, so that remove deletes only what the stack made.
+            `if ! getent group ${user} >/dev/null; then groupadd --system ${user}; touch ${q(`${etcDir}/.made-group-${c.server.user}`)}; fi`,
+            `if ! id -u ${user} >/dev/null 2>&1; then useradd --system --gid ${user} --home-dir ${q(cacheHome)} --no-create-home --shell /usr/sbin/nologin ${user}; touch ${q(`${etcDir}/.made-user-${c.server.user}`)}; fi`,
             // WSL2 exposes the GPU as /dev/dxg; native Linux as /dev/nvidia*, group video on some distributions.
             `getent group video >/dev/null && usermod -aG video ${user} || true`,
             // Missing files (a first run) are part of the "before" state, not an error under pipefail.
@@ -200,7 +206,7 @@ export function serviceScripts(s: ServiceInputs) {
             `  fi`,
             `  sleep 2`,
             `done`,
-            `models=$(curl -fsS --max-time 10 ${auth} ${q(`${base}/v1/models`)}) || { echo "GET /v1/models failed" >&2; exit 1; }`,
+            `models=$(${auth} ${q(`${base}/v1/models`)}) || { echo "GET /v1/models failed" >&2; exit 1; }`,
             `case "$models" in *${q(`"${servedModelName(c)}"`)}*) ;; *) echo ${q(`GET /v1/models does not list ${servedModelName(c)}: `)}"$models" >&2; exit 1 ;; esac`,
             say(`serving ${servedModelName(c)} at ${base}/v1`),
         ].join("\n"),
@@ -224,10 +230,9 @@ export function serviceScripts(s: ServiceInputs) {
             `systemctl disable --now ${unitName} 2>/dev/null || true`,
             `rm -f ${q(unitPath)} ${q(configPath)} ${q(envPath)} ${q(secretsPath)}`,
             `systemctl daemon-reload`,
-            `rm -rf ${q(cacheHome)}`,
-            `rmdir --ignore-fail-on-non-empty /etc/vllm-workstation 2>/dev/null || true`,
-            `if id -u ${user} >/dev/null 2>&1; then userdel ${user}; fi`,
-            `getent group ${user} >/dev/null && groupdel ${user} 2>/dev/null || true`,
+            `if [ -f ${q(`${cacheHome}/${ownedDirMarker}`)} ]; then rm -rf ${q(cacheHome)}; else ${say(`leaving ${cacheHome}: it was there before the stack`)}; fi`,
+            `if [ -f ${q(`${etcDir}/.made-user-${c.server.user}`)} ]; then userdel ${user} 2>/dev/null || true; rm -f ${q(`${etcDir}/.made-user-${c.server.user}`)}; fi`,
+            `if [ -f ${q(`${etcDir}/.made-group-${c.server.user}`)} ]; then groupdel ${user} 2>/dev/null || true; rm -f ${q(`${etcDir}/.made-group-${c.server.user}`)}; fi`,
         ].join("\n"),
     };
 }

@@ -291,14 +291,15 @@ test("the secrets step writes VLLM_API_KEY=<key> root-only, and removes the file
     t.deepEqual(fs.readdirSync(dir), []);
 });
 
-test("the /v1/models check sends the key as one Authorization header, and no header without a key", (t) => {
+test("the /v1/models check sends the key as one Authorization header from stdin, never on curl's command line, and no header without a key", (t) => {
     const line = scriptsFor(apiKey)
         .apply.split("\n")
-        .find((l) => l.startsWith("models=$(curl "))!;
-    const fakeCurl = `curl() { printf '<%s>' "$@"; }\n`;
-    const withKey = strict(`${fakeCurl}${line}\nprintf '%s' "$models"`, { VLLM_WS_API_KEY: "key with * and spaces" });
+        .find((l) => l.startsWith("models=$("))!;
+    // The fake curl prints its arguments, then the config it reads from stdin with -K -.
+    const fakeCurl = `curl() { printf '<%s>' "$@"; case " $* " in *" -K - "*) cat ;; esac; }\n`;
+    const withKey = strict(`${fakeCurl}${line}\nprintf '%s' "$models"`, { VLLM_WS_API_KEY: "key.with+token/chars=" });
     t.is(withKey.code, 0, withKey.stderr);
-    t.is(withKey.stdout, "<-fsS><--max-time><10><-H><Authorization: Bearer key with * and spaces><http://127.0.0.1:8000/v1/models>");
+    t.is(withKey.stdout, `<-fsS><--max-time><10><-K><-><http://127.0.0.1:8000/v1/models>header = "Authorization: Bearer key.with+token/chars="`);
     const without = strict(`unset VLLM_WS_API_KEY\n${fakeCurl}${line}\nprintf '%s' "$models"`);
     t.is(without.code, 0, without.stderr);
     t.is(without.stdout, "<-fsS><--max-time><10><http://127.0.0.1:8000/v1/models>");
@@ -340,7 +341,7 @@ test("remove disables the service, deletes its files, cache and user", (t) => {
     const remove = scriptsFor(apiKey).remove;
     t.true(remove.startsWith("systemctl disable --now vllm-workstation.service"));
     t.true(remove.includes(`rm -f '${unitPath}' '${configPath}' '${envPath}' '${secretsPath}'`));
-    t.true(remove.includes("rm -rf '/var/cache/vllm-workstation'"));
+    t.true(remove.includes("if [ -f '/var/cache/vllm-workstation/.vllm-workstation-made-this' ]; then rm -rf '/var/cache/vllm-workstation'; else"));
     t.true(remove.includes("userdel 'vllm'"));
     t.false(/rm -rf '\/etc/.test(remove));
 });
