@@ -2,22 +2,10 @@ import test from "ava";
 import { parseConfig } from "../components/config";
 import { containerArgs, containerEnv } from "../components/dockerRuntime";
 import type { ServingPlan } from "../components/vllmService";
+import { plan12, revision, snapshot, tiktokenDir } from "./helpers/plans";
 
-const revision = "0123456789abcdef0123456789abcdef01234567";
 const config = parseConfig({ model: { revision }, runtime: "docker" });
-const snapshot = `/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b/snapshots/${revision}`;
-const tiktokenDir = "/var/lib/vllm-workstation/hf-tiktoken";
 
-const plan12: ServingPlan = {
-    gpuMemoryUtilization: 0.9,
-    cpuOffloadGb: 4,
-    maxModelLen: 4096,
-    maxNumSeqs: 2,
-    maxNumBatchedTokens: 1024,
-    enforceEager: true,
-    attentionBackend: "TRITON_ATTN",
-    kvCacheDtype: "auto", requiresPinnedMemory: false,
-};
 
 const plan24: ServingPlan = { ...plan12, gpuMemoryUtilization: 0.92, cpuOffloadGb: 0, maxModelLen: 32768, maxNumSeqs: 16, maxNumBatchedTokens: 8192, enforceEager: false, attentionBackend: null };
 

@@ -22,23 +22,11 @@ import {
     unitPath,
     vllmFlags,
 } from "../components/vllmService";
+import { plan12, revision, snapshot, tiktokenDir } from "./helpers/plans";
 
-const revision = "0123456789abcdef0123456789abcdef01234567";
 const config = parseConfig({ model: { revision } });
 const apiKey = "sk-local-0123456789abcdef-SECRET";
-const snapshot = `/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b/snapshots/${revision}`;
-const tiktokenDir = "/var/lib/vllm-workstation/hf-tiktoken";
 
-const plan12: ServingPlan = {
-    gpuMemoryUtilization: 0.9,
-    cpuOffloadGb: 4,
-    maxModelLen: 4096,
-    maxNumSeqs: 2,
-    maxNumBatchedTokens: 1024,
-    enforceEager: true,
-    attentionBackend: "TRITON_ATTN",
-    kvCacheDtype: "auto", requiresPinnedMemory: false,
-};
 
 const plan24: ServingPlan = {
     gpuMemoryUtilization: 0.92,

@@ -1,6 +1,5 @@
 import test from "ava";
 import * as pulumi from "@pulumi/pulumi";
-import type { ServingPlan } from "../components/vllmService";
 
 interface Registered {
     readonly type: string;
@@ -33,20 +32,11 @@ pulumi.runtime.setMocks(
 const { Workstation } = require("../components/workstation") as typeof import("../components/workstation");
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { parseConfig } = require("../components/config") as typeof import("../components/config");
+import { plan12, revision, snapshot } from "./helpers/plans";
 
-const revision = "0123456789abcdef0123456789abcdef01234567";
 const apiKey = "sk-local-0123456789abcdef-SECRET";
 
-const plan: ServingPlan = {
-    gpuMemoryUtilization: 0.9,
-    cpuOffloadGb: 4,
-    maxModelLen: 4096,
-    maxNumSeqs: 2,
-    maxNumBatchedTokens: 1024,
-    enforceEager: true,
-    attentionBackend: "TRITON_ATTN",
-    kvCacheDtype: "auto", requiresPinnedMemory: false,
-};
+const plan = plan12;
 
 // How a secret value reaches the mocks: wrapped in an object tagged with Pulumi's secret signature.
 const secretSig = "4dabf18193072939515e22adb298388d";
@@ -169,8 +159,7 @@ test("a docker workstation runs vLLM in a container with every GPU and the confi
 test("a docker workstation's container serves the snapshot on the configured address with read-only model volumes", async (t) => {
     const { byName } = await build("dkv", { runtime: "docker", server: { port: 9001 } }, null);
     const inputs = byName("dkv-docker-container")!.inputs;
-    const snapshot = `/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b/snapshots/${revision}`;
-    t.is(inputs.command[0], snapshot);
+        t.is(inputs.command[0], snapshot);
     t.true(inputs.command.includes("--enforce-eager"));
     t.deepEqual(inputs.ports, [{ internal: 8000, external: 9001, ip: "127.0.0.1" }]);
     t.true(inputs.volumes.every((v: { readOnly: boolean }) => v.readOnly === true));
