@@ -164,9 +164,12 @@ export function serviceScripts(s: ServiceInputs) {
     const yaml = renderConfigYaml(vllmFlags(c, s.plan));
     const env = renderEnv(c, s.plan, s.tiktokenDir);
     const base = `http://${probeHost(c.server.host)}:${c.server.port}`;
-    // The key reaches curl as a config on stdin (-K -), written by printf, a shell builtin: on a command
-    // line (-H) it would show in ps and /proc/PID/cmdline to every user on the box while curl runs.
-    const auth = `printf 'header = "Authorization: Bearer %s"\\n' "\${VLLM_WS_API_KEY:-}" | curl -fsS --max-time 10 \${VLLM_WS_API_KEY:+-K -}`;
+    // The key reaches curl as a config on stdin (-K -), from a here-string: on a command line (-H) it
+    // would show in ps and /proc/PID/cmdline to every user on the box while curl runs. Not a pipe from
+    // printf: without a key curl never reads stdin, and a printf that writes after curl exited dies of
+    // SIGPIPE, which pipefail turned into a spurious "GET /v1/models failed".
+    const authedGet = (url: string) =>
+        `curl -fsS --max-time 10 \${VLLM_WS_API_KEY:+-K -} ${q(url)} <<<"header = \\"Authorization: Bearer \${VLLM_WS_API_KEY:-}\\""`;
     const user = q(c.server.user);
     return {
         apply: [
@@ -206,7 +209,7 @@ export function serviceScripts(s: ServiceInputs) {
             `  fi`,
             `  sleep 2`,
             `done`,
-            `models=$(${auth} ${q(`${base}/v1/models`)}) || { echo "GET /v1/models failed" >&2; exit 1; }`,
+            `models=$(${authedGet(`${base}/v1/models`)}) || { echo "GET /v1/models failed" >&2; exit 1; }`,
             `case "$models" in *${q(`"${servedModelName(c)}"`)}*) ;; *) echo ${q(`GET /v1/models does not list ${servedModelName(c)}: `)}"$models" >&2; exit 1 ;; esac`,
             say(`serving ${servedModelName(c)} at ${base}/v1`),
         ].join("\n"),
