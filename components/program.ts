@@ -82,16 +82,13 @@ async function prepare() {
 }
 
 export async function workstationProgram(): Promise<Record<string, pulumi.Output<unknown>>> {
-    let prepared;
-    try {
-        prepared = await prepare();
-    } catch (e) {
-        // Logged, not thrown: the run fails all the same (an error was logged), without a stack trace
-        // for what is a message to the user, and without the rejection outliving the engine's run.
-        pulumi.log.error(e instanceof Error ? e.message : String(e));
-        return {};
-    }
-    const { stack, config, conn, result, lockText } = prepared;
+    // A refusal must fail the program, not just log: a program that returns normally tells the engine it
+    // declared everything, and the engine then deletes every resource the refused run left undeclared
+    // (on a converged workstation: all of them). A RunError fails the run with its message alone, no
+    // stack trace, and the engine deletes nothing.
+    const { stack, config, conn, result, lockText } = await prepare().catch((e: unknown) => {
+        throw e instanceof pulumi.RunError ? e : new pulumi.RunError(e instanceof Error ? e.message : String(e));
+    });
     const ws = new Workstation("workstation", { config, connection: conn, plan: servingPlan(result), lockText, apiKey: stack.apiKey, hfToken: stack.hfToken });
     return {
         endpoint: ws.endpoint,

@@ -26,6 +26,15 @@ export function renderRequirements(py: PythonConfig): string {
 }
 
 /** uv's index options, shared by compile and sync so both see the same packages. */
+/**
+ * What to say when uv cannot find or fetch a pin: uv's own message names the package but not where it
+ * looked, and a typo in a pin reads the same as an index that lacks the release.
+ */
+export function indexHint(py: PythonConfig): string {
+    const where = [py.indexUrl, ...py.extraIndexUrls].join(", ");
+    return `uv could not get vllm==${py.vllmVersion} / flashinfer-python==${py.flashinferVersion} and their dependencies from the package index ${where} (strategy ${py.indexStrategy}): check that the index serves these versions (python.vllmVersion, python.flashinferVersion, python.indexUrl, python.extraIndexUrls), then run pulumi up again`;
+}
+
 export function indexArgs(py: PythonConfig): string {
     return [
         `--index-url ${q(py.indexUrl)}`,
@@ -105,7 +114,7 @@ export function packageScripts(py: PythonConfig, lockText: string | null) {
                   // No shared lock: resolve once on this box and keep it; a changed request resolves again.
                   `if [ ! -f ${q(l.lock)} ] || ! cmp -s ${q(l.requirementsIn)} "$req"; then`,
                   `  ${say("resolving the package set (uv pip compile --generate-hashes)")}`,
-                  `  ${uv} pip compile "$req" --generate-hashes --python ${q(python)} ${indexArgs(py)} -o ${q(l.lock)}.part`,
+                  `  ${uv} pip compile "$req" --generate-hashes --python ${q(python)} ${indexArgs(py)} -o ${q(l.lock)}.part || { rm -f ${q(l.lock)}.part; echo ${q(indexHint(py))} >&2; exit 1; }`,
                   `  mv -f ${q(l.lock)}.part ${q(l.lock)}`,
                   `fi`,
               ].join("\n")
@@ -124,7 +133,7 @@ export function packageScripts(py: PythonConfig, lockText: string | null) {
             lockStep,
             `mv -f "$req" ${q(l.requirementsIn)}`,
             say(`installing the locked packages into ${py.venvPath}`),
-            `${uv} pip sync --require-hashes --python ${q(python)} ${indexArgs(py)} ${q(l.lock)}`,
+            `${uv} pip sync --require-hashes --python ${q(python)} ${indexArgs(py)} ${q(l.lock)} || { echo ${q(indexHint(py))} >&2; exit 1; }`,
         ].join("\n"),
         probe: [
             `echo "python=$(${q(python)} -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo missing)"`,

@@ -1,4 +1,4 @@
-// npm run up | preview | destroy | refresh [-- --stack NAME] [--expect-no-changes]
+// npm run up | preview | destroy | refresh | cancel [-- --stack NAME] [--expect-no-changes]
 //
 // Runs the workstation program through the real Pulumi engine with the local file backend, for machines
 // where the CLI was built from source (see engine.ts). With an official Pulumi install, plain
@@ -6,7 +6,7 @@
 import { openStack } from "./engine";
 import { workstationProgram } from "../components/program";
 
-const usage = "usage: stack.js up|preview|destroy|refresh [--stack NAME] [--expect-no-changes]";
+const usage = "usage: stack.js up|preview|destroy|refresh|cancel [--stack NAME] [--expect-no-changes]";
 
 async function main(argv: string[]): Promise<number> {
     const [op, ...rest] = argv;
@@ -35,6 +35,12 @@ async function main(argv: string[]): Promise<number> {
         case "refresh":
             await s.refresh({ onOutput });
             break;
+        case "cancel":
+            // Clears the lock a killed run (a closed lid, a lost SSH session) left in this project's
+            // backend; a plain `pulumi cancel` would go to whatever backend the CLI is logged in to.
+            await s.cancel();
+            console.log(`stack ${stack}: no run holds the lock now; run up again to converge`);
+            break;
         default:
             throw new Error(usage);
     }
@@ -47,6 +53,10 @@ main(process.argv.slice(2)).then(
         // The engine already printed the diagnostics; the command error's own text adds only noise.
         const text = String((err as { commandResult?: { stderr?: string } }).commandResult?.stderr ?? err.message);
         console.error(text.trim());
+        if (/the stack is currently locked/.test(text)) {
+            // The engine's advice (`pulumi cancel`) would reach another backend than this project's.
+            console.error("If no other run is going on (a killed or interrupted one left the lock), clear it with: npm run cancel -- --stack <name>");
+        }
         process.exit(1);
     },
 );

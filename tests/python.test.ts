@@ -161,7 +161,7 @@ test("without a lock file the packages are compiled with hashes on the workstati
     const sync = s.apply.split("\n").find((l) => l.includes(" pip sync "));
     t.true(sync!.includes(" pip sync --require-hashes "));
     t.true(sync!.includes(indexArgs(seeds)));
-    t.true(sync!.endsWith(" '/opt/vllm-workstation/venv-tools/requirements.lock'"));
+    t.true(sync!.includes(" '/opt/vllm-workstation/venv-tools/requirements.lock' || {"));
     t.true(s.expected.split("\n").includes("lock=present"));
     t.true(s.probe.includes("echo lock=present || echo lock=missing"));
 });
@@ -462,4 +462,23 @@ test("the packages' remove deletes the venv, the cache, the lock and the request
     t.is(r.code, 0, r.stderr);
     for (const gone of [py.venvPath, l.cache, l.lock, l.requirementsIn]) t.false(fs.existsSync(gone), gone);
     t.true(fs.existsSync(l.uv));
+});
+
+test("a pin the index cannot serve fails naming the pins and every index that was asked, and leaves no half lock", (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-ws-py-test-"));
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const s = packageScripts(seeds, null);
+    for (const step of [' pip compile "$req"', " pip sync "]) {
+        const line = s.apply.split("\n").find((l) => l.includes(step))!.trim().split("/opt/vllm-workstation/venv-tools").join(dir);
+        // The uv double writes a partial lock and fails, as uv does when the resolver finds no version.
+        const fakeUv = `uv() { echo "partial" >"${dir}/requirements.lock.part"; echo "error: no version of vllm==0.10.1+gptoss" >&2; return 1; }\n`;
+        const r = spawnSync("bash", ["-s"], { input: `set -euo pipefail\nreq=requirements.in\n${fakeUv}${line.replace(/^UV_CACHE_DIR=\S+ '[^']*'/, "uv")}\necho unreachable\n`, encoding: "utf8" });
+        t.is(r.status, 1, step);
+        t.false(r.stdout.includes("unreachable"));
+        t.true(r.stderr.includes("error: no version of vllm==0.10.1+gptoss"), "uv's own message stays");
+        t.true(r.stderr.includes("vllm==0.10.1+gptoss / flashinfer-python==0.3.1"), r.stderr);
+        t.true(r.stderr.includes("from the package index https://pypi.org/simple, https://wheels.vllm.ai/gpt-oss/, https://download.pytorch.org/whl/nightly/cu128 (strategy unsafe-best-match)"), r.stderr);
+        t.true(r.stderr.includes("python.indexUrl"));
+        if (step.includes("compile")) t.false(fs.existsSync(path.join(dir, "requirements.lock.part")), "the compile step removes its partial lock");
+    }
 });
