@@ -8,6 +8,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
 import { LocalWorkspace, Stack, PulumiFn } from "@pulumi/pulumi/automation";
 
 export const projectRoot = path.resolve(__dirname, "..", "..");
@@ -54,15 +55,36 @@ export function backendEnv(stateDir?: string): Record<string, string> {
     return { PULUMI_BACKEND_URL: `file://${dir}`, ...passphraseEnv(dir) };
 }
 
+/**
+ * The program as this process runs it. A program that throws (the stack's refusals do: bad config, an
+ * unfit machine) fails the run, and the engine reports its message. But the SDK's root Stack resource
+ * wraps the program's promise in an Output whose isKnown and isSecret promises nobody awaits, and they
+ * reject with the same error after the Automation API has taken its own rejection handler away: in
+ * this process (a test worker, npm run up) that is an unhandled rejection, which crashes Node or
+ * fails a test file. The official language host runs a program in a process of its own and exits.
+ */
+export function inProcess(program: PulumiFn): PulumiFn {
+    return async () => {
+        try {
+            return await program();
+        } catch (e) {
+            const root = pulumi.runtime.getStackResource() as unknown as { outputs?: { isKnown?: Promise<unknown>; isSecret?: Promise<unknown> } } | undefined;
+            for (const p of [root?.outputs?.isKnown, root?.outputs?.isSecret]) p?.catch(() => undefined);
+            throw e;
+        }
+    };
+}
+
 export async function openStack(opts: EngineOptions): Promise<Stack> {
     const workDir = opts.workDir ?? projectRoot;
+    const program = inProcess(opts.program);
     const envVars = {
         PULUMI_SKIP_UPDATE_CHECK: "true",
         PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
         ...backendEnv(opts.stateDir),
         ...opts.env,
     };
-    const ws = await LocalWorkspace.create({ workDir, program: opts.program, envVars });
+    const ws = await LocalWorkspace.create({ workDir, program, envVars });
     const projectName = (await ws.projectSettings()).name;
-    return LocalWorkspace.createOrSelectStack({ stackName: opts.stack, projectName, program: opts.program }, { workDir, envVars });
+    return LocalWorkspace.createOrSelectStack({ stackName: opts.stack, projectName, program }, { workDir, envVars });
 }
