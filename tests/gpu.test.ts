@@ -30,6 +30,13 @@ test("parses the real H100 capture", (t) => {
     });
 });
 
+test("parses the real H200 capture", (t) => {
+    t.deepEqual(parseNvidiaSmiCsv(fixture("h200-real.csv")), {
+        ok: true,
+        gpus: [{ index: 0, name: "NVIDIA H200", memoryTotalMiB: 143771, memoryFreeMiB: 143156, computeCap: "9.0", driverVersion: "580.159.04" }],
+    });
+});
+
 const cards: Array<[string, string, number, string]> = [
     ["rtx3060.csv", "NVIDIA GeForce RTX 3060", 12288, "8.6"],
     ["rtx4070.csv", "NVIDIA GeForce RTX 4070", 12282, "8.9"],

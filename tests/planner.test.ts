@@ -52,6 +52,7 @@ const table: Array<[string, string, Expect]> = [
     ["RTX 4090 24 GB", "rtx4090.csv", { offload: "none", eager: false, ctx: [32768, 32768], seqs: [16, 256], backend: "TRITON_ATTN" }],
     ["RTX 5090 32 GB", "rtx5090.csv", { offload: "none", eager: false, ctx: [32768, 32768], seqs: [64, 256], backend: "TRITON_ATTN" }],
     ["H100 80 GB (real capture)", "h100-real.csv", { offload: "none", eager: false, ctx: [32768, 32768], seqs: [256, 256], backend: "FLASH_ATTN" }],
+    ["H200 141 GB (real capture)", "h200-real.csv", { offload: "none", eager: false, ctx: [32768, 32768], seqs: [256, 256], backend: "FLASH_ATTN" }],
 ];
 
 for (const [name, file, e] of table) {

@@ -408,3 +408,18 @@ test("warns when free space could not be measured", (t) => {
     const disks = healthy.disks.map((d) => ({ ...d, freeBytes: null }));
     t.like(checkDisk({ ...healthy, disks })[0], { level: "warning" });
 });
+
+test("parses the probe's real output from an H200 host and runs every check on it: native Linux, no systemd, CUDA 13", (t) => {
+    const out = fs.readFileSync(path.resolve(__dirname, "../../tests/fixtures/preflight/h200-native-linux.txt"), "utf8");
+    const parsed = parseProbeOutput(out);
+    if (!parsed.ok) return t.fail(parsed.errors.join("\n"));
+    const f = parsed.facts;
+    t.like(f.gpus?.[0], { name: "NVIDIA H200", memoryTotalMiB: 143771, computeCap: "9.0" });
+    t.is(wslKind(f.procVersion), "none");
+    t.deepEqual(parseNvccVersion(f.nvccVersion), { major: 13, minor: 0 });
+    const checks = runChecks(f, planFor(f), { wslPinSwitch: false });
+    const byId = Object.fromEntries(checks.map((c) => [c.id, c.level]));
+    t.like(byId, { gpu: "ok", "compute-capability": "ok", "vram-plan": "ok", wsl: "warning", systemd: "error", nvcc: "warning", "host-memory": "ok" });
+    t.regex(checks.find((c) => c.id === "systemd")!.message, /PID 1 is "process_api", not systemd/);
+    t.false("libcuda" in byId, "the WSL library check does not apply off WSL");
+});
