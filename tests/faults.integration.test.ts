@@ -19,8 +19,8 @@ import * as path from "path";
 import { workstationProgram } from "../components/program";
 import { openStack, projectRoot } from "../scripts/engine";
 import { Box, startBox } from "./helpers/box";
-import { sshTarget, testStack, TestStack } from "./helpers/stack";
-import { installGpuDoubles, wheelhouse } from "./helpers/workstation";
+import { testStack, TestStack } from "./helpers/stack";
+import { boxStackConfig, installGpuDoubles, wheelhouse } from "./helpers/workstation";
 import { HfEndpoint, PackageIndex, RequestLogEntry, startHfEndpoint, startPackageIndex } from "./servers";
 
 let box: Box;
@@ -52,13 +52,7 @@ test.before(async () => {
     ts = await testStack({
         name: "faults",
         program: workstationProgram,
-        config: {
-            target: sshTarget(box),
-            python: { version: "3.11", indexUrl: index.url, vllmVersion: "0.24.0", flashinferVersion: "0.6.12" },
-            model: { revision: hub.commitSha, endpoint: hub.url, tiktoken: { baseUrl: hub.tiktoken.baseUrl, files: hub.tiktoken.files } },
-            gpu: { tier: "24gb" },
-            server: { port, healthTimeoutSeconds: 120 },
-        },
+        config: boxStackConfig(box, index, hub, port),
         env: { PULUMI_CONFIG_PASSPHRASE: passphrase },
     });
 });

@@ -20,6 +20,7 @@ import {
     startHfEndpoint,
     startPackageIndex,
 } from "./servers";
+import { partialBytes } from "./helpers/workstation";
 
 const REPO = "openai/gpt-oss-20b";
 const WEIGHTS = "model-00000-of-00001.safetensors";
@@ -209,16 +210,7 @@ async function killAndRerun(hf: string, hub: HfEndpoint, cache: string, after: n
     const blobs = path.join(cache, "models--openai--gpt-oss-20b", "blobs");
     const deadline = Date.now() + 60_000;
     // The partial file on disk is what a resume can build on: wait until enough of it is written.
-    const partial = (): number => {
-        try {
-            return fs
-                .readdirSync(blobs)
-                .filter((f) => f.endsWith(".incomplete"))
-                .reduce((n, f) => n + fs.statSync(path.join(blobs, f)).size, 0);
-        } catch {
-            return 0;
-        }
-    };
+    const partial = () => partialBytes(blobs);
     while (partial() < after) {
         if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the first download ended or stalled at ${partial()} bytes`);
         await new Promise((r) => setTimeout(r, 50));

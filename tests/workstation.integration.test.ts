@@ -4,9 +4,9 @@
 import test from "ava";
 import { workstationProgram } from "../components/program";
 import { Box, startBox } from "./helpers/box";
-import { sshTarget, testStack, TestStack } from "./helpers/stack";
+import { testStack, TestStack } from "./helpers/stack";
 import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./servers";
-import { boxSnapshot, installGpuDoubles, serviceRecord, StandinRecord, wheelhouse } from "./helpers/workstation";
+import { boxSnapshot, boxStackConfig, installGpuDoubles, serviceRecord, StandinRecord, wheelhouse } from "./helpers/workstation";
 
 let box: Box;
 let index: PackageIndex;
@@ -25,15 +25,7 @@ test.before(async () => {
     ts = await testStack({
         name: "workstation",
         program: workstationProgram,
-        config: {
-            target: sshTarget(box),
-            // Debian's Python on the box (a WSL Ubuntu 24.04 has the default 3.12), and the first vLLM
-            // that can offload under WSL2, so the tier switch below needs no package change.
-            python: { version: "3.11", indexUrl: index.url, vllmVersion: "0.24.0", flashinferVersion: "0.6.12" },
-            model: { revision: hub.commitSha, endpoint: hub.url, tiktoken: { baseUrl: hub.tiktoken.baseUrl, files: hub.tiktoken.files } },
-            gpu: { tier: "24gb" },
-            server: { port, healthTimeoutSeconds: 120 },
-        },
+        config: boxStackConfig(box, index, hub, port),
     });
 });
 

@@ -3,9 +3,38 @@ import * as fs from "fs";
 import * as path from "path";
 import type { Box } from "./box";
 import { repoRoot } from "./box";
+import type { HfEndpoint, PackageIndex } from "../servers";
+import { sshTarget } from "./stack";
 
 /** The wheelhouse versions the lifecycle tests pin: 0.24.0 is the first vLLM that can offload under WSL2. */
 export const wheelhouse = { vllmVersions: ["0.11.0", "0.24.0"], flashinferVersions: ["0.3.1", "0.6.12"] };
+
+/**
+ * The stack config the lifecycle tests and the bench converge the box with: over SSH, Debian's Python
+ * on the box (a WSL Ubuntu 24.04 has the default 3.12), the first vLLM that can offload under WSL2 (so
+ * a tier switch needs no package change), the local index and Hub, and the 24 GB tier's plan.
+ */
+export function boxStackConfig(box: Box, index: PackageIndex, hub: HfEndpoint, port: number) {
+    return {
+        target: sshTarget(box),
+        python: { version: "3.11", indexUrl: index.url, vllmVersion: "0.24.0", flashinferVersion: "0.6.12" },
+        model: { revision: hub.commitSha, endpoint: hub.url, tiktoken: { baseUrl: hub.tiktoken.baseUrl, files: hub.tiktoken.files } },
+        gpu: { tier: "24gb" },
+        server: { port, healthTimeoutSeconds: 120 },
+    };
+}
+
+/** Bytes in hf's partial files (`*.incomplete`) in a blobs directory: 0 when there is none or no directory. */
+export function partialBytes(blobs: string): number {
+    try {
+        return fs
+            .readdirSync(blobs)
+            .filter((f) => f.endsWith(".incomplete"))
+            .reduce((n, f) => n + fs.statSync(path.join(blobs, f)).size, 0);
+    } catch {
+        return 0;
+    }
+}
 
 /**
  * Test doubles for what only a real NVIDIA workstation has: the card nvidia-smi reports (a fixture
