@@ -90,20 +90,5 @@ export async function openStack(opts: EngineOptions): Promise<Stack> {
     };
     const ws = await LocalWorkspace.create({ workDir, program, envVars });
     const projectName = (await ws.projectSettings()).name;
-    return refreshingAsItRegisters(await LocalWorkspace.createOrSelectStack({ stackName: opts.stack, projectName, program }, { workDir, envVars }));
-}
-
-/**
- * `up` and `preview` refresh each resource as the program registers it (`--run-program` with the
- * project's `refresh: always`), in one deployment, instead of refreshing the whole state up front: the
- * up-front refresh is a deployment of its own with a dynamic-provider process of its own, about 0.7 s
- * of every run (measured with npm run bench). Refresh and destroy keep working from the state alone,
- * so they never depend on the program, whose preflight may refuse an unfit machine.
- */
-function refreshingAsItRegisters(stack: Stack): Stack {
-    const up = stack.up.bind(stack);
-    const preview = stack.preview.bind(stack);
-    stack.up = (o) => up({ runProgram: true, ...o });
-    stack.preview = (o) => preview({ runProgram: true, ...o });
-    return stack;
+    return LocalWorkspace.createOrSelectStack({ stackName: opts.stack, projectName, program }, { workDir, envVars });
 }
