@@ -23,6 +23,7 @@ import {
     vllmFlags,
 } from "../components/vllmService";
 import { plan12, revision, snapshot, tiktokenDir } from "./helpers/plans";
+import { ensureServersVenv } from "./servers";
 
 const config = parseConfig({ model: { revision } });
 const apiKey = "sk-local-0123456789abcdef-SECRET";
@@ -137,11 +138,11 @@ test("the --config YAML for a 24 GB-like plan is exactly this text", (t) => {
     );
 });
 
-const hasYaml = spawnSync("python3", ["-c", "import yaml"]).status === 0;
-(hasYaml ? test : test.skip)("the --config YAML parses back to the same flags, even for an awkward served model name", (t) => {
+// PyYAML, as vLLM reads --config with it: the servers' venv has it (huggingface_hub depends on it).
+test("the --config YAML parses back to the same flags, even for an awkward served model name", async (t) => {
     const c = parseConfig({ model: { revision }, server: { servedModelName: 'gpt-oss: "20b" # local' } });
     const flags = vllmFlags(c, plan12);
-    const r = spawnSync("python3", ["-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin.read())))"], {
+    const r = spawnSync((await ensureServersVenv()).python, ["-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin.read())))"], {
         input: renderConfigYaml(flags),
         encoding: "utf8",
     });
