@@ -25,16 +25,21 @@ export function renderRequirements(py: PythonConfig): string {
     return `vllm==${py.vllmVersion}\nflashinfer-python==${py.flashinferVersion}\n`;
 }
 
-/** uv's index options, shared by compile and sync so both see the same packages. */
+/** An index URL for messages: a private index's credentials (`https://user:token@host/simple`) left out. */
+export function shownUrl(url: string): string {
+    return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, "$1***@");
+}
+
 /**
  * What to say when uv cannot find or fetch a pin: uv's own message names the package but not where it
  * looked, and a typo in a pin reads the same as an index that lacks the release.
  */
 export function indexHint(py: PythonConfig): string {
-    const where = [py.indexUrl, ...py.extraIndexUrls].join(", ");
+    const where = [py.indexUrl, ...py.extraIndexUrls].map(shownUrl).join(", ");
     return `uv could not get vllm==${py.vllmVersion} / flashinfer-python==${py.flashinferVersion} and their dependencies from the package index ${where} (strategy ${py.indexStrategy}): check that the index serves these versions (python.vllmVersion, python.flashinferVersion, python.indexUrl, python.extraIndexUrls), then run pulumi up again`;
 }
 
+/** uv's index options, shared by compile and sync so both see the same packages. */
 export function indexArgs(py: PythonConfig): string {
     return [
         `--index-url ${q(py.indexUrl)}`,
@@ -88,7 +93,7 @@ export function uvScripts(py: PythonConfig) {
         apply: [
             makeOwnedDir(l.home),
             `if [ "$(${q(l.uv)} --version 2>/dev/null | cut -d' ' -f2)" != ${q(py.uvVersion)} ]; then`,
-            `  ${say(`installing uv ${py.uvVersion} from ${py.indexUrl}`)}`,
+            `  ${say(`installing uv ${py.uvVersion} from ${shownUrl(py.indexUrl)}`)}`,
             `  UV_INDEX=${q(py.indexUrl)} UV_VERSION=${q(py.uvVersion)} UV_DEST=${q(l.uv)} python3 - <<'VLLM_WS_PY'`,
             fetchUvPy.trim(),
             `VLLM_WS_PY`,

@@ -7,7 +7,7 @@ import type { AddressInfo } from "net";
 import * as os from "os";
 import * as path from "path";
 import { parseConfig } from "../components/config";
-import { indexArgs, layout, packageScripts, renderRequirements, uvScripts } from "../components/python";
+import { indexArgs, indexHint, layout, packageScripts, renderRequirements, shownUrl, uvScripts } from "../components/python";
 import { sha256 } from "../components/shell";
 
 const revision = "0123456789abcdef0123456789abcdef01234567";
@@ -481,4 +481,14 @@ test("a pin the index cannot serve fails naming the pins and every index that wa
         t.true(r.stderr.includes("python.indexUrl"));
         if (step.includes("compile")) t.false(fs.existsSync(path.join(dir, "requirements.lock.part")), "the compile step removes its partial lock");
     }
+});
+
+test("messages show an index URL without the credentials a private index carries", (t) => {
+    t.is(shownUrl("https://user:s3cr3t@pypi.example.internal/simple"), "https://***@pypi.example.internal/simple");
+    t.is(shownUrl("https://token@pypi.example.internal/simple"), "https://***@pypi.example.internal/simple");
+    t.is(shownUrl("https://pypi.org/simple"), "https://pypi.org/simple");
+    t.is(shownUrl("https://pypi.org/simple/pkg@1"), "https://pypi.org/simple/pkg@1", "an @ in the path is not userinfo");
+    const py = parseConfig({ model: { revision }, python: { indexUrl: "https://user:s3cr3t@pypi.example.internal/simple" } }).python;
+    t.false(indexHint(py).includes("s3cr3t"));
+    t.false(uvScripts(py).apply.split("\n").filter((l) => l.includes("echo ")).some((l) => l.includes("s3cr3t")), "no message line shows it");
 });
