@@ -58,15 +58,29 @@ ensure_pulumi() {
 }
 
 # The engine starts a dynamic provider as the plugin pulumi-resource-pulumi-nodejs; the official
-# distribution ships this two-line shim beside the CLI, so a CLI built from source needs it too.
+# distribution ships this shim beside the CLI, so a CLI built from source needs it too. Rewritten
+# whenever its text here changes.
 ensure_shim() {
-  [[ -x $bin/pulumi-resource-pulumi-nodejs ]] && return
-  cat >"$bin/pulumi-resource-pulumi-nodejs.part" <<'EOF'
+  local want
+  want=$(cat <<'EOF'
 #!/bin/sh
-# Resolved like a require() from the project directory the engine starts it in, so a stack directory
-# nested in a project (tests do this) finds the project's node_modules.
+# Finds @pulumi/pulumi's dynamic provider as require() would from the directory the engine starts it in
+# (a stack directory nested in a project, as the tests make, finds the project's node_modules): the
+# nearest node_modules up the tree, in plain sh, because the engine starts this twice per up and
+# preview and `node -p require.resolve(...)` would add a Node start each time. Node's own resolution
+# is the fallback (NODE_PATH, global installs).
+d=$PWD
+while :; do
+  f=$d/node_modules/@pulumi/pulumi/cmd/dynamic-provider/index.js
+  [ -f "$f" ] && exec node "$f" "$@"
+  [ "$d" = / ] && break
+  d=$(dirname "$d")
+done
 exec node "$(node -p 'require.resolve("@pulumi/pulumi/cmd/dynamic-provider")')" "$@"
 EOF
+)
+  [[ -x $bin/pulumi-resource-pulumi-nodejs && $(cat "$bin/pulumi-resource-pulumi-nodejs") == "$want" ]] && return
+  printf '%s\n' "$want" >"$bin/pulumi-resource-pulumi-nodejs.part"
   chmod 755 "$bin/pulumi-resource-pulumi-nodejs.part"
   mv "$bin/pulumi-resource-pulumi-nodejs.part" "$bin/pulumi-resource-pulumi-nodejs"
 }
