@@ -8,6 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { HostState, ready } from "./hostState";
+import type { Observed, Piece } from "./observe";
 import { expectFile, makeOwnedDir, managedHeader, probeFile, q, removeOwnedDir, writeFile } from "./shell";
 
 export const profilePath = "/etc/profile.d/vllm-workstation-cuda.sh";
@@ -52,9 +53,16 @@ export function scripts(cuda: WorkstationConfig["cuda"]) {
     };
 }
 
+/** The piece this component declares, as the program looks at it first (observe.ts). */
+export function cudaPiece(cuda: WorkstationConfig["cuda"]): Piece {
+    return { what: "the CUDA environment", probe: scripts(cuda).probe };
+}
+
 export interface CudaEnvironmentArgs {
     readonly connection: Connection;
     readonly cuda: WorkstationConfig["cuda"];
+    /** What the program saw of each piece this run, by probe (observe.ts); null: the last refresh's. */
+    readonly observed: Observed | null;
 }
 
 export class CudaEnvironment extends pulumi.ComponentResource {
@@ -63,7 +71,12 @@ export class CudaEnvironment extends pulumi.ComponentResource {
 
     constructor(name: string, args: CudaEnvironmentArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vllm-workstation:index:CudaEnvironment", name, {}, opts);
-        const files = new HostState(`${name}-files`, { connection: args.connection, what: "the CUDA environment", ...scripts(args.cuda) }, { parent: this });
+        const piece = cudaPiece(args.cuda);
+        const files = new HostState(
+            `${name}-files`,
+            { connection: args.connection, ...scripts(args.cuda), what: piece.what, observed: args.observed?.get(piece.probe) },
+            { parent: this },
+        );
         this.serviceEnvFile = ready(files, serviceEnvPath);
         this.registerOutputs({ serviceEnvFile: this.serviceEnvFile });
     }

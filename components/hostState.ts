@@ -2,8 +2,9 @@
 //
 // @pulumi/command's Command has no Read (pulumi-command issue 432), so drift on the box (an edited unit
 // file, a stopped service, a deleted model file) would never show in `pulumi preview`. HostState is a
-// dynamic resource whose read runs a cheap probe on the box and whose diff compares what the probe saw
-// with what it should see; with `refresh: always` (Pulumi.yaml) every preview probes.
+// dynamic resource whose probe is cheap and whose diff compares what the probe saw with what it should
+// see: the program runs every probe before it declares the pieces (observe.ts) and hands each what it
+// saw, so every preview probes; `pulumi refresh` runs them through read.
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import type { Connection } from "./host";
@@ -37,14 +38,15 @@ export type HostStateArgs = { [K in keyof HostStateInputs]: pulumi.Input<HostSta
 
 /** A dynamic resource (what pulumi.dynamic.Resource registers), with the provider module above. */
 export class HostState extends pulumi.CustomResource {
-    /** What the probe printed at the last up or refresh. */
+    /** What the probe printed at the last up or refresh (after a converge: after it). */
     declare public readonly observed: pulumi.Output<string>;
 
     constructor(name: string, args: HostStateArgs, opts?: pulumi.CustomResourceOptions) {
         // secretEnv is stored only as a Pulumi secret (encrypted) among the inputs; the provider drops it
         // from the outputs.
         const secretEnv = args.secretEnv === undefined ? undefined : pulumi.secret(args.secretEnv);
-        super("pulumi-nodejs:dynamic:Resource", name, { ...args, secretEnv, observed: undefined, __provider: provider }, opts);
+        // `observed` is always among the props: that makes it an output too (what the provider returns).
+        super("pulumi-nodejs:dynamic:Resource", name, { ...args, secretEnv, observed: args.observed, __provider: provider }, opts);
     }
 }
 

@@ -18,6 +18,11 @@ export interface HostStateInputs {
     readonly remove: string;
     /** Extra environment for apply only (a token, say); never written to state. */
     readonly secretEnv?: Readonly<Record<string, string>>;
+    /**
+     * What the probe printed when the program looked at the box in this run (observe.ts); diff compares
+     * it with expected. Absent (a program that does not look, state from before): the last refresh's.
+     */
+    readonly observed?: string;
 }
 
 export interface HostStateOutputs extends Omit<HostStateInputs, "secretEnv"> {
@@ -73,10 +78,13 @@ export async function read(id: string, props: HostStateOutputs): Promise<pulumi.
     return { id, props: { ...props, observed: await probe(props) } };
 }
 
-/** Drift is an observed state that differs from the expected one; a changed script is a change too. */
+/**
+ * Drift is an observed state that differs from the expected one; a changed script is a change too. The
+ * observed state is what the program saw in this run, else what the last refresh or converge saw.
+ */
 export function diff(olds: HostStateOutputs, news: HostStateInputs): pulumi.dynamic.DiffResult {
     const changed = tracked.filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
-    const drifted = olds.observed.trim() !== news.expected.trim();
+    const drifted = (news.observed ?? olds.observed).trim() !== news.expected.trim();
     return { changes: changed.length > 0 || drifted };
 }
 

@@ -8,6 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { HostState, ready } from "./hostState";
+import type { Observed, Piece } from "./observe";
 import { makeOwnedDir, q, removeOwnedDir, say } from "./shell";
 
 type ModelConfig = WorkstationConfig["model"];
@@ -93,6 +94,24 @@ if changed and os.environ.get("VLLM_WS_REMOVE_CHANGED"):
 print("model=%s files=%s" % (m["revision"], "changed:" + ",".join(changed) if changed else "verified"))
 `;
 
+/** Stats the snapshot against the manifest and looks for the encodings: no venv, no hashing. */
+export function modelProbe(model: ModelConfig): string {
+    const l = layout(model);
+    return [
+        `python3 - ${q(l.snapshot)} ${q(l.manifest)} ${q(model.revision)} ${model.exclude.map(q).join(" ")} <<'VLLM_WS_PY'`,
+        probePy.trim(),
+        `VLLM_WS_PY`,
+        ...Object.keys(model.tiktoken.files)
+            .sort((a, b) => a.localeCompare(b))
+            .map((file) => `[ -f ${q(`${l.tiktokenDir}/${file}`)} ] && echo "${file}=present" || echo "${file}=missing"`),
+    ].join("\n");
+}
+
+/** The piece this component declares, as the program looks at it first (observe.ts). */
+export function modelPiece(model: ModelConfig): Piece {
+    return { what: `the model ${model.repo}@${model.revision.slice(0, 12)}`, probe: modelProbe(model) };
+}
+
 export function modelScripts(model: ModelConfig, venvPath: string) {
     const l = layout(model);
     const hfEnv = [`HF_HUB_CACHE=${q(model.cacheDir)}`, ...(model.endpoint ? [`HF_ENDPOINT=${q(model.endpoint)}`] : [])].join(" ");
@@ -142,12 +161,7 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
             `  fi`,
             `fi`,
         ].join("\n"),
-        probe: [
-            `python3 - ${q(l.snapshot)} ${q(l.manifest)} ${q(model.revision)} ${excludeArgs} <<'VLLM_WS_PY'`,
-            probePy.trim(),
-            `VLLM_WS_PY`,
-            ...tiktoken.map(([file, sum]) => `[ -f ${q(`${l.tiktokenDir}/${file}`)} ] && echo "${file}=present" || echo "${file}=missing"`),
-        ].join("\n"),
+        probe: modelProbe(model),
         expected: [`model=${model.revision} files=verified`, ...tiktoken.map(([file]) => `${file}=present`)].join("\n"),
         remove: model.keepOnDestroy
             ? say(`keeping ${model.repo} in ${model.cacheDir} (model.keepOnDestroy)`)
@@ -170,6 +184,8 @@ export interface ModelCacheArgs {
     /** The venv whose hf CLI downloads; an Output so the download waits for the install. */
     readonly venvPath: pulumi.Input<string>;
     readonly hfToken: pulumi.Input<string> | null;
+    /** What the program saw of each piece this run, by probe (observe.ts); null: the last refresh's. */
+    readonly observed: Observed | null;
 }
 
 export class ModelCache extends pulumi.ComponentResource {
@@ -182,13 +198,16 @@ export class ModelCache extends pulumi.ComponentResource {
         super("vllm-workstation:index:ModelCache", name, {}, opts);
         const l = layout(args.model);
         const scripts = pulumi.output(args.venvPath).apply((venv) => modelScripts(args.model, venv));
+        const piece = modelPiece(args.model);
         const files = new HostState(
             `${name}-files`,
             {
                 connection: args.connection,
-                what: `the model ${args.model.repo}@${args.model.revision.slice(0, 12)}`,
+                what: piece.what,
                 apply: scripts.apply((s) => s.apply),
-                probe: scripts.apply((s) => s.probe),
+                // Not from `scripts`: the probe needs no venv, so the program can run it before anything.
+                probe: piece.probe,
+                observed: args.observed?.get(piece.probe),
                 expected: scripts.apply((s) => s.expected),
                 remove: scripts.apply((s) => s.remove),
                 secretEnv: args.hfToken === null ? {} : pulumi.output(args.hfToken).apply((t) => ({ HF_TOKEN: t })),

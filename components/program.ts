@@ -11,7 +11,8 @@ import { Check, Facts, gatherFacts, parseProbeOutput, runChecks, wslKind } from 
 import { loadStackConfig } from "./stackConfig";
 import type { ServingPlan } from "./vllmService";
 import { has } from "./vllmVersion";
-import { Workstation } from "./workstation";
+import { observe } from "./observe";
+import { Workstation, workstationPieces } from "./workstation";
 
 export function connectionFor(target: WorkstationConfig["target"]): Connection {
     return target.kind === "local" ? { kind: "local" } : { ...target };
@@ -78,7 +79,10 @@ async function prepare() {
         throw new Error(`the workstation is not ready (nothing was changed):\n${formatChecks(errors)}`);
     }
     const lockText = config.python.lockFile === null ? null : fs.readFileSync(path.resolve(__dirname, "..", "..", config.python.lockFile), "utf8");
-    return { stack, config, conn, result, lockText };
+    // Every piece's probe, in one round trip: what each HostState's diff compares with what it should
+    // see, so that a plain preview shows drift without an up-front refresh (observe.ts).
+    const observed = await observe(conn, workstationPieces(config, lockText));
+    return { stack, config, conn, result, lockText, observed };
 }
 
 export async function workstationProgram(): Promise<Record<string, pulumi.Output<unknown>>> {
@@ -86,10 +90,10 @@ export async function workstationProgram(): Promise<Record<string, pulumi.Output
     // declared everything, and the engine then deletes every resource the refused run left undeclared
     // (on a converged workstation: all of them). A RunError fails the run with its message alone, no
     // stack trace, and the engine deletes nothing.
-    const { stack, config, conn, result, lockText } = await prepare().catch((e: unknown) => {
+    const { stack, config, conn, result, lockText, observed } = await prepare().catch((e: unknown) => {
         throw e instanceof pulumi.RunError ? e : new pulumi.RunError(e instanceof Error ? e.message : String(e));
     });
-    const ws = new Workstation("workstation", { config, connection: conn, plan: servingPlan(result), lockText, apiKey: stack.apiKey, hfToken: stack.hfToken });
+    const ws = new Workstation("workstation", { config, connection: conn, plan: servingPlan(result), lockText, apiKey: stack.apiKey, hfToken: stack.hfToken, observed });
     return {
         endpoint: ws.endpoint,
         model: ws.model,

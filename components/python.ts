@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { HostState, ready } from "./hostState";
+import type { Observed, Piece } from "./observe";
 import { makeOwnedDir, q, removeOwnedDir, say, sha256, writeFile } from "./shell";
 
 type PythonConfig = WorkstationConfig["python"];
@@ -157,11 +158,21 @@ export function packageScripts(py: PythonConfig, lockText: string | null) {
     };
 }
 
+/** The pieces this component declares, uv and the venv, as the program looks at them first (observe.ts). */
+export function pythonPieces(py: PythonConfig, lockText: string | null): { uv: Piece; packages: Piece } {
+    return {
+        uv: { what: `uv ${py.uvVersion}`, probe: uvScripts(py).probe },
+        packages: { what: `the venv ${py.venvPath}`, probe: packageScripts(py, lockText).probe },
+    };
+}
+
 export interface PythonEnvironmentArgs {
     readonly connection: Connection;
     readonly python: PythonConfig;
     /** Contents of python.lockFile, read by the program; null when the lock is made on the box. */
     readonly lockText: string | null;
+    /** What the program saw of each piece this run, by probe (observe.ts); null: the last refresh's. */
+    readonly observed: Observed | null;
 }
 
 export class PythonEnvironment extends pulumi.ComponentResource {
@@ -170,10 +181,20 @@ export class PythonEnvironment extends pulumi.ComponentResource {
 
     constructor(name: string, args: PythonEnvironmentArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vllm-workstation:index:PythonEnvironment", name, {}, opts);
-        const uv = new HostState(`${name}-uv`, { connection: args.connection, what: `uv ${args.python.uvVersion}`, ...uvScripts(args.python) }, { parent: this });
+        const pieces = pythonPieces(args.python, args.lockText);
+        const uv = new HostState(
+            `${name}-uv`,
+            { connection: args.connection, ...uvScripts(args.python), what: pieces.uv.what, observed: args.observed?.get(pieces.uv.probe) },
+            { parent: this },
+        );
         const packages = new HostState(
             `${name}-packages`,
-            { connection: args.connection, what: `the venv ${args.python.venvPath}`, ...packageScripts(args.python, args.lockText) },
+            {
+                connection: args.connection,
+                ...packageScripts(args.python, args.lockText),
+                what: pieces.packages.what,
+                observed: args.observed?.get(pieces.packages.probe),
+            },
             { parent: this, dependsOn: [uv] },
         );
         this.venvPath = ready(packages, args.python.venvPath);

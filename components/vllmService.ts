@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { HostState, ready } from "./hostState";
+import type { Observed, Piece } from "./observe";
 import { expectFile, makeOwnedDir, managedHeader, ownedDirMarker, probeFile, q, say, sha256, writeFile } from "./shell";
 import { etcDir, serviceEnvPath } from "./cudaEnv";
 import { has } from "./vllmVersion";
@@ -158,6 +159,19 @@ export interface ServiceInputs {
     readonly apiKeyId: string | null;
 }
 
+/** The piece VllmService declares, as the program looks at it first (observe.ts): fixed paths only. */
+export const servicePiece: Piece = {
+    what: "the vLLM service",
+    probe: [
+        probeFile("unit", unitPath),
+        probeFile("config", configPath),
+        probeFile("env", envPath),
+        `if [ -f ${q(secretsPath)} ]; then echo "secrets=$(stat -c '%a %U' ${q(secretsPath)})"; else echo secrets=none; fi`,
+        `echo "active=$(systemctl is-active ${unitName} 2>/dev/null || true)"`,
+        `echo "enabled=$(systemctl is-enabled ${unitName} 2>/dev/null || true)"`,
+    ].join("\n"),
+};
+
 export function serviceScripts(s: ServiceInputs) {
     const c = s.config;
     const unit = renderUnit(c, s.snapshotPath);
@@ -213,14 +227,7 @@ export function serviceScripts(s: ServiceInputs) {
             `case "$models" in *${q(`"${servedModelName(c)}"`)}*) ;; *) echo ${q(`GET /v1/models does not list ${servedModelName(c)}: `)}"$models" >&2; exit 1 ;; esac`,
             say(`serving ${servedModelName(c)} at ${base}/v1`),
         ].join("\n"),
-        probe: [
-            probeFile("unit", unitPath),
-            probeFile("config", configPath),
-            probeFile("env", envPath),
-            `if [ -f ${q(secretsPath)} ]; then echo "secrets=$(stat -c '%a %U' ${q(secretsPath)})"; else echo secrets=none; fi`,
-            `echo "active=$(systemctl is-active ${unitName} 2>/dev/null || true)"`,
-            `echo "enabled=$(systemctl is-enabled ${unitName} 2>/dev/null || true)"`,
-        ].join("\n"),
+        probe: servicePiece.probe,
         expected: [
             expectFile("unit", unit),
             expectFile("config", yaml),
@@ -252,6 +259,8 @@ export interface VllmServiceArgs {
     readonly snapshotPath: pulumi.Input<string>;
     readonly tiktokenDir: pulumi.Input<string>;
     readonly apiKey: pulumi.Output<string> | null;
+    /** What the program saw of each piece this run, by probe (observe.ts); null: the last refresh's. */
+    readonly observed: Observed | null;
 }
 
 export class VllmService extends pulumi.ComponentResource {
@@ -269,9 +278,10 @@ export class VllmService extends pulumi.ComponentResource {
             `${name}-unit`,
             {
                 connection: args.connection,
-                what: "the vLLM service",
+                what: servicePiece.what,
                 apply: scripts.apply((s) => s.apply),
-                probe: scripts.apply((s) => s.probe),
+                probe: servicePiece.probe,
+                observed: args.observed?.get(servicePiece.probe),
                 expected: scripts.apply((s) => s.expected),
                 remove: scripts.apply((s) => s.remove),
                 secretEnv: args.apiKey === null ? {} : args.apiKey.apply((k) => ({ VLLM_WS_API_KEY: k })),

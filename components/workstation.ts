@@ -2,13 +2,14 @@
 // a container. Each piece is a child of this component and depends on the ones it needs.
 import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
-import { CudaEnvironment } from "./cudaEnv";
+import { CudaEnvironment, cudaPiece } from "./cudaEnv";
 import { DockerVllm } from "./dockerRuntime";
 import type { Connection } from "./host";
-import { ModelCache } from "./model";
-import { PythonEnvironment } from "./python";
+import { ModelCache, modelPiece } from "./model";
+import type { Observed, Piece } from "./observe";
+import { PythonEnvironment, pythonPieces } from "./python";
 import { q } from "./shell";
-import { ServingPlan, servedModelName, VllmService, vllmFlags } from "./vllmService";
+import { ServingPlan, servedModelName, servicePiece, VllmService, vllmFlags } from "./vllmService";
 
 export interface WorkstationArgs {
     /** The parsed config; its secrets are blanked, they come in apiKey and hfToken. */
@@ -20,6 +21,14 @@ export interface WorkstationArgs {
     readonly lockText: string | null;
     readonly apiKey: pulumi.Output<string> | null;
     readonly hfToken: pulumi.Output<string> | null;
+    /** What the program saw of every piece this run (workstationPieces, observe.ts); null: the last refresh's. */
+    readonly observed: Observed | null;
+}
+
+/** Every piece a Workstation with this config declares on the box, for the program to look at first. */
+export function workstationPieces(config: WorkstationConfig, lockText: string | null): Piece[] {
+    const py = pythonPieces(config.python, lockText);
+    return [cudaPiece(config.cuda), py.uv, py.packages, modelPiece(config.model), ...(config.runtime === "systemd" ? [servicePiece] : [])];
 }
 
 export class Workstation extends pulumi.ComponentResource {
@@ -40,12 +49,13 @@ export class Workstation extends pulumi.ComponentResource {
         super("vllm-workstation:index:Workstation", name, {}, opts);
         const c = args.config;
         const conn = args.connection;
-        const cuda = new CudaEnvironment(`${name}-cuda`, { connection: conn, cuda: c.cuda }, { parent: this });
-        const python = new PythonEnvironment(`${name}-python`, { connection: conn, python: c.python, lockText: args.lockText }, { parent: this, dependsOn: [cuda] });
-        const model = new ModelCache(`${name}-model`, { connection: conn, model: c.model, venvPath: python.venvPath, hfToken: args.hfToken }, { parent: this });
+        const observed = args.observed;
+        const cuda = new CudaEnvironment(`${name}-cuda`, { connection: conn, cuda: c.cuda, observed }, { parent: this });
+        const python = new PythonEnvironment(`${name}-python`, { connection: conn, python: c.python, lockText: args.lockText, observed }, { parent: this, dependsOn: [cuda] });
+        const model = new ModelCache(`${name}-model`, { connection: conn, model: c.model, venvPath: python.venvPath, hfToken: args.hfToken, observed }, { parent: this });
         const served =
             c.runtime === "systemd"
-                ? new VllmService(`${name}-vllm`, { connection: conn, config: c, plan: args.plan, snapshotPath: model.snapshotPath, tiktokenDir: model.tiktokenDir, apiKey: args.apiKey }, { parent: this, dependsOn: [cuda, python] })
+                ? new VllmService(`${name}-vllm`, { connection: conn, config: c, plan: args.plan, snapshotPath: model.snapshotPath, tiktokenDir: model.tiktokenDir, apiKey: args.apiKey, observed }, { parent: this, dependsOn: [cuda, python] })
                 : new DockerVllm(`${name}-docker`, { config: c, plan: args.plan, snapshotPath: model.snapshotPath, tiktokenDir: model.tiktokenDir, apiKey: args.apiKey }, { parent: this });
         this.endpoint = served.endpoint;
         this.model = pulumi.output(`${c.model.repo}@${c.model.revision}`);

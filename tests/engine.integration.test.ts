@@ -2,6 +2,7 @@
 import test from "ava";
 import { execFileSync } from "child_process";
 import { HostState } from "../components/hostState";
+import { observe } from "../components/observe";
 import { startBox, Box } from "./helpers/box";
 import { sshTarget, testStack, TestStack } from "./helpers/stack";
 
@@ -14,13 +15,17 @@ test.before(async () => {
         name: "engine",
         project: "engine-proof",
         program: async () => {
+            // As the workstation program does: look at the box first, hand the resource what it saw.
+            const piece = { what: "the proof file", probe: "cat /etc/vllm-ws-proof/state 2>/dev/null || echo absent" };
+            const seen = await observe(sshTarget(box), [piece]);
             const file = new HostState("proof", {
                 connection: sshTarget(box),
-                what: "the proof file",
+                what: piece.what,
                 apply: "install -d /etc/vllm-ws-proof && echo converged > /etc/vllm-ws-proof/state",
-                probe: "cat /etc/vllm-ws-proof/state 2>/dev/null || echo absent",
+                probe: piece.probe,
                 expected: "converged",
                 remove: "rm -rf /etc/vllm-ws-proof",
+                observed: seen.get(piece.probe),
             });
             return { observed: file.observed };
         },

@@ -32,6 +32,14 @@ function tempDir(t: ExecutionContext): string {
     return dir;
 }
 
+test("diff() reports drift from what the program saw this run, even when the last refresh saw it converged", (t) => {
+    t.deepEqual(diff(outputs({ observed: "state=ok" }), inputs({ observed: "state=broken" })), { changes: true });
+});
+
+test("diff() reports no change when what the program saw is expected, even when the last refresh saw drift", (t) => {
+    t.deepEqual(diff(outputs({ observed: "state=broken" }), inputs({ observed: " state=ok\n" })), { changes: false });
+});
+
 test("diff() reports no change when the observed state is the expected one and no script changed", (t) => {
     t.deepEqual(diff(outputs(), inputs()), { changes: false });
 });

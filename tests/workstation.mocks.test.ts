@@ -29,7 +29,7 @@ pulumi.runtime.setMocks(
 );
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { Workstation } = require("../components/workstation") as typeof import("../components/workstation");
+const { Workstation, workstationPieces } = require("../components/workstation") as typeof import("../components/workstation");
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { parseConfig } = require("../components/config") as typeof import("../components/config");
 import { plan12, revision, snapshot } from "./helpers/plans";
@@ -51,7 +51,7 @@ function valueOf<T>(o: pulumi.Output<T>): Promise<T> {
 }
 
 /** Everything registered under a Workstation called `prefix`, once its endpoint has resolved. */
-async function build(prefix: string, raw: Record<string, unknown>, key: string | null) {
+async function build(prefix: string, raw: Record<string, unknown>, key: string | null, observed: Map<string, string> | null = null) {
     // As loadStackConfig does: the key is checked by the schema, then the components get the config
     // without secrets and the key as a Pulumi secret.
     const parsed = parseConfig({ model: { revision }, ...raw, ...(key === null ? {} : { apiKey: key }) });
@@ -63,6 +63,7 @@ async function build(prefix: string, raw: Record<string, unknown>, key: string |
         lockText: null,
         apiKey: key === null ? null : pulumi.secret(key),
         hfToken: null,
+        observed,
     });
     const endpoint = await valueOf(ws.endpoint);
     const mine = registered.filter((r) => r.name === prefix || r.name.startsWith(`${prefix}-`));
@@ -175,4 +176,29 @@ test("a docker workstation hands the API key to the container through its enviro
     t.true(plain(inputs.envs).includes(`VLLM_API_KEY=${apiKey}`));
     t.false(isSecret(inputs.command));
     t.false(inputs.command.some((a: string) => a.includes(apiKey)));
+});
+
+test("every host state gets what the program's look at the box saw for its probe, and the program looks at exactly those pieces", async (t) => {
+    const config = { ...parseConfig({ model: { revision } }), apiKey: null, hfToken: null };
+    const pieces = workstationPieces(config, null);
+    const seen = new Map(pieces.map((p, i) => [p.probe, `what probe ${i} printed`]));
+    const { mine } = await build("obs", {}, null, seen);
+    const states = mine.filter((r) => r.type === "pulumi-nodejs:dynamic:Resource");
+    t.deepEqual(
+        states.map((r) => [r.inputs.what, r.inputs.observed]).sort(),
+        pieces.map((p) => [p.what, seen.get(p.probe)]).sort(),
+    );
+});
+
+test("a docker workstation's program looks at every piece but a service unit", (t) => {
+    const config = { ...parseConfig({ model: { revision }, runtime: "docker" }), apiKey: null, hfToken: null };
+    t.deepEqual(
+        workstationPieces(config, null).map((p) => p.what),
+        ["the CUDA environment", "uv 0.9.5", "the venv /opt/vllm-workstation/venv", `the model openai/gpt-oss-20b@${revision.slice(0, 12)}`],
+    );
+});
+
+test("without what the program saw, a host state has no observed input and diff falls back to the last refresh", async (t) => {
+    const { byName } = await build("noobs", {}, null);
+    t.is(byName("noobs-cuda-files")!.inputs.observed, undefined);
 });

@@ -13,7 +13,7 @@
 //      for reference, of a stack of one no-op dynamic resource (what any dynamic provider costs);
 //   B. the workstation stack, N times: a fresh converge (split into the model step, its `hf download`
 //      and checksum parts, and the rest), N no-op `up`s, N plain `preview`s (the drift probe: every
-//      preview reads the box, `refresh: always`), `destroy`; after each converge, `curl -o` of the same
+//      preview reads every piece of the box, in the program's one round trip), `destroy`; after each converge, `curl -o` of the same
 //      resolve URLs from the same endpoint, on the box, for the download throughput ratio;
 //   C. kill -9 (by pid, on the box) of the process writing the weights' *.incomplete file once 40% of it
 //      is on disk, so that `up` fails; then `up` again: bytes of files the rerun fetched (the Hub double's
@@ -33,7 +33,10 @@ import * as os from "os";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
-import { workstationProgram } from "../../components/program";
+import { parseConfig } from "../../components/config";
+import { observe } from "../../components/observe";
+import { connectionFor, workstationProgram } from "../../components/program";
+import { workstationPieces } from "../../components/workstation";
 import { Box, cacheDir, freePort, startBox } from "../helpers/box";
 import { testStack, TestStack } from "../helpers/stack";
 import { boxStackConfig, installGpuDoubles, partialBytes, wheelhouse } from "../helpers/workstation";
@@ -158,18 +161,6 @@ class Recorder {
         return null;
     }
 
-    /** How long the model's refresh (its probe over SSH) took in this operation. */
-    modelProbeMs(): number | null {
-        let start: number | null = null;
-        for (const { at, e } of this.events) {
-            const pre = e.resourcePreEvent;
-            if (pre && pre.metadata.op === "refresh" && pre.metadata.urn.endsWith(MODEL_URN_SUFFIX)) start = at;
-            const done = e.resOutputsEvent;
-            if (done && start !== null && done.metadata.op === "refresh" && done.metadata.urn.endsWith(MODEL_URN_SUFFIX)) return at - start;
-        }
-        return null;
-    }
-
     /** Every resource step relative to `t0` (ms), in start order: where the time of an operation goes. */
     timeline(t0: number): Array<{ resource: string; op: string; start: number; end: number | null }> {
         const out: Array<{ resource: string; op: string; start: number; end: number | null }> = [];
@@ -256,8 +247,8 @@ interface Results {
         rest: number[];
         noopUp: number[];
         preview: number[];
-        /** The model's refresh step inside those previews. */
-        previewModelProbe: number[];
+        /** The program's look at every piece (observe.ts, one SSH round trip), timed beside those previews. */
+        previewLook: number[];
         destroy: number[];
         /** hf download: from its "downloading" line to its "verifying checksums" line. */
         hfMBps: number[];
@@ -283,7 +274,7 @@ interface Results {
         rerunMs: number;
         leftoverIncomplete: string[];
     };
-    previewBySize: Array<{ weightsBytes: number; preview: number[]; modelProbe: number[]; switchUpMs?: number }>;
+    previewBySize: Array<{ weightsBytes: number; preview: number[]; look: number[]; switchUpMs?: number }>;
     setup: Record<string, number>;
     /** Resource steps of some operations, ms from the operation's start. */
     timelines: Array<{ what: string; ms: number; steps: ReturnType<Recorder["timeline"]> }>;
@@ -348,7 +339,16 @@ async function curlOnBox(box: Box, hub: HfEndpoint, files: string[]): Promise<{ 
     return { bytes: sizes.reduce((n, x) => n + Number(x), 0), ms: (e - s) / 1e6 };
 }
 
-async function phaseLifecycle(o: Options, r: Results, ts: TestStack, box: Box, hub: HfEndpoint): Promise<void> {
+/** How long the program's look at every piece of the box takes for this config (what a preview probes). */
+async function lookMs(raw: Record<string, unknown>): Promise<number> {
+    const config = parseConfig(raw);
+    const pieces = workstationPieces(config, null);
+    const t0 = Date.now();
+    await observe(connectionFor(config.target), pieces);
+    return Date.now() - t0;
+}
+
+async function phaseLifecycle(o: Options, r: Results, ts: TestStack, box: Box, hub: HfEndpoint, look: () => Promise<number>): Promise<void> {
     const L = r.lifecycle;
     for (let run = 1; run <= o.runs; run++) {
         await hub.clearRequestLog();
@@ -393,8 +393,7 @@ async function phaseLifecycle(o: Options, r: Results, ts: TestStack, box: Box, h
         for (let i = 0; i < o.runs; i++) {
             const p = await preview(ts, `run ${run}: preview`);
             L.preview.push(p.ms);
-            const mp = p.rec.modelProbeMs();
-            if (mp !== null) L.previewModelProbe.push(mp);
+            L.previewLook.push(await look());
             if (i === 0) r.timelines.push({ what: `run ${run}: preview`, ms: p.ms, steps: p.rec.timeline(p.t0) });
         }
         log(`run ${run}: no-op up ${list(L.noopUp.slice(-o.runs), s1)} s; preview ${list(L.preview.slice(-o.runs), s1)} s`);
@@ -474,13 +473,12 @@ async function phaseSizes(o: Options, r: Results, ts: TestStack, sizes: Array<{ 
         const hub = await s.hub();
         writeConfig(ts, config(hub));
         const sw = await up(ts, `switch to the ${size(s.bytes)} model`);
-        const row = { weightsBytes: s.bytes, preview: [] as number[], modelProbe: [] as number[], switchUpMs: sw.ms };
+        const row = { weightsBytes: s.bytes, preview: [] as number[], look: [] as number[], switchUpMs: sw.ms };
         r.previewBySize.push(row);
         for (let i = 0; i < o.runs; i++) {
             const p = await preview(ts, `preview with the ${size(s.bytes)} model`);
             row.preview.push(p.ms);
-            const mp = p.rec.modelProbeMs();
-            if (mp !== null) row.modelProbe.push(mp);
+            row.look.push(await lookMs(config(hub)));
         }
         log(`${size(s.bytes)} model: switch up ${s1(sw.ms)} s, preview ${list(row.preview, s1)} s`);
     }
@@ -522,7 +520,7 @@ function table(o: Options, r: Results): { markdown: string; rows: Row[]; targets
     add("workstation: no-op `up`", secs(noop) + (noop !== null && floorUp ? ` (${(noop / floorUp).toFixed(2)}x floor)` : ""), ms(L.noopUp), "<= 2x empty `up`", noop === null || !floorUp ? null : noop <= 2 * floorUp);
     const bySize = [
         ...r.previewBySize.filter((p) => p.weightsBytes < o.big),
-        { weightsBytes: o.big, preview: L.preview, modelProbe: L.previewModelProbe },
+        { weightsBytes: o.big, preview: L.preview, look: L.previewLook },
         ...r.previewBySize.filter((p) => p.weightsBytes > o.big),
     ];
     for (const p of bySize) {
@@ -534,7 +532,7 @@ function table(o: Options, r: Results): { markdown: string; rows: Row[]; targets
             "<= 2x empty `preview`",
             m === null || !floorPv ? null : m <= 2 * floorPv,
         );
-        add("- of which the model's probe (its refresh step, over SSH)", secs(median(p.modelProbe)), ms(p.modelProbe));
+        add("- the look at every piece alone (the probes, one SSH round trip)", secs(median(p.look)), ms(p.look));
     }
     add("workstation: `destroy`", secs(median(L.destroy)), ms(L.destroy));
     const hf = median(L.hfMBps);
@@ -578,7 +576,7 @@ async function main(): Promise<number> {
     const started = new Date();
     const r: Results = {
         floor: { up: [], preview: [], dynamicUp: [], dynamicPreview: [] },
-        lifecycle: { converge: [], modelStep: [], hfDownload: [], verify: [], rest: [], noopUp: [], preview: [], previewModelProbe: [], destroy: [], hfMBps: [], hfTransferMBps: [], hfStartMs: [], hfFirstRequestMs: [], curlMBps: [], downloadBytes: [], curlBytes: [], slowest: [] },
+        lifecycle: { converge: [], modelStep: [], hfDownload: [], verify: [], rest: [], noopUp: [], preview: [], previewLook: [], destroy: [], hfMBps: [], hfTransferMBps: [], hfStartMs: [], hfFirstRequestMs: [], curlMBps: [], downloadBytes: [], curlBytes: [], slowest: [] },
         previewBySize: [],
         setup: {},
         timelines: [],
@@ -634,7 +632,7 @@ async function main(): Promise<number> {
         r.env.pulumi = wsTs.stack.workspace.pulumiVersion;
 
         await phase("floor", () => phaseFloor(o, r));
-        await phase("lifecycle", () => phaseLifecycle(o, r, wsTs, b, bigHub));
+        await phase("lifecycle", () => phaseLifecycle(o, r, wsTs, b, bigHub, () => lookMs(config(bigHub))));
         await phase("kill", async () => {
             // Its own endpoint on the same fixture: 100 MB/s, or slower where the weights would take less
             // than 10 s, so the kill lands mid-file (only the bytes are measured here, not the time).

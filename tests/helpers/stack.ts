@@ -30,7 +30,7 @@ export async function testStack(opts: {
     const project = opts.project ?? "vllm-workstation";
     const dir = path.join(projectRoot, ".work", `${opts.name}-${crypto.randomBytes(4).toString("hex")}`);
     fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), `name: ${project}\nruntime: nodejs\noptions:\n  refresh: always\n`);
+    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), `name: ${project}\nruntime: nodejs\n`);
     const cfg = Object.entries(opts.config ?? {})
         .map(([k, v]) => `  ${project}:${k}: ${JSON.stringify(v)}`)
         .join("\n");

@@ -1,0 +1,53 @@
+// What the program sees of every piece of the workstation before it declares them: each HostState's
+// probe, all in one round trip to the box. The program hands each HostState what its probe printed, and
+// HostState's diff compares that with what the probe should print, so `pulumi preview` shows drift
+// without an up-front refresh. A refresh is a deployment of its own (its own dynamic-provider process,
+// one SSH connection per piece), and made every preview several times slower (see README, Benchmarks).
+import { Connection, describe, runOrThrow } from "./host";
+import { q } from "./shell";
+
+/** One piece to look at: what it is (for messages) and its probe (HostState's `probe`). */
+export interface Piece {
+    readonly what: string;
+    readonly probe: string;
+}
+
+/** What each probe printed, trimmed, by the probe's text. */
+export type Observed = ReadonlyMap<string, string>;
+
+const start = (i: number) => `@@vllm-workstation probe ${i}@@`;
+const endPrefix = (i: number) => `@@vllm-workstation probe ${i} end rc=`;
+
+/**
+ * One script running every probe in a bash of its own, with the options HostState's read runs it with,
+ * so one probe's failure or `exit` cannot stop the others; each output is fenced by marker lines.
+ */
+export function renderProbeBatch(pieces: readonly Piece[]): string {
+    return pieces
+        .map((p, i) => [`printf '%s\\n' ${q(start(i))}`, `rc=0; bash -euo pipefail -c ${q(p.probe)} || rc=$?`, `printf '\\n%s%s@@\\n' ${q(endPrefix(i))} "$rc"`].join("\n"))
+        .join("\n");
+}
+
+/** Splits the batch's output back into each probe's; a probe that failed is an error naming its piece. */
+export function parseProbeBatch(pieces: readonly Piece[], out: string, where = "the workstation"): Observed {
+    const lines = out.split("\n");
+    const seen = new Map<string, string>();
+    let at = 0;
+    pieces.forEach((p, i) => {
+        const from = lines.indexOf(start(i), at);
+        const to = from < 0 ? -1 : lines.findIndex((l, k) => k > from && l.startsWith(endPrefix(i)));
+        if (to < 0) throw new Error(`the probes' output from ${where} is cut off at ${p.what} (probe ${i} of ${pieces.length}); run the command again`);
+        const rc = lines[to].slice(endPrefix(i).length, -2);
+        if (rc !== "0") throw new Error(`check ${p.what} failed on ${where} (exit ${rc}):\n${lines.slice(from + 1, to).join("\n").trim()}`);
+        seen.set(p.probe, lines.slice(from + 1, to).join("\n").trim());
+        at = to + 1;
+    });
+    return seen;
+}
+
+/** Runs every piece's probe on the workstation in one go. */
+export async function observe(conn: Connection, pieces: readonly Piece[]): Promise<Observed> {
+    if (pieces.length === 0) return new Map();
+    const out = await runOrThrow(conn, "check every piece of the workstation", renderProbeBatch(pieces));
+    return parseProbeBatch(pieces, out, describe(conn));
+}

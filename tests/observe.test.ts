@@ -1,0 +1,60 @@
+import test from "ava";
+import { spawnSync } from "child_process";
+import { observe, parseProbeBatch, Piece, renderProbeBatch } from "../components/observe";
+
+const pieces: Piece[] = [
+    { what: "the first piece", probe: "echo one=1\necho two=2" },
+    // Without a trailing newline, with a quote and a heredoc, and an `exit 0` that must not end the batch.
+    { what: "the second piece", probe: "cat <<'X'\nit's here\nX\nprintf 'last'\nexit 0" },
+    { what: "the third piece", probe: "echo three=3" },
+];
+
+/** Runs a script as the host runs one: bash under set -euo pipefail. */
+function bash(script: string): { code: number | null; stdout: string; stderr: string } {
+    const r = spawnSync("bash", ["-s"], { input: `set -euo pipefail\n${script}\n`, encoding: "utf8" });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test("the batch runs every probe and gives each exactly what it printed, by probe", (t) => {
+    const r = bash(renderProbeBatch(pieces));
+    t.is(r.code, 0, r.stderr);
+    const seen = parseProbeBatch(pieces, r.stdout);
+    t.deepEqual([...seen.entries()], [
+        [pieces[0].probe, "one=1\ntwo=2"],
+        [pieces[1].probe, "it's here\nlast"],
+        [pieces[2].probe, "three=3"],
+    ]);
+});
+
+test("a probe that fails is an error naming its piece and what it printed, and the probes after it still ran", (t) => {
+    const failing: Piece[] = [pieces[0], { what: "the broken piece", probe: "echo half\nfalse\necho never" }, pieces[2]];
+    const r = bash(renderProbeBatch(failing));
+    t.is(r.code, 0, "one probe's failure does not stop the batch");
+    t.true(r.stdout.includes("three=3"));
+    const e = t.throws(() => parseProbeBatch(failing, r.stdout, "dev@box:22"));
+    t.is(e?.message, "check the broken piece failed on dev@box:22 (exit 1):\nhalf");
+});
+
+test("output cut off before a probe's end marker is an error naming the piece", (t) => {
+    const out = bash(renderProbeBatch(pieces)).stdout;
+    const cut = out.slice(0, out.indexOf("three=3"));
+    const e = t.throws(() => parseProbeBatch(pieces, cut, "this machine"));
+    t.regex(e?.message ?? "", /^the probes' output from this machine is cut off at the third piece \(probe 2 of 3\)/);
+});
+
+test("a probe printing a line that looks like a marker of another probe cannot shift the others", (t) => {
+    const tricky: Piece[] = [{ what: "a", probe: "echo '@@vllm-workstation probe 1@@'" }, { what: "b", probe: "echo b=1" }];
+    const seen = parseProbeBatch(tricky, bash(renderProbeBatch(tricky)).stdout);
+    t.is(seen.get(tricky[0].probe), "@@vllm-workstation probe 1@@");
+    t.is(seen.get(tricky[1].probe), "b=1");
+});
+
+// The local target, as root (what the tests run as; elsewhere it would go through sudo -n).
+test("observe() runs the batch on the workstation in one go (here: this machine)", async (t) => {
+    const seen = await observe({ kind: "local" }, pieces);
+    t.is(seen.get(pieces[2].probe), "three=3");
+});
+
+test("observe() with no pieces runs nothing", async (t) => {
+    t.deepEqual([...(await observe({ kind: "ssh", host: "192.0.2.1", port: 22, user: "nobody", privateKeyPath: null, hostKey: null }, [])).entries()], []);
+});
