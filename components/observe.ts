@@ -45,9 +45,20 @@ export function parseProbeBatch(pieces: readonly Piece[], out: string, where = "
     return seen;
 }
 
+/**
+ * Runs `first`, another read-only script (the program's preflight), then every piece's probe, all in one
+ * round trip to the workstation; resolves to what `first` printed and what each probe printed.
+ */
+export async function observeAfter(conn: Connection, what: string, first: string, pieces: readonly Piece[]): Promise<{ first: string; observed: Observed }> {
+    const out = await runOrThrow(conn, what, pieces.length === 0 ? first : `${first}\n${renderProbeBatch(pieces)}`);
+    if (pieces.length === 0) return { first: out, observed: new Map() };
+    const at = out.split("\n").indexOf(start(0));
+    const firstOut = at < 0 ? out : out.split("\n").slice(0, at).join("\n");
+    return { first: firstOut, observed: parseProbeBatch(pieces, out, describe(conn)) };
+}
+
 /** Runs every piece's probe on the workstation in one go. */
 export async function observe(conn: Connection, pieces: readonly Piece[]): Promise<Observed> {
     if (pieces.length === 0) return new Map();
-    const out = await runOrThrow(conn, "check every piece of the workstation", renderProbeBatch(pieces));
-    return parseProbeBatch(pieces, out, describe(conn));
+    return (await observeAfter(conn, "check every piece of the workstation", "", pieces)).observed;
 }

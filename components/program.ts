@@ -5,13 +5,13 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
-import { Connection, runOrThrow } from "./host";
+import type { Connection } from "./host";
 import { AUTO_OPTIONS, PLANNER_CONSTANTS, plan, PlanInput, PlanResult } from "./planner";
 import { Check, Facts, gatherFacts, parseProbeOutput, runChecks, wslKind } from "./preflight";
 import { loadStackConfig } from "./stackConfig";
 import type { ServingPlan } from "./vllmService";
 import { has } from "./vllmVersion";
-import { observe } from "./observe";
+import { Observed, observeAfter, Piece } from "./observe";
 import { Workstation, workstationPieces } from "./workstation";
 
 export function connectionFor(target: WorkstationConfig["target"]): Connection {
@@ -54,12 +54,16 @@ export function formatChecks(checks: Check[]): string {
     return checks.map((c) => `  - [${c.id}] ${c.message}${c.fix ? `\n    fix: ${c.fix}` : ""}`).join("\n");
 }
 
-async function lookAtWorkstation(config: WorkstationConfig, conn: Connection): Promise<Facts> {
+/**
+ * One round trip to the workstation: the preflight's probe (what the checks and the planner read), then
+ * every piece's probe (what each HostState's diff compares with what it should see: observe.ts).
+ */
+async function lookAtWorkstation(config: WorkstationConfig, conn: Connection, pieces: readonly Piece[]): Promise<{ facts: Facts; observed: Observed }> {
     const script = gatherFacts({ modelDir: config.model.cacheDir, venvDir: config.python.venvPath, cudaHome: config.cuda.home, wslLibDir: config.cuda.wslLibDir });
-    const out = await runOrThrow(conn, "look at the workstation (preflight)", script);
-    const parsed = parseProbeOutput(out);
+    const { first, observed } = await observeAfter(conn, "look at the workstation (preflight)", script, pieces);
+    const parsed = parseProbeOutput(first);
     if (!parsed.ok) throw new pulumi.RunError(`the preflight probe's output could not be read:\n${parsed.errors.join("\n")}`);
-    return parsed.facts;
+    return { facts: parsed.facts, observed };
 }
 
 /**
@@ -70,7 +74,8 @@ async function prepare() {
     const stack = loadStackConfig();
     const { config } = stack;
     const conn = connectionFor(config.target);
-    const facts = await lookAtWorkstation(config, conn);
+    const lockText = config.python.lockFile === null ? null : fs.readFileSync(path.resolve(__dirname, "..", "..", config.python.lockFile), "utf8");
+    const { facts, observed } = await lookAtWorkstation(config, conn, workstationPieces(config, lockText));
     const result = plan(planInput(config, facts));
     const checks = runChecks(facts, result, { wslPinSwitch: has(config.python.vllmVersion, "wslPinMemorySwitch") });
     const errors = checks.filter((c) => c.level === "error");
@@ -78,10 +83,6 @@ async function prepare() {
     if (errors.length > 0 || !result.ok) {
         throw new Error(`the workstation is not ready (nothing was changed):\n${formatChecks(errors)}`);
     }
-    const lockText = config.python.lockFile === null ? null : fs.readFileSync(path.resolve(__dirname, "..", "..", config.python.lockFile), "utf8");
-    // Every piece's probe, in one round trip: what each HostState's diff compares with what it should
-    // see, so that a plain preview shows drift without an up-front refresh (observe.ts).
-    const observed = await observe(conn, workstationPieces(config, lockText));
     return { stack, config, conn, result, lockText, observed };
 }
 

@@ -1,6 +1,6 @@
 import test from "ava";
 import { spawnSync } from "child_process";
-import { observe, parseProbeBatch, Piece, renderProbeBatch } from "../components/observe";
+import { observe, observeAfter, parseProbeBatch, Piece, renderProbeBatch } from "../components/observe";
 
 const pieces: Piece[] = [
     { what: "the first piece", probe: "echo one=1\necho two=2" },
@@ -57,4 +57,11 @@ test("observe() runs the batch on the workstation in one go (here: this machine)
 
 test("observe() with no pieces runs nothing", async (t) => {
     t.deepEqual([...(await observe({ kind: "ssh", host: "192.0.2.1", port: 22, user: "nobody", privateKeyPath: null, hostKey: null }, [])).entries()], []);
+});
+
+test("observeAfter() runs another script first in the same round trip and keeps its output apart", async (t) => {
+    const r = await observeAfter({ kind: "local" }, "look", "echo probe=1\necho end=1", pieces);
+    t.is(r.first, "probe=1\nend=1");
+    t.is(r.observed.get(pieces[0].probe), "one=1\ntwo=2");
+    t.is(r.observed.size, 3);
 });
