@@ -385,7 +385,7 @@ test.serial("pulumi up killed during the wheel install converges on the next run
     t.deepEqual(pins(freeze), pins(lock), "the venv holds exactly the locked set");
     t.is(await box.sh(`cat ${venv}-tools/requirements.lock`), lock, "the lock was kept, not resolved again");
     t.deepEqual(await partialFiles(), []);
-    t.deepEqual((await state()).pending, [], "the refresh before the rerun cleared the interrupted update");
+    t.deepEqual((await state()).pending, [], "the converging rerun cleared the interrupted update");
     t.deepEqual(await changes(), {});
 });
 
@@ -506,8 +506,7 @@ test.serial("the disk filling up during the model download fails with No space l
 // normally tells the engine it declared everything, so on a converged workstation the refusal deleted
 // every resource ("10 deleted" under the error). A refusal now fails the program itself.
 test.serial("a cache filesystem too small for the model is refused by the preflight, and the converged workstation is left as it was", async (t) => {
-    // URNs only: the refresh before the refusal records what the probes see (the model hidden by the
-    // tmpfs reads as missing), which is right; what must not happen is a resource leaving the state.
+    // URNs only: what must not happen is a resource leaving the state.
     const before = (await state()).resources.map((r) => r.urn);
     await box.sh(`mount -t tmpfs -o size=12m tmpfs ${cacheRoot}`);
     let message: string;
