@@ -81,9 +81,9 @@ export async function openStack(opts: EngineOptions): Promise<Stack> {
     const envVars = {
         PULUMI_SKIP_UPDATE_CHECK: "true",
         PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-        // Every up and preview starts two dynamic-provider processes (one for the refresh, one for the
-        // program's resources), each loading @pulumi/pulumi: Node's on-disk compile cache, which this
-        // process fills when it exits, cuts about a third of that (scripts/toolchain.sh sets it too).
+        // Every up and preview starts a dynamic-provider process that loads @pulumi/pulumi: Node's on-disk
+        // compile cache, which this process fills when it exits, cuts about a third of that
+        // (scripts/toolchain.sh sets it too).
         NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? path.join(cacheDir(), "node-compile-cache"),
         ...backendEnv(opts.stateDir),
         ...opts.env,

@@ -66,7 +66,7 @@ ensure_shim() {
 #!/bin/sh
 # Finds @pulumi/pulumi's dynamic provider as require() would from the directory the engine starts it in
 # (a stack directory nested in a project, as the tests make, finds the project's node_modules): the
-# nearest node_modules up the tree, in plain sh, because the engine starts this twice per up and
+# nearest node_modules up the tree, in plain sh, because the engine starts this at every up and
 # preview and `node -p require.resolve(...)` would add a Node start each time. Node's own resolution
 # is the fallback (NODE_PATH, global installs).
 d=$PWD
@@ -95,7 +95,7 @@ export PATH="$bin:$NODE_DIR:\$PATH"
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 # Node's on-disk compile cache: every up and preview starts Node processes that load @pulumi/pulumi
-# (this one and two dynamic-provider processes); cached, each loads in about two thirds of the time.
+# (this one and the dynamic-provider process); cached, each loads in about two thirds of the time.
 export NODE_COMPILE_CACHE="\${NODE_COMPILE_CACHE:-$cache/node-compile-cache}"
 EOF
 mv "$env_file.part" "$env_file"
