@@ -52,9 +52,9 @@ export function parseProbeBatch(pieces: readonly Piece[], out: string, where = "
 export async function observeAfter(conn: Connection, what: string, first: string, pieces: readonly Piece[]): Promise<{ first: string; observed: Observed }> {
     const out = await runOrThrow(conn, what, pieces.length === 0 ? first : `${first}\n${renderProbeBatch(pieces)}`);
     if (pieces.length === 0) return { first: out, observed: new Map() };
-    const at = out.split("\n").indexOf(start(0));
-    const firstOut = at < 0 ? out : out.split("\n").slice(0, at).join("\n");
-    return { first: firstOut, observed: parseProbeBatch(pieces, out, describe(conn)) };
+    const lines = out.split("\n");
+    const at = lines.indexOf(start(0));
+    return { first: at < 0 ? out : lines.slice(0, at).join("\n"), observed: parseProbeBatch(pieces, out, describe(conn)) };
 }
 
 /** Runs every piece's probe on the workstation in one go. */
