@@ -1,6 +1,8 @@
-// The provider half of HostState (see hostState.ts). It runs in the engine's dynamic-provider process,
-// which loads this file by path, so it imports nothing from the program side.
-import type * as pulumi from "@pulumi/pulumi";
+// The box half of HostState's provider: the steps that touch the workstation. The provider
+// (tools/provider, pulumi-resource-hoststate) answers Check and Diff itself and runs each of these as
+// `node hostStateProvider.js <create|read|update|delete>`, the request as JSON on stdin and the reply as
+// JSON on stdout; progress goes to stderr, which the engine shows. It imports nothing from the program
+// side, so a step loads in tens of milliseconds.
 import { Connection, describe, runOrThrow } from "./host";
 
 /** Inputs of one HostState, as the provider receives them. */
@@ -29,10 +31,6 @@ export interface HostStateOutputs extends Omit<HostStateInputs, "secretEnv"> {
     /** What probe printed at the last create, update or refresh. */
     readonly observed: string;
 }
-
-// Inputs whose change means the piece must be converged again; secretEnv is not among them on purpose:
-// a rotated token must not re-download a model.
-const tracked = ["connection", "apply", "probe", "expected", "remove"] as const;
 
 /** Progress bars (tqdm, uv) redraw many times a second; one line every few seconds is enough to read. */
 export function throttled(emit: (line: string) => void, everyMs = 3000, now: () => number = Date.now): (line: string) => void {
@@ -70,28 +68,48 @@ async function converge(inputs: HostStateInputs): Promise<HostStateOutputs> {
     return { ...stored, observed };
 }
 
-export async function create(inputs: HostStateInputs): Promise<pulumi.dynamic.CreateResult<HostStateOutputs>> {
+export async function create(inputs: HostStateInputs): Promise<{ id: string; outs: HostStateOutputs }> {
     return { id: inputs.what, outs: await converge(inputs) };
 }
 
-export async function read(id: string, props: HostStateOutputs): Promise<pulumi.dynamic.ReadResult<HostStateOutputs>> {
+export async function read(id: string, props: HostStateOutputs): Promise<{ id: string; props: HostStateOutputs }> {
     return { id, props: { ...props, observed: await probe(props) } };
 }
 
-/**
- * Drift is an observed state that differs from the expected one; a changed script is a change too. The
- * observed state is what the program saw in this run, else what the last refresh or converge saw.
- */
-export function diff(olds: HostStateOutputs, news: HostStateInputs): pulumi.dynamic.DiffResult {
-    const changed = tracked.filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
-    const drifted = (news.observed ?? olds.observed).trim() !== news.expected.trim();
-    return { changes: changed.length > 0 || drifted };
-}
-
-export async function update(_id: string, _olds: HostStateOutputs, news: HostStateInputs): Promise<pulumi.dynamic.UpdateResult<HostStateOutputs>> {
+export async function update(_id: string, _olds: HostStateOutputs, news: HostStateInputs): Promise<{ outs: HostStateOutputs }> {
     return { outs: await converge(news) };
 }
 
 export async function remove(_id: string, props: HostStateOutputs): Promise<void> {
     await runOrThrow(props.connection, `remove ${props.what}`, props.remove, { onProgress: progress(props.what) });
 }
+
+/** One step as the provider asks for it: what `node hostStateProvider.js <op>` does with its stdin. */
+export async function step(op: string, req: Record<string, unknown>): Promise<unknown> {
+    const r = req as { id: string; inputs: HostStateInputs; props: HostStateOutputs; olds: HostStateOutputs; news: HostStateInputs };
+    switch (op) {
+        case "create":
+            return create(r.inputs);
+        case "read":
+            return read(r.id, r.props);
+        case "update":
+            return update(r.id, r.olds, r.news);
+        case "delete":
+            return remove(r.id, r.props).then(() => ({}));
+        default:
+            throw new Error(`unknown step ${JSON.stringify(op)}: expected create, read, update or delete`);
+    }
+}
+
+async function main(op: string): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    const reply = await step(op, JSON.parse(Buffer.concat(chunks).toString("utf8"))).then(
+        (result) => ({ result }),
+        (e: unknown) => ({ error: e instanceof Error ? e.message : String(e) }),
+    );
+    process.stdout.write(JSON.stringify(reply));
+    process.exitCode = "error" in reply ? 1 : 0;
+}
+
+if (require.main === module) void main(process.argv[2] ?? "");

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Brings the project's own toolchain: Node.js 22+, the Pulumi CLI and the dynamic-provider shim.
+# Brings the project's own toolchain: Node.js 22+, the Pulumi CLI, the dynamic-provider shim and the
+# HostState provider (tools/provider).
 #
 #   bash scripts/toolchain.sh          # ensure everything, print the env file's path
 #   source "$(bash scripts/toolchain.sh)"
@@ -85,9 +86,34 @@ EOF
   mv "$bin/pulumi-resource-pulumi-nodejs.part" "$bin/pulumi-resource-pulumi-nodejs"
 }
 
+# HostState's provider, pulumi-resource-hoststate, built from tools/provider (a few seconds once the
+# CLI's build has filled Go's caches, a minute or two without) into a directory named by a hash of its
+# sources, and installed into the Pulumi plugin cache (${PULUMI_HOME:-~/.pulumi}/plugins) as
+# `pulumi plugin install --file` does, whenever the installed binary differs from the built one.
+HOSTSTATE_VERSION=0.1.0     # keep equal to Version in tools/provider/main.go
+ensure_provider() {
+  local src=$here/tools/provider hash built installed
+  hash=$(cat "$src/go.mod" "$src/go.sum" "$src"/*.go | sha256sum | cut -c1-16)
+  built=$cache/toolchain/hoststate-$hash/pulumi-resource-hoststate
+  if [[ ! -x $built ]]; then
+    command -v go >/dev/null || { log "Go 1.25+ is needed to build the HostState provider (tools/provider): install Go, then run this again"; exit 1; }
+    log "building the HostState provider from tools/provider"
+    local start=$SECONDS
+    mkdir -p "$(dirname "$built")"
+    (cd "$src" && GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w -X main.Version=$HOSTSTATE_VERSION" -o "$built.part" .)
+    mv "$built.part" "$built"
+    log "built in $((SECONDS - start)) s"
+  fi
+  installed=${PULUMI_HOME:-$HOME/.pulumi}/plugins/resource-hoststate-v$HOSTSTATE_VERSION/pulumi-resource-hoststate
+  cmp -s "$built" "$installed" && return
+  log "installing the HostState provider $HOSTSTATE_VERSION into the Pulumi plugin cache"
+  "$bin/pulumi" plugin install resource hoststate "$HOSTSTATE_VERSION" --file "$built" --reinstall >&2
+}
+
 ensure_node
 ensure_pulumi
 ensure_shim
+ensure_provider
 
 env_file=$cache/toolchain/env.sh
 cat >"$env_file.part" <<EOF

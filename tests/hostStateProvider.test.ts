@@ -1,9 +1,10 @@
 import test, { ExecutionContext } from "ava";
+import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import type { Connection } from "../components/host";
-import { create, diff, HostStateInputs, HostStateOutputs, read, remove, throttled, update } from "../components/hostStateProvider";
+import { create, HostStateInputs, HostStateOutputs, read, remove, step, throttled, update } from "../components/hostStateProvider";
 import { q } from "../components/shell";
 
 const local: Connection = { kind: "local" };
@@ -20,10 +21,6 @@ function inputs(over: Partial<HostStateInputs> = {}): HostStateInputs {
     };
 }
 
-function outputs(over: Partial<HostStateOutputs> = {}): HostStateOutputs {
-    const { secretEnv: _secretEnv, ...stored } = inputs();
-    return { ...stored, observed: "state=ok", ...over };
-}
 
 /** A fresh directory under the system temp dir, removed when the test ends (pass or fail). */
 function tempDir(t: ExecutionContext): string {
@@ -31,52 +28,6 @@ function tempDir(t: ExecutionContext): string {
     t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
     return dir;
 }
-
-test("diff() reports drift from what the program saw this run, even when the last refresh saw it converged", (t) => {
-    t.deepEqual(diff(outputs({ observed: "state=ok" }), inputs({ observed: "state=broken" })), { changes: true });
-});
-
-test("diff() reports no change when what the program saw is expected, even when the last refresh saw drift", (t) => {
-    t.deepEqual(diff(outputs({ observed: "state=broken" }), inputs({ observed: " state=ok\n" })), { changes: false });
-});
-
-test("diff() reports no change when the observed state is the expected one and no script changed", (t) => {
-    t.deepEqual(diff(outputs(), inputs()), { changes: false });
-});
-
-test("diff() ignores surrounding whitespace when comparing observed and expected", (t) => {
-    t.false(diff(outputs({ observed: "state=ok\n" }), inputs({ expected: "state=ok" })).changes);
-    t.false(diff(outputs({ observed: "state=ok", expected: "\nstate=ok\n" }), inputs({ expected: "\nstate=ok\n" })).changes);
-});
-
-test("diff() reports drift as a change when the observed state differs from the expected one", (t) => {
-    t.true(diff(outputs({ observed: "state=edited" }), inputs()).changes);
-    t.true(diff(outputs({ observed: "" }), inputs()).changes);
-});
-
-test("diff() reports a change when the apply script differs", (t) => {
-    t.true(diff(outputs(), inputs({ apply: "echo apply v2" })).changes);
-});
-
-test("diff() reports a change when the probe, expected or remove script differs", (t) => {
-    t.true(diff(outputs(), inputs({ probe: "echo state=ok # v2" })).changes);
-    t.true(diff(outputs({ observed: "state=v2" }), inputs({ expected: "state=v2" })).changes);
-    t.true(diff(outputs(), inputs({ remove: "echo remove v2" })).changes);
-});
-
-test("diff() reports a change when the connection points elsewhere", (t) => {
-    const elsewhere: Connection = { kind: "ssh", host: "h", port: 22, user: "root", privateKeyPath: null, hostKey: null };
-    t.true(diff(outputs(), inputs({ connection: elsewhere })).changes);
-});
-
-test("diff() does not count a changed secretEnv alone as a change", (t) => {
-    t.false(diff(outputs(), inputs({ secretEnv: { HF_TOKEN: "hf_rotated_token" } })).changes);
-    t.false(diff(outputs(), inputs({ secretEnv: {} })).changes);
-});
-
-test("diff() does not count a new description (what) as a change", (t) => {
-    t.false(diff(outputs(), inputs({ what: "the renamed widget" })).changes);
-});
 
 // The provider's lifecycle against this machine: scripts that write a file under a temp dir.
 function fileInputs(dir: string, content: string, secretEnv?: Record<string, string>): HostStateInputs {
@@ -113,14 +64,14 @@ test("create() fails with the step's name when apply exits non-zero", async (t) 
     t.is(err!.message, "set up the widget failed on this machine (exit 4):\ndisk full");
 });
 
-test("read() re-probes and reports drift that diff() then sees", async (t) => {
+test("read() re-probes and reports what it sees now", async (t) => {
     const dir = tempDir(t);
     const { outs } = await create(fileInputs(dir, "v1"));
     fs.writeFileSync(path.join(dir, "state"), "edited\n");
     const refreshed = await read("the widget", outs!);
     t.is(refreshed.id, "the widget");
     t.is(refreshed.props!.observed, "state=edited");
-    t.true(diff(refreshed.props!, fileInputs(dir, "v1")).changes);
+    t.is(refreshed.props!.expected, "state=v1", "the rest of the state is kept");
 });
 
 test("update() converges to the new inputs", async (t) => {
@@ -136,6 +87,40 @@ test("remove() runs the remove script", async (t) => {
     const { outs } = await create(fileInputs(dir, "v1"));
     await remove("the widget", outs!);
     t.false(fs.existsSync(path.join(dir, "state")));
+});
+
+test("step() dispatches create, read, update and delete, and names the step it does not know", async (t) => {
+    const dir = tempDir(t);
+    const created = (await step("create", { inputs: fileInputs(dir, "v1") })) as { id: string; outs: HostStateOutputs };
+    t.is(created.outs.observed, "state=v1");
+    const r = (await step("read", { id: created.id, props: created.outs })) as { props: HostStateOutputs };
+    t.is(r.props.observed, "state=v1");
+    const u = (await step("update", { id: created.id, olds: created.outs, news: fileInputs(dir, "v2") })) as { outs: HostStateOutputs };
+    t.is(u.outs.observed, "state=v2");
+    t.deepEqual(await step("delete", { id: created.id, props: u.outs }), {});
+    t.false(fs.existsSync(path.join(dir, "state")));
+    const err = await t.throwsAsync(step("destroy", {}));
+    t.is(err!.message, 'unknown step "destroy": expected create, read, update or delete');
+});
+
+// What the provider (tools/provider) runs: `node hostStateProvider.js <op>`, JSON in, JSON out.
+const helper = path.join(__dirname, "..", "components", "hostStateProvider.js");
+
+test("run as the provider runs it, a step reads its request on stdin and prints its result as JSON, progress on stderr", (t) => {
+    const dir = tempDir(t);
+    const r = spawnSync("node", [helper, "create"], { input: JSON.stringify({ inputs: fileInputs(dir, "v1", { TOKEN: "tok-9" }) }), encoding: "utf8" });
+    t.is(r.status, 0, r.stderr);
+    const reply = JSON.parse(r.stdout);
+    t.is(reply.result.id, "the widget");
+    t.is(reply.result.outs.observed, "state=v1");
+    t.false(r.stdout.includes("tok-9"), "the token stays out of the reply");
+    t.true(r.stderr.includes("[the widget] applying"), r.stderr);
+});
+
+test("run as the provider runs it, a failed step prints its error as JSON and exits 1", (t) => {
+    const r = spawnSync("node", [helper, "create"], { input: JSON.stringify({ inputs: inputs({ apply: "echo 'disk full' >&2\nexit 4" }) }), encoding: "utf8" });
+    t.is(r.status, 1);
+    t.deepEqual(JSON.parse(r.stdout), { error: "set up the widget failed on this machine (exit 4):\ndisk full" });
 });
 
 test("progress bars are shown every few seconds, their last state and every other line always", (t) => {

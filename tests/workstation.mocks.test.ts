@@ -95,7 +95,7 @@ test("a systemd workstation's components and host states have the expected types
     t.is(byName("types-model")!.type, "vllm-workstation:index:ModelCache");
     t.is(byName("types-vllm")!.type, "vllm-workstation:index:VllmService");
     for (const hs of ["types-cuda-files", "types-python-uv", "types-python-packages", "types-model-files", "types-vllm-unit"]) {
-        t.is(byName(hs)!.type, "pulumi-nodejs:dynamic:Resource", hs);
+        t.is(byName(hs)!.type, "hoststate:index:HostState", hs);
         t.true(byName(hs)!.custom, hs);
     }
 });
@@ -122,7 +122,7 @@ test("each host state gets the connection, its scripts and a description", async
         const inputs = byName(name)!.inputs;
         t.deepEqual(inputs.connection, { kind: "local" }, name);
         for (const k of ["what", "apply", "probe", "expected", "remove"]) t.is(typeof inputs[k], "string", `${name}.${k}`);
-        t.truthy(inputs.__provider, `${name} carries its serialized provider`);
+        t.false("__provider" in inputs, `${name} needs no serialized provider`);
     }
     t.is(byName("hs-cuda-files")!.inputs.what, "the CUDA environment");
     t.is(byName("hs-vllm-unit")!.inputs.what, "the vLLM service");
@@ -183,7 +183,7 @@ test("every host state gets what the program's look at the box saw for its probe
     const pieces = workstationPieces(config, null);
     const seen = new Map(pieces.map((p, i) => [p.probe, `what probe ${i} printed`]));
     const { mine } = await build("obs", {}, null, seen);
-    const states = mine.filter((r) => r.type === "pulumi-nodejs:dynamic:Resource");
+    const states = mine.filter((r) => r.type === "hoststate:index:HostState");
     t.deepEqual(
         states.map((r) => [r.inputs.what, r.inputs.observed]).sort(),
         pieces.map((p) => [p.what, seen.get(p.probe)]).sort(),
