@@ -9,6 +9,9 @@ env_file=$(bash scripts/toolchain.sh)
 source "$env_file"
 echo "[test] pulumi $(pulumi version), node $(node --version)"
 rm -rf dist && node node_modules/typescript/bin/tsc -p tsconfig.json
+# The HostState provider's own tests (tools/provider); -trimpath as the toolchain builds it, so its
+# compiled dependencies are shared.
+(cd tools/provider && GOFLAGS=-mod=mod go test -trimpath -count=1 ./...)
 bash scripts/box.sh rootfs
 [[ -x scripts/wheelhouse.sh ]] && bash scripts/wheelhouse.sh
 exec node node_modules/ava/entrypoints/cli.mjs "$@"
