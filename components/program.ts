@@ -4,11 +4,12 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import type { WorkstationConfig } from "./config";
+import * as yaml from "js-yaml";
+import { parseConfig, WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { AUTO_OPTIONS, PLANNER_CONSTANTS, plan, PlanInput, PlanResult } from "./planner";
 import { Check, Facts, gatherFacts, parseProbeOutput, runChecks, wslKind } from "./preflight";
-import { loadStackConfig } from "./stackConfig";
+import { allConfigFromStackFile, loadStackConfig, rawFromPulumiConfig } from "./stackConfig";
 import type { ServingPlan } from "./vllmService";
 import { has } from "./vllmVersion";
 import { Observed, observeAfter, Piece } from "./observe";
@@ -54,28 +55,62 @@ export function formatChecks(checks: Check[]): string {
     return checks.map((c) => `  - [${c.id}] ${c.message}${c.fix ? `\n    fix: ${c.fix}` : ""}`).join("\n");
 }
 
+/** The program's one look at the workstation: where, and the script. */
+export interface Look {
+    readonly conn: Connection;
+    /** The preflight's probe (what the checks and the planner read). */
+    readonly first: string;
+    /** Every piece's probe (what each HostState's diff compares with what it should see: observe.ts). */
+    readonly pieces: readonly Piece[];
+    /** The connection and the whole script: two looks with the same key see the same thing. */
+    readonly key: string;
+}
+
+/** The look for a config: a pure function of it, so it can be made before the engine runs the program. */
+export function lookFor(config: WorkstationConfig, lockText: string | null): Look {
+    const conn = connectionFor(config.target);
+    const first = gatherFacts({ modelDir: config.model.cacheDir, venvDir: config.python.venvPath, cudaHome: config.cuda.home, wslLibDir: config.cuda.wslLibDir });
+    const pieces = workstationPieces(config, lockText);
+    return { conn, first, pieces, key: JSON.stringify({ conn, first, probes: pieces.map((p) => p.probe) }) };
+}
+
+type Seen = Awaited<ReturnType<typeof observeAfter>>;
+
+/** The look, started ahead of the program (lookingAhead): its key, and what it saw. */
+export interface EarlyLook {
+    readonly key: string;
+    readonly seen: Promise<Seen>;
+}
+
+const runLook = (look: Look): Promise<Seen> => observeAfter(look.conn, "look at the workstation (preflight)", look.first, look.pieces);
+
 /**
- * One round trip to the workstation: the preflight's probe (what the checks and the planner read), then
- * every piece's probe (what each HostState's diff compares with what it should see: observe.ts).
+ * One round trip to the workstation: the preflight's probe, then every piece's. An early look with the
+ * same key is this look, started sooner; if it failed, the look runs again here, so what fails is
+ * reported as the program's own look would report it.
  */
-async function lookAtWorkstation(config: WorkstationConfig, conn: Connection, pieces: readonly Piece[]): Promise<{ facts: Facts; observed: Observed }> {
-    const script = gatherFacts({ modelDir: config.model.cacheDir, venvDir: config.python.venvPath, cudaHome: config.cuda.home, wslLibDir: config.cuda.wslLibDir });
-    const { first, observed } = await observeAfter(conn, "look at the workstation (preflight)", script, pieces);
+async function lookAtWorkstation(look: Look, early: EarlyLook | null): Promise<{ facts: Facts; observed: Observed }> {
+    const { first, observed } = early !== null && early.key === look.key ? await early.seen.catch(() => runLook(look)) : await runLook(look);
     const parsed = parseProbeOutput(first);
     if (!parsed.ok) throw new pulumi.RunError(`the preflight probe's output could not be read:\n${parsed.errors.join("\n")}`);
     return { facts: parsed.facts, observed };
+}
+
+/** python.lockFile's text (the path is relative to the project), or null to lock on the box. */
+function lockTextFor(config: WorkstationConfig): string | null {
+    return config.python.lockFile === null ? null : fs.readFileSync(path.resolve(__dirname, "..", "..", config.python.lockFile), "utf8");
 }
 
 /**
  * Everything before the first resource: parse, look, plan, check. Any failure here is a refusal with a
  * message for the person at the keyboard, and nothing has been declared yet.
  */
-async function prepare() {
+async function prepare(early: EarlyLook | null) {
     const stack = loadStackConfig();
     const { config } = stack;
-    const conn = connectionFor(config.target);
-    const lockText = config.python.lockFile === null ? null : fs.readFileSync(path.resolve(__dirname, "..", "..", config.python.lockFile), "utf8");
-    const { facts, observed } = await lookAtWorkstation(config, conn, workstationPieces(config, lockText));
+    const lockText = lockTextFor(config);
+    const look = lookFor(config, lockText);
+    const { facts, observed } = await lookAtWorkstation(look, early);
     const result = plan(planInput(config, facts));
     const checks = runChecks(facts, result, { wslPinSwitch: has(config.python.vllmVersion, "wslPinMemorySwitch") });
     const errors = checks.filter((c) => c.level === "error");
@@ -83,15 +118,39 @@ async function prepare() {
     if (errors.length > 0 || !result.ok) {
         throw new Error(`the workstation is not ready (nothing was changed):\n${formatChecks(errors)}`);
     }
-    return { stack, config, conn, result, lockText, observed };
+    return { stack, config, conn: look.conn, result, lockText, observed };
 }
 
-export async function workstationProgram(): Promise<Record<string, pulumi.Output<unknown>>> {
+/**
+ * The program for one `up` or `preview`, with its look at the workstation already started: about half
+ * a second of each run is the CLI starting before it runs the program, as long as the look's SSH round
+ * trip, so the look starts now, from the stack file as it is on disk (Pulumi.<stack>.yaml in workDir).
+ * The program uses what it saw only if its own look, from the config the engine hands it, is the same
+ * script on the same connection; otherwise it looks again. A stack file that cannot be read or parsed
+ * starts nothing: the program then reports it as it always does.
+ */
+export function lookingAhead(workDir: string, stack: string): () => Promise<Record<string, pulumi.Output<unknown>>> {
+    let early: EarlyLook | null = null;
+    try {
+        const project = String((yaml.load(fs.readFileSync(path.join(workDir, "Pulumi.yaml"), "utf8")) as { name?: unknown }).name);
+        const all = allConfigFromStackFile(fs.readFileSync(path.join(workDir, `Pulumi.${stack}.yaml`), "utf8"));
+        const config = { ...parseConfig(rawFromPulumiConfig(all, project)), apiKey: null, hfToken: null };
+        const look = lookFor(config, lockTextFor(config));
+        const seen = runLook(look);
+        seen.catch(() => undefined); // a run the engine refuses (a held lock) never asks for it
+        early = { key: look.key, seen };
+    } catch {
+        early = null;
+    }
+    return () => workstationProgram({ early });
+}
+
+export async function workstationProgram(opts: { early?: EarlyLook | null } = {}): Promise<Record<string, pulumi.Output<unknown>>> {
     // A refusal must fail the program, not just log: a program that returns normally tells the engine it
     // declared everything, and the engine then deletes every resource the refused run left undeclared
     // (on a converged workstation: all of them). A RunError fails the run with its message alone, no
     // stack trace, and the engine deletes nothing.
-    const { stack, config, conn, result, lockText, observed } = await prepare().catch((e: unknown) => {
+    const { stack, config, conn, result, lockText, observed } = await prepare(opts.early ?? null).catch((e: unknown) => {
         throw e instanceof pulumi.RunError ? e : new pulumi.RunError(e instanceof Error ? e.message : String(e));
     });
     const ws = new Workstation("workstation", { config, connection: conn, plan: servingPlan(result), lockText, apiKey: stack.apiKey, hfToken: stack.hfToken, observed });

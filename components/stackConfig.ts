@@ -1,5 +1,6 @@
 // Reads the stack's config as one raw object for parseConfig, and hands its secrets on as Pulumi secrets.
 import * as pulumi from "@pulumi/pulumi";
+import * as yaml from "js-yaml";
 import { parseConfig, WorkstationConfig } from "./config";
 
 /** Top-level keys that hold secrets; everything else is plain config. */
@@ -32,4 +33,26 @@ export function loadStackConfig(): StackConfig {
     const asSecret = (v: string | null) => (v === null ? null : pulumi.secret(v));
     // Components get the config without secrets, so no rendering function can ever put one in a file.
     return { config: { ...parsed, apiKey: null, hfToken: null }, apiKey: asSecret(parsed.apiKey), hfToken: asSecret(parsed.hfToken) };
+}
+
+/** What a secret's encrypted value stands in as where the stack file is read without the passphrase: valid for every secret option. */
+export const SECRET_STAND_IN = "not-decrypted-here-0000";
+
+/**
+ * The `config:` of a stack file (Pulumi.<stack>.yaml) as the engine hands it to the program: every
+ * value a string, structured ones as JSON text. Encrypted values (`secure:`) become SECRET_STAND_IN.
+ * Config from elsewhere (the project file, an ESC environment) is not seen; this is only for guessing
+ * ahead of the engine (program.ts, lookingAhead), never for what the program declares.
+ */
+export function allConfigFromStackFile(text: string): Record<string, string> {
+    const doc = (yaml.load(text) ?? {}) as { config?: Record<string, unknown> | null };
+    const isSecure = (v: unknown) => typeof v === "object" && v !== null && !Array.isArray(v) && Object.keys(v).length === 1 && "secure" in v;
+    const unwrap = (v: unknown): unknown =>
+        isSecure(v) ? SECRET_STAND_IN : Array.isArray(v) ? v.map(unwrap) : typeof v === "object" && v !== null ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unwrap(x)])) : v;
+    const all: Record<string, string> = {};
+    for (const [key, value] of Object.entries(doc.config ?? {})) {
+        const v = unwrap(value);
+        all[key] = typeof v === "object" && v !== null ? JSON.stringify(v) : String(v);
+    }
+    return all;
 }

@@ -3,8 +3,8 @@
 // Runs the workstation program through the real Pulumi engine with the local file backend, for machines
 // where the CLI was built from source (see engine.ts). With an official Pulumi install, plain
 // `pulumi up` / `pulumi preview` / `pulumi destroy` in the project directory do the same.
-import { openStack } from "./engine";
-import { workstationProgram } from "../components/program";
+import { openStack, projectRoot } from "./engine";
+import { lookingAhead, workstationProgram } from "../components/program";
 
 const usage = "usage: stack.js up|preview|destroy|refresh|cancel [--stack NAME] [--expect-no-changes]";
 
@@ -21,10 +21,10 @@ async function main(argv: string[]): Promise<number> {
     const onOutput = (out: string) => process.stdout.write(out);
     switch (op) {
         case "up":
-            await s.up({ onOutput, expectNoChanges });
+            await s.up({ onOutput, expectNoChanges, program: lookingAhead(projectRoot, stack) });
             break;
         case "preview": {
-            const r = await s.preview({ onOutput, expectNoChanges });
+            const r = await s.preview({ onOutput, expectNoChanges, program: lookingAhead(projectRoot, stack) });
             // Exit 2 when something would change, so scripts can tell drift from failure.
             const changes = Object.entries(r.changeSummary).filter(([k]) => k !== "same").reduce((n, [, v]) => n + (v ?? 0), 0);
             return changes > 0 ? 2 : 0;

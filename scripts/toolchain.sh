@@ -93,7 +93,7 @@ EOF
 HOSTSTATE_VERSION=0.1.0     # keep equal to Version in tools/provider/main.go
 ensure_provider() {
   local src=$here/tools/provider hash built installed
-  hash=$(cat "$src/go.mod" "$src/go.sum" "$src"/*.go | sha256sum | cut -c1-16)
+  hash=$(cat "$src/go.mod" "$src/go.sum" $(ls "$src"/*.go | grep -v _test.go) | sha256sum | cut -c1-16)
   built=$cache/toolchain/hoststate-$hash/pulumi-resource-hoststate
   if [[ ! -x $built ]]; then
     command -v go >/dev/null || { log "Go 1.25+ is needed to build the HostState provider (tools/provider): install Go, then run this again"; exit 1; }

@@ -35,7 +35,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
 import { parseConfig } from "../../components/config";
 import { observe } from "../../components/observe";
-import { connectionFor, workstationProgram } from "../../components/program";
+import { connectionFor, lookingAhead, workstationProgram } from "../../components/program";
 import { workstationPieces } from "../../components/workstation";
 import { Box, cacheDir, freePort, startBox } from "../helpers/box";
 import { testStack, TestStack } from "../helpers/stack";
@@ -204,11 +204,15 @@ async function timed<T>(what: string, ts: TestStack, fn: (rec: Recorder) => Prom
     }
 }
 
+/** The workstation stack runs as `npm run up` and `npm run preview` run it: its look at the box started before the CLI. */
+const workstationStacks = new Set<TestStack>();
+const programFor = (ts: TestStack) => (workstationStacks.has(ts) ? { program: lookingAhead(ts.dir, "test") } : {});
+
 const up = (ts: TestStack, what: string, opts: { expectNoChanges?: boolean } = {}) =>
-    timed(what, ts, (rec) => ts.stack.up({ onOutput: ts.onOutput, onEvent: rec.onEvent, ...opts }));
+    timed(what, ts, (rec) => ts.stack.up({ onOutput: ts.onOutput, onEvent: rec.onEvent, ...opts, ...programFor(ts) }));
 
 async function preview(ts: TestStack, what: string) {
-    const r = await timed(what, ts, (rec) => ts.stack.preview({ onOutput: ts.onOutput, onEvent: rec.onEvent }));
+    const r = await timed(what, ts, (rec) => ts.stack.preview({ onOutput: ts.onOutput, onEvent: rec.onEvent, ...programFor(ts) }));
     const changes = Object.entries(r.result.changeSummary).filter(([k, v]) => k !== "same" && v);
     if (changes.length) throw new Error(`${what}: a preview of the converged box shows changes ${JSON.stringify(Object.fromEntries(changes))}`);
     return r;
@@ -629,6 +633,7 @@ async function main(): Promise<number> {
         const config = (hub: HfEndpoint) => boxStackConfig(b, idx, hub, port);
         ts = await testStack({ name: "bench-ws", program: workstationProgram, config: config(bigHub) });
         const wsTs = ts;
+        workstationStacks.add(ts);
         r.env.pulumi = wsTs.stack.workspace.pulumiVersion;
 
         await phase("floor", () => phaseFloor(o, r));
