@@ -84,13 +84,18 @@ export interface EarlyLook {
 
 const runLook = (look: Look): Promise<Seen> => observeAfter(look.conn, "look at the workstation (preflight)", look.first, look.pieces);
 
+/** The early look, if it is this look started sooner (same key), else null. */
+export function earlyFor(look: Look, early: EarlyLook | null): Promise<Seen> | null {
+    return early !== null && early.key === look.key ? early.seen : null;
+}
+
 /**
  * One round trip to the workstation: the preflight's probe, then every piece's. An early look with the
  * same key is this look, started sooner; if it failed, the look runs again here, so what fails is
  * reported as the program's own look would report it.
  */
 async function lookAtWorkstation(look: Look, early: EarlyLook | null): Promise<{ facts: Facts; observed: Observed }> {
-    const { first, observed } = early !== null && early.key === look.key ? await early.seen.catch(() => runLook(look)) : await runLook(look);
+    const { first, observed } = await (earlyFor(look, early)?.catch(() => runLook(look)) ?? runLook(look));
     const parsed = parseProbeOutput(first);
     if (!parsed.ok) throw new pulumi.RunError(`the preflight probe's output could not be read:\n${parsed.errors.join("\n")}`);
     return { facts: parsed.facts, observed };
@@ -130,19 +135,32 @@ async function prepare(early: EarlyLook | null) {
  * starts nothing: the program then reports it as it always does.
  */
 export function lookingAhead(workDir: string, stack: string): () => Promise<Record<string, pulumi.Output<unknown>>> {
+    const look = guessLook(workDir, stack);
     let early: EarlyLook | null = null;
+    if (look !== null) {
+        const seen = runLook(look);
+        seen.catch(() => undefined); // a run the engine refuses (a held lock) never asks for it
+        early = { key: look.key, seen };
+    }
+    return () => workstationProgram({ early });
+}
+
+/** The look the program will make, from the project and stack files in workDir; null if they do not read or parse. */
+export function guessLook(workDir: string, stack: string): Look | null {
     try {
         const project = String((yaml.load(fs.readFileSync(path.join(workDir, "Pulumi.yaml"), "utf8")) as { name?: unknown }).name);
         const all = allConfigFromStackFile(fs.readFileSync(path.join(workDir, `Pulumi.${stack}.yaml`), "utf8"));
         const config = { ...parseConfig(rawFromPulumiConfig(all, project)), apiKey: null, hfToken: null };
-        const look = lookFor(config, lockTextFor(config));
-        const seen = runLook(look);
-        seen.catch(() => undefined); // a run the engine refuses (a held lock) never asks for it
-        early = { key: look.key, seen };
+        return lookFor(config, lockTextFor(config));
     } catch {
-        early = null;
+        return null;
     }
-    return () => workstationProgram({ early });
+}
+
+/** The look the running program makes (what guessLook guesses), for the stack's config as the engine hands it. */
+export function programLook(): Look {
+    const { config } = loadStackConfig();
+    return lookFor(config, lockTextFor(config));
 }
 
 export async function workstationProgram(opts: { early?: EarlyLook | null } = {}): Promise<Record<string, pulumi.Output<unknown>>> {

@@ -1,7 +1,10 @@
 // The program refuses before anything on the workstation changes: bad config, and a machine the plan
 // cannot run on. Checked on the box, through the real engine.
 import test from "ava";
-import { workstationProgram } from "../components/program";
+import * as fs from "fs";
+import * as path from "path";
+import { guessLook, programLook, workstationProgram } from "../components/program";
+import { projectRoot } from "../scripts/engine";
 import { Box, startBox } from "./helpers/box";
 import { sshTarget, testStack } from "./helpers/stack";
 import { boxSnapshot, installGpuDoubles } from "./helpers/workstation";
@@ -73,4 +76,26 @@ test.serial("an unreachable workstation fails naming its user, host and port", a
     t.regex(message, /cannot reach the workstation dev@127\.0\.0\.1:1 over SSH/);
     t.regex(message, /sshd listens on port 1/);
     t.is(resources, 0);
+});
+
+// npm run up and preview start the look from the stack file before the engine hands the program its
+// config (program.ts, lookingAhead); it is used only if it is the same look, so a guess that never
+// matches would silently cost every run its half second. It must match for every stack file shipped.
+test.serial("the look guessed from each shipped stack file, and from a stack file as the tests write it, is the program's own look", async (t) => {
+    const ts = await testStack({ name: "guess", program: async () => ({ key: programLook().key }), config: { target: sshTarget(box), model: { revision: "6cee5e81ee83917806bbde320786a8fb61efebee" } } });
+    t.teardown(() => ts.remove());
+    const stackFile = path.join(ts.dir, "Pulumi.test.yaml");
+    const files = fs.readdirSync(projectRoot).filter((f) => /^Pulumi\..+\.yaml$/.test(f));
+    t.true(files.includes("Pulumi.workstation-12gb.yaml") && files.includes("Pulumi.workstation-24gb.yaml"), files.join(" "));
+    for (const source of ["(as testStack writes it)", ...files]) {
+        if (source !== "(as testStack writes it)") fs.copyFileSync(path.join(projectRoot, source), stackFile);
+        const guess = guessLook(ts.dir, "test");
+        if (guess === null) {
+            // No guess only where the program refuses the config too (the dev stack is completed at run time by npm run demo).
+            await t.throwsAsync(ts.stack.up(), { message: /invalid stack config/ }, source);
+            continue;
+        }
+        const up = await ts.stack.up();
+        t.is(up.outputs.key.value, guess.key, source);
+    }
 });
