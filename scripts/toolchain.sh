@@ -103,6 +103,8 @@ ensure_provider() {
     (cd "$src" && GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w -X main.Version=$HOSTSTATE_VERSION" -o "$built.part" .)
     mv "$built.part" "$built"
     log "built in $((SECONDS - start)) s"
+    # Builds of sources no longer checked out; a checkout at another commit builds its own again.
+    find "$cache/toolchain" -maxdepth 1 -name 'hoststate-*' ! -path "$(dirname "$built")" -exec rm -rf {} +
   fi
   installed=${PULUMI_HOME:-$HOME/.pulumi}/plugins/resource-hoststate-v$HOSTSTATE_VERSION/pulumi-resource-hoststate
   cmp -s "$built" "$installed" && return

@@ -2,7 +2,7 @@
 // nothing, a no-op second up, drift of every kind in a plain preview, a tier switch, and destroy.
 // Test doubles (no GPU here): the box's nvidia-smi and nvcc, the vLLM and FlashInfer wheels, the Hub.
 import test from "ava";
-import { workstationProgram } from "../components/program";
+import { lookingAhead, workstationProgram } from "../components/program";
 import { Box, startBox } from "./helpers/box";
 import { testStack, TestStack } from "./helpers/stack";
 import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./servers";
@@ -39,9 +39,11 @@ test.after.always(async () => {
     await Promise.all([box?.stop(), index?.stop(), hub?.stop()]);
 });
 
+// Every up and preview runs as npm run up and preview run it: the look at the box started from the
+// stack file before the CLI (program.ts, lookingAhead), so drift is seen by that early look.
 async function up(t: { log: (...a: unknown[]) => void }, opts: { expectNoChanges?: boolean } = {}) {
     try {
-        return await ts.stack.up({ onOutput: ts.onOutput, ...opts });
+        return await ts.stack.up({ onOutput: ts.onOutput, ...opts, program: lookingAhead(ts.dir, "test") });
     } catch (e) {
         t.log(ts.output.join("").slice(-6000));
         throw e;
@@ -49,7 +51,7 @@ async function up(t: { log: (...a: unknown[]) => void }, opts: { expectNoChanges
 }
 
 async function changed() {
-    const pv = await ts.stack.preview({ onOutput: ts.onOutput });
+    const pv = await ts.stack.preview({ onOutput: ts.onOutput, program: lookingAhead(ts.dir, "test") });
     return Object.fromEntries(Object.entries(pv.changeSummary).filter(([k]) => k !== "same"));
 }
 
