@@ -10,11 +10,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +25,8 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/common/diag"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/provider"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -80,6 +84,7 @@ func findHelper(dir string) (string, error) {
 
 type server struct {
 	pulumirpc.UnimplementedResourceProviderServer
+	host   *provider.HostClient
 	helper string
 
 	mu      sync.Mutex
@@ -93,9 +98,10 @@ type helperReply struct {
 }
 
 // call runs one step in Node: the request as JSON on stdin (it can hold a token, which must not show in
-// a process list), the reply as JSON on stdout. Its stderr is this process's, which the engine shows in
-// the `pulumi up` output: the progress of long steps.
-func (s *server) call(ctx context.Context, op string, req map[string]any) (map[string]any, error) {
+// a process list), the reply as JSON on stdout. Each line on its stderr (the progress of long steps,
+// already throttled) goes to the engine as an info message on the resource, which the `pulumi up`
+// output shows under it.
+func (s *server) call(ctx context.Context, urn, op string, req map[string]any) (map[string]any, error) {
 	if s.helper == "" {
 		wd, err := os.Getwd()
 		if err != nil {
@@ -113,7 +119,10 @@ func (s *server) call(ctx context.Context, op string, req map[string]any) (map[s
 	cmd.Stdin = bytes.NewReader(in)
 	var out bytes.Buffer
 	cmd.Stdout = &out
-	cmd.Stderr = os.Stderr
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
 	// Its own process group, so a cancel reaches the ssh it started too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
@@ -121,6 +130,7 @@ func (s *server) call(ctx context.Context, op string, req map[string]any) (map[s
 		return nil, fmt.Errorf("cannot start node to run %s: %w", s.helper, err)
 	}
 	s.track(cmd, true)
+	s.relay(ctx, urn, stderr)
 	runErr := cmd.Wait()
 	s.track(cmd, false)
 	var reply helperReply
@@ -134,6 +144,18 @@ func (s *server) call(ctx context.Context, op string, req map[string]any) (map[s
 		return nil, fmt.Errorf("%s %s: %w", s.helper, op, runErr)
 	}
 	return reply.Result, nil
+}
+
+// relay shows every line of r as an info message on urn, until r ends.
+func (s *server) relay(ctx context.Context, urn string, r io.Reader) {
+	lines := bufio.NewScanner(r)
+	lines.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	for lines.Scan() {
+		line := lines.Text()
+		if s.host == nil || s.host.Log(ctx, diag.Info, resource.URN(urn), line) != nil {
+			fmt.Fprintln(os.Stderr, line)
+		}
+	}
 }
 
 func (s *server) track(cmd *exec.Cmd, on bool) {
@@ -191,7 +213,7 @@ func (s *server) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumirpc
 }
 
 func (s *server) Create(ctx context.Context, req *pulumirpc.CreateRequest) (*pulumirpc.CreateResponse, error) {
-	res, err := s.call(ctx, "create", map[string]any{"inputs": req.GetProperties().AsMap()})
+	res, err := s.call(ctx, req.GetUrn(), "create", map[string]any{"inputs": req.GetProperties().AsMap()})
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +226,7 @@ func (s *server) Create(ctx context.Context, req *pulumirpc.CreateRequest) (*pul
 }
 
 func (s *server) Read(ctx context.Context, req *pulumirpc.ReadRequest) (*pulumirpc.ReadResponse, error) {
-	res, err := s.call(ctx, "read", map[string]any{"id": req.GetId(), "props": req.GetProperties().AsMap()})
+	res, err := s.call(ctx, req.GetUrn(), "read", map[string]any{"id": req.GetId(), "props": req.GetProperties().AsMap()})
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +238,7 @@ func (s *server) Read(ctx context.Context, req *pulumirpc.ReadRequest) (*pulumir
 }
 
 func (s *server) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*pulumirpc.UpdateResponse, error) {
-	res, err := s.call(ctx, "update", map[string]any{"id": req.GetId(), "olds": req.GetOlds().AsMap(), "news": req.GetNews().AsMap()})
+	res, err := s.call(ctx, req.GetUrn(), "update", map[string]any{"id": req.GetId(), "olds": req.GetOlds().AsMap(), "news": req.GetNews().AsMap()})
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +250,7 @@ func (s *server) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*pul
 }
 
 func (s *server) Delete(ctx context.Context, req *pulumirpc.DeleteRequest) (*emptypb.Empty, error) {
-	if _, err := s.call(ctx, "delete", map[string]any{"id": req.GetId(), "props": req.GetProperties().AsMap()}); err != nil {
+	if _, err := s.call(ctx, req.GetUrn(), "delete", map[string]any{"id": req.GetId(), "props": req.GetProperties().AsMap()}); err != nil {
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil
@@ -253,8 +275,8 @@ func asMap(v any) map[string]any {
 }
 
 func main() {
-	err := provider.Main("hoststate", func(*provider.HostClient) (pulumirpc.ResourceProviderServer, error) {
-		return &server{running: map[*exec.Cmd]struct{}{}}, nil
+	err := provider.Main("hoststate", func(host *provider.HostClient) (pulumirpc.ResourceProviderServer, error) {
+		return &server{host: host, running: map[*exec.Cmd]struct{}{}}, nil
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
