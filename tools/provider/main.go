@@ -99,8 +99,9 @@ type helperReply struct {
 
 // call runs one step in Node: the request as JSON on stdin (it can hold a token, which must not show in
 // a process list), the reply as JSON on stdout. Each line on its stderr (the progress of long steps,
-// already throttled) goes to the engine as an info message on the resource, which the `pulumi up`
-// output shows under it.
+// already throttled) goes to the engine as a status message on the resource, which the `pulumi up`
+// output shows beside it as it happens; not repeated among the diagnostics at the end (a failed step's
+// error carries the tail of its output).
 func (s *server) call(ctx context.Context, urn, op string, req map[string]any) (map[string]any, error) {
 	if s.helper == "" {
 		wd, err := os.Getwd()
@@ -146,13 +147,13 @@ func (s *server) call(ctx context.Context, urn, op string, req map[string]any) (
 	return reply.Result, nil
 }
 
-// relay shows every line of r as an info message on urn, until r ends.
+// relay shows every line of r as a status message on urn, until r ends.
 func (s *server) relay(ctx context.Context, urn string, r io.Reader) {
 	lines := bufio.NewScanner(r)
 	lines.Buffer(make([]byte, 64*1024), 4*1024*1024)
 	for lines.Scan() {
 		line := lines.Text()
-		if s.host == nil || s.host.Log(ctx, diag.Info, resource.URN(urn), line) != nil {
+		if s.host == nil || s.host.LogStatus(ctx, diag.Info, resource.URN(urn), line) != nil {
 			fmt.Fprintln(os.Stderr, line)
 		}
 	}
