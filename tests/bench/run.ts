@@ -21,6 +21,8 @@
 //   D. the drift probe against the model's size: the converged box switched to the 8 MiB fixture (and
 //      to the 10 GB one with --large), N previews each; the 1 GB row comes from B.
 //
+// After each converge and model switch the bench waits for the disk to write back what was downloaded
+// (`sync`, logged), so the timed no-op ups and previews see a quiet disk, as a user's later runs do.
 // The Hub double limits each response body to 100 MB/s, as a fast link would. The model fixtures are
 // generated at bench time (tests/servers/hf_fixture.py, cached under $VLLM_WS_CACHE/hf-fixtures) and the
 // big ones are deleted afterwards unless --keep-fixtures. Prints a markdown table on stdout (progress on
@@ -28,6 +30,7 @@
 //
 // Test doubles (see the README): the box's GPU, nvidia-smi and nvcc, the vLLM and FlashInfer wheels,
 // the Hub. The engine, the box, its systemd, sshd, uv, the `hf` client and the scripts are real.
+import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -389,6 +392,7 @@ async function phaseLifecycle(o: Options, r: Results, ts: TestStack, box: Box, h
                 `hf ${L.hfMBps.at(-1)!.toFixed(1)} MB/s vs curl ${L.curlMBps.at(-1)!.toFixed(1)} MB/s over ${files.length} files, ${size(bytes)}`,
         );
 
+        settle(`run ${run}`);
         for (let i = 0; i < o.runs; i++) {
             const u = await up(ts, `run ${run}: no-op up`, { expectNoChanges: true });
             L.noopUp.push(u.ms);
@@ -472,11 +476,23 @@ async function phaseKill(r: Results, ts: TestStack, box: Box, hub: HfEndpoint): 
     log(`rerun after kill: ${s1(rerun.ms)} s, fetched ${r.kill.rerunFileBytes} bytes of files (in-flight file ${total} bytes), GETs of the weights ${JSON.stringify(r.kill.rerunWeightsGets)}`);
 }
 
+/**
+ * Waits until the disk has written back what the converge (and curl) just wrote, up to gigabytes, so
+ * that the no-op runs and previews measure the stack on a quiet disk, as a user's later runs see it,
+ * and not the write-back of a download that just finished.
+ */
+function settle(what: string): void {
+    const t0 = Date.now();
+    execFileSync("sync");
+    log(`${what}: sync (write-back of the download) took ${s1(Date.now() - t0)} s`);
+}
+
 async function phaseSizes(o: Options, r: Results, ts: TestStack, sizes: Array<{ bytes: number; hub: () => Promise<HfEndpoint> }>, config: (hub: HfEndpoint) => Record<string, unknown>): Promise<void> {
     for (const s of sizes) {
         const hub = await s.hub();
         writeConfig(ts, config(hub));
         const sw = await up(ts, `switch to the ${size(s.bytes)} model`);
+        settle(`the ${size(s.bytes)} model`);
         const row = { weightsBytes: s.bytes, preview: [] as number[], look: [] as number[], switchUpMs: sw.ms };
         r.previewBySize.push(row);
         for (let i = 0; i < o.runs; i++) {
