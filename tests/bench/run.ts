@@ -9,7 +9,8 @@
 // What it measures (medians of N samples; every number is wall time around the Automation API call, so
 // it includes the CLI's start, the in-process program and the dynamic provider):
 //
-//   A. the engine's floor: `up` and `preview` of an empty stack (a program returning {}), same run; and,
+//   A. the engine's floor: `up` and `preview` of an empty stack (a program returning {}), same run, and
+//      again just before each timed no-op up and preview of B and D, which the targets compare with; and,
 //      for reference, of a stack of one no-op dynamic resource (what any dynamic provider costs);
 //   B. the workstation stack, N times: a fresh converge (split into the model step, its `hf download`
 //      and checksum parts, and the rest), N no-op `up`s, N plain `preview`s (the drift probe: every
@@ -253,7 +254,11 @@ interface Results {
         verify: number[];
         rest: number[];
         noopUp: number[];
+        /** The empty stack's `up`, each run just before one of those no-op ups. */
+        noopFloor: number[];
         preview: number[];
+        /** The empty stack's `preview`, each run just before one of those previews. */
+        previewFloor: number[];
         /** The program's look at every piece (observe.ts, one SSH round trip), timed beside those previews. */
         previewLook: number[];
         destroy: number[];
@@ -281,7 +286,7 @@ interface Results {
         rerunMs: number;
         leftoverIncomplete: string[];
     };
-    previewBySize: Array<{ weightsBytes: number; preview: number[]; look: number[]; switchUpMs?: number }>;
+    previewBySize: Array<{ weightsBytes: number; preview: number[]; floor: number[]; look: number[]; switchUpMs?: number }>;
     setup: Record<string, number>;
     /** Resource steps of some operations, ms from the operation's start. */
     timelines: Array<{ what: string; ms: number; steps: ReturnType<Recorder["timeline"]> }>;
@@ -304,7 +309,7 @@ class Noop extends pulumi.dynamic.Resource {
     }
 }
 
-async function phaseFloor(o: Options, r: Results): Promise<void> {
+async function phaseFloor(o: Options, r: Results, ts: TestStack): Promise<void> {
     const dyn = await testStack({ name: "bench-dynamic", program: async () => (new Noop("noop"), {}) });
     try {
         await up(dyn, "one dynamic resource: first up");
@@ -317,8 +322,7 @@ async function phaseFloor(o: Options, r: Results): Promise<void> {
     } finally {
         dyn.remove();
     }
-    const ts = await testStack({ name: "bench-empty", program: async () => ({}) });
-    try {
+    {
         // The first up creates the stack's root resource; from then on up and preview are the floor.
         r.floor.firstUp = (await up(ts, "empty stack: first up")).ms;
         for (let i = 0; i < o.runs; i++) {
@@ -329,10 +333,22 @@ async function phaseFloor(o: Options, r: Results): Promise<void> {
             if (i === 0) r.timelines.push({ what: "empty stack: up", ms: u.ms, steps: u.rec.timeline(u.t0) }, { what: "empty stack: preview", ms: p.ms, steps: p.rec.timeline(p.t0) });
             log(`floor ${i + 1}/${o.runs}: up ${s1(r.floor.up[i])} s, preview ${s1(r.floor.preview[i])} s`);
         }
-    } finally {
-        ts.remove();
     }
 }
+
+/**
+ * The floor again, right beside a workstation run: this machine's speed drifts over a bench's minutes
+ * (a 2-core VM with neighbours: the floor's medians ranged 0.51 to 0.71 s between runs of one day), so
+ * each target compares its runs with the empty stack's runs taken just before each of them.
+ */
+interface Floor {
+    up(): Promise<number>;
+    preview(): Promise<number>;
+}
+const floorOf = (ts: TestStack): Floor => ({
+    up: async () => (await up(ts, "empty stack: up beside", { expectNoChanges: true })).ms,
+    preview: async () => (await preview(ts, "empty stack: preview beside")).ms,
+});
 
 async function curlOnBox(box: Box, hub: HfEndpoint, files: string[]): Promise<{ bytes: number; ms: number }> {
     const urls = files.map((f, i) => `-o ${i} '${hub.url}/${REPO}/resolve/${hub.commitSha}/${f}'`).join(" ");
@@ -355,7 +371,7 @@ async function lookMs(raw: Record<string, unknown>): Promise<number> {
     return Date.now() - t0;
 }
 
-async function phaseLifecycle(o: Options, r: Results, ts: TestStack, box: Box, hub: HfEndpoint, look: () => Promise<number>): Promise<void> {
+async function phaseLifecycle(o: Options, r: Results, ts: TestStack, box: Box, hub: HfEndpoint, look: () => Promise<number>, floor: Floor): Promise<void> {
     const L = r.lifecycle;
     for (let run = 1; run <= o.runs; run++) {
         await hub.clearRequestLog();
@@ -394,11 +410,13 @@ async function phaseLifecycle(o: Options, r: Results, ts: TestStack, box: Box, h
 
         settle(`run ${run}`);
         for (let i = 0; i < o.runs; i++) {
+            L.noopFloor.push(await floor.up());
             const u = await up(ts, `run ${run}: no-op up`, { expectNoChanges: true });
             L.noopUp.push(u.ms);
             if (i === 0) r.timelines.push({ what: `run ${run}: no-op up`, ms: u.ms, steps: u.rec.timeline(u.t0) });
         }
         for (let i = 0; i < o.runs; i++) {
+            L.previewFloor.push(await floor.preview());
             const p = await preview(ts, `run ${run}: preview`);
             L.preview.push(p.ms);
             L.previewLook.push(await look());
@@ -487,15 +505,16 @@ function settle(what: string): void {
     log(`${what}: sync (write-back of the download) took ${s1(Date.now() - t0)} s`);
 }
 
-async function phaseSizes(o: Options, r: Results, ts: TestStack, sizes: Array<{ bytes: number; hub: () => Promise<HfEndpoint> }>, config: (hub: HfEndpoint) => Record<string, unknown>): Promise<void> {
+async function phaseSizes(o: Options, r: Results, ts: TestStack, sizes: Array<{ bytes: number; hub: () => Promise<HfEndpoint> }>, config: (hub: HfEndpoint) => Record<string, unknown>, floor: Floor): Promise<void> {
     for (const s of sizes) {
         const hub = await s.hub();
         writeConfig(ts, config(hub));
         const sw = await up(ts, `switch to the ${size(s.bytes)} model`);
         settle(`the ${size(s.bytes)} model`);
-        const row = { weightsBytes: s.bytes, preview: [] as number[], look: [] as number[], switchUpMs: sw.ms };
+        const row = { weightsBytes: s.bytes, preview: [] as number[], floor: [] as number[], look: [] as number[], switchUpMs: sw.ms };
         r.previewBySize.push(row);
         for (let i = 0; i < o.runs; i++) {
+            row.floor.push(await floor.preview());
             const p = await preview(ts, `preview with the ${size(s.bytes)} model`);
             row.preview.push(p.ms);
             row.look.push(await lookMs(config(hub)));
@@ -537,21 +556,25 @@ function table(o: Options, r: Results): { markdown: string; rows: Row[]; targets
     add("  - checksums and manifest", secs(median(L.verify)), ms(L.verify));
     add("- everything else (venv, CUDA env, service, health check)", secs(median(L.rest)), ms(L.rest));
     const noop = median(L.noopUp);
-    add("workstation: no-op `up`", secs(noop) + (noop !== null && floorUp ? ` (${(noop / floorUp).toFixed(2)}x floor)` : ""), ms(L.noopUp), "<= 2x empty `up`", noop === null || !floorUp ? null : noop <= 2 * floorUp);
+    const noopFloor = median(L.noopFloor) ?? floorUp;
+    add("workstation: no-op `up`", secs(noop) + (noop !== null && noopFloor ? ` (${(noop / noopFloor).toFixed(2)}x floor)` : ""), ms(L.noopUp), "<= 2x empty `up`", noop === null || !noopFloor ? null : noop <= 2 * noopFloor);
+    add("- empty stack `up` just before each (the floor it is compared with)", secs(median(L.noopFloor)), ms(L.noopFloor));
     const bySize = [
         ...r.previewBySize.filter((p) => p.weightsBytes < o.big),
-        { weightsBytes: o.big, preview: L.preview, look: L.previewLook },
+        { weightsBytes: o.big, preview: L.preview, floor: L.previewFloor, look: L.previewLook },
         ...r.previewBySize.filter((p) => p.weightsBytes > o.big),
     ];
     for (const p of bySize) {
         const m = median(p.preview);
+        const f = median(p.floor) ?? floorPv;
         add(
             `workstation: plain \`preview\` (drift probe), ${size(p.weightsBytes)} model`,
-            secs(m) + (m !== null && floorPv ? ` (${(m / floorPv).toFixed(2)}x floor)` : ""),
+            secs(m) + (m !== null && f ? ` (${(m / f).toFixed(2)}x floor)` : ""),
             ms(p.preview),
             "<= 2x empty `preview`",
-            m === null || !floorPv ? null : m <= 2 * floorPv,
+            m === null || !f ? null : m <= 2 * f,
         );
+        add("- empty stack `preview` just before each (the floor it is compared with)", secs(median(p.floor)), ms(p.floor));
         add("- the look at every piece alone (the probes, one SSH round trip)", secs(median(p.look)), ms(p.look));
     }
     add("workstation: `destroy`", secs(median(L.destroy)), ms(L.destroy));
@@ -596,7 +619,7 @@ async function main(): Promise<number> {
     const started = new Date();
     const r: Results = {
         floor: { up: [], preview: [], dynamicUp: [], dynamicPreview: [] },
-        lifecycle: { converge: [], modelStep: [], hfDownload: [], verify: [], rest: [], noopUp: [], preview: [], previewLook: [], destroy: [], hfMBps: [], hfTransferMBps: [], hfStartMs: [], hfFirstRequestMs: [], curlMBps: [], downloadBytes: [], curlBytes: [], slowest: [] },
+        lifecycle: { converge: [], modelStep: [], hfDownload: [], verify: [], rest: [], noopUp: [], noopFloor: [], preview: [], previewFloor: [], previewLook: [], destroy: [], hfMBps: [], hfTransferMBps: [], hfStartMs: [], hfFirstRequestMs: [], curlMBps: [], downloadBytes: [], curlBytes: [], slowest: [] },
         previewBySize: [],
         setup: {},
         timelines: [],
@@ -624,6 +647,7 @@ async function main(): Promise<number> {
     let box: Box | undefined;
     let index: PackageIndex | undefined;
     let ts: TestStack | undefined;
+    let floorTs: TestStack | undefined;
     const phase = async (name: string, fn: () => Promise<void>) => {
         const t0 = Date.now();
         log(`--- ${name}`);
@@ -652,8 +676,10 @@ async function main(): Promise<number> {
         workstationStacks.add(ts);
         r.env.pulumi = wsTs.stack.workspace.pulumiVersion;
 
-        await phase("floor", () => phaseFloor(o, r));
-        await phase("lifecycle", () => phaseLifecycle(o, r, wsTs, b, bigHub, () => lookMs(config(bigHub))));
+        const emptyTs = (floorTs = await testStack({ name: "bench-empty", program: async () => ({}) }));
+        const floor = floorOf(emptyTs);
+        await phase("floor", () => phaseFloor(o, r, emptyTs));
+        await phase("lifecycle", () => phaseLifecycle(o, r, wsTs, b, bigHub, () => lookMs(config(bigHub)), floor));
         await phase("kill", async () => {
             // Its own endpoint on the same fixture: 100 MB/s, or slower where the weights would take less
             // than 10 s, so the kill lands mid-file (only the bytes are measured here, not the time).
@@ -667,7 +693,7 @@ async function main(): Promise<number> {
         await phase("sizes", async () => {
             const sizes = [{ bytes: SMALL, hub: () => hubFor(SMALL) }];
             if (o.large) sizes.push({ bytes: 10e9, hub: () => hubFor(10e9) });
-            await phaseSizes(o, r, wsTs, sizes, config);
+            await phaseSizes(o, r, wsTs, sizes, config, floor);
         });
         await phase("cleanup", async () => {
             await destroy(wsTs, "final destroy");
@@ -678,6 +704,7 @@ async function main(): Promise<number> {
         if (ts) await ts.stack.destroy({ onOutput: ts.onOutput }).catch(() => undefined);
     } finally {
         ts?.remove();
+        floorTs?.remove();
         await Promise.all([box?.stop(), index?.stop(), ...hubs.map((h) => h.stop())].map((p) => p?.catch((e) => log(`stop: ${errText(e)}`))));
         if (!o.keepFixtures) for (const root of made) fs.rmSync(root, { recursive: true, force: true });
     }
