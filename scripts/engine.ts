@@ -81,8 +81,8 @@ export async function openStack(opts: EngineOptions): Promise<Stack> {
     const envVars = {
         PULUMI_SKIP_UPDATE_CHECK: "true",
         PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-        // Every up and preview starts a dynamic-provider process that loads @pulumi/pulumi: Node's on-disk
-        // compile cache, which this process fills when it exits, cuts about a third of that
+        // Node's on-disk compile cache, which this process fills when it exits: it cuts about a third of
+        // loading @pulumi/pulumi in this process, and of every HostState step's Node process
         // (scripts/toolchain.sh sets it too).
         NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? path.join(cacheDir(), "node-compile-cache"),
         ...backendEnv(opts.stateDir),

@@ -122,8 +122,8 @@ cat >"$env_file.part" <<EOF
 export PATH="$bin:$NODE_DIR:\$PATH"
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
-# Node's on-disk compile cache: every up and preview starts Node processes that load @pulumi/pulumi
-# (this one and the dynamic-provider process); cached, each loads in about two thirds of the time.
+# Node's on-disk compile cache: every up and preview starts Node processes (this one, which loads
+# @pulumi/pulumi, and each of HostState's provider steps); cached, each loads in about two thirds of the time.
 export NODE_COMPILE_CACHE="\${NODE_COMPILE_CACHE:-$cache/node-compile-cache}"
 EOF
 mv "$env_file.part" "$env_file"

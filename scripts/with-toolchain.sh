@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs a command with the project's toolchain (Node.js 22+, Pulumi CLI, dynamic-provider shim) on PATH,
-# after compiling the TypeScript (the program and the dynamic providers run from dist/).
+# Runs a command with the project's toolchain (Node.js 22+, the Pulumi CLI and the providers) on PATH,
+# after compiling the TypeScript (the program and HostState's provider steps run from dist/).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 env_file=$(bash scripts/toolchain.sh)

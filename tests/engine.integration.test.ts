@@ -1,4 +1,4 @@
-// The real engine (the Pulumi CLI built from source, the dynamic-provider host) against the real box.
+// The real engine (the Pulumi CLI built from source, HostState's provider) against the real box.
 import test from "ava";
 import { execFileSync } from "child_process";
 import { HostState } from "../components/hostState";

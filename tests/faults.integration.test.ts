@@ -5,8 +5,8 @@
 // test leaves the stack locked for the test after it, and the refusal test runs last.
 //
 // How a run is "killed" (the closed laptop lid): the Automation API runs the CLI as a child of this
-// process (`pulumi up ... --client=...`), which starts the dynamic provider, which starts `ssh`. The whole
-// tree is frozen (SIGSTOP) and then SIGKILLed, so nothing in it gets to write one more checkpoint or
+// process (`pulumi up ... --client=...`), which starts HostState's provider, whose steps start `ssh`.
+// The whole tree is frozen (SIGSTOP) and then SIGKILLed, so nothing in it gets to write one more checkpoint or
 // release the backend's lock. Without a tty, sshd on the box does not hang up the remote script when the
 // client goes away (it runs on, orphaned), so the test also SIGKILLs the script and its hf / uv process on
 // the box: what happens when Pulumi runs in the WSL distribution that the lid takes down with it.
@@ -170,7 +170,7 @@ function allPids(): number[] {
 }
 
 /**
- * Kills the running `pulumi up` as a closed lid would: the CLI this process started, the dynamic provider
+ * Kills the running `pulumi up` as a closed lid would: the CLI this process started, the provider
  * it started and their ssh clients, all frozen first so none of them reacts to the others' deaths.
  * Resolves to what was killed.
  */

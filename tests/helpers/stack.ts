@@ -1,5 +1,5 @@
 // A throwaway Pulumi project directory for a test: its own Pulumi.yaml, stack file and file backend,
-// nested in the repo so the engine's dynamic-provider shim resolves the repo's node_modules.
+// nested in the repo, so the providers the engine starts there find the repo's dist/ and node_modules.
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
