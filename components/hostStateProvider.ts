@@ -1,8 +1,8 @@
 // The box half of HostState's provider: the steps that touch the workstation. The provider
 // (tools/provider, pulumi-resource-hoststate) answers Check and Diff itself and runs each of these as
 // `node hostStateProvider.js <create|read|update|delete>`, the request as JSON on stdin and the reply as
-// JSON on stdout; progress goes to stderr, which the provider shows beside the resource. It imports nothing from the program
-// side, so a step loads in tens of milliseconds.
+// JSON on stdout; progress goes to stderr, which the provider shows beside the resource. It imports
+// nothing from the program side, so a step loads in tens of milliseconds.
 import { Connection, describe, runOrThrow } from "./host";
 
 /** Inputs of one HostState, as the provider receives them. */
