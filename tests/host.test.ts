@@ -1,21 +1,15 @@
-import test, { ExecutionContext } from "ava";
+import test from "ava";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { Connection, describe, renderStdin, run, runOrThrow, shellArgv } from "../components/host";
+import { tempDir } from "./helpers/tempDir";
 
 const local: Connection = { kind: "local" };
 
 function ssh(over: Partial<Extract<Connection, { kind: "ssh" }>> = {}): Extract<Connection, { kind: "ssh" }> {
     return { kind: "ssh", host: "box.example", port: 22, user: "root", privateKeyPath: null, hostKey: null, ...over };
-}
-
-/** A fresh directory under the system temp dir, removed when the test ends (pass or fail). */
-function tempDir(t: ExecutionContext): string {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-ws-host-test-"));
-    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-    return dir;
 }
 
 /** The value that follows `-o` for an option name, e.g. optionValue(argv, "StrictHostKeyChecking"). */
@@ -65,7 +59,7 @@ test("shellArgv() runs a plain root shell locally when we are root", (t) => {
 });
 
 test("shellArgv() with a host key checks it strictly against a known_hosts file in the scratch dir, in [host]:port form", (t) => {
-    const scratch = tempDir(t);
+    const scratch = tempDir(t, "host");
     const argv = shellArgv(ssh({ host: "10.1.2.3", port: 2222, hostKey: "  ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFAKE  " }), scratch);
     t.is(argv[0], "ssh");
     t.is(optionValue(argv, "StrictHostKeyChecking"), "yes");
@@ -78,13 +72,13 @@ test("shellArgv() with a host key checks it strictly against a known_hosts file 
 });
 
 test("shellArgv() writes the bare host name into known_hosts on port 22", (t) => {
-    const scratch = tempDir(t);
+    const scratch = tempDir(t, "host");
     const argv = shellArgv(ssh({ host: "box.example", port: 22, hostKey: "ssh-ed25519 AAAAKEY" }), scratch);
     t.is(fs.readFileSync(optionValue(argv, "UserKnownHostsFile")!, "utf8"), "box.example ssh-ed25519 AAAAKEY\n");
 });
 
 test("shellArgv() without a host key trusts on first use and records it in ~/.ssh/known_hosts", (t) => {
-    const scratch = tempDir(t);
+    const scratch = tempDir(t, "host");
     const argv = shellArgv(ssh({ hostKey: null }), scratch);
     t.is(optionValue(argv, "StrictHostKeyChecking"), "accept-new");
     t.is(optionValue(argv, "UserKnownHostsFile"), path.join(os.homedir(), ".ssh", "known_hosts"));
@@ -134,7 +128,7 @@ test("run() stops at the first failing command (set -euo pipefail)", async (t) =
 });
 
 test.serial("run() removes its scratch directory afterwards", async (t) => {
-    const own = tempDir(t);
+    const own = tempDir(t, "host");
     const saved = process.env.TMPDIR;
     process.env.TMPDIR = own;
     try {

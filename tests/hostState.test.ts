@@ -3,19 +3,13 @@
 // it was registered as before.
 import test, { ExecutionContext } from "ava";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { DYNAMIC_TYPE, HOSTSTATE_TYPE, HostState } from "../components/hostState";
 import type { HostStateInputs } from "../components/hostStateProvider";
 import { q } from "../components/shell";
 import { testStack, TestStack } from "./helpers/stack";
-
-function tempDir(t: ExecutionContext): string {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-ws-hoststate-test-"));
-    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-    return dir;
-}
+import { tempDir } from "./helpers/tempDir";
 
 async function stackFor(t: ExecutionContext, name: string, program: () => void): Promise<TestStack> {
     const ts = await testStack({ name, program: async () => (program(), {}) });
@@ -39,7 +33,7 @@ function piece(dir: string, content: string, removedBy: string): HostStateInputs
 const probeNow = (dir: string) => (fs.existsSync(path.join(dir, "state")) ? `state=${fs.readFileSync(path.join(dir, "state"), "utf8").trim()}` : "state=missing");
 
 test("a HostState is converged by its own provider, shows drift that the program saw in a preview, and is removed by destroy", async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "hoststate");
     const ts = await stackFor(t, "hoststate-life", () => new HostState("piece", { ...piece(dir, "v1", "destroy"), observed: probeNow(dir) }));
     const up = await ts.stack.up({ onOutput: ts.onOutput });
     t.is(up.summary.resourceChanges?.create, 2, "the stack and the piece");
@@ -60,7 +54,7 @@ test("a HostState is converged by its own provider, shows drift that the program
 });
 
 test("a piece converged as the Node dynamic resource HostState was before moves to its provider with no replacement", async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "hoststate");
     let mode: "old" | "new" = "old";
     const ts = await stackFor(t, "hoststate-move", () => {
         const inputs = { ...piece(dir, "v1", mode), observed: probeNow(dir) };

@@ -1,11 +1,11 @@
-import test, { ExecutionContext } from "ava";
+import test from "ava";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import type { Connection } from "../components/host";
 import { create, HostStateInputs, HostStateOutputs, read, remove, step, throttled, update } from "../components/hostStateProvider";
 import { q } from "../components/shell";
+import { tempDir } from "./helpers/tempDir";
 
 const local: Connection = { kind: "local" };
 
@@ -22,13 +22,6 @@ function inputs(over: Partial<HostStateInputs> = {}): HostStateInputs {
 }
 
 
-/** A fresh directory under the system temp dir, removed when the test ends (pass or fail). */
-function tempDir(t: ExecutionContext): string {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-ws-hsp-test-"));
-    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-    return dir;
-}
-
 // The provider's lifecycle against this machine: scripts that write a file under a temp dir.
 function fileInputs(dir: string, content: string, secretEnv?: Record<string, string>): HostStateInputs {
     const f = path.join(dir, "state");
@@ -42,7 +35,7 @@ function fileInputs(dir: string, content: string, secretEnv?: Record<string, str
 }
 
 test("create() runs apply with the secret env, probes, and keeps the secret env out of the outputs", async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "hsp");
     const r = await create(fileInputs(dir, "v1", { TOKEN: "tok-123" }));
     t.is(r.id, "the widget");
     t.is(r.outs!.observed, "state=v1");
@@ -52,7 +45,7 @@ test("create() runs apply with the secret env, probes, and keeps the secret env 
 });
 
 test("create() fails naming expected and observed when apply does not reach the expected state", async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "hsp");
     const bad = { ...fileInputs(dir, "v1"), expected: "state=something-else" };
     const err = await t.throwsAsync(create(bad));
     t.true(err!.message.startsWith("the widget on this machine did not reach the expected state after setup."));
@@ -65,7 +58,7 @@ test("create() fails with the step's name when apply exits non-zero", async (t) 
 });
 
 test("read() re-probes and reports what it sees now", async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "hsp");
     const { outs } = await create(fileInputs(dir, "v1"));
     fs.writeFileSync(path.join(dir, "state"), "edited\n");
     const refreshed = await read("the widget", outs!);
@@ -75,7 +68,7 @@ test("read() re-probes and reports what it sees now", async (t) => {
 });
 
 test("update() converges to the new inputs", async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "hsp");
     const { outs } = await create(fileInputs(dir, "v1"));
     const r = await update("the widget", outs!, fileInputs(dir, "v2"));
     t.is(r.outs!.observed, "state=v2");
@@ -83,14 +76,14 @@ test("update() converges to the new inputs", async (t) => {
 });
 
 test("remove() runs the remove script", async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "hsp");
     const { outs } = await create(fileInputs(dir, "v1"));
     await remove("the widget", outs!);
     t.false(fs.existsSync(path.join(dir, "state")));
 });
 
 test("step() dispatches create, read, update and delete, and names the step it does not know", async (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "hsp");
     const created = (await step("create", { inputs: fileInputs(dir, "v1") })) as { id: string; outs: HostStateOutputs };
     t.is(created.outs.observed, "state=v1");
     const r = (await step("read", { id: created.id, props: created.outs })) as { props: HostStateOutputs };
@@ -107,7 +100,7 @@ test("step() dispatches create, read, update and delete, and names the step it d
 const helper = path.join(__dirname, "..", "components", "hostStateProvider.js");
 
 test("run as the provider runs it, a step reads its request on stdin and prints its result as JSON, progress on stderr", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "hsp");
     const r = spawnSync("node", [helper, "create"], { input: JSON.stringify({ inputs: fileInputs(dir, "v1", { TOKEN: "tok-9" }) }), encoding: "utf8" });
     t.is(r.status, 0, r.stderr);
     const reply = JSON.parse(r.stdout);

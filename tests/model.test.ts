@@ -2,21 +2,14 @@ import test, { ExecutionContext } from "ava";
 import { spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { parseConfig } from "../components/config";
 import { layout, modelScripts } from "../components/model";
+import { tempDir } from "./helpers/tempDir";
 
 const revision = "0123456789abcdef0123456789abcdef01234567";
 const defaults = parseConfig({ model: { revision } }).model;
 const venv = "/opt/vllm-workstation/venv";
-
-/** A fresh directory under the system temp dir, removed when the test ends (pass or fail). */
-function tempDir(t: ExecutionContext): string {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-ws-model-test-"));
-    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-    return dir;
-}
 
 function strict(script: string): { code: number | null; stdout: string; stderr: string } {
     const r = spawnSync("bash", ["-s"], { input: `set -euo pipefail\n${script}\n`, encoding: "utf8" });
@@ -95,7 +88,7 @@ test("without keepOnDestroy the remove script deletes the repo dir, the tiktoken
 });
 
 test("remove keeps other models and their locks in a shared cache dir", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "model");
     const m = parseConfig({ model: { revision, cacheDir: `${dir}/hf` } }).model;
     const l = layout(m);
     const others = [`${dir}/hf/models--other--model/snapshots/x/f`, `${dir}/hf/.locks/models--other--model/f.lock`, `${dir}/hf/version.txt`, `${dir}/hf/CACHEDIR.TAG`];
@@ -112,7 +105,7 @@ test("remove keeps other models and their locks in a shared cache dir", (t) => {
 });
 
 test("remove takes the cache dir away when nothing else is in it", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "model");
     const m = parseConfig({ model: { revision, cacheDir: `${dir}/hf` } }).model;
     const l = layout(m);
     const madeByApply = [`${dir}/hf/.vllm-workstation-made-this`, `${l.tiktokenDir}/.vllm-workstation-made-this`, `${dir}/hf/CACHEDIR.TAG`];
@@ -197,7 +190,7 @@ test("apply checks each tiktoken file against its configured sha256", (t) => {
 // A box in a temp dir: tiktoken files served from file://, a fake `hf` that copies a prepared snapshot,
 // and the venv's python standing in with a fake huggingface_hub that answers from hub.json.
 function fakeBox(t: ExecutionContext, opts: { endpoint?: string; keepOnDestroy?: boolean; exclude?: string[] } = {}) {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "model");
     const encodings = { "a.tiktoken": "encoding a\n", "b.tiktoken": "encoding b\n" };
     fs.mkdirSync(`${dir}/enc`);
     for (const [f, text] of Object.entries(encodings)) fs.writeFileSync(`${dir}/enc/${f}`, text);

@@ -9,6 +9,7 @@ import * as path from "path";
 import { parseConfig } from "../components/config";
 import { indexArgs, indexHint, layout, packageScripts, renderRequirements, shownUrl, uvScripts } from "../components/python";
 import { sha256 } from "../components/shell";
+import { tempDir } from "./helpers/tempDir";
 
 const revision = "0123456789abcdef0123456789abcdef01234567";
 const defaults = parseConfig({ model: { revision } }).python;
@@ -23,13 +24,6 @@ const seeds = parseConfig({
 
 function pythonIn(dir: string, over: Record<string, unknown> = {}) {
     return parseConfig({ model: { revision }, python: { venvPath: `${dir}/venv`, ...over } }).python;
-}
-
-/** A fresh directory under the system temp dir, removed when the test ends (pass or fail). */
-function tempDir(t: ExecutionContext): string {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-ws-py-test-"));
-    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-    return dir;
 }
 
 interface Ran {
@@ -211,7 +205,7 @@ test("the embedded uv fetcher is valid Python", (t) => {
 });
 
 test("the uv probe prints exactly expected once the pinned uv is in place, and differs without it", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "py");
     const py = pythonIn(dir);
     const s = uvScripts(py);
     const before = strict(s.probe);
@@ -222,7 +216,7 @@ test("the uv probe prints exactly expected once the pinned uv is in place, and d
 });
 
 test("uv's apply does nothing when the pinned version is already installed", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "py");
     // An index nobody serves: any fetch would fail the script.
     const py = pythonIn(dir, { indexUrl: "http://127.0.0.1:1/simple" });
     fakeBox(py);
@@ -232,7 +226,7 @@ test("uv's apply does nothing when the pinned version is already installed", (t)
 });
 
 test("uv's remove deletes uv and the tools dir its apply made, and leaves the venv", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "py");
     const py = pythonIn(dir);
     const l = layout(py);
     writeExecutable(l.uv, "#!/bin/sh\n");
@@ -245,7 +239,7 @@ test("uv's remove deletes uv and the tools dir its apply made, and leaves the ve
 });
 
 test("uv's remove leaves a tools dir that was there before apply", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "py");
     const py = pythonIn(dir);
     const l = layout(py);
     writeExecutable(l.uv, "#!/bin/sh\n");
@@ -256,7 +250,7 @@ test("uv's remove leaves a tools dir that was there before apply", (t) => {
 });
 
 test("uv's apply records each directory it makes, and only those", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "py");
     const py = pythonIn(dir, { venvPath: `${dir}/new/parent/venv` });
     const r = strict(uvScripts(py).apply.split("\n").slice(0, 4).join("\n"));
     t.is(r.code, 0, r.stderr);
@@ -266,7 +260,7 @@ test("uv's apply records each directory it makes, and only those", (t) => {
 
 // A package index served from this process, with one real (tiny) uv wheel whose uv prints a version.
 async function fakeIndex(t: ExecutionContext, version: string, wheelHashOverride?: string) {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "py");
     const arch = process.arch === "arm64" ? "aarch64" : "x86_64";
     const wheelName = `uv-${version}-py3-none-manylinux_2_17_${arch}.manylinux2014_${arch}.whl`;
     const wheel = path.join(dir, wheelName);
@@ -313,7 +307,7 @@ async function fakeIndex(t: ExecutionContext, version: string, wheelHashOverride
 
 test("uv's apply fetches the pinned wheel from the index, checks its sha256 and installs the binary", async (t) => {
     const index = await fakeIndex(t, "0.9.5");
-    const dir = tempDir(t);
+    const dir = tempDir(t, "py");
     try {
         const py = pythonIn(dir, { indexUrl: index.url });
         const s = uvScripts(py);
@@ -332,7 +326,7 @@ test("uv's apply fetches the pinned wheel from the index, checks its sha256 and 
 
 test("uv's apply replaces a uv of another version", async (t) => {
     const index = await fakeIndex(t, "0.9.5");
-    const dir = tempDir(t);
+    const dir = tempDir(t, "py");
     try {
         const py = pythonIn(dir, { indexUrl: index.url });
         writeExecutable(layout(py).uv, "#!/bin/sh\necho 'uv 0.8.0'\n");
@@ -346,7 +340,7 @@ test("uv's apply replaces a uv of another version", async (t) => {
 
 test("uv's apply refuses a wheel whose sha256 differs from the index's and installs nothing", async (t) => {
     const index = await fakeIndex(t, "0.9.5", "0".repeat(64));
-    const dir = tempDir(t);
+    const dir = tempDir(t, "py");
     try {
         const py = pythonIn(dir, { indexUrl: index.url });
         const r = await strictAsync(uvScripts(py).apply);
@@ -360,7 +354,7 @@ test("uv's apply refuses a wheel whose sha256 differs from the index's and insta
 
 test("uv's apply says which version is missing when the index does not serve it", async (t) => {
     const index = await fakeIndex(t, "0.9.4");
-    const dir = tempDir(t);
+    const dir = tempDir(t, "py");
     try {
         const py = pythonIn(dir, { indexUrl: index.url });
         const r = await strictAsync(uvScripts(py).apply);
@@ -373,7 +367,7 @@ test("uv's apply says which version is missing when the index does not serve it"
 });
 
 test("the packages' apply with a given lock writes it, records the request and syncs with hashes; the probe then matches expected", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "py");
     const py = pythonIn(dir);
     const lock = lockFor("0.11.0");
     const s = packageScripts(py, lock);
@@ -390,7 +384,7 @@ test("the packages' apply with a given lock writes it, records the request and s
 });
 
 test("the packages' apply without a lock compiles once and compiles again only when the request changes", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "py");
     const py = pythonIn(dir);
     const { l, calls } = fakeBox(py);
     const compiles = () => calls().filter((c) => c.includes("pip compile"));
@@ -412,7 +406,7 @@ test("the packages' apply without a lock compiles once and compiles again only w
 });
 
 test("the packages' apply recreates a venv of another Python version", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "py");
     const py = pythonIn(dir);
     const { l, calls } = fakeBox(py, { pythonVersion: "3.10" });
     const r = strict(packageScripts(py, lockFor("0.11.0")).apply);
@@ -423,7 +417,7 @@ test("the packages' apply recreates a venv of another Python version", (t) => {
 });
 
 test("the packages' probe sees the venv as locked despite case and separator differences in names", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "py");
     const py = pythonIn(dir);
     const lock = lockFor("0.11.0");
     const s = packageScripts(py, lock);
@@ -433,7 +427,7 @@ test("the packages' probe sees the venv as locked despite case and separator dif
 });
 
 test("the packages' probe reports drift for a changed version or an extra package", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "py");
     const py = pythonIn(dir);
     const s = packageScripts(py, lockFor("0.11.0"));
     const { l } = fakeBox(py);
@@ -445,7 +439,7 @@ test("the packages' probe reports drift for a changed version or an extra packag
 });
 
 test("the packages' probe on an empty box prints missing everywhere and still succeeds", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "py");
     const py = pythonIn(dir);
     const r = strict(packageScripts(py, "vllm==0.11.0\n").probe);
     t.is(r.code, 0, r.stderr);
@@ -454,7 +448,7 @@ test("the packages' probe on an empty box prints missing everywhere and still su
 });
 
 test("the packages' remove deletes the venv, the cache, the lock and the request, and keeps uv", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "py");
     const py = pythonIn(dir);
     const { l } = fakeBox(py);
     t.is(strict(packageScripts(py, lockFor("0.11.0")).apply).code, 0);

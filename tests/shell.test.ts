@@ -1,21 +1,14 @@
-import test, { ExecutionContext } from "ava";
+import test from "ava";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { expectFile, managedHeader, probeFile, q, say, sha256, writeFile } from "../components/shell";
+import { tempDir } from "./helpers/tempDir";
 
 /** Runs a script the way host.ts does: `bash -s` reading it on stdin under `set -euo pipefail`. */
 function runScript(script: string): { code: number | null; stdout: string; stderr: string } {
     const r = spawnSync("bash", ["-s"], { input: `set -euo pipefail\n${script}\n`, encoding: "utf8" });
     return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** A fresh directory under the system temp dir, removed when the test ends (pass or fail). */
-function tempDir(t: ExecutionContext): string {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-ws-shell-test-"));
-    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-    return dir;
 }
 
 const awkward = [
@@ -59,7 +52,7 @@ test("the managed header is one comment line that names the owner, with the comm
 });
 
 test("writeFile() writes exactly the content, with the mode asked for, and leaves no temp file behind", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "shell");
     const target = path.join(dir, "nested dir", "it's a file.conf");
     const content = "line with $HOME and `backticks` and $(subshell)\n'single' \"double\" \\back\\slash\n\n\tindented\n";
     const r = runScript(writeFile(target, content, "0600"));
@@ -70,7 +63,7 @@ test("writeFile() writes exactly the content, with the mode asked for, and leave
 });
 
 test("writeFile() gives the default 0644 mode and root ownership", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "shell");
     const target = path.join(dir, "f");
     const r = runScript(writeFile(target, "x\n"));
     t.is(r.code, 0, r.stderr);
@@ -81,7 +74,7 @@ test("writeFile() gives the default 0644 mode and root ownership", (t) => {
 });
 
 test("writeFile() ends a file without a trailing newline with one, which is what expectFile() assumes", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "shell");
     const target = path.join(dir, "f");
     const r = runScript(writeFile(target, "a\nb"));
     t.is(r.code, 0, r.stderr);
@@ -89,7 +82,7 @@ test("writeFile() ends a file without a trailing newline with one, which is what
 });
 
 test("writeFile() renames a new file over an existing one instead of rewriting it, so a reader never sees it half-written", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "shell");
     const target = path.join(dir, "f");
     fs.writeFileSync(target, "old content\n");
     const inodeBefore = fs.statSync(target).ino;
@@ -102,7 +95,7 @@ test("writeFile() renames a new file over an existing one instead of rewriting i
 });
 
 test("writeFile() keeps a line that looks like a heredoc end marker as content", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "shell");
     const target = path.join(dir, "f");
     const content = "EOF\nVLLM_WS_EOF\nVLLM_WS_PY\n";
     const r = runScript(writeFile(target, content));
@@ -119,7 +112,7 @@ const probeCases: Array<[string, string]> = [
 
 for (const [name, content] of probeCases) {
     test(`expectFile() matches what probeFile() prints for ${name} written by writeFile()`, (t) => {
-        const dir = tempDir(t);
+        const dir = tempDir(t, "shell");
         const target = path.join(dir, "sub", "file");
         const r = runScript(`${writeFile(target, content)}\n${probeFile("label", target)}`);
         t.is(r.code, 0, r.stderr);
@@ -128,7 +121,7 @@ for (const [name, content] of probeCases) {
 }
 
 test("expectFile() matches probeFile() for a newline-terminated file written by someone else", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "shell");
     const target = path.join(dir, "file with space");
     const content = "hello\nworld\n";
     fs.writeFileSync(target, content);
@@ -138,14 +131,14 @@ test("expectFile() matches probeFile() for a newline-terminated file written by 
 });
 
 test("probeFile() prints <label>=missing for an absent file and the probe still succeeds", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "shell");
     const r = runScript(probeFile("unit", path.join(dir, "absent")));
     t.is(r.code, 0, r.stderr);
     t.is(r.stdout, "unit=missing\n");
 });
 
 test("probeFile() shows an edited file as a different value than expectFile()", (t) => {
-    const dir = tempDir(t);
+    const dir = tempDir(t, "shell");
     const target = path.join(dir, "f");
     fs.writeFileSync(target, "edited by hand\n");
     const r = runScript(probeFile("f", target));

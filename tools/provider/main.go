@@ -176,7 +176,8 @@ func checkType(urn string) error {
 	return nil
 }
 
-func toStruct(m map[string]any) (*structpb.Struct, error) { return structpb.NewStruct(m) }
+// structOf is a step's reply field as the engine takes it (an absent or odd field: empty).
+func structOf(v any) (*structpb.Struct, error) { return structpb.NewStruct(asMap(v)) }
 
 func (s *server) GetPluginInfo(context.Context, *emptypb.Empty) (*pulumirpc.PluginInfo, error) {
 	return &pulumirpc.PluginInfo{Version: Version}, nil
@@ -218,7 +219,7 @@ func (s *server) Create(ctx context.Context, req *pulumirpc.CreateRequest) (*pul
 	if err != nil {
 		return nil, err
 	}
-	outs, err := toStruct(asMap(res["outs"]))
+	outs, err := structOf(res["outs"])
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +232,7 @@ func (s *server) Read(ctx context.Context, req *pulumirpc.ReadRequest) (*pulumir
 	if err != nil {
 		return nil, err
 	}
-	props, err := toStruct(asMap(res["props"]))
+	props, err := structOf(res["props"])
 	if err != nil {
 		return nil, err
 	}
@@ -243,7 +244,7 @@ func (s *server) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*pul
 	if err != nil {
 		return nil, err
 	}
-	outs, err := toStruct(asMap(res["outs"]))
+	outs, err := structOf(res["outs"])
 	if err != nil {
 		return nil, err
 	}
