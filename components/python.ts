@@ -139,7 +139,10 @@ export function packageScripts(py: PythonConfig, lockText: string | null) {
             lockStep,
             `mv -f "$req" ${q(l.requirementsIn)}`,
             say(`installing the locked packages into ${py.venvPath}`),
-            `${uv} pip sync --require-hashes --python ${q(python)} ${indexArgs(py)} ${q(l.lock)} || { echo ${q(indexHint(py))} >&2; exit 1; }`,
+            // --compile-bytecode: the service runs as server.user under ProtectSystem=strict, so it cannot
+            // write __pycache__ into this root-owned venv; without .pyc files every start of vLLM would
+            // compile vllm, torch and transformers from source again (the hf download too, once).
+            `${uv} pip sync --require-hashes --compile-bytecode --python ${q(python)} ${indexArgs(py)} ${q(l.lock)} || { echo ${q(indexHint(py))} >&2; exit 1; }`,
         ].join("\n"),
         probe: [
             `echo "python=$(${q(python)} -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo missing)"`,

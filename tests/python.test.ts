@@ -153,7 +153,7 @@ test("without a lock file the packages are compiled with hashes on the workstati
     t.true(compile!.includes(indexArgs(seeds)));
     t.true(compile!.includes("-o '/opt/vllm-workstation/venv-tools/requirements.lock'.part"));
     const sync = s.apply.split("\n").find((l) => l.includes(" pip sync "));
-    t.true(sync!.includes(" pip sync --require-hashes "));
+    t.true(sync!.includes(" pip sync --require-hashes --compile-bytecode "), "the venv gets its .pyc files: the service user cannot write them");
     t.true(sync!.includes(indexArgs(seeds)));
     t.true(sync!.includes(" '/opt/vllm-workstation/venv-tools/requirements.lock' || {"));
     t.true(s.expected.split("\n").includes("lock=present"));
@@ -376,7 +376,7 @@ test("the packages' apply with a given lock writes it, records the request and s
     t.is(r.code, 0, r.stderr);
     t.is(fs.readFileSync(l.lock, "utf8"), lock);
     t.is(fs.readFileSync(l.requirementsIn, "utf8"), renderRequirements(py));
-    t.deepEqual(calls(), [`UV_CACHE_DIR=${l.cache} pip sync --require-hashes --python ${py.venvPath}/bin/python --index-url https://pypi.org/simple --index-strategy first-index ${l.lock}`]);
+    t.deepEqual(calls(), [`UV_CACHE_DIR=${l.cache} pip sync --require-hashes --compile-bytecode --python ${py.venvPath}/bin/python --index-url https://pypi.org/simple --index-strategy first-index ${l.lock}`]);
     t.false(calls().some((c) => c.includes(" venv ")), "the venv of the right Python is kept");
     const probe = strict(s.probe);
     t.is(probe.code, 0, probe.stderr);
