@@ -116,6 +116,14 @@ export const Model = z
          * weights, which vLLM never reads (another 27 GB).
          */
         exclude: z.array(z.string().min(1)).default(["original/*", "metal/*"]),
+        /**
+         * Connections per large file (8 MiB and up, one per 4 MiB at most) where the endpoint serves it
+         * over plain HTTP, as a mirror does: each fetches a byte range, so a cap per connection (a CDN
+         * edge, a proxy) does not cap the download, and a killed download resumes where it stopped.
+         * Files the endpoint serves through Xet (the Hub itself) are left to hf, whose hf_xet client
+         * fetches in parallel already. 1: every file through hf alone. Default 4.
+         */
+        connections: num().int().min(1).max(16).default(4),
         /** Keep the downloaded model on destroy (it is large and slow to fetch again). Default false. */
         keepOnDestroy: bool().default(false),
     });

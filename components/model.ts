@@ -1,4 +1,4 @@
-// The model at a pinned revision, downloaded with the real `hf` CLI into the stack's Hugging Face cache,
+// The model at a pinned revision, downloaded with huggingface_hub into the stack's Hugging Face cache,
 // verified against the Hub's sha256 sums, plus the tiktoken encodings its tokenizer needs offline.
 //
 // Verifying 13 GB takes a minute, so it happens once, after the download, and leaves a manifest of each
@@ -62,6 +62,164 @@ if bad:
 tmp = manifest + ".part"
 json.dump({"revision": rev, "exclude": exclude, "files": sorted(entries)}, open(tmp, "w"))
 os.replace(tmp, manifest)
+`;
+
+// Runs with the venv's Python. Downloads the snapshot into the Hugging Face cache with hf's own
+// snapshot_download, after fetching each large LFS file that the endpoint serves over plain HTTP (a
+// mirror, an HF_ENDPOINT proxy) over several connections, one byte range each, straight into the blob
+// hf would write. hf then finds the blob and only links it into the snapshot. Why not hf alone: over
+// HTTP it reads one connection per file in 10 MiB chunks (a cap per connection caps the file, and on a
+// small machine the client's CPU falls behind the link), and from huggingface_hub 1.18 a killed run's
+// partial file is never resumed, so a lid closed at 12 GB of 13 starts over. These parts are written
+// in place and recorded, and the next run fetches only what is missing. Files served through Xet (the
+// Hub's own storage) stay with hf, whose hf_xet client fetches in parallel and resumes itself.
+const downloadPy = String.raw`
+import errno, fnmatch, json, os, sys, threading, time, urllib.parse, urllib.request
+from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url, snapshot_download
+from huggingface_hub.utils import build_hf_headers
+repo, rev, cache, connections = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+exclude = sys.argv[5:]
+PART = 4 << 20  # the smallest range worth a connection of its own
+STEP = 1 << 20  # one read, one write
+TAIL = ".vllm-ws.incomplete"
+repo_dir = os.path.join(cache, "models--" + repo.replace("/", "--"))
+blobs = os.path.join(repo_dir, "blobs")
+
+def say(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+def mb(n):
+    return "%.1f GB" % (n / 1e9) if n >= 1e9 else "%.0f MB" % (n / 1e6)
+
+class KeepTokenHome(urllib.request.HTTPRedirectHandler):
+    # A redirect to a CDN carries a signed URL; the token is for the endpoint only, as hf and curl do it.
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc:
+            new.remove_header("Authorization")
+        return new
+
+opener = urllib.request.build_opener(KeepTokenHome)
+
+class NoRanges(Exception):
+    pass
+
+def fetch(name, url, size, blob, n):
+    tmp, rec = blob + TAIL, blob + TAIL + ".json"
+    parts = None
+    try:
+        saved = json.load(open(rec))
+        # The blob's name is its sha256: a record beside it is for these bytes, whatever URL served them.
+        if saved["size"] == size and os.path.getsize(tmp) <= size:
+            parts = [[int(a), int(d), int(e)] for a, d, e in saved["parts"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    if parts is None:
+        step = -(-size // n)
+        parts = [[a, a, min(a + step, size)] for a in range(0, size, step)]
+        open(tmp, "wb").close()
+    have = sum(d - a for a, d, _ in parts)
+    headers = build_hf_headers()
+    if urllib.parse.urlsplit(url).netloc != urllib.parse.urlsplit(hf_hub_url(repo, name, revision=rev)).netloc:
+        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+    fd = os.open(tmp, os.O_WRONLY)
+    failures = []
+
+    def save():
+        # Best effort: without the record a rerun starts this file over, which is only slower.
+        try:
+            with open(rec + ".part", "w") as f:
+                json.dump({"size": size, "parts": [list(p) for p in parts]}, f)
+            os.replace(rec + ".part", rec)
+        except OSError:
+            if os.path.exists(rec + ".part"):
+                os.remove(rec + ".part")
+
+    def work(p):
+        tries = 0
+        buf = memoryview(bytearray(STEP))
+        while p[1] < p[2] and not failures:
+            try:
+                req = urllib.request.Request(url, headers=dict(headers, Range="bytes=%d-%d" % (p[1], p[2] - 1)))
+                with opener.open(req, timeout=60) as r:
+                    if r.status != 206:
+                        raise NoRanges("the endpoint answered %d to a Range request" % r.status)
+                    while p[1] < p[2] and not failures:
+                        k = r.readinto(buf[: min(STEP, p[2] - p[1])])
+                        if not k:
+                            raise ConnectionError("the connection closed at byte %d of %d" % (p[1], size))
+                        w = 0
+                        while w < k:
+                            w += os.pwrite(fd, buf[w:k], p[1] + w)
+                        p[1] += k
+                        tries = 0
+            except Exception as e:
+                tries += 1
+                fatal = isinstance(e, NoRanges) or (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)) or getattr(e, "code", 500) in (401, 403, 404, 416)
+                if fatal or tries > 5:
+                    failures.append(e)
+                    return
+                say("%s: %s; retrying from byte %d" % (name, e, p[1]))
+                time.sleep(min(2 ** tries, 15))
+
+    threads = [threading.Thread(target=work, args=(p,), daemon=True) for p in parts if p[1] < p[2]]
+    say("fetching %s (%s) over %d connections%s" % (name, mb(size), len(threads), ", resuming at %s" % mb(have) if have else ""))
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    alive = threads
+    while alive:
+        # Progress, and the record a resume starts from, every 2 s.
+        end = time.monotonic() + 2
+        while alive and time.monotonic() < end:
+            alive[0].join(max(0.0, min(0.25, end - time.monotonic())))
+            alive = [t for t in alive if t.is_alive()]
+        save()
+        got = sum(d - a for a, d, _ in parts)
+        say("%s: %s of %s (%d%%), %.0f MB/s" % (name, mb(got), mb(size), 100 * got // size, (got - have) / 1e6 / max(time.monotonic() - t0, 1e-3)))
+    save()
+    os.close(fd)
+    if failures:
+        e = failures[0]
+        if isinstance(e, NoRanges):
+            os.remove(tmp); os.remove(rec)
+            raise e
+        hint = "free some space in %s, then " % cache if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) else ""
+        sys.exit("fetching %s from %s failed: %s\nwhat arrived is kept (%s of %s): %srun pulumi up again to fetch the rest" % (name, url.split("?")[0], e, mb(sum(d - a for a, d, _ in parts)), mb(size), hint))
+    if os.path.getsize(tmp) != size:
+        sys.exit("fetching %s: %d bytes arrived, %d expected" % (name, os.path.getsize(tmp), size))
+    os.replace(tmp, blob)
+    os.remove(rec)
+
+info = HfApi().model_info(repo, revision=rev, files_metadata=True)
+large = {}
+if connections > 1:
+    for s in info.siblings:
+        size = s.size or (s.lfs.size if s.lfs else 0) or 0
+        if s.lfs and size >= 2 * PART and not any(fnmatch.fnmatch(s.rfilename, p) for p in exclude):
+            if not os.path.lexists(os.path.join(repo_dir, "snapshots", rev, s.rfilename)):
+                large[s.rfilename] = size
+kept = set()
+for name, size in sorted(large.items()):
+    url = hf_hub_url(repo, name, revision=rev)
+    meta = get_hf_file_metadata(url)
+    if getattr(meta, "xet_file_data", None) is not None or not meta.etag or meta.size != size:
+        continue  # hf_xet's to fetch, or not what the listing said: hf decides
+    blob = os.path.join(blobs, meta.etag)
+    kept.add(blob + TAIL)
+    if os.path.exists(blob):
+        continue
+    os.makedirs(blobs, exist_ok=True)
+    try:
+        fetch(name, meta.location or url, size, blob, min(connections, size // PART))
+    except NoRanges as e:
+        say("%s: %s; hf fetches it over one connection" % (name, e))
+# A partial blob that no wanted file will finish (another revision, a narrowed selection) is dead weight.
+for f in os.listdir(blobs) if os.path.isdir(blobs) else []:
+    p = os.path.join(blobs, f)
+    if (f.endswith(TAIL) and p not in kept) or (f.endswith(TAIL + ".json") and p[: -len(".json")] not in kept):
+        os.remove(p)
+snapshot_download(repo_id=repo, revision=rev, cache_dir=cache, ignore_patterns=exclude or None)
 `;
 
 // Stdlib only: it must answer even when the venv is gone.
@@ -138,19 +296,12 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
             `  ${say(`downloading ${model.repo}@${model.revision} into ${model.cacheDir}${model.endpoint ? ` from ${model.endpoint}` : ""}`)}`,
             // After a kill: huggingface_hub up to 1.17 resumes <etag>.incomplete with a Range request;
             // from 1.18 each run writes <etag>.<random>.incomplete and starts over, so a killed run's
-            // partial file is only dead weight (up to a whole shard): clear those, keep the resumable kind.
-            `  [ -d ${q(`${l.repoDir}/blobs`)} ] && find ${q(`${l.repoDir}/blobs`)} -maxdepth 1 -name '*.*.incomplete' -delete`,
-            // hf's --exclude takes every pattern after one flag up to huggingface_hub 0.x (argparse) and one
-            // pattern per flag from 1.0 (typer); ask the installed version which it is.
-            `  excl=()`,
-            ...(model.exclude.length
-                ? [
-                      `  if ${q(`${venvPath}/bin/python`)} -c 'import sys, huggingface_hub as h; sys.exit(int(h.__version__.split(".")[0]) < 1)'; then`,
-                      `    excl=(${model.exclude.map((p) => `--exclude ${q(p)}`).join(" ")})`,
-                      `  else excl=(--exclude ${excludeArgs}); fi`,
-                  ]
-                : []),
-            `  ${hfEnv} ${q(`${venvPath}/bin/hf`)} download ${q(model.repo)} --revision ${q(model.revision)} --cache-dir ${q(model.cacheDir)} "\${excl[@]}" >/dev/null`,
+            // partial file is only dead weight (up to a whole shard): clear those, keep the resumable
+            // kinds (the download script's own <etag>.vllm-ws.incomplete, and hf's older one).
+            `  [ -d ${q(`${l.repoDir}/blobs`)} ] && find ${q(`${l.repoDir}/blobs`)} -maxdepth 1 -name '*.*.incomplete' ! -name '*.vllm-ws.incomplete' -delete`,
+            `  ${[hfEnv, q(`${venvPath}/bin/python`), "-", q(model.repo), q(model.revision), q(model.cacheDir), String(model.connections), ...model.exclude.map(q)].join(" ")} <<'VLLM_WS_PY'`,
+            downloadPy.trim(),
+            `VLLM_WS_PY`,
             `  ${say("verifying checksums")}`,
             `  if ! ${hfEnv} ${q(`${venvPath}/bin/python`)} - ${q(model.repo)} ${q(model.revision)} ${q(l.snapshot)} ${q(l.manifest)} ${excludeArgs} <<'VLLM_WS_PY'`,
             verifyPy.trim(),

@@ -28,6 +28,7 @@ test("a config with only the model revision gets every default filled", (t) => {
     t.is(c.gpu.gpuMemoryUtilization, null);
     t.is(c.model.repo, "openai/gpt-oss-20b");
     t.false(c.model.keepOnDestroy);
+    t.is(c.model.connections, 4);
     t.is(c.apiKey, null);
 });
 
@@ -60,6 +61,21 @@ test("an unknown tier is rejected naming the field and the value", (t) => {
 test("a port out of range is rejected naming the field and the value", (t) => {
     const [p] = problemsOf({ ...minimal, server: { port: 70000 } });
     t.regex(p, /^server\.port: 70000 /);
+});
+
+test("model.connections of 0 is rejected naming the field and the value", (t) => {
+    const [p] = problemsOf({ ...minimal, model: { revision, connections: 0 } });
+    t.regex(p, /^model\.connections: 0 /);
+});
+
+test("model.connections above 16 is rejected naming the field and the value", (t) => {
+    const [p] = problemsOf({ ...minimal, model: { revision, connections: 64 } });
+    t.regex(p, /^model\.connections: 64 /);
+});
+
+test("a fractional model.connections is rejected naming the field and the value", (t) => {
+    const [p] = problemsOf({ ...minimal, model: { revision, connections: "2.5" } });
+    t.regex(p, /^model\.connections: "2\.5" /);
 });
 
 test("gpu-memory-utilization above 1 is rejected because vLLM refuses it", (t) => {

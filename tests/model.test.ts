@@ -119,46 +119,52 @@ test("remove takes the cache dir away when nothing else is in it", (t) => {
     t.is(strict(modelScripts(m, venv).remove).code, 0, "remove is safe to run again");
 });
 
-test("apply downloads with the venv's hf at the pinned revision into the cache dir, without HF_ENDPOINT by default", (t) => {
+/** The line that runs the download script, and the one that runs the verifier. */
+function pythonLines(apply: string): { download: string; verify: string } {
+    const lines = apply.split("\n");
+    const at = (first: string) => lines[lines.findIndex((l, i) => l.includes("<<'VLLM_WS_PY'") && lines[i + 1]?.startsWith(first))];
+    return { download: at("import errno, fnmatch"), verify: at("import fnmatch, hashlib") };
+}
+
+test("apply downloads with the venv's Python at the pinned revision into the cache dir, over model.connections, without HF_ENDPOINT by default", (t) => {
     const apply = modelScripts(defaults, venv).apply;
-    const download = apply.split("\n").find((l) => l.includes(" download "));
     t.is(
-        download,
-        `  HF_HUB_CACHE='/var/lib/vllm-workstation/hf' '${venv}/bin/hf' download 'openai/gpt-oss-20b' --revision '${revision}' --cache-dir '/var/lib/vllm-workstation/hf' "\${excl[@]}" >/dev/null`,
+        pythonLines(apply).download,
+        `  HF_HUB_CACHE='/var/lib/vllm-workstation/hf' '${venv}/bin/python' - 'openai/gpt-oss-20b' '${revision}' '/var/lib/vllm-workstation/hf' 4 'original/*' 'metal/*' <<'VLLM_WS_PY'`,
     );
     t.false(apply.includes("HF_ENDPOINT"));
+    const one = modelScripts(parseConfig({ model: { revision, connections: 1 } }).model, venv).apply;
+    t.true(pythonLines(one).download.includes(`'/var/lib/vllm-workstation/hf' 1 'original/*'`));
 });
 
-test("apply passes the exclude patterns in the form the installed huggingface_hub's hf CLI takes", (t) => {
-    const lines = modelScripts(defaults, venv).apply.split("\n");
-    t.true(lines.includes(`    excl=(--exclude 'original/*' --exclude 'metal/*')`), "typer CLI of huggingface_hub 1.x: one pattern per flag");
-    t.true(lines.includes(`  else excl=(--exclude 'original/*' 'metal/*'); fi`), "argparse CLI of 0.x: every pattern after one flag");
-});
-
-test("apply skips the excluded files in the download and in the verification, and passes no --exclude when none are", (t) => {
-    const lines = modelScripts(defaults, venv).apply.split("\n");
-    const verify = lines.find((l) => l.includes(`'${venv}/bin/python' - `))!;
+test("apply skips the excluded files in the download and in the verification, and passes none when none are", (t) => {
+    const { download, verify } = pythonLines(modelScripts(defaults, venv).apply);
+    t.true(download.endsWith(` 4 'original/*' 'metal/*' <<'VLLM_WS_PY'`));
     t.true(verify.endsWith(`'/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b/.vllm-workstation-manifest.json' 'original/*' 'metal/*' <<'VLLM_WS_PY'`));
     const none = modelScripts(parseConfig({ model: { revision, exclude: [] } }).model, venv).apply;
-    t.false(none.includes("--exclude"));
+    t.true(pythonLines(none).download.endsWith(` 4 <<'VLLM_WS_PY'`));
     t.false(none.includes("'original/*'"));
 });
 
 test("apply sets HF_ENDPOINT for the download and the verification when a mirror is configured", (t) => {
     const m = parseConfig({ model: { revision, endpoint: "https://hf-mirror.example.com" } }).model;
-    const lines = modelScripts(m, venv).apply.split("\n");
-    const download = lines.find((l) => l.includes(" download "))!;
-    const verify = lines.find((l) => l.includes(`'${venv}/bin/python' - `))!;
+    const apply = modelScripts(m, venv).apply;
+    const { download, verify } = pythonLines(apply);
     t.true(download.includes("HF_ENDPOINT='https://hf-mirror.example.com'"));
     t.true(verify.includes("HF_ENDPOINT='https://hf-mirror.example.com'"));
-    t.true(lines.some((l) => l.includes("from https://hf-mirror.example.com")));
+    t.true(apply.split("\n").some((l) => l.includes("from https://hf-mirror.example.com")));
+});
+
+test("apply clears hf's unresumable partial files before a download and keeps the resumable ones", (t) => {
+    const line = modelScripts(defaults, venv).apply.split("\n").find((l) => l.includes("-name '*.*.incomplete'"));
+    t.is(line, `  [ -d '/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b/blobs' ] && find '/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b/blobs' -maxdepth 1 -name '*.*.incomplete' ! -name '*.vllm-ws.incomplete' -delete`);
 });
 
 test("the embedded Python snippets are valid Python", (t) => {
     const s = modelScripts(defaults, venv);
     const fromApply = heredocs(s.apply);
     const fromProbe = heredocs(s.probe);
-    t.is(fromApply.length, 2, "the manifest check and the verifier");
+    t.is(fromApply.length, 3, "the manifest check, the download and the verifier");
     t.is(fromProbe.length, 1);
     for (const body of [...fromApply, ...fromProbe]) t.is(pythonParses(body), "ok");
     t.is(fromApply[0], fromProbe[0], "apply and probe check the manifest the same way");
@@ -187,8 +193,11 @@ test("apply checks each tiktoken file against its configured sha256", (t) => {
     }
 });
 
-// A box in a temp dir: tiktoken files served from file://, a fake `hf` that copies a prepared snapshot,
-// and the venv's python standing in with a fake huggingface_hub that answers from hub.json.
+// A box in a temp dir: tiktoken files served from file://, and the venv's python standing in with a
+// fake huggingface_hub that answers model_info from hub.json and whose snapshot_download copies a
+// prepared snapshot and logs its call. Its files are small, so the download script leaves them all to
+// snapshot_download; the ranged fetch of large files meets the real huggingface_hub and the Hub double
+// in the integration tests.
 function fakeBox(t: ExecutionContext, opts: { endpoint?: string; keepOnDestroy?: boolean; exclude?: string[] } = {}) {
     const dir = tempDir(t, "model");
     const encodings = { "a.tiktoken": "encoding a\n", "b.tiktoken": "encoding b\n" };
@@ -211,11 +220,11 @@ function fakeBox(t: ExecutionContext, opts: { endpoint?: string; keepOnDestroy?:
     const hub = {
         sha: revision,
         siblings: [
-            { rfilename: "config.json", lfs: null, blob_id: hex("sha1", Buffer.concat([Buffer.from(`blob ${Buffer.byteLength(files["config.json"])}\0`), Buffer.from(files["config.json"])])) },
-            { rfilename: "model.safetensors", lfs: { sha256: hex("sha256", files["model.safetensors"]) }, blob_id: "ignored-for-lfs" },
+            { rfilename: "config.json", size: Buffer.byteLength(files["config.json"]), lfs: null, blob_id: hex("sha1", Buffer.concat([Buffer.from(`blob ${Buffer.byteLength(files["config.json"])}\0`), Buffer.from(files["config.json"])])) },
+            { rfilename: "model.safetensors", size: Buffer.byteLength(files["model.safetensors"]), lfs: { sha256: hex("sha256", files["model.safetensors"]) }, blob_id: "ignored-for-lfs" },
             // Excluded by the default model.exclude: never downloaded, so verification must skip it.
-            { rfilename: "original/model.safetensors", lfs: { sha256: "e".repeat(64) }, blob_id: "ignored-for-lfs" },
-            { rfilename: "metal/model.bin", lfs: { sha256: "f".repeat(64) }, blob_id: "ignored-for-lfs" },
+            { rfilename: "original/model.safetensors", size: 1000, lfs: { sha256: "e".repeat(64) }, blob_id: "ignored-for-lfs" },
+            { rfilename: "metal/model.bin", size: 1000, lfs: { sha256: "f".repeat(64) }, blob_id: "ignored-for-lfs" },
         ],
     };
     fs.writeFileSync(`${dir}/hub.json`, JSON.stringify(hub));
@@ -223,26 +232,34 @@ function fakeBox(t: ExecutionContext, opts: { endpoint?: string; keepOnDestroy?:
     fs.writeFileSync(
         `${dir}/fakehub/huggingface_hub/__init__.py`,
         [
-            "import json",
+            "import json, os, shutil",
             "from types import SimpleNamespace as NS",
             "class HfApi:",
             "    def model_info(self, repo, revision=None, files_metadata=False):",
             `        d = json.load(open(${JSON.stringify(`${dir}/hub.json`)}))`,
-            "        sibs = [NS(rfilename=s['rfilename'], lfs=NS(**s['lfs']) if s['lfs'] else None, blob_id=s['blob_id']) for s in d['siblings']]",
+            "        sibs = [NS(rfilename=s['rfilename'], size=s['size'], lfs=NS(**s['lfs']) if s['lfs'] else None, blob_id=s['blob_id']) for s in d['siblings']]",
             "        return NS(sha=d['sha'], siblings=sibs)",
+            "def hf_hub_url(repo, filename, revision=None):",
+            "    return 'https://hub.invalid/%s/resolve/%s/%s' % (repo, revision, filename)",
+            "def get_hf_file_metadata(url):",
+            "    raise AssertionError('a file the fake Hub lists as small was fetched in ranges: ' + url)",
+            "def snapshot_download(repo_id, revision, cache_dir, ignore_patterns=None):",
+            `    with open(${JSON.stringify(`${dir}/hf.log`)}, 'a') as f:`,
+            "        f.write(json.dumps({'repo_id': repo_id, 'revision': revision, 'cache_dir': cache_dir, 'ignore_patterns': ignore_patterns, 'HF_HUB_CACHE': os.environ.get('HF_HUB_CACHE'), 'HF_ENDPOINT': os.environ.get('HF_ENDPOINT')}) + '\\n')",
+            "    snap = os.path.join(cache_dir, 'models--' + repo_id.replace('/', '--'), 'snapshots', revision)",
+            "    os.makedirs(snap, exist_ok=True)",
+            `    src = ${JSON.stringify(`${dir}/download`)}`,
+            "    for f in os.listdir(src):",
+            "        shutil.copy(os.path.join(src, f), snap)",
             "",
         ].join("\n"),
     );
+    fs.writeFileSync(`${dir}/fakehub/huggingface_hub/utils.py`, "def build_hf_headers():\n    return {}\n");
     const venvPath = `${dir}/venv`;
     fs.mkdirSync(`${venvPath}/bin`, { recursive: true });
     fs.writeFileSync(`${venvPath}/bin/python`, `#!/bin/sh\nPYTHONPATH='${dir}/fakehub' exec python3 "$@"\n`, { mode: 0o755 });
-    fs.writeFileSync(
-        `${venvPath}/bin/hf`,
-        `#!/bin/bash\nprintf 'HF_HUB_CACHE=%s HF_ENDPOINT=%s %s\\n' "\${HF_HUB_CACHE:-}" "\${HF_ENDPOINT:-}" "$*" >>'${dir}/hf.log'\n` +
-            `mkdir -p '${l.snapshot}' && cp '${dir}/download/'* '${l.snapshot}/'\n`,
-        { mode: 0o755 },
-    );
-    const hfCalls = () => (fs.existsSync(`${dir}/hf.log`) ? fs.readFileSync(`${dir}/hf.log`, "utf8").trim().split("\n") : []);
+    type Call = { repo_id: string; revision: string; cache_dir: string; ignore_patterns: string[] | null; HF_HUB_CACHE: string | null; HF_ENDPOINT: string | null };
+    const hfCalls = (): Call[] => (fs.existsSync(`${dir}/hf.log`) ? fs.readFileSync(`${dir}/hf.log`, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Call) : []);
     return { dir, m, l, venvPath, hfCalls, scripts: modelScripts(m, venvPath) };
 }
 
@@ -257,9 +274,7 @@ test("apply fetches the encodings, downloads and verifies the model; the probe t
     const box = fakeBox(t);
     const r = strict(box.scripts.apply);
     t.is(r.code, 0, r.stderr);
-    t.deepEqual(box.hfCalls(), [
-        `HF_HUB_CACHE=${box.dir}/hf HF_ENDPOINT= download openai/gpt-oss-20b --revision ${revision} --cache-dir ${box.dir}/hf --exclude original/* metal/*`,
-    ]);
+    t.deepEqual(box.hfCalls(), [{ repo_id: "openai/gpt-oss-20b", revision, cache_dir: `${box.dir}/hf`, ignore_patterns: ["original/*", "metal/*"], HF_HUB_CACHE: `${box.dir}/hf`, HF_ENDPOINT: null }]);
     t.true(r.stderr.includes("verified config.json"));
     t.true(r.stderr.includes("verified model.safetensors"));
     t.is(fs.readFileSync(`${box.l.tiktokenDir}/a.tiktoken`, "utf8"), "encoding a\n");
@@ -282,11 +297,11 @@ test("apply on a box that is already converged downloads nothing", (t) => {
     t.is(box.hfCalls().length, 1);
 });
 
-test("apply hands the configured mirror to hf as HF_ENDPOINT", (t) => {
+test("apply hands the configured mirror to huggingface_hub as HF_ENDPOINT", (t) => {
     const box = fakeBox(t, { endpoint: "https://hf-mirror.example.com" });
     const r = strict(box.scripts.apply);
     t.is(r.code, 0, r.stderr);
-    t.true(box.hfCalls()[0].startsWith(`HF_HUB_CACHE=${box.dir}/hf HF_ENDPOINT=https://hf-mirror.example.com download `));
+    t.is(box.hfCalls()[0].HF_ENDPOINT, "https://hf-mirror.example.com");
 });
 
 test("apply refuses a tiktoken file whose sha256 differs and leaves no partial file", (t) => {
@@ -357,5 +372,6 @@ test("narrowing model.exclude downloads the files it no longer excludes on the n
     t.is(box.hfCalls().length, 1);
     const narrowed = modelScripts({ ...box.m, exclude: ["original/*"] }, box.venvPath);
     strict(narrowed.apply);
-    t.is(box.hfCalls().length, 2, "hf download runs again for the metal/ files");
+    t.is(box.hfCalls().length, 2, "the download runs again for the metal/ files");
+    t.deepEqual(box.hfCalls()[1].ignore_patterns, ["original/*"]);
 });

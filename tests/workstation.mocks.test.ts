@@ -126,7 +126,7 @@ test("each host state gets the connection, its scripts and a description", async
     }
     t.is(byName("hs-cuda-files")!.inputs.what, "the CUDA environment");
     t.is(byName("hs-vllm-unit")!.inputs.what, "the vLLM service");
-    t.true(byName("hs-model-files")!.inputs.apply.includes(`${"/opt/vllm-workstation/venv"}/bin/hf' download`), "the model downloads with the venv's hf");
+    t.true(byName("hs-model-files")!.inputs.apply.includes(`'${"/opt/vllm-workstation/venv"}/bin/python' - 'openai/gpt-oss-20b'`), "the model downloads with the venv's huggingface_hub");
 });
 
 test("with an API key the service's scripts hold only the key's id, and the example request asks for the key", async (t) => {
