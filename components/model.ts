@@ -74,7 +74,7 @@ os.replace(tmp, manifest)
 // in place and recorded, and the next run fetches only what is missing. Files served through Xet (the
 // Hub's own storage) stay with hf, whose hf_xet client fetches in parallel and resumes itself.
 const downloadPy = String.raw`
-import errno, fnmatch, json, os, sys, threading, time, urllib.parse, urllib.request
+import errno, fnmatch, glob, json, os, sys, threading, time, urllib.parse, urllib.request
 from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url, snapshot_download
 from huggingface_hub.utils import build_hf_headers
 repo, rev, cache, connections = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -167,16 +167,16 @@ def fetch(name, url, size, blob, n):
     t0 = time.monotonic()
     for t in threads:
         t.start()
-    alive = threads
+    alive, tick = threads, 0
     while alive:
-        # Progress, and the record a resume starts from, every 2 s.
-        end = time.monotonic() + 2
-        while alive and time.monotonic() < end:
-            alive[0].join(max(0.0, min(0.25, end - time.monotonic())))
-            alive = [t for t in alive if t.is_alive()]
+        # The record a resume starts from, every half second; progress every 2 s.
+        alive[0].join(0.5)
+        alive = [t for t in alive if t.is_alive()]
         save()
-        got = sum(d - a for a, d, _ in parts)
-        say("%s: %s of %s (%d%%), %.0f MB/s" % (name, mb(got), mb(size), 100 * got // size, (got - have) / 1e6 / max(time.monotonic() - t0, 1e-3)))
+        tick += 1
+        if tick % 4 == 0 or not alive:
+            got = sum(d - a for a, d, _ in parts)
+            say("%s: %s of %s (%d%%), %.0f MB/s" % (name, mb(got), mb(size), 100 * got // size, (got - have) / 1e6 / max(time.monotonic() - t0, 1e-3)))
     save()
     os.close(fd)
     if failures:
@@ -199,6 +199,9 @@ if connections > 1:
         if s.lfs and size >= 2 * PART and not any(fnmatch.fnmatch(s.rfilename, p) for p in exclude):
             if not os.path.lexists(os.path.join(repo_dir, "snapshots", rev, s.rfilename)):
                 large[s.rfilename] = size
+# The small files first, as hf alone would have them early: a kill later costs none of them.
+if large:
+    snapshot_download(repo_id=repo, revision=rev, cache_dir=cache, ignore_patterns=exclude + [glob.escape(n) for n in large])
 kept = set()
 for name, size in sorted(large.items()):
     url = hf_hub_url(repo, name, revision=rev)

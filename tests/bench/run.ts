@@ -12,13 +12,15 @@
 //   A. the engine's floor: `up` and `preview` of an empty stack (a program returning {}), same run, and
 //      again just before each timed no-op up and preview of B and D, which the targets compare with; and,
 //      for reference, of a stack of one no-op dynamic resource (what any dynamic provider costs);
-//   B. the workstation stack, N times: a fresh converge (split into the model step, its `hf download`
-//      and checksum parts, and the rest), N no-op `up`s, N plain `preview`s (the drift probe: every
-//      preview reads every piece of the box, in the program's one round trip), `destroy`; after each converge, `curl -o` of the same
-//      resolve URLs from the same endpoint, on the box, for the download throughput ratio;
+//   B. the workstation stack, N times: a fresh converge (split into the model step, its download and
+//      checksum parts, and the rest), N no-op `up`s, N plain `preview`s (the drift probe: every preview
+//      reads every piece of the box, in the program's one round trip), `destroy`; after each converge,
+//      `curl -o` of the same resolve URLs from the same endpoint, on the box, for the download
+//      throughput ratio (curl's one connection against the step's model.connections: --connections);
 //   C. kill -9 (by pid, on the box) of the process writing the weights' *.incomplete file once 40% of it
-//      is on disk, so that `up` fails; then `up` again: bytes of files the rerun fetched (the Hub double's
-//      request log) against the size of the file that was in flight;
+//      is on disk (allocated blocks: the ranges are written in place), so that `up` fails; then `up`
+//      again: bytes of files the rerun fetched (the Hub double's request log) against the size of the
+//      file that was in flight;
 //   D. the drift probe against the model's size: the converged box switched to the 8 MiB fixture (and
 //      to the 10 GB one with --large), N previews each; the 1 GB row comes from B.
 //
@@ -65,19 +67,23 @@ interface Options {
     keepFixtures: boolean;
     /** Weights of the fixture the lifecycle, throughput and kill phases use. */
     big: number;
+    /** model.connections of the workstation stack: 1 leaves every file to huggingface_hub alone. */
+    connections: number;
 }
 
-const usage = `usage: npm run bench -- [--runs N] [--quick] [--large] [--keep-fixtures]
+const usage = `usage: npm run bench -- [--runs N] [--quick] [--large] [--keep-fixtures] [--connections N]
   --runs N          samples per median (default 3; each run is a fresh converge, N no-op ups, N previews, destroy)
   --quick           1 run, 128 MB fixture instead of 1 GB (a smoke test of the bench)
   --large           also measure the drift probe with a 10 GB model fixture (needs ~25 GB of free disk)
-  --keep-fixtures   keep generated model fixtures in $VLLM_WS_CACHE/hf-fixtures for the next run`;
+  --keep-fixtures   keep generated model fixtures in $VLLM_WS_CACHE/hf-fixtures for the next run
+  --connections N   the stack's model.connections (default 4, the config's default; 1: huggingface_hub alone)`;
 
 function parseArgs(argv: string[]): Options {
     let runs: number | undefined;
     let quick = false;
     let large = false;
     let keepFixtures = false;
+    let connections = 4;
     for (let i = 0; i < argv.length; i++) {
         const a = argv[i];
         if (a === "--runs") {
@@ -89,12 +95,16 @@ function parseArgs(argv: string[]): Options {
         } else if (a === "--quick") quick = true;
         else if (a === "--large") large = true;
         else if (a === "--keep-fixtures") keepFixtures = true;
+        else if (a === "--connections") {
+            connections = Number(argv[++i]);
+            if (!Number.isInteger(connections) || connections < 1 || connections > 16) throw new Error(`--connections wants an integer from 1 to 16, got ${argv[i]}\n${usage}`);
+        }
         else if (a === "--help" || a === "-h") {
             console.log(usage);
             process.exit(0);
         } else throw new Error(`unknown argument ${a}\n${usage}`);
     }
-    return { runs: runs ?? (quick ? 1 : 3), quick, large, keepFixtures, big: quick ? 128e6 : 1e9 };
+    return { runs: runs ?? (quick ? 1 : 3), quick, large, keepFixtures, big: quick ? 128e6 : 1e9, connections };
 }
 
 // --- small helpers -----------------------------------------------------------------------------------
@@ -262,13 +272,13 @@ interface Results {
         /** The program's look at every piece (observe.ts, one SSH round trip), timed beside those previews. */
         previewLook: number[];
         destroy: number[];
-        /** hf download: from its "downloading" line to its "verifying checksums" line. */
+        /** The model step's download (names kept from when it was `hf download`): from its "downloading" line to its "verifying checksums" line. */
         hfMBps: number[];
-        /** From the weights GET's start to the "verifying checksums" line: the transfer without hf's start. */
+        /** From the first weights GET's start to the "verifying checksums" line: the transfer without the start. */
         hfTransferMBps: number[];
-        /** From the "downloading" line to the weights GET: hf's start, HEADs, metadata. */
+        /** From the "downloading" line to the first weights GET: Python's and huggingface_hub's start, metadata, HEAD. */
         hfStartMs: number[];
-        /** From the "downloading" line to hf's first request: the script's version check and hf's own start. */
+        /** From the "downloading" line to the download's first request: Python's and huggingface_hub's start. */
         hfFirstRequestMs: number[];
         curlMBps: number[];
         downloadBytes: number[];
@@ -390,12 +400,14 @@ async function phaseLifecycle(o: Options, r: Results, ts: TestStack, box: Box, h
 
         const gets = fileGets(await hub.requestLog(), hub);
         const bytes = gets.reduce((n, g) => n + g.bytes, 0);
-        const weights = gets.find((g) => g.file === WEIGHTS);
+        // The weights come as model.connections ranged GETs: from the first one's start, all their bytes.
+        const weights = gets.filter((g) => g.file === WEIGHTS);
         L.downloadBytes.push(bytes);
         L.hfMBps.push(bytes / 1e6 / ((ver - dl) / 1000));
-        if (weights) {
-            L.hfTransferMBps.push(weights.bytes / 1e6 / ((ver - weights.t * 1000) / 1000));
-            L.hfStartMs.push(weights.t * 1000 - dl);
+        if (weights.length > 0) {
+            const first = Math.min(...weights.map((g) => g.t)) * 1000;
+            L.hfTransferMBps.push(weights.reduce((n, g) => n + g.bytes, 0) / 1e6 / ((ver - first) / 1000));
+            L.hfStartMs.push(first - dl);
         }
         const firstHf = (await hub.requestLog()).find((e) => !e.path.startsWith("/tiktoken/") && e.t * 1000 >= dl - 100);
         if (firstHf) L.hfFirstRequestMs.push(firstHf.t * 1000 - dl);
@@ -404,8 +416,8 @@ async function phaseLifecycle(o: Options, r: Results, ts: TestStack, box: Box, h
         L.curlBytes.push(curl.bytes);
         L.curlMBps.push(curl.bytes / 1e6 / (curl.ms / 1000));
         log(
-            `run ${run}: converge ${s1(conv.ms)} s (model step ${s1(model.end - model.start)} s: hf download ${s1(ver - dl)} s, verify ${s1(model.end - ver)} s); ` +
-                `hf ${L.hfMBps.at(-1)!.toFixed(1)} MB/s vs curl ${L.curlMBps.at(-1)!.toFixed(1)} MB/s over ${files.length} files, ${size(bytes)}`,
+            `run ${run}: converge ${s1(conv.ms)} s (model step ${s1(model.end - model.start)} s: download ${s1(ver - dl)} s, verify ${s1(model.end - ver)} s); ` +
+                `download ${L.hfMBps.at(-1)!.toFixed(1)} MB/s vs curl ${L.curlMBps.at(-1)!.toFixed(1)} MB/s over ${files.length} files, ${size(bytes)}`,
         );
 
         settle(`run ${run}`);
@@ -439,7 +451,7 @@ done | sort -u | while read -r pid; do
   echo "pid $pid $(tr '\\0' ' ' < /proc/$pid/cmdline | cut -c1-200)"
   kill -9 "$pid"
 done
-for f in "$blobs"/*.incomplete; do [ -e "$f" ] && echo "file $(basename "$f") $(stat -c %s "$f")"; done; true`;
+for f in "$blobs"/*.incomplete; do [ -e "$f" ] && echo "file $(basename "$f") $(( $(stat -c %b "$f") * 512 ))"; done; true`;
 
 async function phaseKill(r: Results, ts: TestStack, box: Box, hub: HfEndpoint): Promise<void> {
     const blobs = path.join(box.root, HF_CACHE, "models--openai--gpt-oss-20b", "blobs");
@@ -475,6 +487,9 @@ async function phaseKill(r: Results, ts: TestStack, box: Box, hub: HfEndpoint): 
         if (!cut) await sleep(50);
     }
     if (!cut || !onDisk) throw new Error(`the kill came too late: the weights' GET was not cut off (${JSON.stringify(cut ?? null)}), on the box:\n${killed}`);
+    // One cut GET per range in flight (model.connections of them): the others end as soon.
+    await sleep(500);
+    const cuts = fileGets(await hub.requestLog(), hub).filter((g) => g.file === WEIGHTS && !g.complete);
     const rerunStart = Date.now() / 1000;
     const rerun = await up(ts, "rerun after the kill");
     const after = (await hub.requestLog()).filter((e) => e.t >= rerunStart);
@@ -483,7 +498,7 @@ async function phaseKill(r: Results, ts: TestStack, box: Box, hub: HfEndpoint): 
     r.kill = {
         inFlightFile: WEIGHTS,
         inFlightFileBytes: total,
-        sentBeforeKill: cut.bytes,
+        sentBeforeKill: cuts.reduce((n, g) => n + g.bytes, 0),
         onDiskAtKill: Number(onDisk[1]),
         rerunFileBytes: files.reduce((n, g) => n + g.bytes, 0),
         rerunWeightsGets: files.filter((g) => g.file === WEIGHTS).map((g) => ({ range: g.range, status: g.status, bytes: g.bytes })),
@@ -552,7 +567,7 @@ function table(o: Options, r: Results): { markdown: string; rows: Row[]; targets
     const big = size(o.big);
     add(`workstation: first converge (${big} model), total`, secs(median(L.converge)), ms(L.converge));
     add("- model step (its create)", secs(median(L.modelStep)), ms(L.modelStep));
-    add("  - `hf download`", secs(median(L.hfDownload)), ms(L.hfDownload));
+    add("  - download", secs(median(L.hfDownload)), ms(L.hfDownload));
     add("  - checksums and manifest", secs(median(L.verify)), ms(L.verify));
     add("- everything else (venv, CUDA env, service, health check)", secs(median(L.rest)), ms(L.rest));
     const noop = median(L.noopUp);
@@ -581,17 +596,17 @@ function table(o: Options, r: Results): { markdown: string; rows: Row[]; targets
     const hf = median(L.hfMBps);
     const curl = median(L.curlMBps);
     const dlBytes = median(L.downloadBytes);
-    add(`download, model step's \`hf download\` (${dlBytes === null ? "n/a" : size(dlBytes)}, endpoint capped at 100 MB/s per connection)`, mbps(hf), list(L.hfMBps, (x) => x.toFixed(1)));
-    add("- of which the transfer alone (weights GET to hf's exit)", mbps(median(L.hfTransferMBps)), list(L.hfTransferMBps, (x) => x.toFixed(1)));
-    add("- from the step's \"downloading\" line to the weights GET", secs(median(L.hfStartMs)), ms(L.hfStartMs));
-    add("  - of which until hf's first request (version check, hf's start)", secs(median(L.hfFirstRequestMs)), ms(L.hfFirstRequestMs));
+    add(`download, the model step (${dlBytes === null ? "n/a" : size(dlBytes)}, endpoint capped at 100 MB/s per connection, model.connections ${o.connections})`, mbps(hf), list(L.hfMBps, (x) => x.toFixed(1)));
+    add("- of which the transfer alone (first weights GET to the download's end)", mbps(median(L.hfTransferMBps)), list(L.hfTransferMBps, (x) => x.toFixed(1)));
+    add("- from the step's \"downloading\" line to the first weights GET", secs(median(L.hfStartMs)), ms(L.hfStartMs));
+    add("  - of which until the first request (Python's and huggingface_hub's start)", secs(median(L.hfFirstRequestMs)), ms(L.hfFirstRequestMs));
     add("download, `curl -o` of the same URLs on the box", mbps(curl), list(L.curlMBps, (x) => x.toFixed(1)));
     const ratios = L.hfMBps.map((h, i) => h / L.curlMBps[i]).filter((x) => Number.isFinite(x));
     const ratio = median(ratios);
-    add("download, hf / curl", ratio === null ? "n/a" : `${ratio.toFixed(2)}x`, list(ratios, (x) => x.toFixed(2)), ">= 0.9x", ratio === null ? null : ratio >= 0.9);
+    add("download, model step / curl", ratio === null ? "n/a" : `${ratio.toFixed(2)}x`, list(ratios, (x) => x.toFixed(2)), ">= 0.9x", ratio === null ? null : ratio >= 0.9);
     const K = r.kill;
     if (K) {
-        add(`kill -9 of \`hf download\` mid-file: the in-flight file`, `${K.inFlightFile}, ${size(K.inFlightFileBytes)}`, `${(K.sentBeforeKill / 1e6).toFixed(0)} MB sent, ${(K.onDiskAtKill / 1e6).toFixed(0)} MB on disk at the kill`);
+        add(`kill -9 of the download mid-file: the in-flight file`, `${K.inFlightFile}, ${size(K.inFlightFileBytes)}`, `${(K.sentBeforeKill / 1e6).toFixed(0)} MB sent, ${(K.onDiskAtKill / 1e6).toFixed(0)} MB on disk at the kill`);
         const weightsGets = K.rerunWeightsGets.map((g) => `${g.status} ${g.range ?? "whole"} ${(g.bytes / 1e6).toFixed(0)} MB`).join("; ");
         add(
             "- bytes of files the rerun fetched",
@@ -670,7 +685,10 @@ async function main(): Promise<number> {
         const port = await freePort();
         const b = box;
         const idx = index;
-        const config = (hub: HfEndpoint) => boxStackConfig(b, idx, hub, port);
+        const config = (hub: HfEndpoint) => {
+            const c = boxStackConfig(b, idx, hub, port);
+            return { ...c, model: { ...c.model, connections: o.connections } };
+        };
         ts = await testStack({ name: "bench-ws", program: workstationProgram, config: config(bigHub) });
         const wsTs = ts;
         workstationStacks.add(ts);
@@ -716,7 +734,7 @@ async function main(): Promise<number> {
         `${r.env.cpus} CPUs, load ${r.env.loadavgAtStart} at start, ${r.env.loadavgAtEnd} at end; pulumi ${r.env.pulumi ?? "?"}, node ${r.env.node}, ` +
         `huggingface_hub ${r.env.huggingface_hub ?? "?"} on the box`;
     console.log(`\n${header}\n\n${t.markdown}\n`);
-    if (o.quick) console.log("--quick: a 128 MB model, so hf's fixed start (about a second) weighs on the download ratio; only a default run's ratio counts.\n");
+    if (o.quick) console.log("--quick: a 128 MB model, so the download's fixed start (Python, huggingface_hub) weighs on the download ratio; only a default run's ratio counts.\n");
     if (r.errors.length) console.log(`errors:\n${r.errors.map((e) => `- ${e.phase}: ${e.error.split("\n")[0]}`).join("\n")}\n`);
     const out = path.join(cacheDir(), "bench", "last.json");
     fs.mkdirSync(path.dirname(out), { recursive: true });

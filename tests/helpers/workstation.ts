@@ -24,13 +24,17 @@ export function boxStackConfig(box: Box, index: PackageIndex, hub: HfEndpoint, p
     };
 }
 
-/** Bytes in hf's partial files (`*.incomplete`) in a blobs directory: 0 when there is none or no directory. */
+/**
+ * Bytes on disk in the partial files (`*.incomplete`: hf's, and the download script's) in a blobs
+ * directory: 0 when there is none or no directory. Allocated blocks, not the length: the script writes
+ * its ranges in place, so a file is as long as its last range's end long before its bytes are there.
+ */
 export function partialBytes(blobs: string): number {
     try {
         return fs
             .readdirSync(blobs)
             .filter((f) => f.endsWith(".incomplete"))
-            .reduce((n, f) => n + fs.statSync(path.join(blobs, f)).size, 0);
+            .reduce((n, f) => n + fs.statSync(path.join(blobs, f)).blocks * 512, 0);
     } catch {
         return 0;
     }
