@@ -5,7 +5,7 @@ repositories made by hf_fixture.py. Stdlib only; a thread per connection; HTTP/1
 
     hf_endpoint.py --root DIR [--host 127.0.0.1] [--port 0] [--rate-limit BYTES_PER_S]
                    [--token T] [--request-log FILE] [--drop-after-bytes N [--drop-times K]]
-                   [--corrupt REPO/FILE ...] [--parent-pid PID]
+                   [--corrupt REPO/FILE ...] [--cdn-host NAME] [--parent-pid PID]
 
 Prints `listening on http://HOST:PORT` once it accepts connections (port 0 picks a free one).
 
@@ -33,6 +33,10 @@ Options for tests:
                      than N bytes after N bytes, as a flaky network would
   --corrupt          serves REPO/FILE with one byte flipped (same size, same advertised hashes), so
                      checksum verification can be shown to catch it
+  --cdn-host         answers LFS resolve requests with a 302, as the Hub does, to the same path on
+                     http://NAME:PORT (this server under another host name) with a `signed` query,
+                     which stands for a presigned URL: there no token is needed (tests that a client
+                     keeps its token from the CDN)
   --parent-pid       exits when that process is gone (tests that die by SIGKILL leave no server behind)
 """
 
@@ -143,6 +147,7 @@ def make_handler(opts, repos, log):
                 "query": parsed.query,
                 "range": self.headers.get("Range"),
                 "auth": bool(auth),
+                "host": self.headers.get("Host"),
                 "status": None,
                 "bytes": 0,
                 "complete": False,
@@ -179,6 +184,10 @@ def make_handler(opts, repos, log):
             if e.commit:
                 h["X-Repo-Commit"] = e.commit
             self.send_json(e.status, {"error": e.message}, h)
+
+        def at_cdn(self, q):
+            host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
+            return bool(opts.cdn_host) and host == opts.cdn_host and "signed" in q
 
         def check_token(self):
             if not opts.token:
@@ -227,7 +236,9 @@ def make_handler(opts, repos, log):
                 if raw == "/api/agent-harnesses":
                     # huggingface_hub >= 2 asks for this registry at CLI start; the Hub's answer, empty.
                     return self.send_json(200, {"standardEnvVars": [], "harnesses": {}})
-                self.check_token()
+                # A "presigned" CDN URL: the signature is the credential, not a token.
+                if not self.at_cdn(q):
+                    self.check_token()
                 if raw == "/api/whoami-v2":
                     if not opts.token:
                         raise HubError(401, None, "Invalid credentials in Authorization header")
@@ -237,7 +248,7 @@ def make_handler(opts, repos, log):
                 m = re.match(r"^/(.+?)/resolve/([^/]+)/(.+)$", raw)
                 if m:
                     repo, _ = self.find_repo(m.group(1).split("/"))
-                    return self.resolve(repo, urllib.parse.unquote(m.group(2)), urllib.parse.unquote(m.group(3)))
+                    return self.resolve(repo, urllib.parse.unquote(m.group(2)), urllib.parse.unquote(m.group(3)), self.at_cdn(q))
                 raise HubError(404, None, "Sorry, we can't find the page you are looking for.")
             except HubError as e:
                 self.send_error_hub(e)
@@ -328,7 +339,7 @@ def make_handler(opts, repos, log):
                     e["lastCommit"] = {"id": commit, "title": "test fixture", "date": repo.modified}
             self.send_json(200, out)
 
-        def resolve(self, repo, rev, rel):
+        def resolve(self, repo, rev, rel, at_cdn=False):
             commit = self.find_rev(repo, rev)
             m = repo.files.get(rel)
             if m is None:
@@ -341,6 +352,12 @@ def make_handler(opts, repos, log):
                 h["X-Linked-Size"] = str(m["size"])
             else:
                 h["ETag"] = '"%s"' % m["blobId"]
+            if m["lfs"] and opts.cdn_host and not at_cdn:
+                # The Hub's answer for an LFS file: its headers, and the way to the CDN.
+                loc = "http://%s:%d%s?signed=1" % (opts.cdn_host, self.server.server_address[1], urllib.parse.urlsplit(self.path).path)
+                self.head(302, dict(h, Location=loc), 0)
+                self.entry["complete"] = True
+                return
             self.send_file(os.path.join(repo.dir, rel), h, corrupt=("%s/%s" % (repo.id, rel)) in corrupt)
 
         def send_file(self, p, headers, corrupt):
@@ -447,6 +464,7 @@ def main():
     ap.add_argument("--drop-after-bytes", type=int, default=0)
     ap.add_argument("--drop-times", type=int, default=1)
     ap.add_argument("--corrupt", action="append")
+    ap.add_argument("--cdn-host")
     ap.add_argument("--parent-pid", type=int)
     opts = ap.parse_args()
     repos = load_repos(opts.root)

@@ -315,6 +315,11 @@ export interface HfEndpointOptions {
     readonly dropTimes?: number;
     /** "owner/name/file" entries served with one byte flipped (same size and advertised hashes). */
     readonly corrupt?: readonly string[];
+    /**
+     * A host name for this endpoint (e.g. "localhost"): LFS files are then answered with the Hub's 302 to
+     * the same path there with a `signed` query, a stand-in for a presigned CDN URL that needs no token.
+     */
+    readonly cdnHost?: string;
 }
 
 export interface RequestLogEntry {
@@ -332,6 +337,8 @@ export interface RequestLogEntry {
     readonly complete: boolean;
     /** Whether an Authorization header came with it. */
     readonly auth: boolean;
+    /** The Host header it came with. */
+    readonly host: string | null;
     /** Set when dropAfterBytes cut this response. */
     readonly dropped?: boolean;
 }
@@ -393,6 +400,7 @@ export async function startHfEndpoint(opts: HfEndpointOptions = {}): Promise<HfE
     if (opts.token) args.push("--token", opts.token);
     if (opts.dropAfterBytes) args.push("--drop-after-bytes", String(opts.dropAfterBytes), "--drop-times", String(opts.dropTimes ?? 1));
     for (const c of opts.corrupt ?? []) args.push("--corrupt", c);
+    if (opts.cdnHost) args.push("--cdn-host", opts.cdnHost);
 
     const child = spawn("python3", args, { stdio: ["ignore", "pipe", "pipe"] });
     track(child);

@@ -1,0 +1,165 @@
+// The model step's download script (components/model.ts), run as the apply script runs it, with the real
+// huggingface_hub 1.33.0 (the release the stack's vLLM pins bring) against the Hub double, on this
+// machine: the ranged fetch of a large file, a cut connection, a redirect to a CDN, and hf alone. The
+// lifecycle on the box (kill and resume, a full disk) is in faults.integration.test.ts.
+import test, { ExecutionContext } from "ava";
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { parseConfig } from "../components/config";
+import { layout, modelScripts } from "../components/model";
+import { tempDir } from "./helpers/tempDir";
+import { ensureWheelhouse, HfEndpoint, HfEndpointOptions, RequestLogEntry, run, startHfEndpoint } from "./servers";
+
+const REPO = "openai/gpt-oss-20b";
+const WEIGHTS = "model-00000-of-00001.safetensors";
+const MiB = 1 << 20;
+const weightsBytes = 20 * MiB;
+const repos = [{ repoId: REPO, weightsBytes }];
+
+let python: string;
+
+test.before("a venv with huggingface_hub 1.33.0 from the test wheelhouse", async () => {
+    const wh = await ensureWheelhouse();
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-ws-model-it-"));
+    process.on("exit", () => fs.rmSync(scratch, { recursive: true, force: true }));
+    const dir = path.join(scratch, "venv");
+    const env = { ...process.env, UV_PYTHON_DOWNLOADS: "never", UV_CACHE_DIR: path.join(scratch, "uv-cache") };
+    for (const args of [
+        ["venv", "-q", "--python", "python3", dir],
+        ["pip", "install", "-q", "--offline", "--no-index", "--find-links", wh.dir, "--python", path.join(dir, "bin", "python"), "huggingface_hub==1.33.0"],
+    ]) {
+        const r = await run(wh.venv.uv, args, { env });
+        if (r.code !== 0) throw new Error(`uv ${args.join(" ")} failed:\n${r.stderr}`);
+    }
+    python = path.join(dir, "bin", "python");
+});
+
+/** The download script as apply renders it: the heredoc after the line that starts it. */
+function downloadScript(): string {
+    const lines = modelScripts(parseConfig({ model: { revision: "0".repeat(40) } }).model, "/venv").apply.split("\n");
+    const start = lines.findIndex((l, i) => l.includes("<<'VLLM_WS_PY'") && lines[i + 1]?.startsWith("import errno, fnmatch"));
+    const end = lines.indexOf("VLLM_WS_PY", start + 1);
+    return lines.slice(start + 1, end).join("\n");
+}
+
+interface Download {
+    code: number;
+    stderr: string;
+    cache: string;
+    log: RequestLogEntry[];
+}
+
+async function download(t: ExecutionContext, hub: HfEndpoint, opts: { connections?: number; token?: string } = {}): Promise<Download> {
+    const dir = tempDir(t, "model-it");
+    const cache = path.join(dir, "hf");
+    fs.writeFileSync(path.join(dir, "download.py"), downloadScript());
+    const env: NodeJS.ProcessEnv = { ...process.env, HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache, HF_HOME: path.join(dir, "home"), HF_HUB_DISABLE_TELEMETRY: "1" };
+    for (const k of ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"]) delete env[k];
+    if (opts.token) env.HF_TOKEN = opts.token;
+    await hub.clearRequestLog();
+    const r = await run(python, [path.join(dir, "download.py"), REPO, hub.commitSha, cache, String(opts.connections ?? 4), "original/*", "metal/*"], { env, timeoutMs: 120_000 });
+    return { code: r.code, stderr: r.stderr, cache, log: await hub.requestLog() };
+}
+
+function weightsIn(cache: string, hub: HfEndpoint): string {
+    const m = parseConfig({ model: { revision: hub.commitSha, cacheDir: cache } }).model;
+    return path.join(layout(m).snapshot, WEIGHTS);
+}
+
+const sha256 = (file: string) => crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex");
+const weightsGets = (log: RequestLogEntry[]) => log.filter((e) => e.method === "GET" && e.path.endsWith(`/${WEIGHTS}`));
+
+async function withHub<T>(opts: HfEndpointOptions, f: (hub: HfEndpoint) => Promise<T>): Promise<T> {
+    const hub = await startHfEndpoint({ repos, ...opts });
+    try {
+        return await f(hub);
+    } finally {
+        await hub.stop();
+    }
+}
+
+test("a large file comes over model.connections ranged GETs straight into hf's blob, which the snapshot links", async (t) => {
+    await withHub({}, async (hub) => {
+        const d = await download(t, hub);
+        t.is(d.code, 0, d.stderr);
+        const gets = weightsGets(d.log);
+        // Four ranges of a quarter each (the last one shorter), as the script splits a file.
+        const size = hub.repo.files[WEIGHTS].size;
+        const step = Math.ceil(size / 4);
+        const ranges = [0, 1, 2, 3].map((i) => `bytes=${i * step}-${Math.min((i + 1) * step, size) - 1}`);
+        t.deepEqual(gets.map((g) => g.range).sort(), ranges.sort());
+        t.true(gets.every((g) => g.status === 206 && g.complete));
+        const file = weightsIn(d.cache, hub);
+        const sum = hub.repo.files[WEIGHTS].lfs!.sha256;
+        t.is(path.basename(fs.realpathSync(file)), sum, "the blob is named by its sha256, as hf names it");
+        t.is(sha256(file), sum);
+        t.regex(d.stderr, /fetching model-00000-of-00001\.safetensors \(21 MB\) over 4 connections/);
+        const blobs = path.dirname(fs.realpathSync(file));
+        t.deepEqual(fs.readdirSync(blobs).filter((f) => f.includes("incomplete")), [], "no partial file or record is left");
+        for (const f of Object.keys(hub.repo.files).filter((f) => !f.startsWith("original/"))) t.true(fs.existsSync(path.join(path.dirname(file), f)), f);
+    });
+});
+
+test("a connection cut in the middle of a range is retried from the byte it stopped at, and the file is whole", async (t) => {
+    await withHub({ dropAfterBytes: 3 * MiB, dropTimes: 2 }, async (hub) => {
+        const d = await download(t, hub);
+        t.is(d.code, 0, d.stderr);
+        const gets = weightsGets(d.log);
+        const cut = gets.filter((g) => g.dropped);
+        t.is(cut.length, 2);
+        for (const c of cut) {
+            const [start, end] = /bytes=(\d+)-(\d+)/.exec(c.range!)!.slice(1).map(Number);
+            t.true(gets.some((g) => g.range === `bytes=${start + c.bytes}-${end}` && g.complete), `the rest of ${c.range} was asked for`);
+        }
+        t.is(gets.reduce((n, g) => n + g.bytes, 0), hub.repo.files[WEIGHTS].size, "no byte was fetched twice");
+        t.regex(d.stderr, /retrying from byte \d+/);
+        t.is(sha256(weightsIn(d.cache, hub)), hub.repo.files[WEIGHTS].lfs!.sha256);
+    });
+});
+
+test("with a token, the ranged GETs that follow the Hub's redirect to its CDN carry no Authorization", async (t) => {
+    await withHub({ token: "hf_test_token", cdnHost: "localhost" }, async (hub) => {
+        const d = await download(t, hub, { token: "hf_test_token" });
+        t.is(d.code, 0, d.stderr);
+        const gets = weightsGets(d.log);
+        t.is(gets.length, 4);
+        t.true(gets.every((g) => g.host === `localhost:${hub.port}` && g.query === "signed=1" && !g.auth), JSON.stringify(gets));
+        const hub_ = d.log.filter((e) => e.host === `127.0.0.1:${hub.port}`);
+        t.true(hub_.length > 0 && hub_.every((e) => e.auth), "every request to the endpoint itself had the token");
+        t.is(sha256(weightsIn(d.cache, hub)), hub.repo.files[WEIGHTS].lfs!.sha256);
+    });
+});
+
+// The same redirect through huggingface_hub alone: what the double's 302 looks like to hf's own client,
+// and the behaviour the ranged fetch keeps to.
+test("with a token and model.connections 1, huggingface_hub follows the redirect to the CDN without Authorization too", async (t) => {
+    await withHub({ token: "hf_test_token", cdnHost: "localhost" }, async (hub) => {
+        const d = await download(t, hub, { token: "hf_test_token", connections: 1 });
+        t.is(d.code, 0, d.stderr);
+        const gets = weightsGets(d.log);
+        t.deepEqual(gets.map((g) => [g.host, g.auth, g.status]), [[`localhost:${hub.port}`, false, 200]]);
+        t.is(sha256(weightsIn(d.cache, hub)), hub.repo.files[WEIGHTS].lfs!.sha256);
+    });
+});
+
+test("with model.connections 1 every file is left to huggingface_hub: one whole GET of the weights", async (t) => {
+    await withHub({}, async (hub) => {
+        const d = await download(t, hub, { connections: 1 });
+        t.is(d.code, 0, d.stderr);
+        const gets = weightsGets(d.log);
+        t.deepEqual(gets.map((g) => [g.range, g.status]), [[null, 200]]);
+        t.notRegex(d.stderr, /fetching model-00000/);
+        t.is(sha256(weightsIn(d.cache, hub)), hub.repo.files[WEIGHTS].lfs!.sha256);
+    });
+});
+
+test("a wrong token fails the download with the endpoint's answer and fetches nothing", async (t) => {
+    await withHub({ token: "hf_test_token" }, async (hub) => {
+        const d = await download(t, hub, { token: "hf_wrong" });
+        t.is(d.code, 1);
+        t.regex(d.stderr, /Invalid credentials in Authorization header/);
+        t.deepEqual(weightsGets(d.log), []);
+    });
+});
