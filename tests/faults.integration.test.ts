@@ -415,9 +415,13 @@ test.serial("a second pulumi up on the same stack while one runs is refused by t
         env: { PULUMI_CONFIG_PASSPHRASE: passphrase },
     });
     const historyBefore = (await ts.stack.history()).length;
+    // The first run has real work, the weights to fetch again (5 s at the endpoint's rate): a no-op up
+    // could end, and free the lock, before the second run's CLI has started.
+    await box.sh(`f=$(readlink -f ${repoDir}/snapshots/*/${weights}); rm -f "$f" ${repoDir}/snapshots/*/${weights}`);
     const first = ts.stack.up({ onOutput: ts.onOutput });
     first.catch(() => undefined); // awaited below; guards a timeout in between
     await waitFor("the first run's lock", async () => lockFiles().length === 1, 60_000, 50);
+    await waitFor("the first run's download on the box", async () => (await box.exec(`pgrep -f '${download}'`)).code === 0, 60_000, 50);
     const second = await other.up({ onOutput: ts.onOutput }).then(
         () => "succeeded",
         (e: unknown) => text(e),
