@@ -182,7 +182,9 @@ def fetch(name, url, size, blob, n):
     if failures:
         e = failures[0]
         if isinstance(e, NoRanges):
-            os.remove(tmp); os.remove(rec)
+            for p in (tmp, rec):
+                if os.path.exists(p):
+                    os.remove(p)
             raise e
         hint = "free some space in %s, then " % cache if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) else ""
         sys.exit("fetching %s from %s failed: %s\nwhat arrived is kept (%s of %s): %srun pulumi up again to fetch the rest" % (name, url.split("?")[0], e, mb(sum(d - a for a, d, _ in parts)), mb(size), hint))

@@ -155,6 +155,18 @@ test("with model.connections 1 every file is left to huggingface_hub: one whole 
     });
 });
 
+test("an endpoint that ignores Range requests gets the file from huggingface_hub over one connection", async (t) => {
+    await withHub({ ignoreRange: true }, async (hub) => {
+        const d = await download(t, hub);
+        t.is(d.code, 0, d.stderr);
+        t.regex(d.stderr, /model-00000-of-00001\.safetensors: the endpoint answered 200 to a Range request; hf fetches it over one connection/);
+        const whole = weightsGets(d.log).filter((g) => g.range === null);
+        t.deepEqual(whole.map((g) => [g.status, g.complete]), [[200, true]]);
+        t.is(sha256(weightsIn(d.cache, hub)), hub.repo.files[WEIGHTS].lfs!.sha256);
+        t.deepEqual(fs.readdirSync(path.dirname(fs.realpathSync(weightsIn(d.cache, hub)))).filter((f) => f.includes("incomplete")), []);
+    });
+});
+
 test("a wrong token fails the download with the endpoint's answer and fetches nothing", async (t) => {
     await withHub({ token: "hf_test_token" }, async (hub) => {
         const d = await download(t, hub, { token: "hf_wrong" });

@@ -5,7 +5,7 @@ repositories made by hf_fixture.py. Stdlib only; a thread per connection; HTTP/1
 
     hf_endpoint.py --root DIR [--host 127.0.0.1] [--port 0] [--rate-limit BYTES_PER_S]
                    [--token T] [--request-log FILE] [--drop-after-bytes N [--drop-times K]]
-                   [--corrupt REPO/FILE ...] [--cdn-host NAME] [--parent-pid PID]
+                   [--corrupt REPO/FILE ...] [--cdn-host NAME] [--ignore-range] [--parent-pid PID]
 
 Prints `listening on http://HOST:PORT` once it accepts connections (port 0 picks a free one).
 
@@ -37,6 +37,7 @@ Options for tests:
                      http://NAME:PORT (this server under another host name) with a `signed` query,
                      which stands for a presigned URL: there no token is needed (tests that a client
                      keeps its token from the CDN)
+  --ignore-range     answers every request with the whole file (200, no Accept-Ranges), as some proxies do
   --parent-pid       exits when that process is gone (tests that die by SIGKILL leave no server behind)
 """
 
@@ -344,7 +345,9 @@ def make_handler(opts, repos, log):
             m = repo.files.get(rel)
             if m is None:
                 raise HubError(404, "EntryNotFound", "Entry not found", commit)
-            h = {"X-Repo-Commit": commit, "Accept-Ranges": "bytes", "Content-Disposition": 'inline; filename="%s"' % rel.rsplit("/", 1)[-1]}
+            h = {"X-Repo-Commit": commit, "Content-Disposition": 'inline; filename="%s"' % rel.rsplit("/", 1)[-1]}
+            if not opts.ignore_range:
+                h["Accept-Ranges"] = "bytes"
             if m["lfs"]:
                 # What the Hub sends for LFS files (there on the redirect to its CDN): the sha256 as ETag.
                 h["ETag"] = '"%s"' % m["lfs"]["sha256"]
@@ -363,7 +366,7 @@ def make_handler(opts, repos, log):
         def send_file(self, p, headers, corrupt):
             size = os.path.getsize(p)
             start, end, status = 0, size - 1, 200
-            rng = self.headers.get("Range")
+            rng = None if opts.ignore_range else self.headers.get("Range")
             if rng:
                 mm = re.match(r"^bytes=(\d*)-(\d*)$", rng.strip())
                 if not mm or (mm.group(1) == "" and mm.group(2) == ""):
@@ -465,6 +468,7 @@ def main():
     ap.add_argument("--drop-times", type=int, default=1)
     ap.add_argument("--corrupt", action="append")
     ap.add_argument("--cdn-host")
+    ap.add_argument("--ignore-range", action="store_true")
     ap.add_argument("--parent-pid", type=int)
     opts = ap.parse_args()
     repos = load_repos(opts.root)
