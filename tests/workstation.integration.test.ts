@@ -103,6 +103,19 @@ test.serial("the installed packages are the locked set, with hashes", async (t) 
     t.regex(freeze, /^flashinfer-python==0\.6\.12$/m);
 });
 
+// The service runs as vllm under ProtectSystem=strict: it cannot write __pycache__ into the venv, so
+// without the install's .pyc files every start would compile vllm, torch and transformers again.
+test.serial("the venv is compiled to bytecode at install, since the service user cannot write to it", async (t) => {
+    const site = (await box.sh(`${venv}/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'`)).trim();
+    // Every module, not only those something imported (a root process writes its own imports' .pyc).
+    for (const pkg of ["vllm", "huggingface_hub"]) {
+        const count = async (glob: string) => Number((await box.sh(`find ${site}/${pkg} -name '${glob}' | wc -l`)).trim());
+        const [py, pyc] = [await count("*.py"), await count("*.pyc")];
+        t.true(py > 0 && pyc >= py, `${pkg}: ${pyc} .pyc files for ${py} .py files`);
+    }
+    t.is((await box.exec(`runuser -u vllm -- test -w ${site}/vllm`)).code, 1, "the service user cannot write the venv");
+});
+
 test.serial("a second pulumi up changes nothing", async (t) => {
     const r = await up(t, { expectNoChanges: true });
     t.deepEqual(Object.keys(r.summary.resourceChanges ?? {}).filter((k) => k !== "same"), []);
