@@ -211,9 +211,9 @@ for name, size in sorted(large.items()):
     if getattr(meta, "xet_file_data", None) is not None or not meta.etag or meta.size != size:
         continue  # hf_xet's to fetch, or not what the listing said: hf decides
     blob = os.path.join(blobs, meta.etag)
-    kept.add(blob + TAIL)
     if os.path.exists(blob):
-        continue
+        continue  # a record left by a kill between the rename and its removal goes below
+    kept.add(blob + TAIL)
     os.makedirs(blobs, exist_ok=True)
     try:
         fetch(name, meta.location or url, size, blob, min(connections, size // PART))

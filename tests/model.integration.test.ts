@@ -51,9 +51,9 @@ interface Download {
     log: RequestLogEntry[];
 }
 
-async function download(t: ExecutionContext, hub: HfEndpoint, opts: { connections?: number; token?: string } = {}): Promise<Download> {
+async function download(t: ExecutionContext, hub: HfEndpoint, opts: { connections?: number; token?: string; cache?: string } = {}): Promise<Download> {
     const dir = tempDir(t, "model-it");
-    const cache = path.join(dir, "hf");
+    const cache = opts.cache ?? path.join(dir, "hf");
     fs.writeFileSync(path.join(dir, "download.py"), downloadScript());
     const env: NodeJS.ProcessEnv = { ...process.env, HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache, HF_HOME: path.join(dir, "home"), HF_HUB_DISABLE_TELEMETRY: "1" };
     for (const k of ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"]) delete env[k];
@@ -164,6 +164,22 @@ test("an endpoint that ignores Range requests gets the file from huggingface_hub
         t.deepEqual(whole.map((g) => [g.status, g.complete]), [[200, true]]);
         t.is(sha256(weightsIn(d.cache, hub)), hub.repo.files[WEIGHTS].lfs!.sha256);
         t.deepEqual(fs.readdirSync(path.dirname(fs.realpathSync(weightsIn(d.cache, hub)))).filter((f) => f.includes("incomplete")), []);
+    });
+});
+
+test("a record of ranges left beside a finished blob (a kill between the rename and the record's removal) is cleared, and nothing is fetched", async (t) => {
+    await withHub({}, async (hub) => {
+        const first = await download(t, hub);
+        t.is(first.code, 0, first.stderr);
+        const link = weightsIn(first.cache, hub);
+        const blob = fs.realpathSync(link);
+        fs.writeFileSync(`${blob}.vllm-ws.incomplete.json`, JSON.stringify({ size: hub.repo.files[WEIGHTS].size, parts: [] }));
+        fs.rmSync(link);
+        const again = await download(t, hub, { cache: first.cache });
+        t.is(again.code, 0, again.stderr);
+        t.deepEqual(weightsGets(again.log), [], "the blob was there: hf only linked it");
+        t.deepEqual(fs.readdirSync(path.dirname(blob)).filter((f) => f.includes("incomplete")), []);
+        t.is(fs.realpathSync(link), blob);
     });
 });
 
