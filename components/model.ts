@@ -104,8 +104,10 @@ opener = urllib.request.build_opener(KeepTokenHome)
 class NoRanges(Exception):
     pass
 
-def fetch(name, url, size, blob, n):
+def fetch(name, location, size, blob, n):
     tmp, rec = blob + TAIL, blob + TAIL + ".json"
+    home = hf_hub_url(repo, name, revision=rev)
+    where, lock = {"url": location}, threading.Lock()
     parts = None
     try:
         saved = json.load(open(rec))
@@ -119,9 +121,21 @@ def fetch(name, url, size, blob, n):
         parts = [[a, a, min(a + step, size)] for a in range(0, size, step)]
         open(tmp, "wb").close()
     have = sum(d - a for a, d, _ in parts)
-    headers = build_hf_headers()
-    if urllib.parse.urlsplit(url).netloc != urllib.parse.urlsplit(hf_hub_url(repo, name, revision=rev)).netloc:
-        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+
+    def away(url):
+        return urllib.parse.urlsplit(url).netloc != urllib.parse.urlsplit(home).netloc
+
+    def headers_for(url):
+        h = build_hf_headers()
+        return {k: v for k, v in h.items() if k.lower() != "authorization"} if away(url) else h
+
+    def renew(stale):
+        # A signed CDN URL lasts so long; a download slower than that asks the endpoint for a new one,
+        # once for all the ranges that found the old one refused.
+        with lock:
+            if where["url"] == stale:
+                where["url"] = get_hf_file_metadata(home).location or home
+
     fd = os.open(tmp, os.O_WRONLY)
     failures = []
 
@@ -139,8 +153,9 @@ def fetch(name, url, size, blob, n):
         tries = 0
         buf = memoryview(bytearray(STEP))
         while p[1] < p[2] and not failures:
+            url = where["url"]
             try:
-                req = urllib.request.Request(url, headers=dict(headers, Range="bytes=%d-%d" % (p[1], p[2] - 1)))
+                req = urllib.request.Request(url, headers=dict(headers_for(url), Range="bytes=%d-%d" % (p[1], p[2] - 1)))
                 with opener.open(req, timeout=60) as r:
                     if r.status != 206:
                         raise NoRanges("the endpoint answered %d to a Range request" % r.status)
@@ -155,6 +170,13 @@ def fetch(name, url, size, blob, n):
                         tries = 0
             except Exception as e:
                 tries += 1
+                if getattr(e, "code", None) in (401, 403) and away(url) and tries <= 5:
+                    say("%s: %s from %s; asking the endpoint for a new URL" % (name, e, urllib.parse.urlsplit(url).netloc))
+                    try:
+                        renew(url)
+                        continue
+                    except Exception as again:
+                        e = again
                 fatal = isinstance(e, NoRanges) or (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)) or getattr(e, "code", 500) in (401, 403, 404, 416)
                 if fatal or tries > 5:
                     failures.append(e)
@@ -187,7 +209,7 @@ def fetch(name, url, size, blob, n):
                     os.remove(p)
             raise e
         hint = "free some space in %s, then " % cache if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) else ""
-        sys.exit("fetching %s from %s failed: %s\nwhat arrived is kept (%s of %s): %srun pulumi up again to fetch the rest" % (name, url.split("?")[0], e, mb(sum(d - a for a, d, _ in parts)), mb(size), hint))
+        sys.exit("fetching %s from %s failed: %s\nwhat arrived is kept (%s of %s): %srun pulumi up again to fetch the rest" % (name, where["url"].split("?")[0], e, mb(sum(d - a for a, d, _ in parts)), mb(size), hint))
     if os.path.getsize(tmp) != size:
         sys.exit("fetching %s: %d bytes arrived, %d expected" % (name, os.path.getsize(tmp), size))
     os.replace(tmp, blob)

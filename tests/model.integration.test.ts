@@ -134,6 +134,23 @@ test("with a token, the ranged GETs that follow the Hub's redirect to its CDN ca
 
 // The same redirect through huggingface_hub alone: what the double's 302 looks like to hf's own client,
 // and the behaviour the ranged fetch keeps to.
+test("a CDN URL that expires in the middle of the download is renewed from the endpoint, and the ranges go on from where they were", async (t) => {
+    // Each signature is good for two GETs: two of the four ranges find theirs expired at once.
+    await withHub({ token: "hf_test_token", cdnHost: "localhost", cdnExpireAfter: 2 }, async (hub) => {
+        const d = await download(t, hub, { token: "hf_test_token" });
+        t.is(d.code, 0, d.stderr);
+        const gets = weightsGets(d.log);
+        const refused = gets.filter((g) => g.status === 403);
+        t.true(refused.length >= 1, JSON.stringify(gets));
+        t.regex(d.stderr, /Request has expired|HTTP Error 403/);
+        t.regex(d.stderr, /asking the endpoint for a new URL/);
+        t.true(new Set(gets.filter((g) => g.status === 206).map((g) => g.query)).size >= 2, "a newer signature was used");
+        t.true(gets.every((g) => !g.auth), "the token never went to the CDN");
+        t.is(gets.filter((g) => g.status === 206).reduce((n, g) => n + g.bytes, 0), hub.repo.files[WEIGHTS].size, "no byte was fetched twice");
+        t.is(sha256(weightsIn(d.cache, hub)), hub.repo.files[WEIGHTS].lfs!.sha256);
+    });
+});
+
 test("with a token and model.connections 1, huggingface_hub follows the redirect to the CDN without Authorization too", async (t) => {
     await withHub({ token: "hf_test_token", cdnHost: "localhost" }, async (hub) => {
         const d = await download(t, hub, { token: "hf_test_token", connections: 1 });

@@ -5,7 +5,7 @@ repositories made by hf_fixture.py. Stdlib only; a thread per connection; HTTP/1
 
     hf_endpoint.py --root DIR [--host 127.0.0.1] [--port 0] [--rate-limit BYTES_PER_S]
                    [--token T] [--request-log FILE] [--drop-after-bytes N [--drop-times K]]
-                   [--corrupt REPO/FILE ...] [--cdn-host NAME] [--ignore-range] [--parent-pid PID]
+                   [--corrupt REPO/FILE ...] [--cdn-host NAME [--cdn-expire-after N]] [--ignore-range] [--parent-pid PID]
 
 Prints `listening on http://HOST:PORT` once it accepts connections (port 0 picks a free one).
 
@@ -37,6 +37,8 @@ Options for tests:
                      http://NAME:PORT (this server under another host name) with a `signed` query,
                      which stands for a presigned URL: there no token is needed (tests that a client
                      keeps its token from the CDN)
+  --cdn-expire-after makes each such signature good for N GETs at the CDN, then answers it 403 "Request has
+                     expired" (a signed URL that expired in the middle of a long download)
   --ignore-range     answers every request with the whole file (200, no Accept-Ranges), as some proxies do
   --parent-pid       exits when that process is gone (tests that die by SIGKILL leave no server behind)
 """
@@ -123,6 +125,8 @@ def make_handler(opts, repos, log):
     drops = {"left": opts.drop_times if opts.drop_after_bytes else 0}
     drops_lock = threading.Lock()
     corrupt = set(opts.corrupt or [])
+    signing = {"gen": 1, "served": 0}
+    signing_lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -187,8 +191,9 @@ def make_handler(opts, repos, log):
             self.send_json(e.status, {"error": e.message}, h)
 
         def at_cdn(self, q):
+            """The `signed` value of a request to the CDN host name; None for one to the Hub itself."""
             host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
-            return bool(opts.cdn_host) and host == opts.cdn_host and "signed" in q
+            return q["signed"][-1] if opts.cdn_host and host == opts.cdn_host and "signed" in q else None
 
         def check_token(self):
             if not opts.token:
@@ -238,7 +243,7 @@ def make_handler(opts, repos, log):
                     # huggingface_hub >= 2 asks for this registry at CLI start; the Hub's answer, empty.
                     return self.send_json(200, {"standardEnvVars": [], "harnesses": {}})
                 # A "presigned" CDN URL: the signature is the credential, not a token.
-                if not self.at_cdn(q):
+                if self.at_cdn(q) is None:
                     self.check_token()
                 if raw == "/api/whoami-v2":
                     if not opts.token:
@@ -340,7 +345,7 @@ def make_handler(opts, repos, log):
                     e["lastCommit"] = {"id": commit, "title": "test fixture", "date": repo.modified}
             self.send_json(200, out)
 
-        def resolve(self, repo, rev, rel, at_cdn=False):
+        def resolve(self, repo, rev, rel, signed=None):
             commit = self.find_rev(repo, rev)
             m = repo.files.get(rel)
             if m is None:
@@ -355,9 +360,18 @@ def make_handler(opts, repos, log):
                 h["X-Linked-Size"] = str(m["size"])
             else:
                 h["ETag"] = '"%s"' % m["blobId"]
-            if m["lfs"] and opts.cdn_host and not at_cdn:
+            if signed is not None and opts.cdn_expire_after:
+                # A signature is good for so many GETs, then the CDN refuses it as S3 does an expired URL.
+                with signing_lock:
+                    if signed != str(signing["gen"]):
+                        raise HubError(403, None, "Request has expired")
+                    if self.command == "GET":
+                        signing["served"] += 1
+                        if signing["served"] % opts.cdn_expire_after == 0:
+                            signing["gen"] += 1
+            if m["lfs"] and opts.cdn_host and signed is None:
                 # The Hub's answer for an LFS file: its headers, and the way to the CDN.
-                loc = "http://%s:%d%s?signed=1" % (opts.cdn_host, self.server.server_address[1], urllib.parse.urlsplit(self.path).path)
+                loc = "http://%s:%d%s?signed=%d" % (opts.cdn_host, self.server.server_address[1], urllib.parse.urlsplit(self.path).path, signing["gen"])
                 self.head(302, dict(h, Location=loc), 0)
                 self.entry["complete"] = True
                 return
@@ -468,6 +482,7 @@ def main():
     ap.add_argument("--drop-times", type=int, default=1)
     ap.add_argument("--corrupt", action="append")
     ap.add_argument("--cdn-host")
+    ap.add_argument("--cdn-expire-after", type=int, default=0)
     ap.add_argument("--ignore-range", action="store_true")
     ap.add_argument("--parent-pid", type=int)
     opts = ap.parse_args()

@@ -320,6 +320,8 @@ export interface HfEndpointOptions {
      * the same path there with a `signed` query, a stand-in for a presigned CDN URL that needs no token.
      */
     readonly cdnHost?: string;
+    /** With cdnHost: each signature is good for this many GETs at the CDN, then answered 403 (expired). */
+    readonly cdnExpireAfter?: number;
     /** Answer Range requests with the whole file (200), as some proxies do. */
     readonly ignoreRange?: boolean;
 }
@@ -403,6 +405,7 @@ export async function startHfEndpoint(opts: HfEndpointOptions = {}): Promise<HfE
     if (opts.dropAfterBytes) args.push("--drop-after-bytes", String(opts.dropAfterBytes), "--drop-times", String(opts.dropTimes ?? 1));
     for (const c of opts.corrupt ?? []) args.push("--corrupt", c);
     if (opts.cdnHost) args.push("--cdn-host", opts.cdnHost);
+    if (opts.cdnExpireAfter) args.push("--cdn-expire-after", String(opts.cdnExpireAfter));
     if (opts.ignoreRange) args.push("--ignore-range");
 
     const child = spawn("python3", args, { stdio: ["ignore", "pipe", "pipe"] });
