@@ -3,14 +3,13 @@
 // machine: the ranged fetch of a large file, a cut connection, a redirect to a CDN, and hf alone. The
 // lifecycle on the box (kill and resume, a full disk) is in faults.integration.test.ts.
 import test, { ExecutionContext } from "ava";
-import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { parseConfig } from "../components/config";
 import { layout, modelScripts } from "../components/model";
 import { tempDir } from "./helpers/tempDir";
-import { ensureWheelhouse, HfEndpoint, HfEndpointOptions, RequestLogEntry, run, startHfEndpoint } from "./servers";
+import { ensureWheelhouse, getsOf, HfEndpoint, HfEndpointOptions, RequestLogEntry, run, sha256File, startHfEndpoint } from "./servers";
 
 const REPO = "openai/gpt-oss-20b";
 const WEIGHTS = "model-00000-of-00001.safetensors";
@@ -68,8 +67,8 @@ function weightsIn(cache: string, hub: HfEndpoint): string {
     return path.join(layout(m).snapshot, WEIGHTS);
 }
 
-const sha256 = (file: string) => crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex");
-const weightsGets = (log: RequestLogEntry[]) => log.filter((e) => e.method === "GET" && e.path.endsWith(`/${WEIGHTS}`));
+const sha256 = sha256File;
+const weightsGets = (log: readonly RequestLogEntry[]) => getsOf(log, WEIGHTS);
 
 async function withHub<T>(opts: HfEndpointOptions, f: (hub: HfEndpoint) => Promise<T>): Promise<T> {
     const hub = await startHfEndpoint({ repos, ...opts });

@@ -16,7 +16,9 @@ import {
     ensureServersVenv,
     ensureWheelhouse,
     freePort,
+    getsOf,
     run,
+    sha256File,
     startHfEndpoint,
     startPackageIndex,
 } from "./servers";
@@ -46,9 +48,6 @@ function tmp(name: string): string {
     return fs.mkdtempSync(path.join(scratch, `${name}-`));
 }
 
-function sha256File(p: string): string {
-    return crypto.createHash("sha256").update(fs.readFileSync(p)).digest("hex");
-}
 
 /** The environment an `hf` run gets: this endpoint, a private HF_HOME, no telemetry or update checks. */
 function hfEnv(hub: HfEndpoint, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -66,9 +65,7 @@ function hfEnv(hub: HfEndpoint, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEn
     return env;
 }
 
-function weightsGets(log: readonly RequestLogEntry[]): RequestLogEntry[] {
-    return log.filter((e) => e.method === "GET" && e.path.endsWith(`/${WEIGHTS}`));
-}
+const weightsGets = (log: readonly RequestLogEntry[]) => getsOf(log, WEIGHTS);
 
 /** A venv made with uv from the local index only (a fresh uv cache, so nothing comes from elsewhere). */
 async function venvFromIndex(name: string, python: string, requirements: readonly string[]): Promise<string> {

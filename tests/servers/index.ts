@@ -347,6 +347,16 @@ export interface RequestLogEntry {
     readonly dropped?: boolean;
 }
 
+/** The GETs of one repository file in an endpoint's request log (resolve URLs end with the file's path). */
+export function getsOf(log: readonly RequestLogEntry[], file: string): RequestLogEntry[] {
+    return log.filter((e) => e.method === "GET" && e.path.endsWith(`/${file}`));
+}
+
+/** sha256 of a file, hex: what the Hub reports for an LFS file. */
+export function sha256File(p: string): string {
+    return crypto.createHash("sha256").update(fs.readFileSync(p)).digest("hex");
+}
+
 export interface HfEndpoint {
     /** For HF_ENDPOINT: http://127.0.0.1:PORT */
     readonly url: string;
