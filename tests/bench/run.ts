@@ -76,14 +76,15 @@ const usage = `usage: npm run bench -- [--runs N] [--quick] [--large] [--keep-fi
   --quick           1 run, 128 MB fixture instead of 1 GB (a smoke test of the bench)
   --large           also measure the drift probe with a 10 GB model fixture (needs ~25 GB of free disk)
   --keep-fixtures   keep generated model fixtures in $VLLM_WS_CACHE/hf-fixtures for the next run
-  --connections N   the stack's model.connections (default 4, the config's default; 1: huggingface_hub alone)`;
+  --connections N   the stack's model.connections (default: the config's default; 1: huggingface_hub alone)`;
 
 function parseArgs(argv: string[]): Options {
     let runs: number | undefined;
     let quick = false;
     let large = false;
     let keepFixtures = false;
-    let connections = 4;
+    // The config's own default, so the bench measures what a stack gets without the option.
+    let connections = parseConfig({ model: { revision: "0".repeat(40) } }).model.connections;
     for (let i = 0; i < argv.length; i++) {
         const a = argv[i];
         if (a === "--runs") {
