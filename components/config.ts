@@ -176,6 +176,10 @@ export const WorkstationConfig = z.object({
     runtime: z.enum(["systemd", "docker"]).default("systemd"),
     /** The container image for runtime "docker". Default vllm/vllm-openai:v0.11.0. */
     dockerImage: z.string().min(1).default("vllm/vllm-openai:v0.11.0"),
+    /** The vLLM release inside dockerImage; its flags and variables follow it. null: read from a `:vX.Y.Z` tag. */
+    dockerVllmVersion: z.string().regex(/^\d+\.\d+\.\d+\S*$/, "must be a vLLM version such as 0.11.0").nullable().default(null),
+    /** The Docker engine, as DOCKER_HOST (unix://, tcp:// or ssh://) on the workstation. null: the docker CLI's default. */
+    dockerHost: z.string().regex(/^(unix|tcp|ssh):\/\/\S+$/, "must be a unix://, tcp:// or ssh:// address").nullable().default(null),
     cuda: Cuda,
     python: Python,
     model: Model,
@@ -195,6 +199,12 @@ export const WorkstationConfig = z.object({
 
 export type WorkstationConfig = z.infer<typeof WorkstationConfig>;
 export type RawWorkstationConfig = z.input<typeof WorkstationConfig>;
+
+/** "vllm/vllm-openai:v0.11.0" -> "0.11.0"; null when the tag is not a version. */
+export function imageTagVersion(image: string): string | null {
+    const m = /:v?(\d+\.\d+\.\d+[0-9A-Za-z.+-]*)$/.exec(image);
+    return m ? m[1] : null;
+}
 
 const loopback = new Set(["127.0.0.1", "::1", "localhost"]);
 
@@ -231,8 +241,8 @@ function crossChecks(c: Partial<WorkstationConfig>): Problem[] {
             out.push({ path: ["model", "cacheDir"], message: `overlaps python.venvPath "${v}": each must be its own directory` });
         }
     }
-    if (c.runtime === "docker" && c.target?.kind === "ssh") {
-        out.push({ path: ["runtime"], message: `runs through the Docker engine of the machine that runs Pulumi: use it with target.kind "local"` });
+    if (c.runtime === "docker" && c.dockerImage !== undefined && c.dockerVllmVersion === null && imageTagVersion(c.dockerImage) === null) {
+        out.push({ path: ["dockerVllmVersion"], message: `is needed: the tag of dockerImage "${c.dockerImage}" is not a vLLM version, so set the vLLM release the image holds` });
     }
     return out;
 }

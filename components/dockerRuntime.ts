@@ -1,14 +1,37 @@
-// runtime: "docker": the vllm/vllm-openai image through @pulumi/docker, with the same flags, the model
-// cache as a read-only volume, the card through a GPU device request, and the same offline environment.
-import * as docker from "@pulumi/docker";
+// runtime: "docker": vLLM in the vllm/vllm-openai image, with the same flags, the model cache as a
+// read-only volume, every card through a GPU device request, and the same offline environment.
+//
+// The container is a HostState piece driven through the docker CLI on the workstation, over the same
+// connection as every other piece, rather than @pulumi/docker's Container. That provider's state is what
+// its last up or refresh saw, so a stopped, removed or changed container stayed invisible to a plain
+// preview and `up` reported success with nothing running; its delete failed on a container removed by
+// hand; a create that failed half-way (no NVIDIA toolkit, a slow health check) left a container of the
+// fixed name that every later create collided with; its health wait could not start before Docker's
+// first interval; and it talks to the engine of the machine that runs Pulumi, not the workstation's.
+// The piece's probe reads the container on every preview (observe.ts), its apply converges whatever it
+// finds, and its remove takes away only what the stack made.
 import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
-import { endpointUrl, ServingPlan, vllmFlags, vllmVariables } from "./vllmService";
+import type { Connection } from "./host";
+import { HostState, ready } from "./hostState";
+import type { Observed, Piece } from "./observe";
+import { Check } from "./preflight";
+import { q, say, sha256 } from "./shell";
+import { apiKeyId, endpointUrl, probeHost, servedModelName, ServingPlan, vllmFlags, vllmVariables } from "./vllmService";
 
-/** vllmFlags as argv after the image's `vllm serve` entrypoint; host and port are the container's own. */
+export const containerName = "vllm-workstation";
+/** The label that marks a container as the stack's: remove and apply touch no other. */
+export const managedLabel = "vllm-workstation.managed";
+/** The port vLLM listens on inside the container. */
+const innerPort = 8000;
+
+/** The image's entrypoint is not relied on (`python3 -m vllm.entrypoints.openai.api_server` in older images, `vllm serve` in newer ones). */
+export const entrypoint = "vllm";
+
+/** argv after the entrypoint: `serve`, the snapshot, then the service's flags with the container's own host and port. */
 export function containerArgs(c: WorkstationConfig, plan: ServingPlan, snapshotPath: string): string[] {
-    const flags: Record<string, string | number | boolean> = { ...vllmFlags(c, plan), host: "0.0.0.0", port: 8000 };
-    const argv = [snapshotPath];
+    const flags: Record<string, string | number | boolean> = { ...vllmFlags(c, plan), host: "0.0.0.0", port: innerPort };
+    const argv = ["serve", snapshotPath];
     for (const [k, v] of Object.entries(flags)) {
         if (v === true) argv.push(`--${k}`);
         else argv.push(`--${k}`, String(v));
@@ -16,57 +39,324 @@ export function containerArgs(c: WorkstationConfig, plan: ServingPlan, snapshotP
     return argv;
 }
 
+/** The container's variables; the API key is not among them (it travels apart, see containerScripts). */
 export function containerEnv(c: WorkstationConfig, plan: ServingPlan, tiktokenDir: string): string[] {
-    return ["HF_HUB_OFFLINE=1", `HF_HUB_CACHE=${c.model.cacheDir}`, `TIKTOKEN_ENCODINGS_BASE=${tiktokenDir}`, "VLLM_NO_USAGE_STATS=1", ...vllmVariables(c, plan)];
+    return ["HF_HUB_OFFLINE=1", `HF_HUB_CACHE=${c.model.cacheDir}`, `TIKTOKEN_ENCODINGS_BASE=${tiktokenDir}`, "VLLM_NO_USAGE_STATS=1", "DO_NOT_TRACK=1", ...vllmVariables(c, plan)];
 }
 
+/**
+ * The address Docker publishes the port on: the configured host. "localhost" is loopback to the
+ * API-key rule, so it must be loopback here too (Docker would take a bare port for every address).
+ */
+export function publishAddress(host: string): string {
+    return host === "localhost" ? "127.0.0.1" : host;
+}
+
+/** `-p` for the configured address and port; IPv6 addresses go in brackets. */
+export function publishSpec(c: WorkstationConfig): string {
+    const a = publishAddress(c.server.host);
+    return `${a.includes(":") ? `[${a}]` : a}:${c.server.port}:${innerPort}`;
+}
+
+/** `export DOCKER_HOST=...` when the stack names the engine; nothing for the docker CLI's default. */
+function dockerEnv(c: WorkstationConfig): string {
+    return c.dockerHost === null ? "" : `export DOCKER_HOST=${q(c.dockerHost)}`;
+}
+
+/**
+ * The tag the stack puts on an image it pulled, so that remove takes away only an image that was not
+ * there before. A name of the stack's own, from the image's: tags are the engine's one place for marks.
+ */
+export function pulledTag(image: string): string {
+    return `vllm-workstation-pulled:${sha256(image).slice(0, 16)}`;
+}
+
+// What the probe prints of the container, one `key=value` per line, in the form `expected` renders; the
+// API key's value shows only as its id. Read-only and always exits 0, so an engine that is down reads
+// as "absent" (the preflight names that problem).
+function inspectScript(c: WorkstationConfig): string {
+    const format = [
+        `managed={{index .Config.Labels ${JSON.stringify(managedLabel)}}}`,
+        "entrypoint={{json .Config.Entrypoint}}",
+        "args={{json .Args}}",
+        "ports={{json .HostConfig.PortBindings}}",
+        "binds={{json .HostConfig.Binds}}",
+        "gpus={{range .HostConfig.DeviceRequests}}{{.Count}}{{.Capabilities}}{{end}}",
+        "ipc={{.HostConfig.IpcMode}}",
+        "restart={{.HostConfig.RestartPolicy.Name}}",
+        "image-id={{.Image}}",
+        "running={{.State.Running}}",
+    ].join("\n");
+    const ours = ["HF_HUB_OFFLINE", "HF_HUB_CACHE", "TIKTOKEN_ENCODINGS_BASE", "VLLM_NO_USAGE_STATS", "DO_NOT_TRACK", "VLLM_ATTENTION_BACKEND", "VLLM_WSL2_ENABLE_PIN_MEMORY"];
+    return [
+        dockerEnv(c),
+        `if live=$(docker container inspect --format ${q(format)} ${containerName} 2>/dev/null); then`,
+        `  printf '%s\\n' "$live" | grep -v '^image-id='`,
+        `  want=$(docker image inspect --format '{{.Id}}' ${q(c.dockerImage)} 2>/dev/null || true)`,
+        `  if [ "$(printf '%s\\n' "$live" | sed -n 's/^image-id=//p')" = "$want" ]; then echo image=${q(c.dockerImage)}; else echo image=other; fi`,
+        `  envs=$(docker container inspect --format '{{range .Config.Env}}{{println .}}{{end}}' ${containerName})`,
+        `  printf '%s\\n' "$envs" | grep -E ${q(`^(${ours.join("|")})=`)} | LC_ALL=C sort | sed 's/^/env=/' || true`,
+        `  key=$(printf '%s\\n' "$envs" | sed -n 's/^VLLM_API_KEY=//p')`,
+        `  if [ -n "$key" ]; then echo "api-key=$(printf 'vllm-workstation:%s' "$key" | sha256sum | cut -c1-12)"; else echo api-key=none; fi`,
+        `else`,
+        `  echo container=absent`,
+        `fi`,
+    ]
+        .filter(Boolean)
+        .join("\n");
+}
+
+export interface ContainerInputs {
+    readonly config: WorkstationConfig;
+    readonly plan: ServingPlan;
+    readonly snapshotPath: string;
+    readonly tiktokenDir: string;
+    /** apiKeyId of the key, or null; the key itself travels in secretEnv. */
+    readonly apiKeyId: string | null;
+}
+
+/** The piece DockerVllm declares, as the program looks at it first (observe.ts). */
+export function containerPiece(c: WorkstationConfig): Piece {
+    return { what: `the vLLM container ${containerName}`, probe: inspectScript(c) };
+}
+
+export function containerScripts(s: ContainerInputs) {
+    const c = s.config;
+    const args = containerArgs(c, s.plan, s.snapshotPath);
+    const env = containerEnv(c, s.plan, s.tiktokenDir);
+    const binds = [`${c.model.cacheDir}:${c.model.cacheDir}:ro`, `${s.tiktokenDir}:${s.tiktokenDir}:ro`];
+    const address = publishAddress(c.server.host);
+    // The probe's text for this container when it is as declared, in the order the probe prints it.
+    const expected = [
+        "managed=true",
+        `entrypoint=${JSON.stringify([entrypoint])}`,
+        `args=${JSON.stringify(args)}`,
+        `ports=${JSON.stringify({ [`${innerPort}/tcp`]: [{ HostIp: address, HostPort: String(c.server.port) }] })}`,
+        `binds=${JSON.stringify(binds)}`,
+        "gpus=-1[[gpu]]",
+        "ipc=host",
+        "restart=unless-stopped",
+        "running=true",
+        `image=${c.dockerImage}`,
+        ...[...env].sort().map((e) => `env=${e}`),
+        `api-key=${s.apiKeyId ?? "none"}`,
+    ].join("\n");
+    const base = `http://${probeHost(address)}:${c.server.port}`;
+    const name = servedModelName(c);
+    const authedGet = (url: string) =>
+        `curl -fsS --max-time 10 \${VLLM_WS_API_KEY:+-K -} ${q(url)} <<<"header = \\"Authorization: Bearer \${VLLM_WS_API_KEY:-}\\""`;
+    const create = [
+        "docker",
+        "create",
+        "--name", containerName,
+        "--label", `${managedLabel}=true`,
+        "--entrypoint", entrypoint,
+        // `--gpus all`: a device request for every NVIDIA card, through the NVIDIA container toolkit.
+        "--gpus", "all",
+        // vLLM's workers share tensors through /dev/shm; the image's docs ask for the host's IPC namespace.
+        "--ipc", "host",
+        "--restart", "unless-stopped",
+        "-p", publishSpec(c),
+        ...binds.flatMap((b) => ["-v", b]),
+        ...env.flatMap((e) => ["-e", e]),
+    ]
+        .map(q)
+        .join(" ");
+    const probe = inspectScript(c);
+    return {
+        apply: [
+            dockerEnv(c),
+            // Changes with the key, so a rotated key recreates the container.
+            `# api-key: ${s.apiKeyId ?? "none"}`,
+            `if ! docker image inspect ${q(c.dockerImage)} >/dev/null 2>&1; then`,
+            `  ${say(`pulling ${c.dockerImage}`)}`,
+            `  docker pull ${q(c.dockerImage)} >&2 || { echo ${q(`cannot pull ${c.dockerImage}: check the name (dockerImage), the network and \`docker login\`, or \`docker load\` the image, then run pulumi up again`)} >&2; exit 1; }`,
+            `  docker tag ${q(c.dockerImage)} ${q(pulledTag(c.dockerImage))}`,
+            `fi`,
+            `seen=$(bash -euo pipefail <<'VLLM_WS_PROBE'`,
+            probe,
+            `VLLM_WS_PROBE`,
+            `)`,
+            `if [ "$seen" != "container=absent" ]; then`,
+            `  if [ "$(printf '%s\\n' "$seen" | sed -n 's/^managed=//p')" != true ]; then`,
+            `    echo ${q(`a container named ${containerName} exists that the stack did not make; the stack leaves it alone: remove or rename it (docker rm -f ${containerName}), then run pulumi up again`)} >&2`,
+            `    exit 1`,
+            `  fi`,
+            // A container that differs in anything but running is made anew; a stopped one is started.
+            `  if [ "$(printf '%s\\n' "$seen" | grep -v '^running=')" != ${q(expected.split("\n").filter((l) => !l.startsWith("running=")).join("\n"))} ]; then`,
+            `    ${say(`removing the container ${containerName}: it differs from the stack's`)}`,
+            `    docker rm -f ${containerName} >/dev/null`,
+            `    seen=container=absent`,
+            `  fi`,
+            `fi`,
+            `if [ "$seen" = "container=absent" ]; then`,
+            `  ${say(`creating the container ${containerName} from ${c.dockerImage}`)}`,
+            // The key reaches docker as a variable it copies (`-e NAME`), never on a command line.
+            `  VLLM_API_KEY="\${VLLM_WS_API_KEY:-}" ${create} \${VLLM_WS_API_KEY:+-e VLLM_API_KEY} ${q(c.dockerImage)} ${args.map(q).join(" ")} >/dev/null`,
+            `fi`,
+            `if [ "$(docker container inspect --format '{{.State.Running}}' ${containerName})" != true ]; then`,
+            `  ${say(`starting the container ${containerName}`)}`,
+            `  docker start ${containerName} >/dev/null || { echo ${q(`the container ${containerName} did not start; if the error above is about the GPU, install the NVIDIA Container Toolkit and run \`nvidia-ctk runtime configure --runtime=docker\`, restart the engine, then run pulumi up again`)} >&2; exit 1; }`,
+            `fi`,
+            say(`waiting for ${base}/health (up to ${c.server.healthTimeoutSeconds}s: loading the weights takes minutes)`),
+            `deadline=$((SECONDS + ${c.server.healthTimeoutSeconds}))`,
+            `until curl -fsS -o /dev/null --max-time 5 ${q(`${base}/health`)}; do`,
+            `  state=$(docker container inspect --format '{{.State.Status}} {{.RestartCount}}' ${containerName} 2>/dev/null || echo gone)`,
+            `  if [ $SECONDS -ge $deadline ] || [ "\${state%% *}" = exited ] || [ "\${state%% *}" = dead ] || [ "\${state%% *}" = gone ] || [ "\${state#* }" -gt 0 ] 2>/dev/null; then`,
+            `    echo "the container ${containerName} did not become healthy (state: $state); its last log lines:" >&2`,
+            `    docker logs --tail 40 ${containerName} >&2 2>&1 || true`,
+            `    echo "Fix the cause above (see also: npm run doctor), then run pulumi up again." >&2`,
+            `    exit 1`,
+            `  fi`,
+            `  sleep 1`,
+            `done`,
+            `models=$(${authedGet(`${base}/v1/models`)}) || { echo "GET /v1/models failed" >&2; exit 1; }`,
+            `case "$models" in *${q(`"${name}"`)}*) ;; *) echo ${q(`GET /v1/models does not list ${name}: `)}"$models" >&2; exit 1 ;; esac`,
+            say(`serving ${name} at ${base}/v1`),
+        ]
+            .filter(Boolean)
+            .join("\n"),
+        probe,
+        expected,
+        remove: [
+            dockerEnv(c),
+            `if managed=$(docker container inspect --format ${q(`{{index .Config.Labels ${JSON.stringify(managedLabel)}}}`)} ${containerName} 2>/dev/null); then`,
+            `  if [ "$managed" = true ]; then docker rm -f ${containerName} >/dev/null; else ${say(`leaving the container ${containerName}: the stack did not make it`)}; fi`,
+            `fi`,
+            // Only an image the stack pulled goes; one that was there before stays.
+            `if docker image inspect ${q(pulledTag(c.dockerImage))} >/dev/null 2>&1; then`,
+            `  docker rmi ${q(pulledTag(c.dockerImage))} >/dev/null`,
+            `  docker rmi ${q(c.dockerImage)} >/dev/null 2>&1 || ${say(`leaving the image ${c.dockerImage}: another container uses it`)}`,
+            `fi`,
+        ]
+            .filter(Boolean)
+            .join("\n"),
+    };
+}
+
+// --- preflight -------------------------------------------------------------------------------------
+
+/**
+ * The docker runtime's part of the preflight: the docker CLI, the engine, the NVIDIA runtime and the
+ * image, as `docker-*=` lines. Read-only (it looks the image up in the registry without pulling) and
+ * always exits 0.
+ */
+export function dockerPreflightProbe(c: WorkstationConfig): Piece {
+    return {
+        what: "the Docker engine",
+        probe: [
+            dockerEnv(c),
+            `b64() { base64 | tr -d '\\n'; }`,
+            `if ! command -v docker >/dev/null 2>&1; then echo docker-cli=missing; exit 0; fi`,
+            `echo docker-cli=present`,
+            `if ! info=$(docker info --format '{{.ServerVersion}}' 2>&1); then echo "docker-engine=unreachable $(printf '%s' "$info" | b64)"; exit 0; fi`,
+            `echo "docker-engine=$info"`,
+            `runtimes=$(docker info --format '{{range $k, $v := .Runtimes}}{{$k}} {{end}}' 2>/dev/null || true)`,
+            `echo "docker-runtimes=$runtimes"`,
+            `if docker image inspect ${q(c.dockerImage)} >/dev/null 2>&1; then echo docker-image=present`,
+            `elif out=$(timeout 30 docker manifest inspect ${q(c.dockerImage)} 2>&1 >/dev/null); then echo docker-image=pullable`,
+            `else echo "docker-image=unavailable $(printf '%s' "$out" | b64)"; fi`,
+        ]
+            .filter(Boolean)
+            .join("\n"),
+    };
+}
+
+function field(out: string, key: string): string | null {
+    const line = out.split("\n").find((l) => l.startsWith(`${key}=`));
+    return line === undefined ? null : line.slice(key.length + 1);
+}
+
+function decoded(value: string): string {
+    const [, b64 = ""] = value.split(" ");
+    return Buffer.from(b64, "base64").toString("utf8").trim().split("\n").slice(-3).join(" ");
+}
+
+/** The docker runtime's checks, from what dockerPreflightProbe printed; `where` names the workstation. */
+export function dockerChecks(c: WorkstationConfig, out: string, where: string): Check[] {
+    const engineFix = c.dockerHost === null
+        ? "start the engine (`sudo systemctl start docker`, or Docker Desktop with WSL integration for this distribution) and check that root reaches it (`sudo docker info`); or set dockerHost to its address"
+        : `start the engine at dockerHost ${JSON.stringify(c.dockerHost)}, or correct dockerHost`;
+    if (field(out, "docker-cli") !== "present") {
+        return [{
+            id: "docker",
+            level: "error",
+            message: `the docker CLI is not installed on ${where}`,
+            fix: "install Docker Engine (https://docs.docker.com/engine/install/) or Docker Desktop with WSL integration for this distribution, or use runtime \"systemd\"",
+        }];
+    }
+    const engine = field(out, "docker-engine") ?? "unreachable";
+    if (engine.startsWith("unreachable")) {
+        return [{ id: "docker", level: "error", message: `the Docker engine is not reachable from ${where}: ${decoded(engine) || "no answer"}`, fix: engineFix }];
+    }
+    const checks: Check[] = [{ id: "docker", level: "ok", message: `Docker engine ${engine}`, fix: null }];
+    const runtimes = (field(out, "docker-runtimes") ?? "").split(/\s+/).filter(Boolean);
+    checks.push(
+        runtimes.includes("nvidia")
+            ? { id: "nvidia-container-toolkit", level: "ok", message: "the engine has the nvidia runtime", fix: null }
+            : {
+                  id: "nvidia-container-toolkit",
+                  level: "error",
+                  message: `the engine has no nvidia runtime (runtimes: ${runtimes.join(", ") || "none"}): the container could not reach the GPU`,
+                  fix: "install the NVIDIA Container Toolkit (https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html), then `sudo nvidia-ctk runtime configure --runtime=docker` and restart the engine",
+              },
+    );
+    const image = field(out, "docker-image") ?? "unavailable";
+    if (image === "present") checks.push({ id: "docker-image", level: "ok", message: `${c.dockerImage} is in the engine`, fix: null });
+    else if (image === "pullable") checks.push({ id: "docker-image", level: "ok", message: `${c.dockerImage} will be pulled (tens of GB)`, fix: null });
+    else {
+        checks.push({
+            id: "docker-image",
+            level: "error",
+            message: `${c.dockerImage} is not in the engine and cannot be pulled: ${decoded(image) || "no answer from its registry"}`,
+            fix: `check the name (dockerImage), the network and \`docker login\`, or \`docker load\` the image on the workstation`,
+        });
+    }
+    return checks;
+}
+
+// --- the component ---------------------------------------------------------------------------------
+
 export interface DockerVllmArgs {
+    readonly connection: Connection;
     readonly config: WorkstationConfig;
     readonly plan: ServingPlan;
     readonly snapshotPath: pulumi.Input<string>;
     readonly tiktokenDir: pulumi.Input<string>;
     readonly apiKey: pulumi.Output<string> | null;
+    /** What the program saw of each piece this run, by probe (observe.ts); null: the last refresh's. */
+    readonly observed: Observed | null;
 }
 
 export class DockerVllm extends pulumi.ComponentResource {
-    /** The OpenAI-compatible base URL of the container. */
+    /** The OpenAI-compatible base URL; resolves only after /health and /v1/models answered. */
     public readonly endpoint: pulumi.Output<string>;
     public readonly containerName: pulumi.Output<string>;
 
     constructor(name: string, args: DockerVllmArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vllm-workstation:index:DockerVllm", name, {}, opts);
         const c = args.config;
-        const image = new docker.RemoteImage(`${name}-image`, { name: c.dockerImage, keepLocally: true }, { parent: this });
-        const envs = pulumi.all([args.tiktokenDir, args.apiKey ?? pulumi.output(null)]).apply(([dir, key]) => [
-            ...containerEnv(c, args.plan, dir),
-            // The key goes through the environment, not argv: vLLM logs its arguments at start.
-            ...(key === null ? [] : [`VLLM_API_KEY=${key}`]),
-        ]);
-        const container = new docker.Container(
+        const keyId = args.apiKey === null ? pulumi.output(null) : pulumi.unsecret(args.apiKey.apply(apiKeyId));
+        const scripts = pulumi
+            .all([args.snapshotPath, args.tiktokenDir, keyId])
+            .apply(([snapshotPath, tiktokenDir, id]) => containerScripts({ config: c, plan: args.plan, snapshotPath, tiktokenDir, apiKeyId: id }));
+        const piece = containerPiece(c);
+        const container = new HostState(
             `${name}-container`,
             {
-                name: "vllm-workstation",
-                image: image.imageId,
-                command: pulumi.output(args.snapshotPath).apply((p) => containerArgs(c, args.plan, p)),
-                envs: args.apiKey === null ? envs : pulumi.secret(envs),
-                // `--gpus all`: a device request for every NVIDIA card, through the NVIDIA container toolkit.
-                gpus: "all",
-                // vLLM's workers share tensors through /dev/shm; the image's docs ask for the host's IPC namespace.
-                ipcMode: "host",
-                ports: [{ internal: 8000, external: c.server.port, ip: c.server.host }],
-                volumes: [
-                    { hostPath: c.model.cacheDir, containerPath: c.model.cacheDir, readOnly: true },
-                    { hostPath: pulumi.output(args.tiktokenDir), containerPath: pulumi.output(args.tiktokenDir), readOnly: true },
-                ],
-                restart: "unless-stopped",
-                healthcheck: { tests: ["CMD", "curl", "-fsS", "http://127.0.0.1:8000/health"], interval: "30s", timeout: "5s", retries: 3, startPeriod: "900s" },
-                wait: true,
-                waitTimeout: c.server.healthTimeoutSeconds,
+                connection: args.connection,
+                what: piece.what,
+                apply: scripts.apply((s) => s.apply),
+                probe: piece.probe,
+                observed: args.observed?.get(piece.probe),
+                expected: scripts.apply((s) => s.expected),
+                remove: scripts.apply((s) => s.remove),
+                secretEnv: args.apiKey === null ? {} : args.apiKey.apply((k) => ({ VLLM_WS_API_KEY: k })),
             },
             { parent: this },
         );
-        this.containerName = container.name;
-        this.endpoint = container.id.apply(() => endpointUrl(c));
+        this.containerName = ready(container, containerName);
+        this.endpoint = ready(container, endpointUrl({ ...c, server: { ...c.server, host: publishAddress(c.server.host) } }));
         this.registerOutputs({ endpoint: this.endpoint, containerName: this.containerName });
     }
 }

@@ -11,9 +11,11 @@ import { AUTO_OPTIONS, PLANNER_CONSTANTS, plan, PlanInput, PlanResult } from "./
 import { Check, Facts, gatherFacts, parseProbeOutput, runChecks, wslKind } from "./preflight";
 import { allConfigFromStackFile, loadStackConfig, rawFromPulumiConfig } from "./stackConfig";
 import type { ServingPlan } from "./vllmService";
-import { has } from "./vllmVersion";
+import { has, servedVllmVersion } from "./vllmVersion";
 import { Observed, observeAfter, Piece } from "./observe";
 import { Workstation, workstationPieces } from "./workstation";
+import { dockerChecks, dockerPreflightProbe } from "./dockerRuntime";
+import { describe } from "./host";
 
 export function connectionFor(target: WorkstationConfig["target"]): Connection {
     return target.kind === "local" ? { kind: "local" } : { ...target };
@@ -70,7 +72,8 @@ export interface Look {
 export function lookFor(config: WorkstationConfig, lockText: string | null): Look {
     const conn = connectionFor(config.target);
     const first = gatherFacts({ modelDir: config.model.cacheDir, venvDir: config.python.venvPath, cudaHome: config.cuda.home, wslLibDir: config.cuda.wslLibDir });
-    const pieces = workstationPieces(config, lockText);
+    // The docker runtime's preflight (engine, NVIDIA runtime, image) rides along as one more probe.
+    const pieces = [...workstationPieces(config, lockText), ...(config.runtime === "docker" ? [dockerPreflightProbe(config)] : [])];
     return { conn, first, pieces, key: JSON.stringify({ conn, first, probes: pieces.map((p) => p.probe) }) };
 }
 
@@ -107,6 +110,16 @@ function lockTextFor(config: WorkstationConfig): string | null {
 }
 
 /**
+ * The checks for the runtime: the docker runtime needs neither systemd nor a CUDA toolkit on the host
+ * (both are in its image), but an engine with the NVIDIA runtime and the image.
+ */
+export function runtimeChecks(config: WorkstationConfig, look: Look, observed: Observed, checks: Check[]): Check[] {
+    if (config.runtime !== "docker") return checks;
+    const probe = dockerPreflightProbe(config).probe;
+    return [...checks.filter((c) => c.id !== "systemd" && c.id !== "nvcc"), ...dockerChecks(config, observed.get(probe) ?? "", describe(look.conn))];
+}
+
+/**
  * Everything before the first resource: parse, look, plan, check. Any failure here is a refusal with a
  * message for the person at the keyboard, and nothing has been declared yet.
  */
@@ -117,7 +130,7 @@ async function prepare(early: EarlyLook | null) {
     const look = lookFor(config, lockText);
     const { facts, observed } = await lookAtWorkstation(look, early);
     const result = plan(planInput(config, facts));
-    const checks = runChecks(facts, result, { wslPinSwitch: has(config.python.vllmVersion, "wslPinMemorySwitch") });
+    const checks = runtimeChecks(config, look, observed, runChecks(facts, result, { wslPinSwitch: has(servedVllmVersion(config), "wslPinMemorySwitch") }));
     const errors = checks.filter((c) => c.level === "error");
     for (const w of checks.filter((c) => c.level === "warning")) pulumi.log.warn(`[${w.id}] ${w.message}${w.fix ? ` Fix: ${w.fix}` : ""}`);
     if (errors.length > 0 || !result.ok) {

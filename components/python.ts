@@ -21,8 +21,15 @@ export function layout(py: PythonConfig) {
     };
 }
 
-/** What is asked for; the lock pins it and everything it pulls in, with hashes. */
-export function renderRequirements(py: PythonConfig): string {
+type Runtime = WorkstationConfig["runtime"];
+
+/**
+ * What is asked for; the lock pins it and everything it pulls in, with hashes. The docker runtime's
+ * vLLM is in its image: on the host it needs only huggingface_hub, for the model download, in the
+ * range vLLM's transformers allows.
+ */
+export function renderRequirements(py: PythonConfig, runtime: Runtime = "systemd"): string {
+    if (runtime === "docker") return "huggingface-hub>=0.34,<2.0\n";
     return `vllm==${py.vllmVersion}\nflashinfer-python==${py.flashinferVersion}\n`;
 }
 
@@ -109,9 +116,9 @@ export function uvScripts(py: PythonConfig) {
 /** Lines `name==version`, normalized as pip does, sorted: what `uv pip freeze` must print for a lock. */
 const pins = (cmd: string) => `${cmd} | grep -E '^[A-Za-z0-9._-]+==' | sed 's/[ ;\\\\].*//' | tr 'A-Z' 'a-z' | sed -E 's/[-_.]+/-/g' | sort`;
 
-export function packageScripts(py: PythonConfig, lockText: string | null) {
+export function packageScripts(py: PythonConfig, lockText: string | null, runtime: Runtime = "systemd") {
     const l = layout(py);
-    const requirements = renderRequirements(py);
+    const requirements = renderRequirements(py, runtime);
     const uv = `UV_CACHE_DIR=${q(l.cache)} ${q(l.uv)}`;
     const python = `${py.venvPath}/bin/python`;
     const lockStep =
@@ -162,10 +169,10 @@ export function packageScripts(py: PythonConfig, lockText: string | null) {
 }
 
 /** The pieces this component declares, uv and the venv, as the program looks at them first (observe.ts). */
-export function pythonPieces(py: PythonConfig, lockText: string | null): { uv: Piece; packages: Piece } {
+export function pythonPieces(py: PythonConfig, lockText: string | null, runtime: Runtime = "systemd"): { uv: Piece; packages: Piece } {
     return {
         uv: { what: `uv ${py.uvVersion}`, probe: uvScripts(py).probe },
-        packages: { what: `the venv ${py.venvPath}`, probe: packageScripts(py, lockText).probe },
+        packages: { what: `the venv ${py.venvPath}`, probe: packageScripts(py, lockText, runtime).probe },
     };
 }
 
@@ -176,6 +183,8 @@ export interface PythonEnvironmentArgs {
     readonly lockText: string | null;
     /** What the program saw of each piece this run, by probe (observe.ts); null: the last refresh's. */
     readonly observed: Observed | null;
+    /** Default "systemd": vLLM and FlashInfer; "docker": only what the model download needs. */
+    readonly runtime?: Runtime;
 }
 
 export class PythonEnvironment extends pulumi.ComponentResource {
@@ -184,7 +193,7 @@ export class PythonEnvironment extends pulumi.ComponentResource {
 
     constructor(name: string, args: PythonEnvironmentArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vllm-workstation:index:PythonEnvironment", name, {}, opts);
-        const pieces = pythonPieces(args.python, args.lockText);
+        const pieces = pythonPieces(args.python, args.lockText, args.runtime);
         const uv = new HostState(
             `${name}-uv`,
             { connection: args.connection, ...uvScripts(args.python), what: pieces.uv.what, observed: args.observed?.get(pieces.uv.probe) },
@@ -194,7 +203,7 @@ export class PythonEnvironment extends pulumi.ComponentResource {
             `${name}-packages`,
             {
                 connection: args.connection,
-                ...packageScripts(args.python, args.lockText),
+                ...packageScripts(args.python, args.lockText, args.runtime),
                 what: pieces.packages.what,
                 observed: args.observed?.get(pieces.packages.probe),
             },

@@ -7,7 +7,7 @@ import { HostState, ready } from "./hostState";
 import type { Observed, Piece } from "./observe";
 import { expectFile, makeOwnedDir, managedHeader, ownedDirMarker, probeFile, q, say, sha256, writeFile } from "./shell";
 import { etcDir, serviceEnvPath } from "./cudaEnv";
-import { has } from "./vllmVersion";
+import { has, servedVllmVersion } from "./vllmVersion";
 
 /** The vLLM settings the planner chose for this card; see planner.ts for how. */
 export interface ServingPlan {
@@ -52,7 +52,7 @@ export function vllmFlags(c: WorkstationConfig, plan: ServingPlan): Record<strin
     if (plan.cpuOffloadGb > 0) flags["cpu-offload-gb"] = plan.cpuOffloadGb;
     // vLLM's config loader turns `key: true` into a bare flag and ignores false, so false is left out.
     if (plan.enforceEager) flags["enforce-eager"] = true;
-    if (plan.attentionBackend !== null && has(c.python.vllmVersion, "attentionBackendFlag")) flags["attention-backend"] = plan.attentionBackend;
+    if (plan.attentionBackend !== null && has(servedVllmVersion(c), "attentionBackendFlag")) flags["attention-backend"] = plan.attentionBackend;
     return flags;
 }
 
@@ -63,7 +63,7 @@ export function renderConfigYaml(flags: Record<string, string | number | boolean
 
 /** The VLLM_* variables the plan needs for this vLLM version; shared with the container runtime. */
 export function vllmVariables(c: WorkstationConfig, plan: ServingPlan): string[] {
-    const v = c.python.vllmVersion;
+    const v = servedVllmVersion(c);
     const out: string[] = [];
     if (plan.attentionBackend !== null && !has(v, "attentionBackendFlag")) out.push(`VLLM_ATTENTION_BACKEND=${plan.attentionBackend}`);
     // Harmless on native Linux (vLLM reads it only when it detects WSL).

@@ -34,3 +34,21 @@ export const features = {
 export function has(version: string, feature: keyof typeof features): boolean {
     return atLeast(version, features[feature]);
 }
+
+/**
+ * The vLLM release that serves: the venv's pin for the systemd runtime, the image's for the docker
+ * runtime (dockerVllmVersion, or the image's `:vX.Y.Z` tag). The flags and variables follow it.
+ */
+export function servedVllmVersion(c: {
+    readonly runtime: "systemd" | "docker";
+    readonly python: { readonly vllmVersion: string };
+    readonly dockerImage: string;
+    readonly dockerVllmVersion: string | null;
+}): string {
+    if (c.runtime === "systemd") return c.python.vllmVersion;
+    const fromTag = /:v?(\d+\.\d+\.\d+[0-9A-Za-z.+-]*)$/.exec(c.dockerImage)?.[1] ?? null;
+    const v = c.dockerVllmVersion ?? fromTag;
+    // The config schema refuses a docker stack whose image's version is unknown (dockerVllmVersion).
+    if (v === null) throw new Error(`dockerVllmVersion: the vLLM release in ${c.dockerImage} is unknown`);
+    return v;
+}

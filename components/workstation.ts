@@ -3,7 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
 import { CudaEnvironment, cudaPiece } from "./cudaEnv";
-import { DockerVllm } from "./dockerRuntime";
+import { containerPiece, DockerVllm } from "./dockerRuntime";
 import type { Connection } from "./host";
 import { ModelCache, modelPiece } from "./model";
 import type { Observed, Piece } from "./observe";
@@ -27,8 +27,13 @@ export interface WorkstationArgs {
 
 /** Every piece a Workstation with this config declares on the box, for the program to look at first. */
 export function workstationPieces(config: WorkstationConfig, lockText: string | null): Piece[] {
+    if (config.runtime === "docker") {
+        // The image brings vLLM and CUDA: the host keeps only the model and what downloads it.
+        const py = pythonPieces(config.python, null, "docker");
+        return [py.uv, py.packages, modelPiece(config.model), containerPiece(config)];
+    }
     const py = pythonPieces(config.python, lockText);
-    return [cudaPiece(config.cuda), py.uv, py.packages, modelPiece(config.model), ...(config.runtime === "systemd" ? [servicePiece] : [])];
+    return [cudaPiece(config.cuda), py.uv, py.packages, modelPiece(config.model), servicePiece];
 }
 
 export class Workstation extends pulumi.ComponentResource {
@@ -50,13 +55,19 @@ export class Workstation extends pulumi.ComponentResource {
         const c = args.config;
         const conn = args.connection;
         const observed = args.observed;
-        const cuda = new CudaEnvironment(`${name}-cuda`, { connection: conn, cuda: c.cuda, observed }, { parent: this });
-        const python = new PythonEnvironment(`${name}-python`, { connection: conn, python: c.python, lockText: args.lockText, observed }, { parent: this, dependsOn: [cuda] });
+        const docker = c.runtime === "docker";
+        // The docker runtime's CUDA is in its image: no toolkit environment on the host.
+        const cuda = docker ? null : new CudaEnvironment(`${name}-cuda`, { connection: conn, cuda: c.cuda, observed }, { parent: this });
+        const python = new PythonEnvironment(
+            `${name}-python`,
+            { connection: conn, python: c.python, lockText: docker ? null : args.lockText, observed, runtime: c.runtime },
+            { parent: this, dependsOn: cuda === null ? [] : [cuda] },
+        );
         const model = new ModelCache(`${name}-model`, { connection: conn, model: c.model, venvPath: python.venvPath, hfToken: args.hfToken, observed }, { parent: this });
         const served =
-            c.runtime === "systemd"
+            cuda !== null
                 ? new VllmService(`${name}-vllm`, { connection: conn, config: c, plan: args.plan, snapshotPath: model.snapshotPath, tiktokenDir: model.tiktokenDir, apiKey: args.apiKey, observed }, { parent: this, dependsOn: [cuda, python] })
-                : new DockerVllm(`${name}-docker`, { config: c, plan: args.plan, snapshotPath: model.snapshotPath, tiktokenDir: model.tiktokenDir, apiKey: args.apiKey }, { parent: this });
+                : new DockerVllm(`${name}-docker`, { connection: conn, config: c, plan: args.plan, snapshotPath: model.snapshotPath, tiktokenDir: model.tiktokenDir, apiKey: args.apiKey, observed }, { parent: this });
         this.endpoint = served.endpoint;
         this.model = pulumi.output(`${c.model.repo}@${c.model.revision}`);
         this.servedModelName = pulumi.output(servedModelName(c));
