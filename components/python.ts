@@ -42,8 +42,11 @@ export function shownUrl(url: string): string {
  * What to say when uv cannot find or fetch a pin: uv's own message names the package but not where it
  * looked, and a typo in a pin reads the same as an index that lacks the release.
  */
-export function indexHint(py: PythonConfig): string {
+export function indexHint(py: PythonConfig, runtime: Runtime = "systemd"): string {
     const where = [py.indexUrl, ...py.extraIndexUrls].map(shownUrl).join(", ");
+    if (runtime === "docker") {
+        return `uv could not get huggingface-hub (for the model download) and its dependencies from the package index ${where} (strategy ${py.indexStrategy}): check python.indexUrl and python.extraIndexUrls, then run pulumi up again`;
+    }
     return `uv could not get vllm==${py.vllmVersion} / flashinfer-python==${py.flashinferVersion} and their dependencies from the package index ${where} (strategy ${py.indexStrategy}): check that the index serves these versions (python.vllmVersion, python.flashinferVersion, python.indexUrl, python.extraIndexUrls), then run pulumi up again`;
 }
 
@@ -127,7 +130,7 @@ export function packageScripts(py: PythonConfig, lockText: string | null, runtim
                   // No shared lock: resolve once on this box and keep it; a changed request resolves again.
                   `if [ ! -f ${q(l.lock)} ] || ! cmp -s ${q(l.requirementsIn)} "$req"; then`,
                   `  ${say("resolving the package set (uv pip compile --generate-hashes)")}`,
-                  `  ${uv} pip compile "$req" --generate-hashes --python ${q(python)} ${indexArgs(py)} -o ${q(l.lock)}.part || { rm -f ${q(l.lock)}.part; echo ${q(indexHint(py))} >&2; exit 1; }`,
+                  `  ${uv} pip compile "$req" --generate-hashes --python ${q(python)} ${indexArgs(py)} -o ${q(l.lock)}.part || { rm -f ${q(l.lock)}.part; echo ${q(indexHint(py, runtime))} >&2; exit 1; }`,
                   `  mv -f ${q(l.lock)}.part ${q(l.lock)}`,
                   `fi`,
               ].join("\n")
@@ -149,7 +152,7 @@ export function packageScripts(py: PythonConfig, lockText: string | null, runtim
             // --compile-bytecode: the service runs as server.user under ProtectSystem=strict, so it cannot
             // write __pycache__ into this root-owned venv; without .pyc files every start of vLLM would
             // compile vllm, torch and transformers from source again (the hf download too, once).
-            `${uv} pip sync --require-hashes --compile-bytecode --python ${q(python)} ${indexArgs(py)} ${q(l.lock)} || { echo ${q(indexHint(py))} >&2; exit 1; }`,
+            `${uv} pip sync --require-hashes --compile-bytecode --python ${q(python)} ${indexArgs(py)} ${q(l.lock)} || { echo ${q(indexHint(py, runtime))} >&2; exit 1; }`,
         ].join("\n"),
         probe: [
             `echo "python=$(${q(python)} -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo missing)"`,

@@ -134,9 +134,23 @@ test("an unknown option is rejected", (t) => {
     t.regex(p, /^sever: \{"port":1\} is not an option of this stack/);
 });
 
-test("docker over ssh is rejected because the Docker provider talks to the local engine", (t) => {
-    const [p] = problemsOf({ ...minimal, runtime: "docker", target: { kind: "ssh", host: "ws1" } });
-    t.regex(p, /^runtime: "docker" runs through the Docker engine/);
+test("docker over ssh is accepted: the container is driven through the same SSH connection", (t) => {
+    const c = parseConfig({ ...minimal, runtime: "docker", target: { kind: "ssh", host: "ws1" } });
+    t.is(c.runtime, "docker");
+    t.is(c.target.kind, "ssh");
+});
+
+test("a docker image whose tag is not a vLLM version needs dockerVllmVersion", (t) => {
+    const [p] = problemsOf({ ...minimal, runtime: "docker", dockerImage: "registry.lan/vllm:latest" });
+    t.regex(p, /^dockerVllmVersion: \(not set\) is needed: the tag of dockerImage "registry\.lan\/vllm:latest" is not a vLLM version/);
+    const c = parseConfig({ ...minimal, runtime: "docker", dockerImage: "registry.lan/vllm:latest", dockerVllmVersion: "0.24.0" });
+    t.is(c.dockerVllmVersion, "0.24.0");
+});
+
+test("dockerHost must be a unix, tcp or ssh address", (t) => {
+    const [p] = problemsOf({ ...minimal, runtime: "docker", dockerHost: "/var/run/docker.sock" });
+    t.regex(p, /^dockerHost: "\/var\/run\/docker\.sock" must be a unix:\/\/, tcp:\/\/ or ssh:\/\/ address/);
+    t.is(parseConfig({ ...minimal, dockerHost: "unix:///run/user/1000/docker.sock" }).dockerHost, "unix:///run/user/1000/docker.sock");
 });
 
 test("an ssh target gets port 22 and user root by default", (t) => {

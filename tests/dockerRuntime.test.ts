@@ -1,6 +1,6 @@
 import test from "ava";
 import { parseConfig } from "../components/config";
-import { containerArgs, containerEnv } from "../components/dockerRuntime";
+import { containerArgs, containerEnv, containerScripts, dockerChecks, publishSpec, pulledTag } from "../components/dockerRuntime";
 import type { ServingPlan } from "../components/vllmService";
 import { plan12, revision, snapshot, tiktokenDir } from "./helpers/plans";
 
@@ -15,8 +15,9 @@ function flag(argv: string[], name: string): string | undefined {
     return i < 0 ? undefined : argv[i + 1];
 }
 
-test("the container's argv starts with the snapshot path and then the same flags as the service, for a 12 GB-like plan", (t) => {
+test("the container's argv is serve, the snapshot path and then the same flags as the service, for a 12 GB-like plan", (t) => {
     t.deepEqual(containerArgs(config, plan12, snapshot), [
+        "serve",
         snapshot,
         "--served-model-name", "gpt-oss-20b",
         "--host", "0.0.0.0",
@@ -48,11 +49,11 @@ test("enforce-eager is a bare flag, and no argument is the string true", (t) => 
 
 test("a 24 GB-like plan passes neither cpu-offload-gb nor enforce-eager to the container", (t) => {
     const argv = containerArgs(config, plan24, snapshot);
-    t.is(argv[0], snapshot);
+    t.deepEqual(argv.slice(0, 2), ["serve", snapshot]);
     t.false(argv.includes("--cpu-offload-gb"));
     t.false(argv.includes("--enforce-eager"));
     t.is(flag(argv, "max-model-len"), "32768");
-    t.is(argv.length % 2, 1, "snapshot plus name/value pairs");
+    t.is(argv.length % 2, 0, "serve and the snapshot, then name/value pairs");
 });
 
 test("the container env keeps vLLM offline with the local encodings and the planned attention backend", (t) => {
@@ -61,6 +62,7 @@ test("the container env keeps vLLM offline with the local encodings and the plan
         "HF_HUB_CACHE=/var/lib/vllm-workstation/hf",
         `TIKTOKEN_ENCODINGS_BASE=${tiktokenDir}`,
         "VLLM_NO_USAGE_STATS=1",
+        "DO_NOT_TRACK=1",
         "VLLM_ATTENTION_BACKEND=TRITON_ATTN",
     ]);
 });
@@ -71,4 +73,69 @@ test("the container env leaves VLLM_ATTENTION_BACKEND out when vLLM chooses, and
     t.true(env.includes("HF_HUB_OFFLINE=1"));
     t.false(env.some((e) => e.startsWith("VLLM_ATTENTION_BACKEND=")));
     t.false(env.some((e) => e.includes("API_KEY") || e.includes("sk-local")));
+});
+
+test("the flags follow the image's vLLM, not the venv's pin: 0.24.0 takes the attention backend as a flag", (t) => {
+    const c = parseConfig({ model: { revision }, runtime: "docker", dockerImage: "vllm/vllm-openai:v0.24.0", python: { vllmVersion: "0.11.0" } });
+    t.is(flag(containerArgs(c, plan12, snapshot), "attention-backend"), "TRITON_ATTN");
+    t.false(containerEnv(c, plan12, tiktokenDir).some((e) => e.startsWith("VLLM_ATTENTION_BACKEND=")));
+    const pinned = parseConfig({ model: { revision }, runtime: "docker", dockerImage: "registry.lan/vllm:gpu", dockerVllmVersion: "0.11.0", python: { vllmVersion: "0.24.0" } });
+    t.is(flag(containerArgs(pinned, plan12, snapshot), "attention-backend"), undefined);
+    t.true(containerEnv(pinned, plan12, tiktokenDir).includes("VLLM_ATTENTION_BACKEND=TRITON_ATTN"));
+});
+
+test("localhost is published on 127.0.0.1, an IPv6 address in brackets, and a wildcard as itself", (t) => {
+    const at = (host: string) => publishSpec(parseConfig({ model: { revision }, runtime: "docker", server: { host, port: 9001 }, apiKey: "sk-local-0123456789abcdef" }));
+    t.is(at("localhost"), "127.0.0.1:9001:8000");
+    t.is(at("::1"), "[::1]:9001:8000");
+    t.is(at("0.0.0.0"), "0.0.0.0:9001:8000");
+});
+
+const scripts = containerScripts({ config, plan: plan12, snapshotPath: snapshot, tiktokenDir, apiKeyId: null });
+
+test("the container's expected probe text names its image, flags, ports, volumes and environment, one key a line", (t) => {
+    const lines = scripts.expected.split("\n");
+    t.is(lines[0], "managed=true");
+    t.true(lines.includes('entrypoint=["vllm"]'));
+    t.true(lines.includes(`args=${JSON.stringify(containerArgs(config, plan12, snapshot))}`));
+    t.true(lines.includes('ports={"8000/tcp":[{"HostIp":"127.0.0.1","HostPort":"8000"}]}'));
+    t.true(lines.includes(`binds=["/var/lib/vllm-workstation/hf:/var/lib/vllm-workstation/hf:ro","${tiktokenDir}:${tiktokenDir}:ro"]`));
+    t.true(lines.includes("running=true"));
+    t.true(lines.includes("image=vllm/vllm-openai:v0.11.0"));
+    t.true(lines.includes("env=HF_HUB_OFFLINE=1"));
+    t.is(lines[lines.length - 1], "api-key=none");
+});
+
+test("apply never removes a container the stack did not make, and remove takes an image only if the stack pulled it", (t) => {
+    t.regex(scripts.apply, /exists that the stack did not make; the stack leaves it alone/);
+    t.regex(scripts.remove, /if \[ "\$managed" = true \]; then docker rm -f vllm-workstation/);
+    t.true(scripts.apply.includes(`docker tag 'vllm/vllm-openai:v0.11.0' '${pulledTag("vllm/vllm-openai:v0.11.0")}'`));
+    t.true(scripts.remove.includes(`if docker image inspect '${pulledTag("vllm/vllm-openai:v0.11.0")}'`));
+    t.regex(pulledTag("vllm/vllm-openai:v0.11.0"), /^vllm-workstation-pulled:[0-9a-f]{16}$/);
+});
+
+const b64 = (s: string) => Buffer.from(s).toString("base64");
+
+test("the docker preflight names a missing CLI, an unreachable engine, a missing NVIDIA runtime and an image that cannot be had, each with its fix", (t) => {
+    const [cli] = dockerChecks(config, "docker-cli=missing", "this machine");
+    t.is(cli.level, "error");
+    t.regex(cli.message, /the docker CLI is not installed on this machine/);
+    t.regex(cli.fix!, /install Docker Engine/);
+    const [engine] = dockerChecks(config, `docker-cli=present\ndocker-engine=unreachable ${b64("Cannot connect to the Docker daemon at unix:///var/run/docker.sock")}`, "dev@ws1:22");
+    t.regex(engine.message, /not reachable from dev@ws1:22: Cannot connect to the Docker daemon/);
+    t.regex(engine.fix!, /systemctl start docker/);
+    const checks = dockerChecks(config, `docker-cli=present\ndocker-engine=24.0.7\ndocker-runtimes=io.containerd.runc.v2 runc \ndocker-image=unavailable ${b64("pull access denied")}`, "this machine");
+    const byId = Object.fromEntries(checks.map((c) => [c.id, c]));
+    t.is(byId["docker"].level, "ok");
+    t.is(byId["nvidia-container-toolkit"].level, "error");
+    t.regex(byId["nvidia-container-toolkit"].fix!, /nvidia-ctk runtime configure --runtime=docker/);
+    t.is(byId["docker-image"].level, "error");
+    t.regex(byId["docker-image"].message, /cannot be pulled: pull access denied/);
+});
+
+test("the docker preflight passes an engine with the nvidia runtime and an image that is there or can be pulled", (t) => {
+    for (const image of ["present", "pullable"]) {
+        const checks = dockerChecks(config, `docker-cli=present\ndocker-engine=20.10.24\ndocker-runtimes=io.containerd.runc.v2 nvidia runc \ndocker-image=${image}`, "this machine");
+        t.deepEqual(checks.map((c) => c.level), ["ok", "ok", "ok"]);
+    }
 });

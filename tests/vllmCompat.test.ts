@@ -11,6 +11,7 @@ import { servingPlan } from "../components/program";
 import { rawFromPulumiConfig } from "../components/stackConfig";
 import { containerArgs, containerEnv } from "../components/dockerRuntime";
 import { renderEnv, vllmFlags } from "../components/vllmService";
+import { servedVllmVersion } from "../components/vllmVersion";
 
 const root = path.join(__dirname, "..", "..");
 const fixtures = path.join(root, "tests", "fixtures", "vllm");
@@ -52,6 +53,24 @@ for (const file of stacks) {
         if (sp.attentionBackend !== null) t.true(backends.has(sp.attentionBackend), sp.attentionBackend);
         t.true(envs.has("VLLM_API_KEY"));
     });
+}
+
+// The docker runtime's flags and variables follow the image's vLLM (its tag, or dockerVllmVersion),
+// whatever the venv pin says: each example stack as a docker stack, with each image the lists cover.
+for (const file of stacks) {
+    for (const imageVersion of ["0.11.0", "0.24.0"]) {
+        test(`${file} as a docker stack on a vLLM ${imageVersion} image emits only that release's flags and variables`, (t) => {
+            const config = { ...exampleStack(file), runtime: "docker" as const, dockerImage: `vllm/vllm-openai:v${imageVersion}`, dockerVllmVersion: null };
+            t.is(servedVllmVersion(config), imageVersion);
+            const result = plan({ gpu: null, options: config.gpu, wsl: true });
+            if (!result.ok) return t.fail();
+            const sp = servingPlan(result);
+            const argv = containerArgs(config, sp, "/snap").filter((a) => a.startsWith("--"));
+            t.deepEqual(argv.filter((a) => !list(imageVersion, "flags").has(a)), []);
+            const vars = containerEnv(config, sp, "/x").map((l) => l.split("=")[0]).filter((k) => k.startsWith("VLLM_"));
+            t.deepEqual(vars.filter((k) => !list(imageVersion, "envs").has(k)), []);
+        });
+    }
 }
 
 test("the 12 GB example offloads and turns WSL's pinned memory back on", (t) => {

@@ -17,9 +17,7 @@ pulumi.runtime.setMocks(
     {
         newResource: (args) => {
             registered.push({ type: args.type, name: args.name, custom: args.custom ?? false, inputs: args.inputs });
-            // A pulled image reports its id; the container takes it as its image.
-            const extra = args.type === "docker:index/remoteImage:RemoteImage" ? { imageId: `id-of-${args.inputs.name}` } : {};
-            return { id: `${args.name}_id`, state: { ...args.inputs, observed: "x", ...extra } };
+            return { id: `${args.name}_id`, state: { ...args.inputs, observed: "x" } };
         },
         call: (args) => args.inputs,
     },
@@ -141,41 +139,41 @@ test("with an API key the service's scripts hold only the key's id, and the exam
     t.true((await valueOf(ws.exampleRequest)).includes('-H "Authorization: Bearer $VLLM_API_KEY"'));
 });
 
-test("a docker workstation runs vLLM in a container with every GPU and the configured image", async (t) => {
+test("a docker workstation runs vLLM in a container piece, with no service, no CUDA environment and no vLLM venv", async (t) => {
     const { byName, mine, endpoint } = await build("dk", { runtime: "docker" }, null);
     t.false(mine.some((r) => r.name === "dk-vllm" || r.name === "dk-vllm-unit"), "no systemd service");
+    t.false(mine.some((r) => r.name.startsWith("dk-cuda")), "the image brings CUDA");
     t.is(byName("dk-docker")!.type, "vllm-workstation:index:DockerVllm");
-    const image = byName("dk-docker-image")!;
-    t.is(image.type, "docker:index/remoteImage:RemoteImage");
-    t.is(image.inputs.name, "vllm/vllm-openai:v0.11.0");
     const container = byName("dk-docker-container")!;
-    t.is(container.type, "docker:index/container:Container");
-    t.is(container.inputs.gpus, "all");
-    t.is(container.inputs.image, "id-of-vllm/vllm-openai:v0.11.0");
-    t.is(container.inputs.ipcMode, "host");
-    t.is(container.inputs.name, "vllm-workstation");
+    t.is(container.type, "hoststate:index:HostState");
+    t.regex(container.inputs.apply, /'--gpus' 'all'/);
+    t.regex(container.inputs.apply, /'--ipc' 'host'/);
+    t.regex(container.inputs.apply, /'--name' 'vllm-workstation'/);
+    t.regex(container.inputs.apply, /'vllm\/vllm-openai:v0\.11\.0' 'serve' /);
+    t.regex(byName("dk-python-packages")!.inputs.apply, /huggingface-hub>=0\.34,<2\.0/);
+    t.notRegex(byName("dk-python-packages")!.inputs.apply, /vllm==/);
     t.is(endpoint, "http://127.0.0.1:8000/v1");
 });
 
 test("a docker workstation's container serves the snapshot on the configured address with read-only model volumes", async (t) => {
     const { byName } = await build("dkv", { runtime: "docker", server: { port: 9001 } }, null);
     const inputs = byName("dkv-docker-container")!.inputs;
-        t.is(inputs.command[0], snapshot);
-    t.true(inputs.command.includes("--enforce-eager"));
-    t.deepEqual(inputs.ports, [{ internal: 8000, external: 9001, ip: "127.0.0.1" }]);
-    t.true(inputs.volumes.every((v: { readOnly: boolean }) => v.readOnly === true));
-    t.true(inputs.volumes.some((v: { hostPath: string }) => v.hostPath === "/var/lib/vllm-workstation/hf"));
-    t.true(inputs.envs.includes("HF_HUB_OFFLINE=1"));
-    t.false(inputs.envs.some((e: string) => e.startsWith("VLLM_API_KEY=")));
+    t.true(inputs.apply.includes(`'serve' '${snapshot}'`));
+    t.true(inputs.apply.includes("'--enforce-eager'"));
+    t.true(inputs.apply.includes("'-p' '127.0.0.1:9001:8000'"));
+    t.true(inputs.apply.includes("'-v' '/var/lib/vllm-workstation/hf:/var/lib/vllm-workstation/hf:ro'"));
+    t.true(inputs.apply.includes("'-e' 'HF_HUB_OFFLINE=1'"));
+    t.regex(inputs.expected, /^api-key=none$/m);
 });
 
-test("a docker workstation hands the API key to the container through its environment, not its command", async (t) => {
+test("a docker workstation hands the API key to the container through docker's environment, never a command line or a script", async (t) => {
     const { byName } = await build("dkk", { runtime: "docker", server: { host: "0.0.0.0" } }, apiKey);
     const inputs = byName("dkk-docker-container")!.inputs;
-    t.true(isSecret(inputs.envs), "the container's env is a secret once it holds the key");
-    t.true(plain(inputs.envs).includes(`VLLM_API_KEY=${apiKey}`));
-    t.false(isSecret(inputs.command));
-    t.false(inputs.command.some((a: string) => a.includes(apiKey)));
+    t.true(isSecret(inputs.secretEnv));
+    t.deepEqual(plain(inputs.secretEnv), { VLLM_WS_API_KEY: apiKey });
+    for (const k of ["apply", "probe", "expected", "remove"]) t.false(String(plain(inputs[k])).includes(apiKey), k);
+    t.true(inputs.apply.includes(`VLLM_API_KEY="\${VLLM_WS_API_KEY:-}" 'docker' 'create'`));
+    t.true(inputs.apply.includes("${VLLM_WS_API_KEY:+-e VLLM_API_KEY}"));
 });
 
 test("every host state gets what the program's look at the box saw for its probe, and the program looks at exactly those pieces", async (t) => {
@@ -190,11 +188,11 @@ test("every host state gets what the program's look at the box saw for its probe
     );
 });
 
-test("a docker workstation's program looks at every piece but a service unit", (t) => {
+test("a docker workstation's program looks at the container instead of the service unit and the CUDA environment", (t) => {
     const config = { ...parseConfig({ model: { revision }, runtime: "docker" }), apiKey: null, hfToken: null };
     t.deepEqual(
         workstationPieces(config, null).map((p) => p.what),
-        ["the CUDA environment", "uv 0.9.5", "the venv /opt/vllm-workstation/venv", `the model openai/gpt-oss-20b@${revision.slice(0, 12)}`],
+        ["uv 0.9.5", "the venv /opt/vllm-workstation/venv", `the model openai/gpt-oss-20b@${revision.slice(0, 12)}`, "the vLLM container vllm-workstation"],
     );
 });
 
