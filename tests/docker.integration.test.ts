@@ -10,9 +10,9 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { lookingAhead, workstationProgram } from "../components/program";
-import { cacheDir, repoRoot } from "./helpers/box";
+import { cacheDir, repoRoot, startBox } from "./helpers/box";
 import { buildStandinImage, Engine, startEngine } from "./helpers/docker";
-import { testStack, TestStack } from "./helpers/stack";
+import { sshTarget, testStack, TestStack } from "./helpers/stack";
 import { wheelhouse } from "./helpers/workstation";
 import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./servers";
 
@@ -217,4 +217,30 @@ test.serial("destroy after the container was removed by hand succeeds and leaves
     t.is(await dockerState(), dockerBefore, "the image stays: it was there before");
     t.false(fs.existsSync(path.join(home, "venv")));
     t.false(fs.existsSync(path.join(home, "hf")));
+});
+
+test.serial("over SSH the docker runtime looks at the workstation's own Docker, and refuses a workstation without one before changing it", async (t) => {
+    const box = await startBox({ name: "docker-ssh" });
+    const other = await testStack({
+        name: "docker-ssh",
+        program: workstationProgram,
+        config: {
+            target: sshTarget(box),
+            runtime: "docker",
+            python: { version: "3.11", indexUrl: index.url },
+            model: { revision: hub.commitSha, endpoint: hub.url },
+            gpu: { tier: "24gb" },
+        },
+    });
+    try {
+        const before = await box.sh("ls -a /opt /var/lib");
+        const refused = await t.throwsAsync(other.stack.up({ onOutput: other.onOutput, program: lookingAhead(other.dir, "test") }));
+        t.regex(refused!.message, new RegExp(`\\[docker\\] the docker CLI is not installed on dev@127\\.0\\.0\\.1:${box.port}`));
+        t.regex(refused!.message, /fix: install Docker Engine/);
+        t.notRegex(refused!.message, /\[systemd\]|\[nvcc\]/);
+        t.is(await box.sh("ls -a /opt /var/lib"), before);
+    } finally {
+        other.remove();
+        await box.stop();
+    }
 });
