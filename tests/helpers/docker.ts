@@ -195,8 +195,8 @@ export async function buildStandinImage(engine: Engine, tag: string, opts: { vll
     const ctx = fs.mkdtempSync(path.join(engine.dir, "build-"));
     try {
         fs.mkdirSync(path.join(ctx, "wheels"));
-        // Pure-Python and CPython 3.11 wheels: the rootfs's Python is Debian 12's 3.11.
-        for (const w of wh.wheels.filter((f) => /-(py3|cp311|py2\.py3)-[^-]+-(any|manylinux[^.]*x86_64)\.whl$/.test(f) || /-abi3-/.test(f))) {
+        // The whole wheelhouse (30 MB): pip picks what fits the rootfs's Python, Debian 12's 3.11.
+        for (const w of wh.wheels) {
             fs.copyFileSync(path.join(wh.dir, w), path.join(ctx, "wheels", w));
         }
         fs.writeFileSync(
