@@ -5,6 +5,7 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { ownershipLibrary } from "./shell";
 
 /** How the provider reaches the workstation. Plain data: it is stored in the state of every resource. */
 export type Connection =
@@ -73,13 +74,16 @@ function quote(value: string): string {
     return `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
-/** The text sent on stdin: exports first, then the script, ending with its status. */
+/**
+ * The text sent on stdin: strict mode, the ownership functions (components/assets/own.sh) every script
+ * may call, the exports, then the script.
+ */
 export function renderStdin(script: string, env: Readonly<Record<string, string>> = {}): string {
     const exports = Object.keys(env)
         .sort()
         .map((k) => `export ${k}=${quote(env[k])}`)
         .join("\n");
-    return `set -euo pipefail\n${exports}\n${script}\n`;
+    return `set -euo pipefail\n${ownershipLibrary()}\n${exports}\n${script}\n`;
 }
 
 export async function run(conn: Connection, script: string, opts: RunOptions = {}): Promise<RunResult> {

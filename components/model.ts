@@ -9,7 +9,7 @@ import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { HostState, ready } from "./hostState";
 import type { Observed, Piece } from "./observe";
-import { makeOwnedDir, q, removeOwnedDir, say } from "./shell";
+import { q, say } from "./shell";
 
 type ModelConfig = WorkstationConfig["model"];
 
@@ -296,7 +296,12 @@ export function modelProbe(model: ModelConfig): string {
 
 /** The piece this component declares, as the program looks at it first (observe.ts). */
 export function modelPiece(model: ModelConfig): Piece {
-    return { what: `the model ${model.repo}@${model.revision.slice(0, 12)}`, probe: modelProbe(model) };
+    const dir = (path: string) => ({ path, kind: "dir" as const, sha256: null, option: "model.cacheDir" });
+    return {
+        what: `the model ${model.repo}@${model.revision.slice(0, 12)}`,
+        probe: modelProbe(model),
+        claims: [dir(model.cacheDir), dir(layout(model).tiktokenDir)],
+    };
 }
 
 export function modelScripts(model: ModelConfig, venvPath: string) {
@@ -306,8 +311,8 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
     const excludeArgs = model.exclude.map(q).join(" ");
     return {
         apply: [
-            makeOwnedDir(model.cacheDir),
-            makeOwnedDir(l.tiktokenDir),
+            `own_dir ${q(model.cacheDir)}`,
+            `own_dir ${q(l.tiktokenDir)}`,
             ...tiktoken.map(([file, sum]) =>
                 [
                     `if ! echo ${q(`${sum}  ${l.tiktokenDir}/${file}`)} | sha256sum -c --status 2>/dev/null; then`,
@@ -346,14 +351,11 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
         remove: model.keepOnDestroy
             ? say(`keeping ${model.repo} in ${model.cacheDir} (model.keepOnDestroy)`)
             : [
-                  `rm -rf ${q(l.repoDir)}`,
-                  `rm -rf ${q(`${model.cacheDir}/.locks/models--${model.repo.replace("/", "--")}`)}`,
-                  `rmdir ${q(`${model.cacheDir}/.locks`)} 2>/dev/null || true`,
-                  // hf tags the cache dir on first use; the tag goes when the last repository does.
-                  `if ! ls -d ${q(model.cacheDir)}/models--* >/dev/null 2>&1; then rm -f ${q(`${model.cacheDir}/CACHEDIR.TAG`)}; fi`,
+                  // Only the pinned revision: another revision or repository in the same cache stays.
+                  `own_remove_hf_revision ${q(model.cacheDir)} ${q(model.repo)} ${q(model.revision)}`,
                   `rm -f ${Object.keys(model.tiktoken.files).sort().map((f) => q(`${l.tiktokenDir}/${f}`)).join(" ")}`,
-                  removeOwnedDir(l.tiktokenDir),
-                  removeOwnedDir(model.cacheDir),
+                  `own_release_dir ${q(l.tiktokenDir)}`,
+                  `own_release_dir ${q(model.cacheDir)}`,
               ].join("\n"),
     };
 }

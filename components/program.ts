@@ -12,7 +12,7 @@ import { Check, Facts, gatherFacts, parseProbeOutput, runChecks, wslKind } from 
 import { allConfigFromStackFile, loadStackConfig, rawFromPulumiConfig } from "./stackConfig";
 import type { ServingPlan } from "./vllmService";
 import { has } from "./vllmVersion";
-import { Observed, observeAfter, Piece } from "./observe";
+import { Claim, Observed, observeAfter, Piece } from "./observe";
 import { Workstation, workstationPieces } from "./workstation";
 
 export function connectionFor(target: WorkstationConfig["target"]): Connection {
@@ -66,11 +66,18 @@ export interface Look {
     readonly key: string;
 }
 
+/** Every path the pieces take, once each (the first piece to name a path decides how it is checked). */
+export function claimsOf(pieces: readonly Piece[]): Claim[] {
+    const seen = new Map<string, Claim>();
+    for (const c of pieces.flatMap((p) => p.claims ?? [])) if (!seen.has(c.path)) seen.set(c.path, c);
+    return [...seen.values()];
+}
+
 /** The look for a config: a pure function of it, so it can be made before the engine runs the program. */
 export function lookFor(config: WorkstationConfig, lockText: string | null): Look {
     const conn = connectionFor(config.target);
-    const first = gatherFacts({ modelDir: config.model.cacheDir, venvDir: config.python.venvPath, cudaHome: config.cuda.home, wslLibDir: config.cuda.wslLibDir });
     const pieces = workstationPieces(config, lockText);
+    const first = gatherFacts({ modelDir: config.model.cacheDir, venvDir: config.python.venvPath, cudaHome: config.cuda.home, wslLibDir: config.cuda.wslLibDir, claims: claimsOf(pieces) });
     return { conn, first, pieces, key: JSON.stringify({ conn, first, probes: pieces.map((p) => p.probe) }) };
 }
 
@@ -117,7 +124,7 @@ async function prepare(early: EarlyLook | null) {
     const look = lookFor(config, lockText);
     const { facts, observed } = await lookAtWorkstation(look, early);
     const result = plan(planInput(config, facts));
-    const checks = runChecks(facts, result, { wslPinSwitch: has(config.python.vllmVersion, "wslPinMemorySwitch") });
+    const checks = runChecks(facts, result, { wslPinSwitch: has(config.python.vllmVersion, "wslPinMemorySwitch"), claims: claimsOf(look.pieces) });
     const errors = checks.filter((c) => c.level === "error");
     for (const w of checks.filter((c) => c.level === "warning")) pulumi.log.warn(`[${w.id}] ${w.message}${w.fix ? ` Fix: ${w.fix}` : ""}`);
     if (errors.length > 0 || !result.ok) {

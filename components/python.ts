@@ -5,7 +5,7 @@ import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { HostState, ready } from "./hostState";
 import type { Observed, Piece } from "./observe";
-import { makeOwnedDir, q, removeOwnedDir, say, sha256, writeFile } from "./shell";
+import { q, say, sha256, writeFile } from "./shell";
 
 type PythonConfig = WorkstationConfig["python"];
 
@@ -92,7 +92,7 @@ export function uvScripts(py: PythonConfig) {
     const l = layout(py);
     return {
         apply: [
-            makeOwnedDir(l.home),
+            `own_dir ${q(l.home)}`,
             `if [ "$(${q(l.uv)} --version 2>/dev/null | cut -d' ' -f2)" != ${q(py.uvVersion)} ]; then`,
             `  ${say(`installing uv ${py.uvVersion} from ${shownUrl(py.indexUrl)}`)}`,
             `  UV_INDEX=${q(py.indexUrl)} UV_VERSION=${q(py.uvVersion)} UV_DEST=${q(l.uv)} python3 - <<'VLLM_WS_PY'`,
@@ -102,7 +102,7 @@ export function uvScripts(py: PythonConfig) {
         ].join("\n"),
         probe: `echo "uv=$(${q(l.uv)} --version 2>/dev/null | cut -d' ' -f2 || true)"`,
         expected: `uv=${py.uvVersion}`,
-        remove: `rm -f ${q(l.uv)} ${q(l.uv)}.part\n${removeOwnedDir(l.home)}`,
+        remove: `rm -f ${q(l.uv)} ${q(l.uv)}.part\nown_release_dir ${q(l.home)}`,
     };
 }
 
@@ -127,12 +127,14 @@ export function packageScripts(py: PythonConfig, lockText: string | null) {
             : writeFile(l.lock, lockText);
     return {
         apply: [
-            makeOwnedDir(l.home),
-            `install -d -m 0755 ${q(l.cache)}`,
+            `own_dir ${q(l.home)}`,
+            `own_dir ${q(l.cache)}`,
+            // uv makes the venv's directory itself; the stack claims it first (refused if someone else's).
+            `own_claim_dir ${q(py.venvPath)}`,
             `if [ ! -x ${q(python)} ] || [ "$(${q(python)} -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != ${q(py.version)} ]; then`,
             `  ${say(`creating the venv ${py.venvPath} with Python ${py.version}`)}`,
-            `  rm -rf ${q(py.venvPath)}`,
-            `  ${uv} venv --python ${q(py.version)} ${q(py.venvPath)}`,
+            // --clear: a venv of another Python the stack made here before is replaced, in place.
+            `  ${uv} venv --clear --python ${q(py.version)} ${q(py.venvPath)}`,
             `fi`,
             `req=$(mktemp)`,
             `printf '%s' ${q(requirements)} >"$req"`,
@@ -157,15 +159,17 @@ export function packageScripts(py: PythonConfig, lockText: string | null) {
             lockText === null ? "lock=present" : `lock=${sha256(lockText.endsWith("\n") ? lockText : lockText + "\n")}`,
             "packages=as-locked",
         ].join("\n"),
-        remove: `rm -rf ${q(py.venvPath)} ${q(l.cache)} ${q(l.lock)} ${q(l.requirementsIn)}\n${removeOwnedDir(l.home)}`,
+        remove: [`own_remove_tree ${q(py.venvPath)}`, `own_remove_tree ${q(l.cache)}`, `rm -f ${q(l.lock)} ${q(l.requirementsIn)}`, `own_release_dir ${q(l.home)}`].join("\n"),
     };
 }
 
 /** The pieces this component declares, uv and the venv, as the program looks at them first (observe.ts). */
 export function pythonPieces(py: PythonConfig, lockText: string | null): { uv: Piece; packages: Piece } {
+    const l = layout(py);
+    const dir = (path: string) => ({ path, kind: "dir" as const, sha256: null, option: "python.venvPath" });
     return {
-        uv: { what: `uv ${py.uvVersion}`, probe: uvScripts(py).probe },
-        packages: { what: `the venv ${py.venvPath}`, probe: packageScripts(py, lockText).probe },
+        uv: { what: `uv ${py.uvVersion}`, probe: uvScripts(py).probe, claims: [dir(l.home)] },
+        packages: { what: `the venv ${py.venvPath}`, probe: packageScripts(py, lockText).probe, claims: [dir(l.home), dir(l.cache), dir(py.venvPath)] },
     };
 }
 

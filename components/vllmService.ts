@@ -5,7 +5,7 @@ import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { HostState, ready } from "./hostState";
 import type { Observed, Piece } from "./observe";
-import { expectFile, makeOwnedDir, managedHeader, ownedDirMarker, probeFile, q, say, sha256, writeFile } from "./shell";
+import { expectFile, managedHeader, ownFile, probeFile, q, say, sha256, writeFile } from "./shell";
 import { etcDir, serviceEnvPath } from "./cudaEnv";
 import { has } from "./vllmVersion";
 
@@ -170,6 +170,12 @@ export const servicePiece: Piece = {
         `echo "active=$(systemctl is-active ${unitName} 2>/dev/null || true)"`,
         `echo "enabled=$(systemctl is-enabled ${unitName} 2>/dev/null || true)"`,
     ].join("\n"),
+    claims: [
+        { path: cacheHome, kind: "dir", sha256: null, option: null },
+        { path: etcDir, kind: "dir", sha256: null, option: null },
+        // Its text depends on the model's snapshot path; any unit there that the stack did not write is refused.
+        { path: unitPath, kind: "file", sha256: null, option: null },
+    ],
 };
 
 export function serviceScripts(s: ServiceInputs) {
@@ -189,12 +195,12 @@ export function serviceScripts(s: ServiceInputs) {
         apply: [
             // Changes the API key's id when the key changes, so a rotated key restarts the service.
             `# api-key: ${s.apiKeyId ?? "none"}`,
-            // Made here, before systemd's CacheDirectory= would make it, so that remove knows whether the
-            // stack made it (a marker inside) or it was there before (left in place).
-            makeOwnedDir(cacheHome),
-            // A user or group made here is noted, so that remove deletes only what the stack made.
-            `if ! getent group ${user} >/dev/null; then groupadd --system ${user}; touch ${q(`${etcDir}/.made-group-${c.server.user}`)}; fi`,
-            `if ! id -u ${user} >/dev/null 2>&1; then useradd --system --gid ${user} --home-dir ${q(cacheHome)} --no-create-home --shell /usr/sbin/nologin ${user}; touch ${q(`${etcDir}/.made-user-${c.server.user}`)}; fi`,
+            // Made here, before systemd's CacheDirectory= would make it, so that the record says whether
+            // the stack made it or it was there before (then left in place).
+            `own_dir ${q(cacheHome)}`,
+            `own_dir ${q(etcDir)}`,
+            // A user or group made here is recorded, so that remove deletes only what the stack made.
+            `own_user ${user} ${q(cacheHome)}`,
             // WSL2 exposes the GPU as /dev/dxg; native Linux as /dev/nvidia*, group video on some distributions.
             `getent group video >/dev/null && usermod -aG video ${user} || true`,
             // Missing files (a first run) are part of the "before" state, not an error under pipefail.
@@ -204,6 +210,7 @@ export function serviceScripts(s: ServiceInputs) {
             `if [ -n "\${VLLM_WS_API_KEY:-}" ]; then`,
             `  umask 077; printf 'VLLM_API_KEY=%s\\n' "$VLLM_WS_API_KEY" >${q(secretsPath)}.part && chmod 0600 ${q(secretsPath)}.part && mv -f ${q(secretsPath)}.part ${q(secretsPath)}`,
             `else rm -f ${q(secretsPath)}; fi`,
+            ownFile(unitPath, unit),
             writeFile(unitPath, unit),
             `after=$({ cat ${q(unitPath)} ${q(configPath)} ${q(envPath)} ${q(secretsPath)} 2>/dev/null || true; } | sha256sum)`,
             `systemctl daemon-reload`,
@@ -238,11 +245,11 @@ export function serviceScripts(s: ServiceInputs) {
         ].join("\n"),
         remove: [
             `systemctl disable --now ${unitName} 2>/dev/null || true`,
-            `rm -f ${q(unitPath)} ${q(configPath)} ${q(envPath)} ${q(secretsPath)}`,
+            `own_remove_file ${q(unitPath)}`,
+            `rm -f ${q(configPath)} ${q(envPath)} ${q(secretsPath)}`,
             `systemctl daemon-reload`,
-            `if [ -f ${q(`${cacheHome}/${ownedDirMarker}`)} ]; then rm -rf ${q(cacheHome)}; else ${say(`leaving ${cacheHome}: it was there before the stack`)}; fi`,
-            `if [ -f ${q(`${etcDir}/.made-user-${c.server.user}`)} ]; then userdel ${user} 2>/dev/null || true; rm -f ${q(`${etcDir}/.made-user-${c.server.user}`)}; fi`,
-            `if [ -f ${q(`${etcDir}/.made-group-${c.server.user}`)} ]; then groupdel ${user} 2>/dev/null || true; rm -f ${q(`${etcDir}/.made-group-${c.server.user}`)}; fi`,
+            `own_remove_tree ${q(cacheHome)}`,
+            `own_remove_user ${user} ${q(etcDir)}`,
         ].join("\n"),
     };
 }

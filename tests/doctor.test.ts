@@ -23,6 +23,7 @@ const healthy: Facts = {
         { role: "venv", path: "/opt/vllm-workstation/venv", device: "2080", freeBytes: 200e9, usedBytes: 0 },
     ],
     pid1Comm: "systemd",
+    claims: [],
 };
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "doctor-"));

@@ -4,6 +4,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { Connection, describe, renderStdin, run, runOrThrow, shellArgv } from "../components/host";
+import { ownershipLibrary } from "../components/shell";
 import { tempDir } from "./helpers/tempDir";
 
 const local: Connection = { kind: "local" };
@@ -25,9 +26,9 @@ test("describe() names this machine for local and user@host:port for ssh", (t) =
     t.is(describe(ssh({ user: "admin", host: "10.0.0.5", port: 2222 })), "admin@10.0.0.5:2222");
 });
 
-test("renderStdin() starts with strict mode, exports the env sorted by name, and ends with the script", (t) => {
+test("renderStdin() starts with strict mode and the ownership functions, exports the env sorted by name, and ends with the script", (t) => {
     const text = renderStdin("echo hi", { ZED: "z", ALPHA: "a" });
-    t.is(text, "set -euo pipefail\nexport ALPHA='a'\nexport ZED='z'\necho hi\n");
+    t.is(text, `set -euo pipefail\n${ownershipLibrary()}\nexport ALPHA='a'\nexport ZED='z'\necho hi\n`);
 });
 
 test("renderStdin() exports values with spaces, quotes, $ and newlines so bash sees them unchanged", (t) => {

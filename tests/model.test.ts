@@ -1,4 +1,5 @@
 import test, { ExecutionContext } from "ava";
+import { runScript } from "./helpers/script";
 import { spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
@@ -11,10 +12,7 @@ const revision = "0123456789abcdef0123456789abcdef01234567";
 const defaults = parseConfig({ model: { revision } }).model;
 const venv = "/opt/vllm-workstation/venv";
 
-function strict(script: string): { code: number | null; stdout: string; stderr: string } {
-    const r = spawnSync("bash", ["-s"], { input: `set -euo pipefail\n${script}\n`, encoding: "utf8" });
-    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const strict = (script: string) => runScript(script);
 
 function syntaxOk(script: string): string {
     const r = spawnSync("bash", ["-n"], { input: script, encoding: "utf8" });
@@ -42,13 +40,6 @@ function pythonParses(source: string): string {
 
 const hex = (algo: string, data: string | Buffer) => crypto.createHash(algo).update(data).digest("hex");
 
-/** The words of every `rm` command line, e.g. [["rm", "-rf", "'/a'", "'/b'"]]. */
-function rmCommands(script: string): string[][] {
-    return script
-        .split("\n")
-        .map((l) => l.trim().split(/\s+/))
-        .filter((w) => w[0] === "rm");
-}
 
 test("the layout follows the Hugging Face cache: models--owner--name/snapshots/<revision>", (t) => {
     t.deepEqual(layout(defaults), {
@@ -73,18 +64,14 @@ test("with keepOnDestroy the remove script deletes nothing and says so", (t) => 
     t.is(strict(remove).stderr, "keeping openai/gpt-oss-20b in /var/lib/vllm-workstation/hf (model.keepOnDestroy)\n");
 });
 
-test("without keepOnDestroy the remove script deletes the repo dir, the tiktoken dir and the lock dir, never the whole cache dir", (t) => {
-    const remove = modelScripts(defaults, venv).remove;
-    const targets = rmCommands(remove).flatMap((w) => w.filter((x) => !x.startsWith("-")).slice(1));
-    t.deepEqual(targets.sort(), [
-        "'/var/lib/vllm-workstation/hf-tiktoken/cl100k_base.tiktoken'",
-        "'/var/lib/vllm-workstation/hf-tiktoken/o200k_base.tiktoken'",
-        "'/var/lib/vllm-workstation/hf/.locks/models--openai--gpt-oss-20b'",
-        "'/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b'",
+test("without keepOnDestroy the remove script removes the pinned revision and the encodings, and releases the directories", (t) => {
+    const remove = modelScripts(defaults, venv).remove.split("\n");
+    t.deepEqual(remove, [
+        "own_remove_hf_revision '/var/lib/vllm-workstation/hf' 'openai/gpt-oss-20b' '0123456789abcdef0123456789abcdef01234567'",
+        "rm -f '/var/lib/vllm-workstation/hf-tiktoken/cl100k_base.tiktoken' '/var/lib/vllm-workstation/hf-tiktoken/o200k_base.tiktoken'",
+        "own_release_dir '/var/lib/vllm-workstation/hf-tiktoken'",
+        "own_release_dir '/var/lib/vllm-workstation/hf'",
     ]);
-    t.regex(remove, /^if ! ls -d '\/var\/lib\/vllm-workstation\/hf'\/models--\* .*then rm -f '\/var\/lib\/vllm-workstation\/hf\/CACHEDIR.TAG'; fi$/m, "hf's cache tag goes with the last repository");
-    t.false(targets.includes("'/var/lib/vllm-workstation/hf'"));
-    t.true(remove.includes(".vllm-workstation-made-this"), "directories go only where apply made them");
 });
 
 test("remove keeps other models and their locks in a shared cache dir", (t) => {

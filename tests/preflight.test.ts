@@ -55,6 +55,7 @@ const healthy: Facts = {
         { role: "venv", path: "/opt/vllm-workstation/venv", device: "2080", freeBytes: 200e9, usedBytes: 0 },
     ],
     pid1Comm: "systemd",
+    claims: [],
 };
 
 const planFor = (f: Facts): PlanResult => plan({ gpu: f.gpus?.[0] ?? null, wsl: wslKind(f.procVersion) === "wsl2" });

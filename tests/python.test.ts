@@ -1,5 +1,6 @@
 import test, { ExecutionContext } from "ava";
-import { spawn, spawnSync } from "child_process";
+import { runScript, runScriptAsync } from "./helpers/script";
+import { spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as http from "http";
@@ -8,7 +9,7 @@ import * as os from "os";
 import * as path from "path";
 import { parseConfig } from "../components/config";
 import { indexArgs, indexHint, layout, packageScripts, renderRequirements, shownUrl, uvScripts } from "../components/python";
-import { sha256 } from "../components/shell";
+import { q, sha256 } from "../components/shell";
 import { tempDir } from "./helpers/tempDir";
 
 const revision = "0123456789abcdef0123456789abcdef01234567";
@@ -32,25 +33,11 @@ interface Ran {
     stderr: string;
 }
 
-function strict(script: string): Ran {
-    const r = spawnSync("bash", ["-s"], { input: `set -euo pipefail\n${script}\n`, encoding: "utf8" });
-    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const strict = (script: string): Ran => runScript(script);
 
 /** Like strict(), without blocking the event loop (a test HTTP server in this process must answer). */
-function strictAsync(script: string): Promise<Ran> {
-    return new Promise((resolve) => {
-        // The test index is on loopback: keep any configured proxy out of the way.
-        const env = { ...process.env, no_proxy: "127.0.0.1", NO_PROXY: "127.0.0.1" };
-        const child = spawn("bash", ["-s"], { stdio: ["pipe", "pipe", "pipe"], env });
-        let stdout = "";
-        let stderr = "";
-        child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-        child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-        child.on("close", (code) => resolve({ code, stdout, stderr }));
-        child.stdin.end(`set -euo pipefail\n${script}\n`);
-    });
-}
+// The test index is on loopback: keep any configured proxy out of the way.
+const strictAsync = (script: string): Promise<Ran> => runScriptAsync(script, { no_proxy: "127.0.0.1", NO_PROXY: "127.0.0.1" });
 
 function syntaxOk(script: string): string {
     const r = spawnSync("bash", ["-n"], { input: script, encoding: "utf8" });
@@ -113,6 +100,9 @@ vllm==${vllm} \\
 /** A venv-tools dir with the fake uv and a venv with the fake interpreter. */
 function fakeBox(py: ReturnType<typeof pythonIn>, opts: { freeze?: string; compiled?: string; pythonVersion?: string } = {}) {
     const l = layout(py);
+    // What an earlier apply made, as the ownership record has it.
+    const made = strict([l.home, l.cache].map((d) => `own_dir ${q(d)}`).concat(`own_claim_dir ${q(py.venvPath)}`).join("\n"));
+    if (made.code !== 0) throw new Error(made.stderr);
     writeExecutable(l.uv, fakeUv);
     writeExecutable(`${py.venvPath}/bin/python`, fakePython(opts.pythonVersion ?? py.version));
     fs.writeFileSync(`${l.home}/freeze.txt`, opts.freeze ?? "flashinfer-python==0.3.1\ntorch==2.8.0+cu128\nvllm==0.11.0\n");
@@ -252,10 +242,22 @@ test("uv's remove leaves a tools dir that was there before apply", (t) => {
 test("uv's apply records each directory it makes, and only those", (t) => {
     const dir = tempDir(t, "py");
     const py = pythonIn(dir, { venvPath: `${dir}/new/parent/venv` });
-    const r = strict(uvScripts(py).apply.split("\n").slice(0, 4).join("\n"));
+    const first = uvScripts(py).apply.split("\n")[0];
+    t.is(first, `own_dir ${q(`${dir}/new/parent/venv-tools`)}`);
+    const r = strict(`${first}\nfor d in ${q(dir)} ${q(`${dir}/new`)} ${q(`${dir}/new/parent`)} ${q(`${dir}/new/parent/venv-tools`)}; do echo "$(own_kind "$d")"; done`);
     t.is(r.code, 0, r.stderr);
-    for (const d of [`${dir}/new`, `${dir}/new/parent`, `${dir}/new/parent/venv-tools`]) t.true(fs.existsSync(`${d}/.vllm-workstation-made-this`), d);
-    t.false(fs.existsSync(`${dir}/.vllm-workstation-made-this`));
+    t.deepEqual(r.stdout.split("\n").slice(0, 4), ["", "made", "made", "made"]);
+});
+
+test("the packages' apply refuses a venvPath holding someone's files before it changes anything", (t) => {
+    const dir = tempDir(t, "py");
+    const py = pythonIn(dir, { venvPath: `${dir}/work` });
+    fs.mkdirSync(`${dir}/work`);
+    fs.writeFileSync(`${dir}/work/thesis.txt`, "mine");
+    const r = strict(packageScripts(py, null).apply);
+    t.is(r.code, 1);
+    t.regex(r.stderr, /refusing to take .*\/work: it already holds thesis.txt/);
+    t.deepEqual(fs.readdirSync(`${dir}/work`), ["thesis.txt"]);
 });
 
 // A package index served from this process, with one real (tiny) uv wheel whose uv prints a version.
@@ -329,6 +331,7 @@ test("uv's apply replaces a uv of another version", async (t) => {
     const dir = tempDir(t, "py");
     try {
         const py = pythonIn(dir, { indexUrl: index.url });
+        t.is(strict(`own_dir ${q(layout(py).home)}`).code, 0, "an earlier apply made the tools dir");
         writeExecutable(layout(py).uv, "#!/bin/sh\necho 'uv 0.8.0'\n");
         const r = await strictAsync(uvScripts(py).apply);
         t.is(r.code, 0, r.stderr);
@@ -412,8 +415,8 @@ test("the packages' apply recreates a venv of another Python version", (t) => {
     const r = strict(packageScripts(py, lockFor("0.11.0")).apply);
     t.is(r.code, 0, r.stderr);
     t.true(r.stderr.includes(`creating the venv ${py.venvPath} with Python 3.12`));
-    t.is(calls()[0], `UV_CACHE_DIR=${l.cache} venv --python 3.12 ${py.venvPath}`);
-    t.false(fs.existsSync(`${py.venvPath}/bin/python`), "the old venv was removed first");
+    // --clear: uv replaces the old venv in place, inside the directory the stack claimed.
+    t.is(calls()[0], `UV_CACHE_DIR=${l.cache} venv --clear --python 3.12 ${py.venvPath}`);
 });
 
 test("the packages' probe sees the venv as locked despite case and separator differences in names", (t) => {

@@ -1,4 +1,5 @@
 import test from "ava";
+import { runScript } from "./helpers/script";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -40,10 +41,7 @@ const plan24: ServingPlan = {
     kvCacheDtype: "auto", requiresPinnedMemory: false,
 };
 
-function strict(script: string, env: NodeJS.ProcessEnv = {}): { code: number | null; stdout: string; stderr: string } {
-    const r = spawnSync("bash", ["-s"], { input: `set -euo pipefail\n${script}\n`, encoding: "utf8", env: { ...process.env, ...env } });
-    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const strict = (script: string, env: NodeJS.ProcessEnv = {}) => runScript(script, env);
 
 function syntaxOk(script: string): string {
     const r = spawnSync("bash", ["-n"], { input: script, encoding: "utf8" });
@@ -334,9 +332,9 @@ test("the health check waits on the loopback address of a wildcard listener and 
 test("remove disables the service, deletes its files, cache and user", (t) => {
     const remove = scriptsFor(apiKey).remove;
     t.true(remove.startsWith("systemctl disable --now vllm-workstation.service"));
-    t.true(remove.includes(`rm -f '${unitPath}' '${configPath}' '${envPath}' '${secretsPath}'`));
-    t.true(remove.includes("if [ -f '/var/cache/vllm-workstation/.vllm-workstation-made-this' ]; then rm -rf '/var/cache/vllm-workstation'; else"));
-    t.true(remove.includes("userdel 'vllm'"));
+    t.true(remove.includes(`own_remove_file '${unitPath}'\nrm -f '${configPath}' '${envPath}' '${secretsPath}'`));
+    t.true(remove.includes("own_remove_tree '/var/cache/vllm-workstation'"), "the service's caches go only if the stack made them");
+    t.true(remove.includes("own_remove_user 'vllm' '/etc/vllm-workstation'"), "the user goes only if the stack made it");
     t.false(/rm -rf '\/etc/.test(remove));
 });
 
