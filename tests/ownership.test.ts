@@ -165,6 +165,12 @@ test("removing the only revision takes the repository's folder and its locks, an
     fs.mkdirSync(`${dir}/.locks/models--openai--gpt-oss-20b`, { recursive: true });
     fs.mkdirSync(`${dir}/.locks/models--other--model`, { recursive: true });
     fs.writeFileSync(`${dir}/CACHEDIR.TAG`, "");
+    fs.mkdirSync(`${dir}/models--other--model/refs`);
+    fs.writeFileSync(`${dir}/models--other--model/refs/main`, "3".repeat(40));
+    fs.mkdirSync(`${dir}/models--openai--gpt-oss-20b/refs`);
+    fs.writeFileSync(`${dir}/models--openai--gpt-oss-20b/refs/main`, "4".repeat(40));
+    ok(t, `own_remove_hf_revision ${q(dir)} openai/gpt-oss-20b ${rev}`);
+    fs.rmSync(`${dir}/models--openai--gpt-oss-20b/refs/main`);
     ok(t, `own_remove_hf_revision ${q(dir)} openai/gpt-oss-20b ${rev}`);
     t.false(fs.existsSync(`${dir}/models--openai--gpt-oss-20b`));
     t.false(fs.existsSync(`${dir}/.locks/models--openai--gpt-oss-20b`));

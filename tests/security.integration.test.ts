@@ -50,7 +50,9 @@ const curlShim = `#!/bin/sh
 ( umask 077; printf '%s\\n' "$*" >>${curlLog} )
 exec /usr/bin/curl "$@"
 `;
-const preexistingCache = { dir: "/var/cache/vllm-workstation", file: "/var/cache/vllm-workstation/keep-me", content: "not the stack's (var/cache)\n" };
+// An empty directory at a path the stack takes is adopted: used, and left in place on destroy. (One that
+// holds files is refused before anything changes: ownership.integration.test.ts.)
+const preexistingCache = { dir: "/var/cache/vllm-workstation" };
 
 let box: Box;
 let index: PackageIndex;
@@ -130,8 +132,8 @@ async function up(t: { log: (...a: unknown[]) => void }) {
 test.before(async () => {
     [box, index, hub] = await Promise.all([startBox({ name: "security" }), startPackageIndex({ wheelhouse }), startHfEndpoint({ token: HF_TOKEN })]);
     await installGpuDoubles(box, "rtx4090");
-    const files = { ...userFiles, [preexistingCache.file]: preexistingCache.content };
-    for (const [file, content] of Object.entries(files)) await box.sh(`install -d ${path.posix.dirname(file)} && cat > ${file}`, { input: content });
+    await box.sh(`install -d -m 0755 ${preexistingCache.dir}`);
+    for (const [file, content] of Object.entries(userFiles)) await box.sh(`install -d ${path.posix.dirname(file)} && cat > ${file}`, { input: content });
     await box.sh(`cat > /usr/local/bin/curl && chmod 755 /usr/local/bin/curl`, { input: curlShim });
     before = await boxSnapshot(box);
     port = await freePort();
@@ -299,8 +301,8 @@ test.serial("the engine printed neither secret in up, preview or destroy", async
 });
 
 // Destroy once ran `rm -rf /var/cache/vllm-workstation` whether or not the stack made it.
-test.serial("a cache directory that existed before up survives destroy with its files", async (t) => {
+test.serial("an empty cache directory that existed before up survives destroy, emptied of what the service put there", async (t) => {
     t.true(destroyed, "runs after destroy");
     t.is((await box.exec(`test -d ${preexistingCache.dir}`)).code, 0, `${preexistingCache.dir} still exists`);
-    t.is((await box.exec(`cat ${preexistingCache.file}`)).stdout, preexistingCache.content);
+    t.is((await box.sh(`ls -A ${preexistingCache.dir}`)).trim(), "");
 });

@@ -200,7 +200,7 @@ own_remove_hf_revision() {
   find "$dir/blobs" -maxdepth 1 -name '*.vllm-ws.incomplete*' -delete 2>/dev/null || true
   rm -rf "${dir:?}/snapshots/$rev" "$dir/.no_exist/$rev" "$dir/.vllm-workstation-manifest.json"
   if [ -d "$dir/refs" ]; then
-    grep -rlxF "$rev" "$dir/refs" 2>/dev/null | while read -r ref; do rm -f "$ref"; done
+    { grep -rlxF "$rev" "$dir/refs" 2>/dev/null || true; } | while read -r ref; do rm -f "$ref"; done
   fi
   if [ -d "$dir/snapshots" ]; then
     find "$dir/snapshots" -type l -exec readlink {} + 2>/dev/null | sed 's|.*/||' | sort -u >"$theirs"
