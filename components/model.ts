@@ -290,7 +290,7 @@ export function modelProbe(model: ModelConfig): string {
         `VLLM_WS_PY`,
         ...Object.keys(model.tiktoken.files)
             .sort((a, b) => a.localeCompare(b))
-            .map((file) => `[ -f ${q(`${l.tiktokenDir}/${file}`)} ] && echo "${file}=present" || echo "${file}=missing"`),
+            .map((file) => `[ -f ${q(`${l.tiktokenDir}/${file}`)} ] && echo ${q(`${file}=present`)} || echo ${q(`${file}=missing`)}`),
     ].join("\n");
 }
 

@@ -5,7 +5,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as yaml from "js-yaml";
-import { parseConfig, WorkstationConfig } from "./config";
+import { ConfigError, parseConfig, WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { AUTO_OPTIONS, PLANNER_CONSTANTS, plan, PlanInput, PlanResult } from "./planner";
 import { Check, Facts, gatherFacts, parseProbeOutput, runChecks, wslKind } from "./preflight";
@@ -108,9 +108,30 @@ async function lookAtWorkstation(look: Look, early: EarlyLook | null): Promise<{
     return { facts: parsed.facts, observed };
 }
 
-/** python.lockFile's text (the path is relative to the project), or null to lock on the box. */
-function lockTextFor(config: WorkstationConfig): string | null {
-    return config.python.lockFile === null ? null : fs.readFileSync(path.resolve(__dirname, "..", "..", config.python.lockFile), "utf8");
+/** The project's root: the program runs from dist/components. */
+const projectRoot = path.resolve(__dirname, "..", "..");
+
+/**
+ * python.lockFile's text, or null to lock on the box. The file must be one of the project's: its path,
+ * relative to the project's root, is resolved with every symlink followed, and a file that ends up
+ * outside the project (an admin's private file) is refused, naming the option, before it is read.
+ */
+export function lockTextFor(config: WorkstationConfig, root = projectRoot): string | null {
+    const lockFile = config.python.lockFile;
+    if (lockFile === null) return null;
+    const refuse = (why: string) => new ConfigError([`python.lockFile: ${JSON.stringify(lockFile)} ${why}`]);
+    const realRoot = fs.realpathSync(root);
+    let real: string;
+    try {
+        real = fs.realpathSync(path.resolve(realRoot, lockFile));
+    } catch (e) {
+        throw refuse(`cannot be read in the project ${realRoot}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+    if (!real.startsWith(realRoot + path.sep)) {
+        throw refuse(`resolves to ${real}, outside the project ${realRoot}: the lock must be a file of the project (a symlink out of it is refused)`);
+    }
+    if (!fs.statSync(real).isFile()) throw refuse(`is not a file (${real})`);
+    return fs.readFileSync(real, "utf8");
 }
 
 /**

@@ -6,15 +6,24 @@ import { parseConfig, WorkstationConfig } from "./config";
 /** Top-level keys that hold secrets; everything else is plain config. */
 export const secretOptions = ["apiKey", "hfToken"] as const;
 
+function parsedOrText(value: string): unknown {
+    try {
+        return JSON.parse(value);
+    } catch {
+        return value;
+    }
+}
+
 /** Turns Pulumi's `project:key -> string` map into the nested object the schema reads. */
 export function rawFromPulumiConfig(all: Readonly<Record<string, string>>, project: string): Record<string, unknown> {
     const raw: Record<string, unknown> = {};
     for (const [fullKey, value] of Object.entries(all)) {
         const [ns, key] = fullKey.split(":", 2);
         if (ns !== project || key === undefined) continue;
-        // Structured values (set with --path or written as YAML maps) arrive as JSON text.
-        const looksStructured = /^\s*[[{]/.test(value);
-        raw[key] = looksStructured ? JSON.parse(value) : value;
+        // Structured values (set with --path or written as YAML maps) arrive as JSON text. A secret is
+        // always a string, whatever it starts with; text that only looks like JSON stays the string it
+        // is, and the schema then says, naming the option, what it should be.
+        raw[key] = !(secretOptions as readonly string[]).includes(key) && /^\s*[[{]/.test(value) ? parsedOrText(value) : value;
     }
     return raw;
 }

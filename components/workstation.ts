@@ -77,5 +77,6 @@ export class Workstation extends pulumi.ComponentResource {
 export function exampleRequest(endpoint: string, model: string, withKey: boolean): string {
     const body = JSON.stringify({ model, messages: [{ role: "user", content: "Say hello in one sentence." }] });
     const auth = withKey ? ` -H "Authorization: Bearer $VLLM_API_KEY"` : "";
-    return `curl -s ${endpoint}/chat/completions -H "Content-Type: application/json"${auth} -d ${q(body)}`;
+    // Quoted: an IPv6 endpoint's brackets are a glob pattern to the shell it is pasted into.
+    return `curl -s ${q(`${endpoint}/chat/completions`)} -H "Content-Type: application/json"${auth} -d ${q(body)}`;
 }

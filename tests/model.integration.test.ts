@@ -6,7 +6,7 @@ import test, { ExecutionContext } from "ava";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { parseConfig } from "../components/config";
+import { Model, parseConfig } from "../components/config";
 import { layout, modelScripts } from "../components/model";
 import { tempDir } from "./helpers/tempDir";
 import { ensureWheelhouse, getsOf, HfEndpoint, HfEndpointOptions, RequestLogEntry, run, sha256File, startHfEndpoint } from "./servers";
@@ -63,7 +63,7 @@ async function download(t: ExecutionContext, hub: HfEndpoint, opts: { connection
 }
 
 function weightsIn(cache: string, hub: HfEndpoint): string {
-    const m = parseConfig({ model: { revision: hub.commitSha, cacheDir: cache } }).model;
+    const m = Model.parse({ revision: hub.commitSha, cacheDir: cache });
     return path.join(layout(m).snapshot, WEIGHTS);
 }
 

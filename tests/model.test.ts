@@ -4,7 +4,7 @@ import { spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { parseConfig } from "../components/config";
+import { Model, parseConfig } from "../components/config";
 import { layout, modelScripts } from "../components/model";
 import { tempDir } from "./helpers/tempDir";
 
@@ -76,7 +76,8 @@ test("without keepOnDestroy the remove script removes the pinned revision and th
 
 test("remove keeps other models and their locks in a shared cache dir", (t) => {
     const dir = tempDir(t, "model");
-    const m = parseConfig({ model: { revision, cacheDir: `${dir}/hf` } }).model;
+    // The model section alone: the whole config refuses a cache under /tmp, which the stack would own.
+    const m = Model.parse({ revision, cacheDir: `${dir}/hf` });
     const l = layout(m);
     const others = [`${dir}/hf/models--other--model/snapshots/x/f`, `${dir}/hf/.locks/models--other--model/f.lock`, `${dir}/hf/version.txt`, `${dir}/hf/CACHEDIR.TAG`];
     for (const f of [`${l.snapshot}/config.json`, `${dir}/hf/.locks/models--openai--gpt-oss-20b/a.lock`, `${l.tiktokenDir}/o200k_base.tiktoken`, `${l.tiktokenDir}/.vllm-workstation-made-this`, ...others]) {
@@ -93,7 +94,7 @@ test("remove keeps other models and their locks in a shared cache dir", (t) => {
 
 test("remove takes the cache dir away when nothing else is in it", (t) => {
     const dir = tempDir(t, "model");
-    const m = parseConfig({ model: { revision, cacheDir: `${dir}/hf` } }).model;
+    const m = Model.parse({ revision, cacheDir: `${dir}/hf` });
     const l = layout(m);
     const madeByApply = [`${dir}/hf/.vllm-workstation-made-this`, `${l.tiktokenDir}/.vllm-workstation-made-this`, `${dir}/hf/CACHEDIR.TAG`];
     for (const f of [`${l.snapshot}/config.json`, `${dir}/hf/.locks/models--openai--gpt-oss-20b/a.lock`, `${l.tiktokenDir}/o200k_base.tiktoken`, ...madeByApply]) {
@@ -190,16 +191,16 @@ function fakeBox(t: ExecutionContext, opts: { endpoint?: string; keepOnDestroy?:
     const encodings = { "a.tiktoken": "encoding a\n", "b.tiktoken": "encoding b\n" };
     fs.mkdirSync(`${dir}/enc`);
     for (const [f, text] of Object.entries(encodings)) fs.writeFileSync(`${dir}/enc/${f}`, text);
-    const m = parseConfig({
-        model: {
-            revision,
-            cacheDir: `${dir}/hf`,
-            ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
-            ...(opts.keepOnDestroy ? { keepOnDestroy: true } : {}),
-            ...(opts.exclude ? { exclude: opts.exclude } : {}),
-            tiktoken: { baseUrl: `file://${dir}/enc`, files: Object.fromEntries(Object.entries(encodings).map(([f, text]) => [f, hex("sha256", text)])) },
-        },
-    }).model;
+    // The model section alone (the whole config refuses a cache under /tmp, which the stack would own),
+    // with the encodings read through file:// so the test needs no server; the stack itself takes only http(s).
+    const section = Model.parse({
+        revision,
+        cacheDir: `${dir}/hf`,
+        ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
+        ...(opts.keepOnDestroy ? { keepOnDestroy: true } : {}),
+        ...(opts.exclude ? { exclude: opts.exclude } : {}),
+    });
+    const m = { ...section, tiktoken: { baseUrl: `file://${dir}/enc`, files: Object.fromEntries(Object.entries(encodings).map(([f, text]) => [f, hex("sha256", text)])) } };
     const l = layout(m);
     const files: Record<string, string> = { "config.json": '{"model_type": "gpt_oss"}\n', "model.safetensors": "pretend these are weights\n" };
     fs.mkdirSync(`${dir}/download`);

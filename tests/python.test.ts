@@ -7,7 +7,7 @@ import * as http from "http";
 import type { AddressInfo } from "net";
 import * as os from "os";
 import * as path from "path";
-import { parseConfig } from "../components/config";
+import { parseConfig, Python } from "../components/config";
 import { indexArgs, indexHint, layout, packageScripts, renderRequirements, shownUrl, uvScripts } from "../components/python";
 import { q, sha256 } from "../components/shell";
 import { tempDir } from "./helpers/tempDir";
@@ -23,8 +23,9 @@ const seeds = parseConfig({
     },
 }).python;
 
+// The python section alone: the whole config refuses a venv under /tmp, which the stack would own.
 function pythonIn(dir: string, over: Record<string, unknown> = {}) {
-    return parseConfig({ model: { revision }, python: { venvPath: `${dir}/venv`, ...over } }).python;
+    return Python.parse({ venvPath: `${dir}/venv`, ...over });
 }
 
 interface Ran {

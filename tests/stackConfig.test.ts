@@ -1,6 +1,6 @@
 import test from "ava";
 import { allConfigFromStackFile, rawFromPulumiConfig, SECRET_STAND_IN } from "../components/stackConfig";
-import { parseConfig } from "../components/config";
+import { ConfigError, parseConfig } from "../components/config";
 
 test("a stack file's scalars read as the strings the engine hands the program", (t) => {
     const all = allConfigFromStackFile("config:\n  vllm-workstation:runtime: systemd\n  vllm-workstation:port: 8000\n  vllm-workstation:flag: true\n");
@@ -26,4 +26,27 @@ test("a stack file with no config, or an empty one, reads as no config", (t) => 
     t.deepEqual(allConfigFromStackFile(""), {});
     t.deepEqual(allConfigFromStackFile("config:\n"), {});
     t.deepEqual(allConfigFromStackFile("# just a comment\n"), {});
+});
+
+test("secrets that look like JSON arrive as the strings they are", (t) => {
+    const all = { "vllm-workstation:apiKey": '{"not":"json-to-parse"}', "vllm-workstation:hfToken": "[hf_abcdef0123456789" };
+    const raw = rawFromPulumiConfig(all, "vllm-workstation");
+    t.is(raw.apiKey, '{"not":"json-to-parse"}');
+    t.is(raw.hfToken, "[hf_abcdef0123456789");
+    t.is(parseConfig({ hfToken: raw.hfToken, model: { revision: "6cee5e81ee83917806bbde320786a8fb61efebee" } }).hfToken, "[hf_abcdef0123456789");
+});
+
+test("a secret that looks like JSON and breaks the secret's rules is refused naming the option, never quoting it", (t) => {
+    const raw = rawFromPulumiConfig({ "vllm-workstation:apiKey": "[sk-0123456789abcdef-SECRET" }, "vllm-workstation");
+    const err = t.throws(() => parseConfig({ ...raw, model: { revision: "6cee5e81ee83917806bbde320786a8fb61efebee" } }), { instanceOf: ConfigError });
+    t.deepEqual(err!.problems.map((p) => p.split(":")[0]), ["apiKey"]);
+    t.regex(err!.problems[0], /^apiKey: \(secret\) /);
+    t.false(err!.message.includes("sk-0123456789abcdef"));
+});
+
+test("a structured option that is not valid JSON is left as text for the schema to refuse, naming it", (t) => {
+    const raw = rawFromPulumiConfig({ "vllm-workstation:server": "{port: 8001" }, "vllm-workstation");
+    t.is(raw.server, "{port: 8001");
+    const err = t.throws(() => parseConfig({ ...raw, model: { revision: "6cee5e81ee83917806bbde320786a8fb61efebee" } }), { instanceOf: ConfigError });
+    t.regex(err!.problems[0], /^server: "\{port: 8001" /);
 });

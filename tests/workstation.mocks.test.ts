@@ -112,7 +112,7 @@ test("a systemd workstation's outputs name the pinned model, the served name, th
     t.is((await valueOf(ws.vllmFlags))["cpu-offload-gb"], 4);
     t.is(await valueOf(ws.venvPath), "/opt/vllm-workstation/venv");
     const example = await valueOf(ws.exampleRequest);
-    t.true(example.startsWith("curl -s http://127.0.0.1:8000/v1/chat/completions "));
+    t.true(example.startsWith("curl -s 'http://127.0.0.1:8000/v1/chat/completions' "));
     t.false(example.includes("Authorization"));
 });
 
