@@ -286,7 +286,8 @@ test.serial("destroy after venvPath moved in config removes only what up made", 
     t.is((await box.sh(`ls -A /opt/ws-b | sort`)).trim(), "keep-me\nvenv");
     t.is((await box.sh(`ls -A ${venvB}`)).trim(), "keep-me");
     for (const [file, content] of Object.entries(userFiles)) t.is(await box.sh(`cat ${file}`), content, file);
-    t.is((await box.sh(`ls -A /var/lib/vllm-workstation`)).trim(), "keep-me", "the pre-existing directory lost only what up put in it");
+    const left = (await box.sh(`ls -A /var/lib/vllm-workstation`)).trim();
+    t.is(left, "keep-me", `the pre-existing directory lost only what up put in it; left: ${await box.sh("find /var/lib/vllm-workstation /var/lib/vllm-workstation-record -ls; cat /var/lib/vllm-workstation-record/* 2>/dev/null || true")}`);
     // The rest of the box is as before up (the pre-existing cache directory has a test of its own).
     const drop = (s: string) => s.split("\n").filter((l) => !l.startsWith(preexistingCache.dir)).join("\n");
     t.is(drop(await boxSnapshot(box)), drop(before));
