@@ -43,13 +43,17 @@ export const authModulePath = `${pythonDir}/${authModuleName}.py`;
 /** vLLM's --middleware value: the class that requires the key on every route but /health. */
 export const authMiddleware = `${authModuleName}.RequireApiKey`;
 
-/** A file of components/assets, found from the compiled module (dist/components) or the source. */
-export function readAsset(name: string): string {
+/** The path of a file of components/assets, found from the compiled module (dist/components) or the source. */
+export function assetPath(name: string): string {
     for (let d = __dirname; d !== path.dirname(d); d = path.dirname(d)) {
         const file = path.join(d, "components", "assets", name);
-        if (fs.existsSync(file)) return fs.readFileSync(file, "utf8");
+        if (fs.existsSync(file)) return file;
     }
     throw new Error(`components/assets/${name} not found above ${__dirname}`);
+}
+
+export function readAsset(name: string): string {
+    return fs.readFileSync(assetPath(name), "utf8");
 }
 
 export function servedModelName(c: WorkstationConfig): string {
