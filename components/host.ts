@@ -41,6 +41,8 @@ export function describe(conn: Connection): string {
 function knownHostsFor(conn: Extract<Connection, { kind: "ssh" }>, dir: string): string[] {
     if (conn.hostKey === null) {
         const file = path.join(os.homedir(), ".ssh", "known_hosts");
+        // ssh does not make ~/.ssh: without it, accept-new records nothing and trusts every key, every time.
+        fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
         return ["-o", "StrictHostKeyChecking=accept-new", "-o", `UserKnownHostsFile=${file}`];
     }
     const file = path.join(dir, "known_hosts");
