@@ -3,11 +3,18 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
-import { endpointUrl, ServingPlan, vllmFlags, vllmVariables } from "./vllmService";
+import { assetPath, authModuleName, endpointUrl, ServingPlan, serviceFlags, vllmVariables } from "./vllmService";
 
-/** vllmFlags as argv after the image's `vllm serve` entrypoint; host and port are the container's own. */
-export function containerArgs(c: WorkstationConfig, plan: ServingPlan, snapshotPath: string): string[] {
-    const flags: Record<string, string | number | boolean> = { ...vllmFlags(c, plan), host: "0.0.0.0", port: 8000 };
+/** Where the container finds the API key middleware (a read-only mount of components/assets' module). */
+export const containerPythonDir = "/opt/vllm-workstation/python";
+
+/**
+ * The service's flags as argv after the image's `vllm serve` entrypoint; host and port are the
+ * container's own. With a key, the middleware that requires it on every route but /health, as the
+ * service loads it (serviceFlags).
+ */
+export function containerArgs(c: WorkstationConfig, plan: ServingPlan, snapshotPath: string, withKey = false): string[] {
+    const flags: Record<string, string | number | boolean> = { ...serviceFlags(c, plan, withKey), host: "0.0.0.0", port: 8000 };
     const argv = [snapshotPath];
     for (const [k, v] of Object.entries(flags)) {
         if (v === true) argv.push(`--${k}`);
@@ -40,14 +47,14 @@ export class DockerVllm extends pulumi.ComponentResource {
         const envs = pulumi.all([args.tiktokenDir, args.apiKey ?? pulumi.output(null)]).apply(([dir, key]) => [
             ...containerEnv(c, args.plan, dir),
             // The key goes through the environment, not argv: vLLM logs its arguments at start.
-            ...(key === null ? [] : [`VLLM_API_KEY=${key}`]),
+            ...(key === null ? [] : [`VLLM_API_KEY=${key}`, `PYTHONPATH=${containerPythonDir}`]),
         ]);
         const container = new docker.Container(
             `${name}-container`,
             {
                 name: "vllm-workstation",
                 image: image.imageId,
-                command: pulumi.output(args.snapshotPath).apply((p) => containerArgs(c, args.plan, p)),
+                command: pulumi.output(args.snapshotPath).apply((p) => containerArgs(c, args.plan, p, args.apiKey !== null)),
                 envs: args.apiKey === null ? envs : pulumi.secret(envs),
                 // `--gpus all`: a device request for every NVIDIA card, through the NVIDIA container toolkit.
                 gpus: "all",
@@ -57,6 +64,9 @@ export class DockerVllm extends pulumi.ComponentResource {
                 volumes: [
                     { hostPath: c.model.cacheDir, containerPath: c.model.cacheDir, readOnly: true },
                     { hostPath: pulumi.output(args.tiktokenDir), containerPath: pulumi.output(args.tiktokenDir), readOnly: true },
+                    ...(args.apiKey === null
+                        ? []
+                        : [{ hostPath: assetPath(`${authModuleName}.py`), containerPath: `${containerPythonDir}/${authModuleName}.py`, readOnly: true }]),
                 ],
                 restart: "unless-stopped",
                 healthcheck: { tests: ["CMD", "curl", "-fsS", "http://127.0.0.1:8000/health"], interval: "30s", timeout: "5s", retries: 3, startPeriod: "900s" },

@@ -1,6 +1,7 @@
 import test from "ava";
 import { parseConfig } from "../components/config";
 import { containerArgs, containerEnv } from "../components/dockerRuntime";
+import { authMiddleware } from "../components/vllmService";
 import type { ServingPlan } from "../components/vllmService";
 import { plan12, revision, snapshot, tiktokenDir } from "./helpers/plans";
 
@@ -71,4 +72,10 @@ test("the container env leaves VLLM_ATTENTION_BACKEND out when vLLM chooses, and
     t.true(env.includes("HF_HUB_OFFLINE=1"));
     t.false(env.some((e) => e.startsWith("VLLM_ATTENTION_BACKEND=")));
     t.false(env.some((e) => e.includes("API_KEY") || e.includes("sk-local")));
+});
+
+test("with an API key the container loads the middleware that requires it on every route but /health; without one it does not", (t) => {
+    t.is(flag(containerArgs(config, plan24, snapshot, true), "middleware"), authMiddleware);
+    t.false(containerArgs(config, plan24, snapshot, false).includes("--middleware"));
+    t.false(containerArgs(config, plan24, snapshot).includes("--middleware"));
 });

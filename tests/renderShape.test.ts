@@ -327,7 +327,7 @@ function render(c: WorkstationConfig, p: ServingPlan, lock: string | null, keyId
     const uv = uvScripts(c.python);
     const pkgs = packageScripts(c.python, lock);
     const model = modelScripts(c.model, c.python.venvPath);
-    const service = serviceScripts({ config: c, plan: p, snapshotPath: l.snapshot, tiktokenDir: l.tiktokenDir, apiKeyId: keyId });
+    const service = serviceScripts({ config: c, plan: p, snapshotPath: l.snapshot, tiktokenDir: l.tiktokenDir, apiKeyId: keyId, runsOn: { cuda: "0123456789ab", packages: "0123456789ab", model: "0123456789ab" } });
     const flags = vllmFlags(c, p);
     fs.rmSync(path.join(scratch, "known_hosts"), { force: true });
     const sshArgv = c.target.kind === "ssh" ? shellArgv(c.target as Connection, scratch) : [];

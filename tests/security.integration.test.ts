@@ -218,6 +218,64 @@ test.serial("on a non-loopback host the service answers only with the API key", 
     t.true(curlCommandLines.includes("/v1/models"), "the instrument saw the service's /v1/models check");
 });
 
+// vLLM's --api-key guards only some prefixes (/v1; 0.24.0 adds /v2 and /inference): /invocations,
+// /tokenize and /detokenize serve inference without it in both pinned releases, and the test double
+// serves them as they do. The stack's middleware closes every route but /health.
+const inferenceRoutes: Array<[string, string, Record<string, unknown> | null]> = [
+    ["POST", "/v1/chat/completions", { messages: [{ role: "user", content: "hi" }] }],
+    ["POST", "/v1/completions", { prompt: "hi" }],
+    ["POST", "/invocations", { messages: [{ role: "user", content: "hi" }] }],
+    ["POST", "/invocations", { prompt: "hi" }],
+    ["POST", "/tokenize", { prompt: "hi there" }],
+    ["POST", "/detokenize", { tokens: [1, 2] }],
+    ["GET", "/v1/models", null],
+];
+// Routes the double does not serve (pooling models, other releases, control and description): with the
+// key they reach it (404), without it they are refused before routing.
+const otherRoutes: Array<[string, string]> = [
+    ["POST", "/pooling"],
+    ["POST", "/classify"],
+    ["POST", "/score"],
+    ["POST", "/rerank"],
+    ["POST", "/v2/rerank"],
+    ["POST", "/inference/v1/generate"],
+    ["POST", "/v1/responses"],
+    ["POST", "/sleep"],
+    ["POST", "/collective_rpc"],
+    ["GET", "/ping"],
+    ["GET", "/load"],
+    ["GET", "/metrics"],
+    ["GET", "/version"],
+];
+
+test.serial("on a non-loopback host every route that serves inference answers 401 without the key and 200 with it; /health answers without", async (t) => {
+    const base = `http://127.0.0.1:${port}`;
+    const call = (method: string, route: string, body: Record<string, unknown> | null, key: string | null) =>
+        fetch(`${base}${route}`, {
+            method,
+            headers: { "Content-Type": "application/json", ...(key === null ? {} : { Authorization: `Bearer ${key}` }) },
+            body: body === null ? undefined : JSON.stringify(body),
+        });
+    for (const [method, route, body] of inferenceRoutes) {
+        const refused = await call(method, route, body, null);
+        t.is(refused.status, 401, `${method} ${route} without the key`);
+        t.false((await refused.text()).includes("Hello"), `${method} ${route} without the key infers nothing`);
+        t.is((await call(method, route, body, crypto.randomBytes(16).toString("hex"))).status, 401, `${method} ${route} with a wrong key`);
+        const ok = await call(method, route, body, API_KEY);
+        t.is(ok.status, 200, `${method} ${route} with the key`);
+        await ok.text();
+    }
+    const answered = await (await call("POST", "/invocations", { messages: [{ role: "user", content: "hi" }] }, API_KEY)).json();
+    t.is((answered as { object: string }).object, "chat.completion", "with the key /invocations infers");
+    for (const [method, route] of otherRoutes) {
+        t.is((await call(method, route, method === "POST" ? {} : null, null)).status, 401, `${method} ${route} without the key`);
+        t.not((await call(method, route, method === "POST" ? {} : null, API_KEY)).status, 401, `${method} ${route} with the key`);
+    }
+    const health = await fetch(`${base}/health`);
+    t.is(health.status, 200, "/health needs no key: the health checks poll it");
+    t.is(await health.text(), "");
+});
+
 // The health check's curl once took the key as `-H "Authorization: Bearer $KEY"`, readable by every user
 // in `ps` while it ran (curl blanks -u arguments, not -H); it now reads the header from stdin.
 test.serial("no command the stack runs on the box carries the API key on its command line", (t) => {
@@ -244,8 +302,8 @@ test.serial("on the box only the root-only secrets file holds the API key, and n
     const unit = await box.sh(`cat ${unitFile}`);
     t.regex(unit, /EnvironmentFile=-\/etc\/vllm-workstation\/secrets\.env/);
     t.deepEqual(leaked(unit), [], "the unit file");
-    const others = (await box.sh(`ls -1 /etc/vllm-workstation`)).split("\n").filter((f) => f && f !== "secrets.env");
-    t.deepEqual(others.sort(), ["cuda.env", "vllm.env", "vllm.yaml"]);
+    const others = (await box.sh(`cd /etc/vllm-workstation && find . -type f ! -name '.*' -printf '%P\\n'`)).split("\n").filter((f) => f && f !== "secrets.env");
+    t.deepEqual(others.sort(), ["cuda.env", "python/vllm_workstation_auth.py", "service.runs-on", "vllm.env", "vllm.yaml"]);
     for (const f of others) t.deepEqual(leaked(await box.sh(`cat /etc/vllm-workstation/${f}`)), [], f);
     t.deepEqual(leaked(await box.sh(`ps -eo args`)), [], "no command line on the box");
 

@@ -10,7 +10,7 @@ import { plan } from "../components/planner";
 import { servingPlan } from "../components/program";
 import { rawFromPulumiConfig } from "../components/stackConfig";
 import { containerArgs, containerEnv } from "../components/dockerRuntime";
-import { renderEnv, vllmFlags } from "../components/vllmService";
+import { renderEnv, serviceFlags, vllmFlags } from "../components/vllmService";
 
 const root = path.join(__dirname, "..", "..");
 const fixtures = path.join(root, "tests", "fixtures", "vllm");
@@ -41,7 +41,10 @@ for (const file of stacks) {
         const keys = Object.keys(vllmFlags(config, servingPlan(result)));
         t.true(keys.length > 5);
         t.deepEqual(keys.filter((k) => !flags.has(`--${k}`)), []);
-        const argv = containerArgs(config, servingPlan(result), "/snap").filter((a) => a.startsWith("--"));
+        const withKey = Object.keys(serviceFlags(config, servingPlan(result), true));
+        t.true(withKey.includes("middleware"));
+        t.deepEqual(withKey.filter((k) => !flags.has(`--${k}`)), []);
+        const argv = containerArgs(config, servingPlan(result), "/snap", true).filter((a) => a.startsWith("--"));
         t.deepEqual(argv.filter((a) => !flags.has(a)), []);
     });
     test(`every VLLM_ variable ${file} sets exists in its vLLM ${version}, and so does its attention backend`, (t) => {

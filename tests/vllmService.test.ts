@@ -9,15 +9,21 @@ import { serviceEnvPath } from "../components/cudaEnv";
 import { expectFile, managedHeader } from "../components/shell";
 import {
     apiKeyId,
+    authMiddleware,
+    authModulePath,
     configPath,
     endpointUrl,
     envPath,
     probeHost,
     renderConfigYaml,
     renderEnv,
+    renderRunsOn,
     renderUnit,
+    runsOnPath,
     secretsPath,
     servedModelName,
+    serviceFlags,
+    servicePiece,
     serviceScripts,
     ServingPlan,
     unitPath,
@@ -48,8 +54,10 @@ function syntaxOk(script: string): string {
     return r.status === 0 ? "ok" : r.stderr;
 }
 
-function scriptsFor(key: string | null, c = config, plan = plan12) {
-    return serviceScripts({ config: c, plan, snapshotPath: snapshot, tiktokenDir, apiKeyId: key === null ? null : apiKeyId(key) });
+const runsOn = { cuda: "c0ffee000001", packages: "c0ffee000002", model: "c0ffee000003" };
+
+function scriptsFor(key: string | null, c = config, plan = plan12, on: Record<string, string> = runsOn) {
+    return serviceScripts({ config: c, plan, snapshotPath: snapshot, tiktokenDir, apiKeyId: key === null ? null : apiKeyId(key), runsOn: on });
 }
 
 /** The lines of `script` from the first line that starts with `from` to the first after it that starts with `to`. */
@@ -252,9 +260,12 @@ test("expected lists the three file hashes, the secrets, and an active, enabled 
             "secrets=none",
             "active=active",
             "enabled=enabled",
+            "user=present",
+            "group=present",
+            expectFile("auth-module", fs.readFileSync(path.join(__dirname, "..", "..", "components", "assets", "vllm_workstation_auth.py"), "utf8")),
         ].join("\n"),
     );
-    t.is(s.probe.split("\n").length, 6, "one probe line per expected line");
+    t.is(s.probe.split("\n").length, 9, "one probe line per expected line");
 });
 
 test("the apply script writes the unit, the config and the env file to their fixed paths", (t) => {
@@ -362,4 +373,64 @@ test("endpointUrl is the OpenAI base URL the clients use", (t) => {
     t.is(endpointUrl(config), "http://127.0.0.1:8000/v1");
     t.is(endpointUrl(parseConfig({ model: { revision }, server: { host: "::", port: 8001 }, apiKey })), "http://[::1]:8001/v1");
     t.is(endpointUrl(parseConfig({ model: { revision }, server: { host: "0.0.0.0" }, apiKey })), "http://127.0.0.1:8000/v1");
+});
+
+test("the probe reports the service user and its group, present or missing, so a user deleted by hand is drift", (t) => {
+    const probe = (user: string) => {
+        const c = parseConfig({ model: { revision }, server: { user } });
+        const lines = servicePiece(c).probe.split("\n").filter((l) => l.includes("getent"));
+        const r = strict(lines.join("\n"));
+        t.is(r.code, 0, r.stderr);
+        return r.stdout;
+    };
+    t.is(probe("root"), "user=present\ngroup=present\n");
+    t.is(probe("vllm-ws-no-such-user"), "user=missing\ngroup=missing\n");
+    t.is(scriptsFor(null).probe, servicePiece(config).probe, "the program's early look runs the same probe");
+});
+
+test("a service user made again by up (it was deleted by hand) restarts the service", (t) => {
+    const apply = scriptsFor(null).apply.split("\n");
+    const saved = apply.findIndex((l) => l === "uid_before=$(id -u 'vllm' 2>/dev/null || echo none)");
+    const made = apply.findIndex((l) => l.includes("useradd --system"));
+    t.true(saved >= 0 && saved < made, "the uid is read before the user is made");
+    t.true(apply.some((l) => l.startsWith("if [ \"$before\" != \"$after\" ] || [ \"$uid_before\" != \"$(id -u 'vllm')\" ] ||")));
+});
+
+test("what the service runs on is stamped on the box, and a changed id changes the stamp and so restarts the service", (t) => {
+    t.is(renderRunsOn({ packages: "b", cuda: "a" }), `${managedHeader()}cuda=a\npackages=b\n`);
+    const a = scriptsFor(null).apply;
+    t.true(a.includes(`mv -f "$tmp" '${runsOnPath}'`));
+    t.true(a.includes(renderRunsOn(runsOn).trimEnd()));
+    for (const piece of Object.keys(runsOn)) {
+        const changed = scriptsFor(null, config, plan12, { ...runsOn, [piece]: "0123456789ab" }).apply;
+        t.not(changed, a, piece);
+    }
+    // The stamp and the middleware are among the files whose change restarts the service.
+    const before = a.split("\n").find((l) => l.startsWith("before=$("))!;
+    const after = a.split("\n").find((l) => l.startsWith("after=$("))!;
+    for (const f of [unitPath, configPath, envPath, secretsPath, runsOnPath, authModulePath]) {
+        t.true(before.includes(`'${f}'`), f);
+        t.true(after.includes(`'${f}'`), f);
+    }
+    t.true(a.indexOf(before) < a.indexOf(`'${runsOnPath}'`, a.indexOf(before) + before.length), "the stamp is written after the before hash");
+});
+
+test("with an API key the --config YAML loads the middleware that requires it on every route; without one it does not", (t) => {
+    const withKey = serviceFlags(config, plan12, true);
+    t.is(withKey.middleware, "vllm_workstation_auth.RequireApiKey");
+    t.is(authMiddleware, "vllm_workstation_auth.RequireApiKey");
+    t.false("middleware" in serviceFlags(config, plan12, false));
+    t.deepEqual({ ...withKey, middleware: undefined }, { ...vllmFlags(config, plan12), middleware: undefined });
+    t.true(scriptsFor(apiKey).apply.split("\n").includes('middleware: "vllm_workstation_auth.RequireApiKey"'));
+    t.false(scriptsFor(null).apply.includes("middleware:"));
+});
+
+test("the middleware module is written root-owned where the service's PYTHONPATH points, and remove takes it away", (t) => {
+    t.is(authModulePath, "/etc/vllm-workstation/python/vllm_workstation_auth.py");
+    t.true(renderEnv(config, plan12, tiktokenDir).split("\n").includes("PYTHONPATH=/etc/vllm-workstation/python"));
+    const s = scriptsFor(apiKey);
+    t.true(s.apply.includes(`chmod 0644 "$tmp" && chown root:root "$tmp" && mv -f "$tmp" '${authModulePath}'`));
+    t.true(s.apply.includes("class RequireApiKey:"));
+    t.true(s.remove.includes(`rm -f '${authModulePath}' '${runsOnPath}'`));
+    t.true(s.remove.includes("d='/etc/vllm-workstation/python'"));
 });

@@ -178,6 +178,39 @@ test("a docker workstation hands the API key to the container through its enviro
     t.false(inputs.command.some((a: string) => a.includes(apiKey)));
 });
 
+test("a docker workstation with an API key mounts the key middleware read-only and loads it", async (t) => {
+    const { byName } = await build("dkm", { runtime: "docker", server: { host: "0.0.0.0" } }, apiKey);
+    const inputs = byName("dkm-docker-container")!.inputs;
+    const i = inputs.command.indexOf("--middleware");
+    t.is(inputs.command[i + 1], "vllm_workstation_auth.RequireApiKey");
+    const mount = inputs.volumes.find((v: { containerPath: string }) => v.containerPath === "/opt/vllm-workstation/python/vllm_workstation_auth.py");
+    t.truthy(mount);
+    t.true(mount.readOnly);
+    t.regex(mount.hostPath, /\/components\/assets\/vllm_workstation_auth\.py$/);
+    t.true(plain(inputs.envs).includes("PYTHONPATH=/opt/vllm-workstation/python"));
+});
+
+test("the service's apply carries ids of the CUDA environment, the packages and the model it runs on, each changing with its piece", async (t) => {
+    const stamp = async (prefix: string, raw: Record<string, unknown>) => {
+        const { byName } = await build(prefix, raw, null);
+        const apply: string = byName(`${prefix}-vllm-unit`)!.inputs.apply;
+        return Object.fromEntries([...apply.matchAll(/^(cuda|packages|model)=([0-9a-f]{12})$/gm)].map((m) => [m[1], m[2]]));
+    };
+    const base = await stamp("ro0", {});
+    t.deepEqual(Object.keys(base).sort(), ["cuda", "model", "packages"]);
+    const cuda = await stamp("ro1", { cuda: { home: "/usr/local/cuda-12.8" } });
+    const packages = await stamp("ro2", { python: { flashinferVersion: "0.6.12" } });
+    const model = await stamp("ro3", { model: { revision: "0".repeat(40) } });
+    const plan = await stamp("ro4", { server: { port: 8123 } });
+    t.deepEqual(cuda, { ...base, cuda: cuda.cuda });
+    t.not(cuda.cuda, base.cuda);
+    t.deepEqual(packages, { ...base, packages: packages.packages });
+    t.not(packages.packages, base.packages);
+    t.deepEqual(model, { ...base, model: model.model });
+    t.not(model.model, base.model);
+    t.deepEqual(plan, base, "a change of the service's own settings leaves the ids alone");
+});
+
 test("every host state gets what the program's look at the box saw for its probe, and the program looks at exactly those pieces", async (t) => {
     const config = { ...parseConfig({ model: { revision } }), apiKey: null, hfToken: null };
     const pieces = workstationPieces(config, null);
