@@ -56,7 +56,7 @@ export function say(message: string): string {
 
 /** Before writing `path` with `content` outside a directory the stack owns: takes it, or refuses another file there (own.sh). */
 export function ownFile(path: string, content: string): string {
-    return `own_file ${q(path)} ${contentSha(content)}`;
+    return `own_file ${q(path)} ${q(contentSha(content))}`;
 }
 
 /** The ownership functions (own_dir, own_file, own_release_dir, ...) every script on the box runs with. */
