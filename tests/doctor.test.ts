@@ -48,7 +48,7 @@ test("plans a 12 GB RTX 3060 with offload, eager mode and a short context, and e
     t.regex(r.stdout, /--enforce-eager +yes\n/);
     t.regex(r.stdout, /--max-model-len +8192\n/);
     t.regex(r.stdout, /attention backend +TRITON_ATTN\n/);
-    t.regex(r.stdout, /weights +8\.90 +\+4\.00 in host RAM/);
+    t.regex(r.stdout, /weights +9\.61 +\+4\.00 in host RAM/);
     t.regex(r.stdout, /warning +pinned-memory +the plan offloads 4 GiB/);
     t.regex(r.stdout, /0 errors, 1 warning: ready\n$/);
 });
@@ -98,7 +98,8 @@ test("exits 1 with a T4 in JSON too", (t) => {
 
 test("plans for a named tier with --tier", (t) => {
     const out = JSON.parse(doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", HEALTHY, "--tier", "16gb", "--json").stdout);
-    t.like(out.plan, { tier: "16gb", enforceEager: true, cpuOffloadGb: 0 });
+    // 16 GiB less the desktop holds neither bf16 nor fp8 KV for two 8192-token requests beside 13.8 GiB of weights.
+    t.like(out.plan, { tier: "16gb", enforceEager: true, cpuOffloadGb: 1 });
     t.is(out.plan.gpu.memoryTotalMiB, 16376);
 });
 

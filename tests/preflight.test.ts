@@ -328,7 +328,7 @@ test("fails the host-memory check on WSL2 with too little RAM, pointing at .wslc
     const f = { ...healthy, gpus: [RTX3060], memTotalKiB: 8 * 1024 * 1024 };
     const c = checkHostMemory(f, planFor(f));
     t.is(c.level, "error");
-    t.regex(c.message, /^MemTotal is 8\.0 GiB; vLLM needs 13\.0 GiB with 4 GiB of weights offloaded, plus 1\.0 GiB for the system$/);
+    t.regex(c.message, /^MemTotal is 8\.0 GiB; vLLM needs 12\.6 GiB with 4 GiB of weights offloaded, plus 1\.0 GiB for the system$/);
     t.regex(c.fix ?? "", /raise memory= under \[wsl2\] in %UserProfile%\\\.wslconfig to at least 14GB/);
 });
 
