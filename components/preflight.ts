@@ -7,6 +7,7 @@
 //    saw, and what to do about it.
 import { GpuRecord, NVIDIA_SMI_QUERY, parseComputeCap, parseNvidiaSmiCsv, smName } from "./gpu";
 import { GPT_OSS_20B, PLANNER_CONSTANTS, PlanResult, computeCapabilityProblem } from "./planner";
+import { checkDriverForWheels, checkNatServing, checkWslLifecycle } from "./wslChecks";
 
 export type Level = "error" | "warning" | "ok";
 
@@ -581,6 +582,10 @@ export function checkDisk(f: Facts): Check[] {
 export interface CheckOptions {
     /** See checkPinnedMemory. */
     readonly wslPinSwitch?: boolean | null;
+    /** The vLLM release the stack installs (the driver check); null or absent skips it. */
+    readonly vllmVersion?: string | null;
+    /** server.host (the WSL networking check); null or absent skips it. */
+    readonly serverHost?: string | null;
 }
 
 /** Every applicable check, in the order a person fixes them: card, plan, WSL, services, toolchain, resources. */
@@ -596,6 +601,10 @@ export function runChecks(f: Facts, result: PlanResult | null, options: CheckOpt
         checkHostMemory(f, result),
         checkPinnedMemory(f, result, options.wslPinSwitch ?? null),
         ...checkDisk(f),
+        // Windows and WSL: components/wslChecks.ts.
+        checkDriverForWheels(f, options.vllmVersion ?? null),
+        checkWslLifecycle(f),
+        checkNatServing(f, options.serverHost ?? null),
     ];
     return all.filter((c): c is Check => c !== null);
 }

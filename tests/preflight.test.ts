@@ -222,9 +222,11 @@ test("passes every check on a healthy WSL2 box with a 24 GB card", (t) => {
             ["nvcc", "ok"],
             ["host-memory", "ok"],
             ["disk-model-venv", "ok"],
+            // Not visible from inside WSL, so it always asks to be checked on Windows.
+            ["wsl-lifecycle", "warning"],
         ],
     );
-    t.true(checks.every((c) => c.fix === null));
+    t.true(checks.filter((c) => c.level === "ok").every((c) => c.fix === null));
 });
 
 test("fails the gpu check when nvidia-smi is missing, pointing WSL2 at the Windows driver", (t) => {
