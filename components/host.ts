@@ -5,7 +5,7 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { ownershipLibrary } from "./shell";
+import { ownershipLibrary, q } from "./shell";
 
 /** How the provider reaches the workstation. Plain data: it is stored in the state of every resource. */
 export type Connection =
@@ -72,10 +72,6 @@ export function shellArgv(conn: Connection, scratch: string): string[] {
     return argv;
 }
 
-function quote(value: string): string {
-    return `'${value.replace(/'/g, `'\\''`)}'`;
-}
-
 /**
  * The text sent on stdin: strict mode, the ownership functions (components/assets/own.sh) every script
  * may call, the exports, then the script.
@@ -83,7 +79,7 @@ function quote(value: string): string {
 export function renderStdin(script: string, env: Readonly<Record<string, string>> = {}): string {
     const exports = Object.keys(env)
         .sort()
-        .map((k) => `export ${k}=${quote(env[k])}`)
+        .map((k) => `export ${k}=${q(env[k])}`)
         .join("\n");
     return `set -euo pipefail\n${ownershipLibrary()}\n${exports}\n${script}\n`;
 }

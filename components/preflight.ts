@@ -7,8 +7,12 @@
 //    saw, and what to do about it.
 import { GpuRecord, NVIDIA_SMI_QUERY, parseComputeCap, parseNvidiaSmiCsv, smName } from "./gpu";
 import { GPT_OSS_20B, PLANNER_CONSTANTS, PlanResult, computeCapabilityProblem } from "./planner";
+<<<<<<< HEAD
 import type { Claim } from "./observe";
 import { ownershipLibrary, q as shellQuote } from "./shell";
+=======
+import { checkDriverForWheels, checkNatServing, checkWslLifecycle } from "./wslChecks";
+>>>>>>> gpu
 
 export type Level = "error" | "warning" | "ok";
 
@@ -639,8 +643,15 @@ export function checkDisk(f: Facts): Check[] {
 export interface CheckOptions {
     /** See checkPinnedMemory. */
     readonly wslPinSwitch?: boolean | null;
+<<<<<<< HEAD
     /** See checkOwnership. */
     readonly claims?: readonly Claim[];
+=======
+    /** The vLLM release the stack installs (the driver check); null or absent skips it. */
+    readonly vllmVersion?: string | null;
+    /** server.host (the WSL networking check); null or absent skips it. */
+    readonly serverHost?: string | null;
+>>>>>>> gpu
 }
 
 /** Every applicable check, in the order a person fixes them: card, plan, WSL, services, toolchain, resources. */
@@ -657,6 +668,10 @@ export function runChecks(f: Facts, result: PlanResult | null, options: CheckOpt
         checkPinnedMemory(f, result, options.wslPinSwitch ?? null),
         ...checkOwnership(f, options.claims ?? []),
         ...checkDisk(f),
+        // Windows and WSL: components/wslChecks.ts.
+        checkDriverForWheels(f, options.vllmVersion ?? null),
+        checkWslLifecycle(f),
+        checkNatServing(f, options.serverHost ?? null),
     ];
     return all.filter((c): c is Check => c !== null);
 }

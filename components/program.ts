@@ -145,7 +145,12 @@ async function prepare(early: EarlyLook | null) {
     const look = lookFor(config, lockText);
     const { facts, observed } = await lookAtWorkstation(look, early);
     const result = plan(planInput(config, facts));
-    const checks = runChecks(facts, result, { wslPinSwitch: has(config.python.vllmVersion, "wslPinMemorySwitch"), claims: claimsOf(look.pieces) });
+    const checks = runChecks(facts, result, {
+        wslPinSwitch: has(config.python.vllmVersion, "wslPinMemorySwitch"),
+        vllmVersion: config.python.vllmVersion,
+        serverHost: config.server.host,
+        claims: claimsOf(look.pieces),
+    });
     const errors = checks.filter((c) => c.level === "error");
     for (const w of checks.filter((c) => c.level === "warning")) pulumi.log.warn(`[${w.id}] ${w.message}${w.fix ? ` Fix: ${w.fix}` : ""}`);
     if (errors.length > 0 || !result.ok) {

@@ -44,17 +44,17 @@ async function stackWith(config: Record<string, unknown>): Promise<TestStack> {
 }
 
 test.serial("up refuses a venvPath and a cache dir that hold someone's files, names both, and changes nothing on the box", async (t) => {
-    await box.sh("install -d -o dev -g dev /home/dev/work /srv/models && echo 'my thesis' > /home/dev/work/thesis.txt && echo notes > /srv/models/notes.txt");
+    await box.sh("install -d -o dev -g dev /srv/work /srv/models && echo 'my thesis' > /srv/work/thesis.txt && echo notes > /srv/models/notes.txt");
     const before = await boxSnapshot(box);
     const base = boxStackConfig(box, index, hub, port);
-    const s = await stackWith({ ...base, python: { ...base.python, venvPath: "/home/dev/work" }, model: { ...base.model, cacheDir: "/srv/models" } });
+    const s = await stackWith({ ...base, python: { ...base.python, venvPath: "/srv/work" }, model: { ...base.model, cacheDir: "/srv/models" } });
     const err = await t.throwsAsync(s.stack.up({ onOutput: s.onOutput }));
     const printed = `${err?.message ?? ""}\n${s.output.join("")}`;
-    t.regex(printed, /\/home\/dev\/work \(python\.venvPath\) is a directory holding "thesis\.txt", which vllm-workstation did not make/);
+    t.regex(printed, /\/srv\/work \(python\.venvPath\) is a directory holding "thesis\.txt", which vllm-workstation did not make/);
     t.regex(printed, /\/srv\/models \(model\.cacheDir\) is a directory holding "notes\.txt"/);
     t.regex(printed, /nothing was changed/);
     t.is(await boxSnapshot(box), before, "the box is exactly as before");
-    t.is(await box.sh("cat /home/dev/work/thesis.txt"), "my thesis\n");
+    t.is(await box.sh("cat /srv/work/thesis.txt"), "my thesis\n");
 });
 
 test.serial("a converged cache holds no file of the stack's own, and the real huggingface_hub finds it consistent", async (t) => {

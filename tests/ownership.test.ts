@@ -165,6 +165,8 @@ test("removing the only revision takes the repository's folder and its locks, an
     fs.mkdirSync(`${dir}/.locks/models--openai--gpt-oss-20b`, { recursive: true });
     fs.mkdirSync(`${dir}/.locks/models--other--model`, { recursive: true });
     fs.writeFileSync(`${dir}/CACHEDIR.TAG`, "");
+    fs.mkdirSync(`${dir}/models--openai--gpt-oss-20b/trees`);
+    fs.writeFileSync(`${dir}/models--openai--gpt-oss-20b/trees/${rev}.json`, "[]");
     fs.mkdirSync(`${dir}/models--other--model/refs`);
     fs.writeFileSync(`${dir}/models--other--model/refs/main`, "3".repeat(40));
     fs.mkdirSync(`${dir}/models--openai--gpt-oss-20b/refs`);

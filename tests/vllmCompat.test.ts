@@ -71,5 +71,6 @@ test("the 24 GB example keeps every weight on the card", (t) => {
     if (!result.ok) return t.fail();
     t.is(result.plan.cpuOffloadGb, 0);
     t.false("cpu-offload-gb" in vllmFlags(config, servingPlan(result)));
-    t.is(vllmFlags(config, servingPlan(result))["max-model-len"], 32768);
+    // The context vLLM 0.24.0 gave room for three requests of (tests/fixtures/calibration/vllm-0.24.0/stack-24gb.json).
+    t.is(vllmFlags(config, servingPlan(result))["max-model-len"], 65536);
 });

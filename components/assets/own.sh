@@ -198,7 +198,8 @@ own_remove_hf_revision() {
   fi
   # Partial downloads of this revision's files (the ranged download's own and its records).
   find "$dir/blobs" -maxdepth 1 -name '*.vllm-ws.incomplete*' -delete 2>/dev/null || true
-  rm -rf "${dir:?}/snapshots/$rev" "$dir/.no_exist/$rev" "$dir/.vllm-workstation-manifest.json"
+  # hf 1.x keeps the revision's file listing in trees/<revision>.json.
+  rm -rf "${dir:?}/snapshots/$rev" "$dir/.no_exist/$rev" "$dir/trees/$rev.json" "$dir/.vllm-workstation-manifest.json"
   if [ -d "$dir/refs" ]; then
     { grep -rlxF "$rev" "$dir/refs" 2>/dev/null || true; } | while read -r ref; do rm -f "$ref"; done
   fi
