@@ -7,12 +7,9 @@
 //    saw, and what to do about it.
 import { GpuRecord, NVIDIA_SMI_QUERY, parseComputeCap, parseNvidiaSmiCsv, smName } from "./gpu";
 import { GPT_OSS_20B, PLANNER_CONSTANTS, PlanResult, computeCapabilityProblem } from "./planner";
-<<<<<<< HEAD
 import type { Claim } from "./observe";
 import { ownershipLibrary, q as shellQuote } from "./shell";
-=======
 import { checkDriverForWheels, checkNatServing, checkWslLifecycle } from "./wslChecks";
->>>>>>> gpu
 
 export type Level = "error" | "warning" | "ok";
 
@@ -643,15 +640,12 @@ export function checkDisk(f: Facts): Check[] {
 export interface CheckOptions {
     /** See checkPinnedMemory. */
     readonly wslPinSwitch?: boolean | null;
-<<<<<<< HEAD
     /** See checkOwnership. */
     readonly claims?: readonly Claim[];
-=======
     /** The vLLM release the stack installs (the driver check); null or absent skips it. */
     readonly vllmVersion?: string | null;
     /** server.host (the WSL networking check); null or absent skips it. */
     readonly serverHost?: string | null;
->>>>>>> gpu
 }
 
 /** Every applicable check, in the order a person fixes them: card, plan, WSL, services, toolchain, resources. */
