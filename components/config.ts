@@ -6,6 +6,7 @@
 // keys read with getSecret, so they stay Pulumi secrets from the stack file to the box.
 import * as path from "path";
 import { z } from "zod";
+import { redactUrls } from "./urls";
 
 const absolutePath = z.string().refine((p) => path.posix.isAbsolute(p) && path.posix.normalize(p) === p && (p === "/" || !p.endsWith("/")), {
     message: "must be an absolute, normalized path",
@@ -248,7 +249,8 @@ function quoteValue(raw: unknown, p: PropertyKey[]): string {
     let v: unknown = raw;
     for (const k of p) v = v !== null && typeof v === "object" ? (v as Record<PropertyKey, unknown>)[k] : undefined;
     if (v === undefined) return "(not set)";
-    return JSON.stringify(v);
+    // A URL's credentials never show, even in the message about that URL.
+    return redactUrls(JSON.stringify(v));
 }
 
 /** Secrets must never appear in an error message, even when they are what is wrong. */

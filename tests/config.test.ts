@@ -159,3 +159,9 @@ test("the error message lists every problem under one heading", (t) => {
     const err = t.throws(() => parseConfig({ model: { revision: "x" }, server: { port: -1 } }), { instanceOf: ConfigError });
     t.regex(err!.message, /^invalid stack config \(2 problems\):\n  - model\.revision: "x" .*\n  - server\.port: -1 /);
 });
+
+test("a URL that is refused is quoted without the credentials it carries", (t) => {
+    const err = t.throws(() => parseConfig({ model: { revision: "0123456789abcdef0123456789abcdef01234567" }, python: { extraIndexUrls: ["https://ci-user:s3cret-pw@exa mple.com/simple"] } }));
+    t.true(err!.message.includes(`python.extraIndexUrls.0: "https://***@exa mple.com/simple"`), err!.message);
+    t.false(/s3cret-pw|ci-user/.test(err!.message));
+});
