@@ -133,7 +133,7 @@ test.serial("up converges the box from an index and a Hub that require basic aut
     const r = await watchingProcesses(() => up(t));
     t.is(r.summary.result, "succeeded");
     t.is(r.outputs.endpoint.value, `http://127.0.0.1:${port}/v1`);
-    t.is((await box.sh(`/opt/vllm-workstation/venv-tools/uv --version`)).split(" ")[1], "0.9.5");
+    t.is((await box.sh(`/opt/vllm-workstation/venv-tools/uv --version`)).trim().split(" ")[1], "0.9.5");
     const models = (await (await fetch(`http://127.0.0.1:${port}/v1/models`)).json()) as { data: Array<{ id: string }> };
     t.deepEqual(models.data.map((m) => m.id), ["gpt-oss-20b"]);
     t.true(processLists.length > 20, `the process list was read ${processLists.length} times during up`);
