@@ -508,7 +508,7 @@ test.serial("the disk filling up during the model download fails with No space l
         const message = await run;
         const error = resourceError(message, "workstation-model-files");
         t.log(error);
-        t.regex(error, new RegExp(`error: set up the model openai/gpt-oss-20b@${hub.commitSha.slice(0, 12)} failed on dev@127\\.0\\.0\\.1:${box.port}`));
+        t.regex(error, new RegExp(`error: (1 error occurred:\\s+\\* )?set up the model openai/gpt-oss-20b@${hub.commitSha.slice(0, 12)} failed on dev@127\\.0\\.0\\.1:${box.port}`));
         t.regex(error, /No space left on device/);
         t.true((await state()).resources.some((res) => res.urn === model?.urn), "the model stays in the state");
 
