@@ -112,13 +112,18 @@ export async function run(conn: Connection, script: string, opts: RunOptions = {
     }
 }
 
+/** The workstation could not be reached: the script never ran, so nothing on the box changed. */
+export class UnreachableError extends Error {
+    override name = "UnreachableError";
+}
+
 /** Runs a script and turns a failure into an error that says where, what and what to do next. */
 export async function runOrThrow(conn: Connection, what: string, script: string, opts: RunOptions = {}): Promise<string> {
     const r = await run(conn, script, opts);
     if (r.code === 0) return r.stdout;
     if (conn.kind === "ssh" && r.code === 255 && hostKeyRefused(r.stderr)) throw new Error(hostKeyMismatch(conn, what, r.stderr));
     if (conn.kind === "ssh" && r.code === 255) {
-        throw new Error(
+        throw new UnreachableError(
             `cannot reach the workstation ${describe(conn)} over SSH while trying to ${what}: ${r.stderr.trim()}\n` +
                 `Check that the machine is on and sshd listens on port ${conn.port}, then run pulumi up again; ` +
                 `nothing on the workstation was changed by this step.`,

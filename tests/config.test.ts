@@ -235,3 +235,9 @@ test("host names and addresses for ssh are accepted as ssh takes them", (t) => {
         t.true(c.target.kind === "ssh" && c.target.host === host);
     }
 });
+
+test("a URL that is refused is quoted without the credentials it carries", (t) => {
+    const err = t.throws(() => parseConfig({ model: { revision: "0123456789abcdef0123456789abcdef01234567" }, python: { extraIndexUrls: ["https://ci-user:s3cret-pw@exa mple.com/simple"] } }));
+    t.true(err!.message.includes(`python.extraIndexUrls.0: "https://***@exa mple.com/simple"`), err!.message);
+    t.false(/s3cret-pw|ci-user/.test(err!.message));
+});

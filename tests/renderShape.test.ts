@@ -12,7 +12,7 @@
 // - Shell: a small bash lexer turns a script into its shape: its text, with the contents of every
 //   single-quoted string and of every here-document with a quoted delimiter (`<<'X'`) replaced by a
 //   placeholder. Nothing inside either is ever expanded or split by bash. Everything else stays
-//   verbatim: unquoted words, double-quoted strings (where `$`, backticks and `\` are live), comments
+//   verbatim: unquoted words, double-quoted strings (where `$`, backticks and `\` are live)
 //   and `$(...)` inside double quotes (lexed anew, since a quote there starts a new string). Equal
 //   shapes mean that every byte the config put in the script sits inside single quotes or a quoted
 //   here-document, where bash takes it literally, and that no value ended a quote or a here-document
@@ -128,9 +128,11 @@ export function shellShape(src: string): string {
                 out.push(src.slice(i, i + 2));
                 i += 2;
             } else if (c === "#" && (i === 0 || /[\s;(|&]/.test(src[i - 1]))) {
+                // A comment runs nothing up to its line's end, whatever it holds; a value that carried a
+                // line break would put the rest on a line of its own, lexed as code and so seen.
                 let j = src.indexOf("\n", i);
                 if (j < 0) j = src.length;
-                out.push(src.slice(i, j));
+                out.push("#⟨C⟩");
                 i = j;
             } else if (src.startsWith("<<<", i)) {
                 out.push("<<<");
