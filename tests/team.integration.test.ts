@@ -2,14 +2,15 @@
 // converge their own boxes from the same checkout and the same tracked Pulumi.dev.yaml, one after the
 // other. Each machine's layer (the engine's stack file, with its passphrase's salt) lives in its own
 // project directory's .stacks/, so no tracked file changes, and the two boxes end up byte for byte the
-// same. Test doubles (no GPU here): the boxes' nvidia-smi and nvcc, the vLLM wheels, the Hub.
+// same. A machine's stack file is only a cache of its salt: deleted, it comes back from the state.
+// Test doubles (no GPU here): the boxes' nvidia-smi and nvcc, the vLLM wheels, the Hub.
 import test from "ava";
 import { execFileSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { guessLook, lookingAhead, programLook, workstationProgram } from "../components/program";
-import { projectRoot } from "../scripts/engine";
+import { openStack, projectRoot } from "../scripts/engine";
 import { Box, startBox } from "./helpers/box";
 import { sshTarget, testStack, TestStack } from "./helpers/stack";
 import { installGpuDoubles, wheelhouse } from "./helpers/workstation";
@@ -128,4 +129,19 @@ test.serial("two machines converge their own boxes from the same tracked stack f
     t.is(a.packages, b.packages, "the same installed packages, file by file");
     t.is(a.model, b.model, "the same model files");
     t.is(a.service, b.service, "the same unit, vLLM config and environment files");
+});
+
+test("a machine whose stack file was deleted gets its salt back from the backend's state on the next run", async (t) => {
+    const passphrase = crypto.randomBytes(12).toString("hex");
+    const ts = await testStack({ name: "salt", stackName: "salt", stackConfigDir: ".stacks", program: async () => ({ ok: true }), env: { PULUMI_CONFIG_PASSPHRASE: passphrase } });
+    t.teardown(() => ts.remove());
+    const file = path.join(ts.dir, ".stacks", "Pulumi.salt.yaml");
+    const salt = fs.readFileSync(file, "utf8").match(/^encryptionsalt: (.*)$/m)?.[1];
+    t.truthy(salt);
+    await ts.stack.up({ onOutput: ts.onOutput });
+    fs.rmSync(file);
+    const again = await openStack({ stack: "salt", program: async () => ({ ok: true }), workDir: ts.dir, stateDir: path.join(ts.dir, "state"), env: { PULUMI_CONFIG_PASSPHRASE: passphrase } });
+    const r = await again.up({ onOutput: ts.onOutput });
+    t.is(r.summary.result, "succeeded");
+    t.is(fs.readFileSync(file, "utf8").match(/^encryptionsalt: (.*)$/m)?.[1], salt, "the state's salt, not a new one");
 });
