@@ -2,7 +2,7 @@
 // converge their own boxes from the same checkout and the same tracked Pulumi.dev.yaml, one after the
 // other. Each machine's layer (the engine's stack file, with its passphrase's salt) lives in its own
 // project directory's .stacks/, so no tracked file changes, and the two boxes end up byte for byte the
-// same. A machine's stack file is only a cache of its salt: deleted, it comes back from the state.
+// same. A machine whose stack file is deleted gets its salt back from the backend's state.
 // Test doubles (no GPU here): the boxes' nvidia-smi and nvcc, the vLLM wheels, the Hub.
 import test from "ava";
 import { execFileSync } from "child_process";
