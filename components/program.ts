@@ -9,7 +9,7 @@ import { ConfigError, parseConfig, WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { AUTO_OPTIONS, PLANNER_CONSTANTS, plan, PlanInput, PlanResult } from "./planner";
 import { Check, Facts, gatherFacts, parseProbeOutput, runChecks, wslKind } from "./preflight";
-import { allConfigFromStackFile, loadStackConfig, rawFromPulumiConfig } from "./stackConfig";
+import { allConfigFromStackFile, loadStackConfig, rawFromPulumiConfig, withTeamLayer } from "./stackConfig";
 import type { ServingPlan } from "./vllmService";
 import { has } from "./vllmVersion";
 import { Claim, Observed, observeAfter, Piece } from "./observe";
@@ -178,12 +178,14 @@ export function lookingAhead(workDir: string, stack: string): () => Promise<Reco
     return () => workstationProgram({ early });
 }
 
-/** The look the program will make, from the project and stack files in workDir; null if they do not read or parse. */
+/** The look the program will make, from the project and stack files in workDir (this machine's layer over the team's); null if they do not read or parse. */
 export function guessLook(workDir: string, stack: string): Look | null {
     try {
-        const project = String((yaml.load(fs.readFileSync(path.join(workDir, "Pulumi.yaml"), "utf8")) as { name?: unknown }).name);
-        const all = allConfigFromStackFile(fs.readFileSync(path.join(workDir, `Pulumi.${stack}.yaml`), "utf8"));
-        const config = { ...parseConfig(rawFromPulumiConfig(all, project)), apiKey: null, hfToken: null };
+        const doc = yaml.load(fs.readFileSync(path.join(workDir, "Pulumi.yaml"), "utf8")) as { name?: unknown; stackConfigDir?: unknown };
+        const project = String(doc.name);
+        const stackDir = typeof doc.stackConfigDir === "string" ? path.join(workDir, doc.stackConfigDir) : workDir;
+        const all = allConfigFromStackFile(fs.readFileSync(path.join(stackDir, `Pulumi.${stack}.yaml`), "utf8"));
+        const config = { ...parseConfig(withTeamLayer(rawFromPulumiConfig(all, project), project, stack)), apiKey: null, hfToken: null };
         return lookFor(config, lockTextFor(config));
     } catch {
         return null;

@@ -35,7 +35,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// Version is what GetPluginInfo reports; scripts/toolchain.sh installs the plugin under it.
+// Version is what GetPluginInfo reports; scripts/toolchain.sh builds the plugin with it.
 var Version = "0.1.0"
 
 // The type token of the one resource this provider serves.
