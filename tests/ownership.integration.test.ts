@@ -66,6 +66,13 @@ test.serial("a converged cache holds no file of the stack's own, and the real hu
         `${venv}/bin/python -c "from huggingface_hub import scan_cache_dir; r = scan_cache_dir('${cache}'); print(len(r.warnings), [ (x.repo_id, len(x.revisions)) for x in r.repos])"`,
     );
     t.is(scan.trim(), "0 [('openai/gpt-oss-20b', 1)]");
+    // hf's own CLI: the listing reports no inconsistency, and the pinned revision verifies against the Hub.
+    const hf = `HF_ENDPOINT=${hub.url} HF_HUB_DISABLE_TELEMETRY=1 ${venv}/bin/hf`;
+    const listed = await box.exec(`${hf} cache ls --cache-dir ${cache}`);
+    t.is(listed.code, 0, listed.stderr);
+    t.notRegex(`${listed.stdout}${listed.stderr}`, /inconsisten/i);
+    const verified = await box.exec(`${hf} cache verify openai/gpt-oss-20b --revision ${hub.commitSha} --cache-dir ${cache}`);
+    t.is(verified.code, 0, `${verified.stdout}${verified.stderr}`);
     t.regex(await box.sh("cat /var/lib/vllm-workstation-record/*"), new RegExp(`^made ${venv}$`, "m"), "the record names what up made");
 });
 
