@@ -9,7 +9,7 @@ import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { HostState, ready } from "./hostState";
 import type { Observed, Piece } from "./observe";
-import { expectFile, makeOwnedDir, managedHeader, probeFile, q, removeOwnedDir, writeFile } from "./shell";
+import { contentSha, expectFile, managedHeader, ownFile, probeFile, q, writeFile } from "./shell";
 
 export const profilePath = "/etc/profile.d/vllm-workstation-cuda.sh";
 /** The stack's own config directory; the service's files live here too. */
@@ -45,17 +45,25 @@ export function scripts(cuda: WorkstationConfig["cuda"]) {
     const profile = renderProfile(cuda);
     const env = renderServiceEnv(cuda);
     return {
-        apply: [makeOwnedDir(etcDir), writeFile(profilePath, profile), writeFile(serviceEnvPath, env)].join("\n"),
+        // /etc/profile.d is shared with the distribution: the stack takes only its own file there.
+        apply: [`own_dir ${q(etcDir)}`, ownFile(profilePath, profile), writeFile(profilePath, profile), writeFile(serviceEnvPath, env)].join("\n"),
         probe: [probeFile("profile", profilePath), probeFile("service-env", serviceEnvPath)].join("\n"),
         expected: [expectFile("profile", profile), expectFile("service-env", env)].join("\n"),
         // The service's files are gone by now: destroy removes the service before the environment it uses.
-        remove: `rm -f ${q(profilePath)} ${q(serviceEnvPath)}\n${removeOwnedDir(etcDir)}`,
+        remove: [`own_remove_file ${q(profilePath)}`, `rm -f ${q(serviceEnvPath)}`, `own_release_dir ${q(etcDir)}`].join("\n"),
     };
 }
 
 /** The piece this component declares, as the program looks at it first (observe.ts). */
 export function cudaPiece(cuda: WorkstationConfig["cuda"]): Piece {
-    return { what: "the CUDA environment", probe: scripts(cuda).probe };
+    return {
+        what: "the CUDA environment",
+        probe: scripts(cuda).probe,
+        claims: [
+            { path: etcDir, kind: "dir", sha256: null, option: null },
+            { path: profilePath, kind: "file", sha256: contentSha(renderProfile(cuda)), option: null },
+        ],
+    };
 }
 
 export interface CudaEnvironmentArgs {

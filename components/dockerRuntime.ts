@@ -15,9 +15,10 @@ import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { HostState, ready } from "./hostState";
 import type { Observed, Piece } from "./observe";
+import { layout } from "./python";
 import { Check } from "./preflight";
-import { q, say, sha256 } from "./shell";
-import { apiKeyId, endpointUrl, probeHost, servedModelName, ServingPlan, vllmFlags, vllmVariables } from "./vllmService";
+import { expectFile, probeFile, q, say, sha256, writeFile } from "./shell";
+import { apiKeyId, authModuleName, endpointUrl, probeHost, readAsset, servedModelName, ServingPlan, serviceFlags, vllmVariables } from "./vllmService";
 
 export const containerName = "vllm-workstation";
 /** The label that marks a container as the stack's: remove and apply touch no other. */
@@ -28,9 +29,28 @@ const innerPort = 8000;
 /** The image's entrypoint is not relied on (`python3 -m vllm.entrypoints.openai.api_server` in older images, `vllm serve` in newer ones). */
 export const entrypoint = "vllm";
 
-/** argv after the entrypoint: `serve`, the snapshot, then the service's flags with the container's own host and port. */
-export function containerArgs(c: WorkstationConfig, plan: ServingPlan, snapshotPath: string): string[] {
-    const flags: Record<string, string | number | boolean> = { ...vllmFlags(c, plan), host: "0.0.0.0", port: innerPort };
+/**
+ * The API key middleware's directory on the workstation, among the tools the stack keeps beside the
+ * venv: the container's own, so that it never shares a file with the systemd runtime's (a switch of
+ * runtime removes one while the other runs). Mounted as a directory, read-only: a file bind-mounted
+ * alone keeps its old inode when the file is replaced.
+ */
+export function hostPythonDir(c: WorkstationConfig): string {
+    return `${layout(c.python).home}/container-python`;
+}
+export function hostAuthModulePath(c: WorkstationConfig): string {
+    return `${hostPythonDir(c)}/${authModuleName}.py`;
+}
+/** Where the container finds that directory (on its PYTHONPATH with a key). */
+export const containerPythonDir = "/opt/vllm-workstation/python";
+
+/**
+ * argv after the entrypoint: `serve`, the snapshot, then the service's flags with the container's own
+ * host and port. With a key, the middleware that requires it on every route but /health, as the
+ * service loads it (serviceFlags).
+ */
+export function containerArgs(c: WorkstationConfig, plan: ServingPlan, snapshotPath: string, withKey = false): string[] {
+    const flags: Record<string, string | number | boolean> = { ...serviceFlags(c, plan, withKey), host: "0.0.0.0", port: innerPort };
     const argv = ["serve", snapshotPath];
     for (const [k, v] of Object.entries(flags)) {
         if (v === true) argv.push(`--${k}`);
@@ -39,9 +59,20 @@ export function containerArgs(c: WorkstationConfig, plan: ServingPlan, snapshotP
     return argv;
 }
 
-/** The container's variables; the API key is not among them (it travels apart, see containerScripts). */
-export function containerEnv(c: WorkstationConfig, plan: ServingPlan, tiktokenDir: string): string[] {
-    return ["HF_HUB_OFFLINE=1", `HF_HUB_CACHE=${c.model.cacheDir}`, `TIKTOKEN_ENCODINGS_BASE=${tiktokenDir}`, "VLLM_NO_USAGE_STATS=1", "DO_NOT_TRACK=1", ...vllmVariables(c, plan)];
+/**
+ * The container's variables; the API key is not among them (it travels apart, see containerScripts).
+ * With a key, PYTHONPATH finds the middleware's module.
+ */
+export function containerEnv(c: WorkstationConfig, plan: ServingPlan, tiktokenDir: string, withKey = false): string[] {
+    return [
+        "HF_HUB_OFFLINE=1",
+        `HF_HUB_CACHE=${c.model.cacheDir}`,
+        `TIKTOKEN_ENCODINGS_BASE=${tiktokenDir}`,
+        "VLLM_NO_USAGE_STATS=1",
+        "DO_NOT_TRACK=1",
+        ...(withKey ? [`PYTHONPATH=${containerPythonDir}`] : []),
+        ...vllmVariables(c, plan),
+    ];
 }
 
 /**
@@ -86,7 +117,7 @@ function inspectScript(c: WorkstationConfig): string {
         "image-id={{.Image}}",
         "running={{.State.Running}}",
     ].join("\n");
-    const ours = ["HF_HUB_OFFLINE", "HF_HUB_CACHE", "TIKTOKEN_ENCODINGS_BASE", "VLLM_NO_USAGE_STATS", "DO_NOT_TRACK", "VLLM_ATTENTION_BACKEND", "VLLM_WSL2_ENABLE_PIN_MEMORY"];
+    const ours = ["HF_HUB_OFFLINE", "HF_HUB_CACHE", "TIKTOKEN_ENCODINGS_BASE", "VLLM_NO_USAGE_STATS", "DO_NOT_TRACK", "PYTHONPATH", "VLLM_ATTENTION_BACKEND", "VLLM_WSL2_ENABLE_PIN_MEMORY"];
     return [
         dockerEnv(c),
         `if live=$(docker container inspect --format ${q(format)} ${containerName} 2>/dev/null); then`,
@@ -116,19 +147,28 @@ export interface ContainerInputs {
     readonly apiKeyId: string | null;
 }
 
-/** The piece DockerVllm declares, as the program looks at it first (observe.ts). */
+/**
+ * The piece DockerVllm declares, as the program looks at it first (observe.ts): the middleware's
+ * module on the host, then the container.
+ */
 export function containerPiece(c: WorkstationConfig): Piece {
-    return { what: `the vLLM container ${containerName}`, probe: inspectScript(c) };
+    return {
+        what: `the vLLM container ${containerName}`,
+        probe: [probeFile("auth-module", hostAuthModulePath(c)), inspectScript(c)].join("\n"),
+        claims: [{ path: hostPythonDir(c), kind: "dir", sha256: null, option: "python.venvPath" }],
+    };
 }
 
 export function containerScripts(s: ContainerInputs) {
     const c = s.config;
-    const args = containerArgs(c, s.plan, s.snapshotPath);
-    const env = containerEnv(c, s.plan, s.tiktokenDir);
-    const binds = [`${c.model.cacheDir}:${c.model.cacheDir}:ro`, `${s.tiktokenDir}:${s.tiktokenDir}:ro`];
+    const withKey = s.apiKeyId !== null;
+    const args = containerArgs(c, s.plan, s.snapshotPath, withKey);
+    const env = containerEnv(c, s.plan, s.tiktokenDir, withKey);
+    const authModule = readAsset(`${authModuleName}.py`);
+    const binds = [`${c.model.cacheDir}:${c.model.cacheDir}:ro`, `${s.tiktokenDir}:${s.tiktokenDir}:ro`, `${hostPythonDir(c)}:${containerPythonDir}:ro`];
     const address = publishAddress(c.server.host);
     // The probe's text for this container when it is as declared, in the order the probe prints it.
-    const expected = [
+    const expectedContainer = [
         "managed=true",
         `entrypoint=${JSON.stringify([entrypoint])}`,
         `args=${JSON.stringify(args)}`,
@@ -142,6 +182,7 @@ export function containerScripts(s: ContainerInputs) {
         ...[...env].sort().map((e) => `env=${e}`),
         `api-key=${s.apiKeyId ?? "none"}`,
     ].join("\n");
+    const expected = [expectFile("auth-module", authModule), expectedContainer].join("\n");
     const base = `http://${probeHost(address)}:${c.server.port}`;
     const name = servedModelName(c);
     const authedGet = (url: string) =>
@@ -174,6 +215,12 @@ export function containerScripts(s: ContainerInputs) {
             `  docker pull ${q(c.dockerImage)} >&2 || { echo ${q(`cannot pull ${c.dockerImage}: check the name (dockerImage), the network and \`docker login\`, or \`docker load\` the image, then run pulumi up again`)} >&2; exit 1; }`,
             `  docker tag ${q(c.dockerImage)} ${q(pulledTag(c.dockerImage))}`,
             `fi`,
+            // The middleware's module, in a directory of the stack's own (own.sh); a new module needs a
+            // new process, so a change of it makes the container anew.
+            `module_before=$(sha256sum ${q(hostAuthModulePath(c))} 2>/dev/null || echo missing)`,
+            `own_dir ${q(hostPythonDir(c))}`,
+            writeFile(hostAuthModulePath(c), authModule),
+            `module_after=$(sha256sum ${q(hostAuthModulePath(c))})`,
             `seen=$(bash -euo pipefail <<'VLLM_WS_PROBE'`,
             probe,
             `VLLM_WS_PROBE`,
@@ -184,7 +231,7 @@ export function containerScripts(s: ContainerInputs) {
             `    exit 1`,
             `  fi`,
             // A container that differs in anything but running is made anew; a stopped one is started.
-            `  if [ "$(printf '%s\\n' "$seen" | grep -v '^running=')" != ${q(expected.split("\n").filter((l) => !l.startsWith("running=")).join("\n"))} ]; then`,
+            `  if [ "$(printf '%s\\n' "$seen" | grep -v '^running=')" != ${q(expectedContainer.split("\n").filter((l) => !l.startsWith("running=")).join("\n"))} ] || [ "$module_before" != "$module_after" ]; then`,
             `    ${say(`removing the container ${containerName}: it differs from the stack's`)}`,
             `    docker rm -f ${containerName} >/dev/null`,
             `    seen=container=absent`,
@@ -229,6 +276,9 @@ export function containerScripts(s: ContainerInputs) {
             `  docker rmi ${q(pulledTag(c.dockerImage))} >/dev/null`,
             `  docker rmi ${q(c.dockerImage)} >/dev/null 2>&1 || ${say(`leaving the image ${c.dockerImage}: another container uses it`)}`,
             `fi`,
+            // The module only from a directory the stack holds; the directory as own.sh releases it.
+            `if [ -n "$(own_kind ${q(hostPythonDir(c))})" ]; then rm -f ${q(hostAuthModulePath(c))}; fi`,
+            `own_release_dir ${q(hostPythonDir(c))}`,
         ]
             .filter(Boolean)
             .join("\n"),

@@ -5,6 +5,7 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { ownershipLibrary, q } from "./shell";
 
 /** How the provider reaches the workstation. Plain data: it is stored in the state of every resource. */
 export type Connection =
@@ -41,6 +42,8 @@ export function describe(conn: Connection): string {
 function knownHostsFor(conn: Extract<Connection, { kind: "ssh" }>, dir: string): string[] {
     if (conn.hostKey === null) {
         const file = path.join(os.homedir(), ".ssh", "known_hosts");
+        // ssh does not make ~/.ssh: without it, accept-new records nothing and trusts every key, every time.
+        fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
         return ["-o", "StrictHostKeyChecking=accept-new", "-o", `UserKnownHostsFile=${file}`];
     }
     const file = path.join(dir, "known_hosts");
@@ -69,17 +72,16 @@ export function shellArgv(conn: Connection, scratch: string): string[] {
     return argv;
 }
 
-function quote(value: string): string {
-    return `'${value.replace(/'/g, `'\\''`)}'`;
-}
-
-/** The text sent on stdin: exports first, then the script, ending with its status. */
+/**
+ * The text sent on stdin: strict mode, the ownership functions (components/assets/own.sh) every script
+ * may call, the exports, then the script.
+ */
 export function renderStdin(script: string, env: Readonly<Record<string, string>> = {}): string {
     const exports = Object.keys(env)
         .sort()
-        .map((k) => `export ${k}=${quote(env[k])}`)
+        .map((k) => `export ${k}=${q(env[k])}`)
         .join("\n");
-    return `set -euo pipefail\n${exports}\n${script}\n`;
+    return `set -euo pipefail\n${ownershipLibrary()}\n${exports}\n${script}\n`;
 }
 
 export async function run(conn: Connection, script: string, opts: RunOptions = {}): Promise<RunResult> {
@@ -110,12 +112,18 @@ export async function run(conn: Connection, script: string, opts: RunOptions = {
     }
 }
 
+/** The workstation could not be reached: the script never ran, so nothing on the box changed. */
+export class UnreachableError extends Error {
+    override name = "UnreachableError";
+}
+
 /** Runs a script and turns a failure into an error that says where, what and what to do next. */
 export async function runOrThrow(conn: Connection, what: string, script: string, opts: RunOptions = {}): Promise<string> {
     const r = await run(conn, script, opts);
     if (r.code === 0) return r.stdout;
+    if (conn.kind === "ssh" && r.code === 255 && hostKeyRefused(r.stderr)) throw new Error(hostKeyMismatch(conn, what, r.stderr));
     if (conn.kind === "ssh" && r.code === 255) {
-        throw new Error(
+        throw new UnreachableError(
             `cannot reach the workstation ${describe(conn)} over SSH while trying to ${what}: ${r.stderr.trim()}\n` +
                 `Check that the machine is on and sshd listens on port ${conn.port}, then run pulumi up again; ` +
                 `nothing on the workstation was changed by this step.`,
@@ -123,4 +131,35 @@ export async function runOrThrow(conn: Connection, what: string, script: string,
     }
     const tail = r.stderr.trim().split("\n").slice(-15).join("\n");
     throw new Error(`${what} failed on ${describe(conn)} (exit ${r.code}):\n${tail}`);
+}
+
+/** ssh's words when the host's key is not the one it was told to expect (ssh 8 to 10, LogLevel=ERROR). */
+export function hostKeyRefused(stderr: string): boolean {
+    return /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|host key is known for .* you have requested strict checking/i.test(stderr);
+}
+
+/**
+ * What to say when ssh refused the workstation's host key: the machine answered, so "is it on" is the
+ * wrong question. Either it has new keys (reinstalled, sshd's keys regenerated, another machine at that
+ * address) or something in between is answering in its place; only the machine itself can tell.
+ */
+export function hostKeyMismatch(conn: Extract<Connection, { kind: "ssh" }>, what: string, stderr: string): string {
+    const offered = stderr.match(/SHA256:[A-Za-z0-9+/]{43}/)?.[0];
+    const name = conn.port === 22 ? conn.host : `[${conn.host}]:${conn.port}`;
+    const expected =
+        conn.hostKey === null
+            ? `the key recorded for ${name} in ${path.join(os.homedir(), ".ssh", "known_hosts")} at the first connection (target.hostKey is not set)`
+            : `target.hostKey (${conn.hostKey.trim().split(/\s+/)[0]})`;
+    const fix =
+        conn.hostKey === null
+            ? `remove the old entry with \`ssh-keygen -R '${name}'\` and run pulumi up again (or pin the key in target.hostKey)`
+            : `put that key in target.hostKey (the contents of /etc/ssh/ssh_host_ed25519_key.pub on the workstation, without the comment) and run pulumi up again`;
+    return (
+        `host key mismatch: the workstation ${describe(conn)} answered with an SSH host key that is not ${expected}, ` +
+        `so ssh refused to connect while trying to ${what}${offered ? `; it offered ${offered}` : ""}.\n` +
+        `Was the workstation reinstalled, or its sshd given new keys, or does the address now lead to another machine? ` +
+        `Check on the workstation itself: \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` prints its key's fingerprint. ` +
+        `If it matches what was offered, ${fix}. If it does not, something else is answering at ${conn.host}:${conn.port}: do not go on. ` +
+        `Nothing on the workstation was changed by this step.`
+    );
 }

@@ -10,7 +10,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { Connection } from "./host";
 import type { HostStateInputs, HostStateOutputs } from "./hostStateProvider";
 
-/** Its provider's package: the plugin pulumi-resource-hoststate (tools/provider), which scripts/toolchain.sh builds and installs. */
+/** Its provider's package: the plugin pulumi-resource-hoststate (tools/provider), which scripts/toolchain.sh builds into tools/provider/bin, where Pulumi.yaml's `plugins:` points the engine. */
 export const HOSTSTATE_TYPE = "hoststate:index:HostState";
 
 /**

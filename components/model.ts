@@ -9,7 +9,9 @@ import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { HostState, ready } from "./hostState";
 import type { Observed, Piece } from "./observe";
-import { makeOwnedDir, q, removeOwnedDir, say } from "./shell";
+import { originAuthPy } from "./python";
+import { q, say } from "./shell";
+import { redactUrl } from "./urls";
 
 type ModelConfig = WorkstationConfig["model"];
 
@@ -91,15 +93,10 @@ def say(msg):
 def mb(n):
     return "%.1f GB" % (n / 1e9) if n >= 1e9 else "%.0f MB" % (n / 1e6)
 
-class KeepTokenHome(urllib.request.HTTPRedirectHandler):
-    # A redirect to a CDN carries a signed URL; the token is for the endpoint only, as hf and curl do it.
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        if new is not None and urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc:
-            new.remove_header("Authorization")
-        return new
-
-opener = urllib.request.build_opener(KeepTokenHome)
+# A redirect to a CDN carries a signed URL; the token, or the endpoint's credentials, are for the
+# endpoint only, as hf and curl do it.
+endpoint_auth = basic_auth(os.environ.get("HF_ENDPOINT", ""))
+opener = urllib.request.build_opener(OriginAuth(os.environ.get("HF_ENDPOINT", "")))
 
 class NoRanges(Exception):
     pass
@@ -107,7 +104,7 @@ class NoRanges(Exception):
 def fetch(name, location, size, blob, n):
     tmp, rec = blob + TAIL, blob + TAIL + ".json"
     home = hf_hub_url(repo, name, revision=rev)
-    where, lock = {"url": location}, threading.Lock()
+    where, lock = {"url": plain(location)}, threading.Lock()
     parts = None
     try:
         saved = json.load(open(rec))
@@ -125,18 +122,21 @@ def fetch(name, location, size, blob, n):
     have = sum(d - a for a, d, _ in parts)
 
     def away(url):
-        return urllib.parse.urlsplit(url).netloc != urllib.parse.urlsplit(home).netloc
+        return origin(url) != origin(home)
 
     def headers_for(url):
-        h = build_hf_headers()
-        return {k: v for k, v in h.items() if k.lower() != "authorization"} if away(url) else h
+        h = {k: v for k, v in build_hf_headers().items() if not (k.lower() == "authorization" and (away(url) or endpoint_auth))}
+        # The endpoint's own credentials replace the token, as in hf (httpx's basic auth from the URL).
+        if endpoint_auth and not away(url):
+            h["Authorization"] = endpoint_auth
+        return h
 
     def renew(stale):
         # A signed CDN URL lasts so long; a download slower than that asks the endpoint for a new one,
         # once for all the ranges that found the old one refused.
         with lock:
             if where["url"] == stale:
-                where["url"] = get_hf_file_metadata(home).location or home
+                where["url"] = plain(get_hf_file_metadata(home).location or home)
 
     fd = os.open(tmp, os.O_WRONLY)
     failures = []
@@ -173,7 +173,7 @@ def fetch(name, location, size, blob, n):
             except Exception as e:
                 tries += 1
                 if getattr(e, "code", None) in (401, 403) and away(url) and tries <= 5:
-                    say("%s: %s from %s; asking the endpoint for a new URL" % (name, e, urllib.parse.urlsplit(url).netloc))
+                    say("%s: %s from %s; asking the endpoint for a new URL" % (name, e, urllib.parse.urlsplit(url).hostname))
                     try:
                         renew(url)
                         continue
@@ -240,7 +240,7 @@ for name, size in sorted(large.items()):
     kept.add(blob + TAIL)
     os.makedirs(blobs, exist_ok=True)
     try:
-        fetch(name, meta.location or url, size, blob, min(connections, size // PART))
+        fetch(name, plain(meta.location or url), size, blob, min(connections, size // PART))
     except NoRanges as e:
         say("%s: %s; hf fetches it over one connection" % (name, e))
 # A partial blob that no wanted file will finish (another revision, a narrowed selection) is dead weight.
@@ -290,30 +290,50 @@ export function modelProbe(model: ModelConfig): string {
         `VLLM_WS_PY`,
         ...Object.keys(model.tiktoken.files)
             .sort((a, b) => a.localeCompare(b))
-            .map((file) => `[ -f ${q(`${l.tiktokenDir}/${file}`)} ] && echo "${file}=present" || echo "${file}=missing"`),
+            .map((file) => `[ -f ${q(`${l.tiktokenDir}/${file}`)} ] && echo ${q(`${file}=present`)} || echo ${q(`${file}=missing`)}`),
     ].join("\n");
 }
 
 /** The piece this component declares, as the program looks at it first (observe.ts). */
 export function modelPiece(model: ModelConfig): Piece {
-    return { what: `the model ${model.repo}@${model.revision.slice(0, 12)}`, probe: modelProbe(model) };
+    const dir = (path: string) => ({ path, kind: "dir" as const, sha256: null, option: "model.cacheDir" });
+    return {
+        what: `the model ${model.repo}@${model.revision.slice(0, 12)}`,
+        probe: modelProbe(model),
+        claims: [dir(model.cacheDir), dir(layout(model).tiktokenDir)],
+    };
+}
+
+/**
+ * The URLs the model step fetches from, in its secret environment: they may carry credentials, which a
+ * command line shows to every user on the box and the state would hold in plain text. hf reads
+ * HF_ENDPOINT; the tiktoken fetch reads VLLM_WS_TIKTOKEN_BASE.
+ */
+export function modelEnv(model: ModelConfig): Record<string, string> {
+    return { VLLM_WS_TIKTOKEN_BASE: model.tiktoken.baseUrl, ...(model.endpoint ? { HF_ENDPOINT: model.endpoint } : {}) };
 }
 
 export function modelScripts(model: ModelConfig, venvPath: string) {
     const l = layout(model);
-    const hfEnv = [`HF_HUB_CACHE=${q(model.cacheDir)}`, ...(model.endpoint ? [`HF_ENDPOINT=${q(model.endpoint)}`] : [])].join(" ");
+    const hfEnv = `HF_HUB_CACHE=${q(model.cacheDir)}`;
+    const shownBase = redactUrl(model.tiktoken.baseUrl);
     const tiktoken = Object.entries(model.tiktoken.files).sort(([a], [b]) => a.localeCompare(b));
     const excludeArgs = model.exclude.map(q).join(" ");
     return {
         apply: [
-            makeOwnedDir(model.cacheDir),
-            makeOwnedDir(l.tiktokenDir),
+            // Where it fetches from, credentials left out (they travel in modelEnv): another endpoint is a change.
+            `# endpoint: ${model.endpoint === null ? "the Hub" : q(redactUrl(model.endpoint))}; tiktoken: ${q(shownBase)}`,
+            `own_dir ${q(model.cacheDir)}`,
+            `own_dir ${q(l.tiktokenDir)}`,
+            // The URL reaches curl as a config on stdin, quoted for it: not on its command line. curl sends
+            // the URL's credentials as basic auth, and not across a redirect to another host.
+            `tiktoken_url=\${VLLM_WS_TIKTOKEN_BASE//\\\\/\\\\\\\\}; tiktoken_url=\${tiktoken_url//\\"/\\\\\\"}`,
             ...tiktoken.map(([file, sum]) =>
                 [
                     `if ! echo ${q(`${sum}  ${l.tiktokenDir}/${file}`)} | sha256sum -c --status 2>/dev/null; then`,
                     `  ${say(`fetching ${file}`)}`,
-                    `  curl -fsSL --retry 3 -o ${q(`${l.tiktokenDir}/${file}.part`)} ${q(`${model.tiktoken.baseUrl}/${file}`)}`,
-                    `  echo ${q(`${sum}  ${l.tiktokenDir}/${file}.part`)} | sha256sum -c --status || { echo ${q(`${file} from ${model.tiktoken.baseUrl} does not match sha256 ${sum}`)} >&2; rm -f ${q(`${l.tiktokenDir}/${file}.part`)}; exit 1; }`,
+                    `  curl -fsSL --retry 3 -o ${q(`${l.tiktokenDir}/${file}.part`)} -K - <<<"url = \\"$tiktoken_url/"${q(file)}"\\""`,
+                    `  echo ${q(`${sum}  ${l.tiktokenDir}/${file}.part`)} | sha256sum -c --status || { echo ${q(`${file} from ${shownBase} does not match sha256 ${sum}`)} >&2; rm -f ${q(`${l.tiktokenDir}/${file}.part`)}; exit 1; }`,
                     `  mv -f ${q(`${l.tiktokenDir}/${file}.part`)} ${q(`${l.tiktokenDir}/${file}`)}`,
                     `fi`,
                 ].join("\n"),
@@ -322,13 +342,14 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
             probePy.trim(),
             `VLLM_WS_PY`,
             `)" != ${q(`model=${model.revision} files=verified`)} ]; then`,
-            `  ${say(`downloading ${model.repo}@${model.revision} into ${model.cacheDir}${model.endpoint ? ` from ${model.endpoint}` : ""}`)}`,
+            `  ${say(`downloading ${model.repo}@${model.revision} into ${model.cacheDir}${model.endpoint ? ` from ${redactUrl(model.endpoint)}` : ""}`)}`,
             // After a kill: huggingface_hub up to 1.17 resumes <etag>.incomplete with a Range request;
             // from 1.18 each run writes <etag>.<random>.incomplete and starts over, so a killed run's
             // partial file is only dead weight (up to a whole shard): clear those, keep the resumable
             // kinds (the download script's own <etag>.vllm-ws.incomplete, and hf's older one).
             `  [ -d ${q(`${l.repoDir}/blobs`)} ] && find ${q(`${l.repoDir}/blobs`)} -maxdepth 1 -name '*.*.incomplete' ! -name '*.vllm-ws.incomplete' -delete`,
             `  ${[hfEnv, q(`${venvPath}/bin/python`), "-", q(model.repo), q(model.revision), q(model.cacheDir), String(model.connections), ...model.exclude.map(q)].join(" ")} <<'VLLM_WS_PY'`,
+            originAuthPy.trim(),
             downloadPy.trim(),
             `VLLM_WS_PY`,
             `  ${say("verifying checksums")}`,
@@ -337,7 +358,7 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
             `VLLM_WS_PY`,
             `  then`,
             // A corrupt blob would be trusted by the next hf download; move the snapshot away so it refetches.
-            `    rm -rf ${q(l.repoDir)}; exit 1`,
+            `    own_remove_hf_revision ${q(model.cacheDir)} ${q(model.repo)} ${q(model.revision)}; exit 1`,
             `  fi`,
             `fi`,
         ].join("\n"),
@@ -346,14 +367,11 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
         remove: model.keepOnDestroy
             ? say(`keeping ${model.repo} in ${model.cacheDir} (model.keepOnDestroy)`)
             : [
-                  `rm -rf ${q(l.repoDir)}`,
-                  `rm -rf ${q(`${model.cacheDir}/.locks/models--${model.repo.replace("/", "--")}`)}`,
-                  `rmdir ${q(`${model.cacheDir}/.locks`)} 2>/dev/null || true`,
-                  // hf tags the cache dir on first use; the tag goes when the last repository does.
-                  `if ! ls -d ${q(model.cacheDir)}/models--* >/dev/null 2>&1; then rm -f ${q(`${model.cacheDir}/CACHEDIR.TAG`)}; fi`,
+                  // Only the pinned revision: another revision or repository in the same cache stays.
+                  `own_remove_hf_revision ${q(model.cacheDir)} ${q(model.repo)} ${q(model.revision)}`,
                   `rm -f ${Object.keys(model.tiktoken.files).sort().map((f) => q(`${l.tiktokenDir}/${f}`)).join(" ")}`,
-                  removeOwnedDir(l.tiktokenDir),
-                  removeOwnedDir(model.cacheDir),
+                  `own_release_dir ${q(l.tiktokenDir)}`,
+                  `own_release_dir ${q(model.cacheDir)}`,
               ].join("\n"),
     };
 }
@@ -390,7 +408,7 @@ export class ModelCache extends pulumi.ComponentResource {
                 observed: args.observed?.get(piece.probe),
                 expected: scripts.apply((s) => s.expected),
                 remove: scripts.apply((s) => s.remove),
-                secretEnv: args.hfToken === null ? {} : pulumi.output(args.hfToken).apply((t) => ({ HF_TOKEN: t })),
+                secretEnv: args.hfToken === null ? modelEnv(args.model) : pulumi.output(args.hfToken).apply((t) => ({ ...modelEnv(args.model), HF_TOKEN: t })),
             },
             { parent: this },
         );

@@ -10,6 +10,18 @@ import { q } from "./shell";
 export interface Piece {
     readonly what: string;
     readonly probe: string;
+    /** The paths its apply takes (and its remove may delete): the preflight checks each is free or the stack's. */
+    readonly claims?: readonly Claim[];
+}
+
+/** A path a piece takes: a directory it makes (or fills), or a file it writes among other people's. */
+export interface Claim {
+    readonly path: string;
+    readonly kind: "dir" | "file";
+    /** For a file: the sha256 of what the stack writes (an identical file is taken as is); null: unknown here. */
+    readonly sha256: string | null;
+    /** The option that decides the path, for the refusal's fix ("python.venvPath"); null for a fixed path. */
+    readonly option: string | null;
 }
 
 /** What each probe printed, trimmed, by the probe's text. */

@@ -41,10 +41,15 @@
 //    CUDA graphs only capture host-to-device copies from pinned memory, so offloading also means eager
 //    mode unless pinning works. And --cpu-offload-gb was measured to take ~1.9x the host RAM it asks
 //    for (vllm-project/vllm#56410).
+//  - The memory model is calibrated against real vLLM: tests/fixtures/calibration/vllm-0.24.0/*.json, each
+//    what vLLM 0.24.0 logged for one plan (scripts/calibrate/calibrate.py, gpt-oss-20b's config.json with dummy
+//    weights, the card's budget emulated on a larger GPU). A constant below that came from there names its
+//    fixture. vLLM sizes the KV cache as: utilization x total - weights - torch peak of the profile run -
+//    non-torch memory - CUDA graph estimate (0.21+ counts graphs inside the budget), then allocates whole
+//    blocks, and logs "GPU KV cache size" as concurrency x max-model-len (vllm/v1/core/kv_cache_utils.py).
 import { ComputeCapability, compareComputeCap, parseComputeCap, smName } from "./gpu";
 
 const GIB = 1024 ** 3;
-const KIB = 1024;
 
 /** The model, from openai/gpt-oss-20b's config.json and vLLM's own load log. */
 export const GPT_OSS_20B = {
@@ -52,10 +57,10 @@ export const GPT_OSS_20B = {
     /** max_position_embeddings; vLLM refuses a longer --max-model-len. */
     maxModelLen: 131072,
     /**
-     * GPU memory once loaded: MXFP4 MoE experts (4.25 bits/param) + bf16 attention, router, embeddings and
-     * lm_head. vLLM logs "Model loading took 12.8848 GiB" on an RTX 3090 (vllm-project/vllm#22331).
+     * GPU memory once loaded: MXFP4 MoE experts (Marlin layout) + bf16 attention, router, embeddings and
+     * lm_head. "Model loading took 13.8 GiB": card-24gb-rtx4090.json.
      */
-    weightsGiB: 12.9,
+    weightsGiB: 13.8,
     /** 24 layers alternating sliding (even) and full (odd) attention. */
     fullAttentionLayers: 12,
     slidingAttentionLayers: 12,
@@ -73,22 +78,42 @@ export const GPT_OSS_20B = {
  * tokens of KV cache; one that is 300 MiB short does not start.
  */
 export const PLANNER_CONSTANTS = {
-    /** CUDA context, cuBLAS workspaces and other non-torch allocations of the engine process. */
+    /**
+     * CUDA context of the engine process, outside the budget: vLLM checks free memory against its share after
+     * creating it. The worker's init snapshot shows 0.51 GiB non-torch memory before loading (stack-12gb.json).
+     */
     cudaContextGiB: 0.6,
     /**
-     * Piecewise CUDA graphs for the default capture sizes (up to 512): vLLM logs ~0.3-1 GiB for a
-     * model this size. Zero with --enforce-eager.
+     * CUDA graphs kept beside the budget when the planner picks the utilization. vLLM 0.24.0 captured 0.46 GiB
+     * and counted its 0.48 GiB estimate inside the budget (card-24gb-rtx4090.json); releases before 0.21
+     * capture them outside it, which this reserve covers.
      */
     cudaGraphsGiB: 0.75,
-    /** Peak activations of the profile run: fixed part ... */
-    activationBaseGiB: 0.15,
     /**
-     * ... plus per scheduled token: the fused-MoE intermediate caches are top-4 x (2x2880 + 2x2880) bf16
-     * values (~90 KiB) and attention adds a few KiB. 8192 tokens -> 0.75 GiB, 2048 -> 0.19 GiB.
+     * Inside the budget: the torch peak of the profile run, base + per batched token. Eager: 0.24 GiB at 2048
+     * tokens (stack-12gb.json), 0.84 GiB at 8192 (rtx4090-eager.json). Compiled for CUDA graphs: 1.10 GiB at
+     * 2048 (tier12-offload5-graphs.json), 1.17 GiB at 8192 (card-24gb-rtx4090.json). max-num-seqs 32 or 64
+     * changed nothing (tier24-32k-64seqs.json).
      */
-    activationPerBatchedTokenBytes: 96 * KIB,
-    /** ... plus per sequence: the sampler's fp32 logits and probabilities over the 201088-token vocabulary. */
-    activationPerSeqBytes: 2 * GPT_OSS_20B.vocabSize * 4,
+    peakEager: { baseGiB: 0.04, perBatchedTokenGiB: 0.6 / 6144 },
+    peakGraphs: { baseGiB: 1.077, perBatchedTokenGiB: 0.07 / 6144 },
+    /** Non-torch memory the forward pass adds: 0.22-0.25 GiB in every fixture. */
+    nonTorchGiB: 0.24,
+    /** vLLM's CUDA graph estimate, subtracted inside the budget: 0.47-0.49 GiB (card-24gb-rtx4090.json). */
+    cudaGraphsEstimateGiB: 0.49,
+    /**
+     * Weights left on the GPU per --cpu-offload-gb: vLLM offloads whole parameters until the amount is reached,
+     * so it overshoots a little. Measured: 1 -> 12.78 (tier16-offload1.json), 4 -> 9.61 (card-12gb-rtx3060.json),
+     * 5 -> 8.64 (stack-12gb.json), 6 -> 7.67 (tier12-offload6.json); between, linear; beyond 6, 0.97 GiB each.
+     */
+    weightsAfterOffload: [[0, 13.8], [1, 12.78], [4, 9.61], [5, 8.64], [6, 7.67]] as ReadonlyArray<readonly [number, number]>,
+    /** An fp8 KV cache adds its scales to the weights: 13.83 GiB (card-16gb-rtx4060ti.json). */
+    fp8WeightsExtraGiB: 0.03,
+    /**
+     * Kept free inside the budget beyond the model when the planner accepts a plan: the model reproduces the
+     * fixtures' KV memory within 0.03 GiB; this is several times that.
+     */
+    kvSafetyGiB: 0.1,
     /** Kept free beyond the plan when the planner picks the utilization (fragmentation, a browser tab). */
     safetyGiB: 0.3,
     /** Upper bound for an automatic utilization: vLLM's own examples stop at 0.95. */
@@ -100,10 +125,18 @@ export const PLANNER_CONSTANTS = {
     displayReserveMiB: 1024,
     /** Host RAM of vLLM itself: API server + engine core processes, torch, CUDA host libraries, tokenizer. */
     hostBaseGiB: 5,
-    /** Host RAM per GiB offloaded (vllm-project/vllm#56410 measured ~1.9x). */
-    hostPerOffloadedGiB: 2,
+    /**
+     * Host RAM per GiB offloaded: the engine's peak RSS grew 1.75-1.86 GiB per GiB offloaded (tier16-offload1,
+     * card-12gb-rtx3060, stack-12gb, tier12-offload6 against card-16gb-rtx4060ti), as vllm-project/vllm#56410 found.
+     */
+    hostPerOffloadedGiB: 1.9,
     /** Below this many KV tokens, CUDA graphs' memory is worth more as KV cache: go eager. */
     tightKvTokens: 65536,
+    /**
+     * Pinned host-to-GPU copies over PCIe 4.0 x16, the link of the cards this plans for, in GiB/s (the H200's
+     * PCIe 5.0 x16 link measured 51.7: device.json; 4.0 is half the signalling rate).
+     */
+    pcieGiBps: 24,
     /** Automatic context lengths, longest first; 32768 is the default cap (config: "capped at 32768 unless set"). */
     contextLadder: [32768, 16384, 8192, 4096],
     /** The recipe's recommended --max-num-batched-tokens; the tight profile uses less to cut activations. */
@@ -224,9 +257,36 @@ export interface Plan {
     readonly memory: MemoryBreakdown;
     /** Host RAM vLLM needs: hostBaseGiB + hostPerOffloadedGiB x offload. */
     readonly hostMemoryGiB: number;
+    /** What offloading costs each decode step over PCIe; null without offload. */
+    readonly offloadSpeed: OffloadSpeed | null;
     /** Why the automatic choices came out as they did. */
     readonly notes: string[];
     readonly warnings: string[];
+}
+
+/**
+ * Offloaded weights stay in host memory and the GPU reads them over PCIe (UVA) as it uses them. The MoE layers
+ * route each token to 4 of 32 experts, so one request reads about an eighth of the offloaded bytes per step and
+ * 8 or more requests read all of them. An estimate from the bytes and the link: on the H200, eager decoding of
+ * one request ran 18-30 tokens/s with or without offload, bound by the CPU, so speed there says nothing.
+ */
+export interface OffloadSpeed {
+    /** Bytes vLLM actually offloads (whole parameters): 13.8 GiB less what stays on the GPU. */
+    readonly offloadedGiB: number;
+    readonly oneRequestGiB: number;
+    readonly oneRequestMs: number;
+    readonly fullMs: number;
+}
+
+export function offloadSpeed(offload: number): OffloadSpeed {
+    const offloaded = GPT_OSS_20B.weightsGiB - weightsOnGpuGiB(offload, "auto");
+    const one = (offloaded * 4) / 32;
+    return {
+        offloadedGiB: round2(offloaded),
+        oneRequestGiB: round2(one),
+        oneRequestMs: Math.round((one / C.pcieGiBps) * 1000),
+        fullMs: Math.round((offloaded / C.pcieGiBps) * 1000),
+    };
 }
 
 export type PlanResult = { readonly ok: true; readonly plan: Plan } | { readonly ok: false; readonly errors: string[] };
@@ -254,10 +314,12 @@ interface Fit {
     readonly budget: number;
     readonly weights: number;
     readonly activations: number;
+    /** What vLLM will find for the KV cache ("Available KV cache memory"). */
     readonly kv: number;
-    /** KV reserved for the sliding-window layers of one in-flight prefill chunk. */
-    readonly sliding: number;
-    readonly kvTokens: number;
+    /** Whole blocks vLLM will allocate in that memory. */
+    readonly blocks: number;
+    /** The same, less the planner's safety margin: what a plan must fit into to be sure vLLM starts. */
+    readonly safeBlocks: number;
     readonly graphs: number;
     readonly headroom: number;
 }
@@ -280,35 +342,71 @@ export function kvBytesPerToken(dtype: KvCacheDtype): number {
     return GPT_OSS_20B.fullAttentionLayers * 2 * GPT_OSS_20B.numKvHeads * GPT_OSS_20B.headDim * bytes;
 }
 
-function kvGiB(tokens: number, dtype: KvCacheDtype): number {
-    return (tokens * kvBytesPerToken(dtype)) / GIB;
+/**
+ * One KV block across the pool: the 12 sliding and 12 full layers share 12 tensors (vLLM's hybrid allocator),
+ * so a block costs 12 layers x 16 tokens x K,V x 8 heads x 64 dims (384 KiB in bf16).
+ */
+export function kvBlockBytes(dtype: KvCacheDtype): number {
+    return kvBytesPerToken(dtype) * C.blockSize;
 }
 
-function activationsGiB(batched: number, seqs: number): number {
-    return C.activationBaseGiB + (batched * C.activationPerBatchedTokenBytes + seqs * C.activationPerSeqBytes) / GIB;
+/**
+ * Blocks one request of `maxModelLen` tokens holds at most: its full-attention blocks plus the sliding window's
+ * (window - 1 + one prefill chunk, and one block for the window's misalignment), as vLLM 0.24.0 counts them.
+ */
+export function kvBlocksPerRequest(maxModelLen: number, batched: number): number {
+    const cdiv = (a: number, b: number): number => Math.ceil(a / b);
+    return cdiv(maxModelLen, C.blockSize) + cdiv(Math.min(GPT_OSS_20B.slidingWindow - 1 + batched, maxModelLen), C.blockSize) + 1;
+}
+
+/** What vLLM logs as "GPU KV cache size": requests of `maxModelLen` that fit at once, times `maxModelLen`. */
+export function kvTokensFor(blocks: number, maxModelLen: number, batched: number): number {
+    return Math.max(0, Math.floor((blocks / kvBlocksPerRequest(maxModelLen, batched)) * maxModelLen));
+}
+
+/** Weights vLLM keeps on the GPU with `offload` GiB offloaded: the measured points, linear between them. */
+export function weightsOnGpuGiB(offload: number, dtype: KvCacheDtype): number {
+    const pts = C.weightsAfterOffload;
+    const extra = dtype === "fp8" ? C.fp8WeightsExtraGiB : 0;
+    for (let i = 1; i < pts.length; i++) {
+        const [x0, y0] = pts[i - 1];
+        const [x1, y1] = pts[i];
+        if (offload <= x1) return y0 + ((y1 - y0) * (offload - x0)) / (x1 - x0) + extra;
+    }
+    const [xn, yn] = pts[pts.length - 1];
+    const [xp, yp] = pts[pts.length - 2];
+    return Math.max(0, yn + ((yn - yp) / (xn - xp)) * (offload - xn)) + extra;
+}
+
+/** Inside the budget besides weights and KV: the profile run's torch peak, non-torch memory, the graph estimate. */
+export function activationsGiB(batched: number, eager: boolean): number {
+    const peak = eager ? C.peakEager : C.peakGraphs;
+    return peak.baseGiB + peak.perBatchedTokenGiB * batched + C.nonTorchGiB + (eager ? 0 : C.cudaGraphsEstimateGiB);
 }
 
 function graphsGiB(eager: boolean): number {
     return eager ? 0 : C.cudaGraphsGiB;
 }
 
-/** Sliding layers hold window + one block per request, and a whole prefill chunk while it runs. */
-function slidingGiB(batched: number, dtype: KvCacheDtype): number {
-    // Same layer count and shape as the full layers, so the per-token size is the same.
-    return kvGiB(GPT_OSS_20B.slidingWindow + C.blockSize + batched, dtype);
-}
-
 function fit(card: Card, k: Knobs): Fit {
     const total = gib(card.totalMiB);
     const free = gib(card.freeMiB);
     const budget = k.util * total;
-    const weights = GPT_OSS_20B.weightsGiB - k.offload;
-    const activations = activationsGiB(k.batched, k.seqs);
+    const weights = weightsOnGpuGiB(k.offload, k.kvDtype);
+    const activations = activationsGiB(k.batched, k.eager);
     const kv = budget - weights - activations;
-    const sliding = slidingGiB(k.batched, k.kvDtype);
-    const kvTokens = Math.max(0, Math.floor(((kv - sliding) * GIB) / kvBytesPerToken(k.kvDtype)));
+    const blocksIn = (gibs: number): number => Math.max(0, Math.floor((gibs * GIB) / kvBlockBytes(k.kvDtype)));
     const graphs = graphsGiB(k.eager);
-    return { budget, weights, activations, kv, sliding, kvTokens, graphs, headroom: free - C.cudaContextGiB - graphs - budget };
+    return {
+        budget,
+        weights,
+        activations,
+        kv,
+        blocks: blocksIn(kv),
+        safeBlocks: blocksIn(kv - C.kvSafetyGiB),
+        graphs,
+        headroom: free - C.cudaContextGiB - graphs - budget,
+    };
 }
 
 /** The most vLLM may ask for and still pass its startup free-memory check, with graphs captured after. */
@@ -320,17 +418,20 @@ function autoUtilization(card: Card, eager: boolean): number {
     return Math.max(0, Math.min(C.maxAutoUtilization, startupUtilizationCap(card, eager, C.safetyGiB)));
 }
 
-/** Whole GiB to offload so that `targetTokens` of context fit beside the rest; 0 when they already do. */
-function autoOffload(card: Card, k: Omit<Knobs, "offload">, targetTokens: number): number {
+/** KV memory (GiB) for `requests` requests of `maxModelLen` tokens at once, with the planner's margin. */
+function kvNeedGiB(maxModelLen: number, requests: number, batched: number, dtype: KvCacheDtype): number {
+    return (requests * kvBlocksPerRequest(maxModelLen, batched) * kvBlockBytes(dtype)) / GIB + C.kvSafetyGiB;
+}
+
+/** Whole GiB to offload so that `requests` requests of `maxModelLen` fit beside the rest; 0 when they already do. */
+function autoOffload(card: Card, k: Omit<Knobs, "offload">, maxModelLen: number, requests: number): number {
     const budget = k.util * gib(card.totalMiB);
-    const need =
-        GPT_OSS_20B.weightsGiB +
-        activationsGiB(k.batched, k.seqs) +
-        slidingGiB(k.batched, k.kvDtype) +
-        kvGiB(targetTokens, k.kvDtype) -
-        budget;
-    // A quarter GiB of slack, then whole GiB: the estimate is an estimate, and "4" reads better than "3.27".
-    return need <= 0 ? 0 : Math.ceil(need + 0.25);
+    const onGpu = budget - activationsGiB(k.batched, k.eager) - kvNeedGiB(maxModelLen, requests, k.batched, k.kvDtype);
+    // Whole GiB, the unit of the measured points (vLLM offloads whole parameters anyway).
+    for (let off = 0; off <= Math.ceil(GPT_OSS_20B.weightsGiB); off++) {
+        if (weightsOnGpuGiB(off, k.kvDtype) <= onGpu) return off;
+    }
+    return Math.ceil(GPT_OSS_20B.weightsGiB);
 }
 
 export function autoAttentionBackend(cc: ComputeCapability): AttentionBackend {
@@ -449,25 +550,25 @@ interface Profile {
     /** Longest automatic context. */
     readonly ctxCap: number;
     /** KV tokens the profile must reach to be chosen when the context is automatic. */
-    readonly minKvTokens: number;
+    readonly bar: { readonly maxModelLen: number; readonly requests: number };
     readonly kvDtype: KvCacheDtype;
     readonly offload: boolean;
 }
 
 /** Room for two 8192-token requests: what automatic offloading aims for, and the bar for the tight profiles. */
-const TWO_SHORT_REQUESTS = 2 * 8192;
+const TWO_SHORT_REQUESTS = { maxModelLen: 8192, requests: 2 };
 
 /** Tried in order; the first that fits wins. Each step costs speed to buy memory. */
 const PROFILES: readonly Profile[] = [
     // CUDA graphs, big prefill chunks: 24 GB cards and up. Below tightKvTokens the graphs' memory is
     // worth more as KV cache.
-    { name: "roomy", eager: false, batched: C.roomyBatchedTokens, seqsCap: 256, ctxCap: 32768, minKvTokens: C.tightKvTokens, kvDtype: "auto", offload: false },
+    { name: "roomy", eager: false, batched: C.roomyBatchedTokens, seqsCap: 256, ctxCap: 32768, bar: { maxModelLen: 32768, requests: C.tightKvTokens / 32768 }, kvDtype: "auto", offload: false },
     // Graph memory and activations handed to the KV cache: 16 GB cards.
-    { name: "tight", eager: true, batched: C.tightBatchedTokens, seqsCap: 16, ctxCap: 32768, minKvTokens: TWO_SHORT_REQUESTS, kvDtype: "auto", offload: false },
+    { name: "tight", eager: true, batched: C.tightBatchedTokens, seqsCap: 16, ctxCap: 32768, bar: TWO_SHORT_REQUESTS, kvDtype: "auto", offload: false },
     // Half-size KV cache instead of offloading weights, where the card has fp8.
-    { name: "tight-fp8", eager: true, batched: C.tightBatchedTokens, seqsCap: 16, ctxCap: 32768, minKvTokens: TWO_SHORT_REQUESTS, kvDtype: "fp8", offload: false },
+    { name: "tight-fp8", eager: true, batched: C.tightBatchedTokens, seqsCap: 16, ctxCap: 32768, bar: TWO_SHORT_REQUESTS, kvDtype: "fp8", offload: false },
     // Weights in host RAM, read over PCIe every step: 12 GB cards. Short context, few sequences.
-    { name: "offload", eager: true, batched: C.tightBatchedTokens, seqsCap: 4, ctxCap: 8192, minKvTokens: Math.min(...C.contextLadder), kvDtype: "auto", offload: true },
+    { name: "offload", eager: true, batched: C.tightBatchedTokens, seqsCap: 4, ctxCap: 8192, bar: TWO_SHORT_REQUESTS, kvDtype: "auto", offload: true },
 ];
 
 interface Trial {
@@ -485,12 +586,24 @@ function trial(card: Card, o: PlanOptions, p: Profile): Trial {
     const batched = o.maxNumBatchedTokens ?? Math.max(p.batched, seqs);
     const util = o.gpuMemoryUtilization ?? autoUtilization(card, eager);
     const offload =
-        o.cpuOffloadGb ?? (p.offload ? autoOffload(card, { util, eager, batched, seqs, kvDtype }, o.maxModelLen ?? TWO_SHORT_REQUESTS) : 0);
+        o.cpuOffloadGb ??
+        (p.offload
+            ? o.maxModelLen === null
+                ? autoOffload(card, { util, eager, batched, seqs, kvDtype }, p.bar.maxModelLen, p.bar.requests)
+                : autoOffload(card, { util, eager, batched, seqs, kvDtype }, o.maxModelLen, 1)
+            : 0);
     const knobs: Knobs = { util, offload, eager, batched, seqs, kvDtype };
     const f = fit(card, knobs);
     // An explicit context must fit; the roomy profile must also clear its own bar, or graphs crowd out KV.
-    const bar = o.maxModelLen === null ? p.minKvTokens : p.name === "roomy" ? Math.max(o.maxModelLen, p.minKvTokens) : o.maxModelLen;
-    const accepted = offload <= GPT_OSS_20B.weightsGiB && f.kv > f.sliding && f.kvTokens >= bar;
+    // The profile's bar is what makes it worth its cost (vLLM's own count of blocks); an explicit context must
+    // fit one request with the safety margin, since vLLM refuses a plan that cannot serve one.
+    const fits = (blocks: number, len: number, requests: number): boolean => blocks >= requests * kvBlocksPerRequest(len, batched);
+    const clearsBar = fits(f.blocks, p.bar.maxModelLen, p.bar.requests);
+    const accepted =
+        offload <= GPT_OSS_20B.weightsGiB &&
+        (o.maxModelLen === null
+            ? clearsBar && fits(f.safeBlocks, p.bar.maxModelLen, 1)
+            : fits(f.safeBlocks, o.maxModelLen, 1) && (p.name !== "roomy" || clearsBar));
     return { profile: p, knobs, fit: f, accepted };
 }
 
@@ -500,10 +613,14 @@ function profileAllowed(p: Profile, o: PlanOptions, card: Card, backend: Attenti
     return true;
 }
 
-function autoContext(kvTokens: number, ctxCap: number): number {
+function autoContext(f: Fit, batched: number, ctxCap: number): number {
     const ladder = C.contextLadder.filter((l) => l <= ctxCap);
-    // Room for two full-length requests, so one long chat does not block the next.
-    return ladder.find((l) => 2 * l <= kvTokens) ?? ladder.find((l) => l <= kvTokens) ?? Math.min(...ladder);
+    // Room for two full-length requests, so one long chat does not block the next; never less than one.
+    return (
+        ladder.find((l) => f.blocks >= 2 * kvBlocksPerRequest(l, batched) && f.safeBlocks >= kvBlocksPerRequest(l, batched)) ??
+        ladder.find((l) => f.safeBlocks >= kvBlocksPerRequest(l, batched)) ??
+        Math.min(...ladder)
+    );
 }
 
 /** When nothing fits: name every explicit option that stands in the way, with what would fit. */
@@ -512,20 +629,23 @@ function diagnose(card: Card, o: PlanOptions, t: Trial): string[] {
     const { knobs: k, fit: f } = t;
     const total = gib(card.totalMiB);
     const needTokens = o.maxModelLen ?? Math.min(...C.contextLadder);
-    const kvNeed = kvGiB(needTokens, k.kvDtype);
-    const room = f.kv - f.sliding; // GiB left for full-attention KV
+    const kvNeed = kvNeedGiB(needTokens, 1, k.batched, k.kvDtype);
+    const room = f.kv; // GiB left for the KV cache
     const share = `vLLM's share of ${q(card.name)} is ${fmt(f.budget)} GiB (gpu.gpuMemoryUtilization ${k.util} of ${fmt(total)} GiB)`;
-    const offloadNeeded = Math.ceil((GPT_OSS_20B.weightsGiB + f.activations + f.sliding + kvNeed - f.budget) * 100) / 100;
+    const keep = f.budget - f.activations - kvNeed; // weights that may stay on the GPU
+    let offloadNeeded = 0;
+    while (offloadNeeded <= GPT_OSS_20B.weightsGiB && weightsOnGpuGiB(offloadNeeded, k.kvDtype) > keep) offloadNeeded++;
     if (o.cpuOffloadGb !== null && room < kvNeed && offloadNeeded > o.cpuOffloadGb) {
         const ctx = o.maxModelLen !== null ? `${fmt(kvNeed)} GiB of KV cache for gpu.maxModelLen ${o.maxModelLen}` : `the shortest context (${needTokens} tokens)`;
         errors.push(
             `gpu.cpuOffloadGb: ${o.cpuOffloadGb} keeps ${fmt(f.weights)} GiB of weights on the GPU, but ${share}, ` +
                 `which must also hold ${fmt(f.activations)} GiB of activations and ${ctx}: ` +
-                (offloadNeeded <= GPT_OSS_20B.weightsGiB ? `offload at least ${Math.ceil(offloadNeeded)} GiB, or leave it unset` : `no offload is enough`),
+                (offloadNeeded <= GPT_OSS_20B.weightsGiB ? `offload at least ${offloadNeeded} GiB, or leave it unset` : `no offload is enough`),
         );
     }
     if (o.maxModelLen !== null && room < kvNeed) {
-        const fits = Math.floor(Math.max(0, room) * GIB / kvBytesPerToken(k.kvDtype) / 1024) * 1024;
+        let fits = Math.floor(o.maxModelLen / 1024) * 1024;
+        while (fits >= 1024 && f.safeBlocks < kvBlocksPerRequest(fits, k.batched)) fits -= 1024;
         errors.push(
             `gpu.maxModelLen: ${o.maxModelLen} needs ${fmt(kvNeed)} GiB of KV cache, but ${q(card.name)} has ${fmt(Math.max(0, room))} GiB left ` +
                 `after ${fmt(f.weights)} GiB of weights (gpu.cpuOffloadGb ${k.offload}) and ${fmt(f.activations)} GiB of activations: ` +
@@ -605,13 +725,17 @@ export function plan(input: PlanInput): PlanResult {
     const chosen = trials.find((t) => t.accepted);
     if (chosen === undefined) return { ok: false, errors: [...errors, ...diagnose(card, o, trials[trials.length - 1])] };
 
-    // Settle the sequence count from the KV cache, then size the final breakdown with it.
+    // Settle the context and then the sequence count from the KV cache, and size the final breakdown with them.
     const p = chosen.profile;
-    const seqs = o.maxNumSeqs ?? Math.max(1, Math.min(p.seqsCap, pow2floor(chosen.fit.kvTokens / C.tokensPerSeq)));
+    const maxModelLen = o.maxModelLen ?? autoContext(chosen.fit, chosen.knobs.batched, p.ctxCap);
+    const seqs =
+        o.maxNumSeqs ??
+        Math.max(1, Math.min(p.seqsCap, pow2floor(kvTokensFor(chosen.fit.blocks, maxModelLen, chosen.knobs.batched) / C.tokensPerSeq)));
     const knobs: Knobs = { ...chosen.knobs, seqs };
     const f = fit(card, knobs);
-    const maxModelLen = o.maxModelLen ?? autoContext(f.kvTokens, p.ctxCap);
+    const kvTokens = kvTokensFor(f.blocks, maxModelLen, knobs.batched);
     const requiresPinnedMemory = knobs.offload > 0;
+    const speed = requiresPinnedMemory ? offloadSpeed(knobs.offload) : null;
 
     if (wsl && requiresPinnedMemory && o.enforceEager === false) {
         errors.push(
@@ -660,7 +784,10 @@ export function plan(input: PlanInput): PlanResult {
     }
     if (requiresPinnedMemory) {
         warnings.push(
-            `cpu offload keeps ${knobs.offload} GiB of weights in host RAM, read over PCIe on every forward pass: generation slows down, by how much depends on the PCIe link`,
+            `cpu offload keeps ${fmt(speed!.offloadedGiB)} GiB of weights in host RAM, read over PCIe where the GPU needs them: a decode step reads ` +
+                `the offloaded experts it routes to, about ${fmt(speed!.oneRequestGiB)} GiB for one request (4 of 32 experts) and up to ` +
+                `${fmt(speed!.offloadedGiB)} GiB once 8 requests run together; at ~${C.pcieGiBps} GiB/s (PCIe 4.0 x16; half that on an x8 card) that adds ` +
+                `about ${speed!.oneRequestMs} ms per token for one request (at most ~${Math.floor(1000 / speed!.oneRequestMs)} tokens/s) and up to ${speed!.fullMs} ms per step under load`,
         );
         if (wsl) {
             warnings.push(
@@ -670,8 +797,8 @@ export function plan(input: PlanInput): PlanResult {
             );
         }
     }
-    if (o.maxModelLen !== null && f.kvTokens < 2 * maxModelLen) {
-        warnings.push(`the KV cache holds ${f.kvTokens} tokens: one ${maxModelLen}-token request at a time runs at full length`);
+    if (o.maxModelLen !== null && kvTokens < 2 * maxModelLen) {
+        warnings.push(`the KV cache holds ${kvTokens} tokens: one ${maxModelLen}-token request at a time runs at full length`);
     }
 
     const total = gib(card.totalMiB);
@@ -704,12 +831,13 @@ export function plan(input: PlanInput): PlanResult {
                 offloadedGiB: round2(knobs.offload),
                 activationsGiB: round2(f.activations),
                 kvCacheGiB: round2(f.kv),
-                kvCacheTokens: f.kvTokens,
+                kvCacheTokens: kvTokens,
                 cudaGraphsGiB: round2(f.graphs),
                 cudaContextGiB: C.cudaContextGiB,
                 headroomGiB: round2(f.headroom),
             },
             hostMemoryGiB: round2(C.hostBaseGiB + C.hostPerOffloadedGiB * knobs.offload),
+            offloadSpeed: speed,
             notes,
             warnings,
         },

@@ -7,6 +7,9 @@
 //    saw, and what to do about it.
 import { GpuRecord, NVIDIA_SMI_QUERY, parseComputeCap, parseNvidiaSmiCsv, smName } from "./gpu";
 import { GPT_OSS_20B, PLANNER_CONSTANTS, PlanResult, computeCapabilityProblem } from "./planner";
+import type { Claim } from "./observe";
+import { ownershipLibrary, q as shellQuote } from "./shell";
+import { checkDriverForWheels, checkNatServing, checkWslLifecycle } from "./wslChecks";
 
 export type Level = "error" | "warning" | "ok";
 
@@ -49,6 +52,14 @@ export interface Facts {
     readonly disks: DiskFact[];
     /** /proc/1/comm: "systemd" when systemd is PID 1, "init" under WSL's own init. */
     readonly pid1Comm: string | null;
+    /** What is at each path the stack would take (own.sh's own_state), in the order of the claims. */
+    readonly claims: ClaimFact[];
+}
+
+export interface ClaimFact {
+    readonly path: string;
+    /** absent | owned | empty | file <sha256> | holds <names> | other <type> */
+    readonly state: string;
 }
 
 export interface ProbeOptions {
@@ -60,6 +71,8 @@ export interface ProbeOptions {
     readonly cudaHome: string;
     /** cuda.wslLibDir */
     readonly wslLibDir: string;
+    /** The paths the stack would take (each piece's claims), looked at against the box's record. */
+    readonly claims: readonly Claim[];
 }
 
 /** The config schema's defaults (components/config.ts). */
@@ -68,6 +81,7 @@ export const DEFAULT_PROBE_OPTIONS: ProbeOptions = {
     venvDir: "/opt/vllm-workstation/venv",
     cudaHome: "/usr/local/cuda",
     wslLibDir: "/usr/lib/wsl/lib",
+    claims: [],
 };
 
 /**
@@ -90,10 +104,6 @@ export const SYSTEM_RESERVE_GIB = 1;
 const NVCC_MIN = { major: 12, minor: 8 };
 /** FlashInfer's JIT refuses sm_120 (RTX 50xx) below CUDA 12.9 (vllm-project/vllm#50705, flashinfer-ai/flashinfer#3633). */
 const NVCC_MIN_SM120 = { major: 12, minor: 9 };
-
-function shellQuote(value: string): string {
-    return `'${value.replace(/'/g, `'\\''`)}'`;
-}
 
 /**
  * The probe: a bash script printing one `key=value` per line, ending with `end=1` so a cut-off run is
@@ -144,8 +154,15 @@ disk() {
 }
 disk model ${shellQuote(o.modelDir)}
 disk venv ${shellQuote(o.venvDir)}
-emit end 1
+${claimsProbe(o.claims)}emit end 1
 `;
+}
+
+/** What is at each path the stack would take, as own.sh sees it: `claim.N=<base64 of path TAB state>`. */
+function claimsProbe(claims: readonly Claim[]): string {
+    if (claims.length === 0) return "";
+    const lines = claims.map((c, i) => `emit claim.${i} "$(printf '%s\\t%s' ${shellQuote(c.path)} "$(own_state ${shellQuote(c.path)})" | b64)"`);
+    return `${ownershipLibrary()}\n${lines.join("\n")}\n`;
 }
 
 export type ProbeParse = { readonly ok: true; readonly facts: Facts } | { readonly ok: false; readonly errors: string[] };
@@ -214,6 +231,12 @@ export function parseProbeOutput(text: string): ProbeParse {
         });
     }
 
+    const claims: ClaimFact[] = [];
+    for (let i = 0; kv.has(`claim.${i}`); i++) {
+        const [path, state] = (decode(`claim.${i}`) ?? "").split("\t");
+        claims.push({ path, state: state ?? "" });
+    }
+
     const facts: Facts = {
         gpus,
         nvidiaSmiError,
@@ -224,6 +247,7 @@ export function parseProbeOutput(text: string): ProbeParse {
         memTotalKiB: count("mem_total_kib"),
         disks,
         pid1Comm: kv.get("pid1_comm") || null,
+        claims,
     };
     return errors.length > 0 ? { ok: false, errors } : { ok: true, facts };
 }
@@ -250,6 +274,7 @@ export function formatProbeOutput(f: Facts): string {
             `disk.${d.role}.free_bytes=${d.freeBytes ?? ""}`,
             `disk.${d.role}.used_bytes=${d.usedBytes}`,
         ]),
+        ...f.claims.map((c, i) => `claim.${i}=${b64(`${c.path}\t${c.state}`)}`),
         "end=1",
     ];
     return lines.join("\n") + "\n";
@@ -547,6 +572,40 @@ export function checkPinnedMemory(f: Facts, result: PlanResult | null, wslPinSwi
     };
 }
 
+/**
+ * Every path the stack would take is its own already (the box's record), absent, an empty directory,
+ * or a file identical to what the stack writes there; anything else belongs to someone, and taking it
+ * would let a later destroy remove it. Refused before anything changes, naming the path and what is there.
+ */
+export function checkOwnership(f: Facts, claims: readonly Claim[]): Check[] {
+    const checks: Check[] = [];
+    f.claims.forEach((seen, i) => {
+        const claim = claims[i];
+        if (claim === undefined || claim.path !== seen.path) return;
+        const state = seen.state;
+        if (state === "absent" || state === "owned") return;
+        if (claim.kind === "dir" && state === "empty") return;
+        if (claim.kind === "file" && claim.sha256 !== null && state === `file ${claim.sha256}`) return;
+        const what = state.startsWith("holds ")
+            ? `a directory holding ${state.slice(6).split(" ").map((n) => JSON.stringify(n)).join(", ")}${state.split(" ").length > 4 ? " and more" : ""}`
+            : state.startsWith("file ")
+              ? "a file with other content"
+              : state.startsWith("other ")
+                ? `a ${state.slice(6)}`
+                : state;
+        checks.push({
+            id: "ownership",
+            level: "error",
+            message: `${claim.path}${claim.option ? ` (${claim.option})` : ""} is ${what}, which vllm-workstation did not make; the stack would take it over and remove it on destroy`,
+            fix:
+                claim.option === null
+                    ? `move it away (vllm-workstation keeps its own file there), then run pulumi up again`
+                    : `move it away, or set ${claim.option} to a path that does not exist yet or is an empty directory`,
+        });
+    });
+    return checks;
+}
+
 export function checkDisk(f: Facts): Check[] {
     const checks: Check[] = [];
     // Roles on one filesystem share its free space.
@@ -581,6 +640,12 @@ export function checkDisk(f: Facts): Check[] {
 export interface CheckOptions {
     /** See checkPinnedMemory. */
     readonly wslPinSwitch?: boolean | null;
+    /** See checkOwnership. */
+    readonly claims?: readonly Claim[];
+    /** The vLLM release the stack installs (the driver check); null or absent skips it. */
+    readonly vllmVersion?: string | null;
+    /** server.host (the WSL networking check); null or absent skips it. */
+    readonly serverHost?: string | null;
 }
 
 /** Every applicable check, in the order a person fixes them: card, plan, WSL, services, toolchain, resources. */
@@ -595,7 +660,12 @@ export function runChecks(f: Facts, result: PlanResult | null, options: CheckOpt
         checkNvcc(f),
         checkHostMemory(f, result),
         checkPinnedMemory(f, result, options.wslPinSwitch ?? null),
+        ...checkOwnership(f, options.claims ?? []),
         ...checkDisk(f),
+        // Windows and WSL: components/wslChecks.ts.
+        checkDriverForWheels(f, options.vllmVersion ?? null),
+        checkWslLifecycle(f),
+        checkNatServing(f, options.serverHost ?? null),
     ];
     return all.filter((c): c is Check => c !== null);
 }

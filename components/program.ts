@@ -5,14 +5,14 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as yaml from "js-yaml";
-import { parseConfig, WorkstationConfig } from "./config";
+import { ConfigError, parseConfig, WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { AUTO_OPTIONS, PLANNER_CONSTANTS, plan, PlanInput, PlanResult } from "./planner";
 import { Check, Facts, gatherFacts, parseProbeOutput, runChecks, wslKind } from "./preflight";
-import { allConfigFromStackFile, loadStackConfig, rawFromPulumiConfig } from "./stackConfig";
+import { allConfigFromStackFile, loadStackConfig, rawFromPulumiConfig, withTeamLayer } from "./stackConfig";
 import type { ServingPlan } from "./vllmService";
 import { has, servedVllmVersion } from "./vllmVersion";
-import { Observed, observeAfter, Piece } from "./observe";
+import { Claim, Observed, observeAfter, Piece } from "./observe";
 import { Workstation, workstationPieces } from "./workstation";
 import { dockerChecks, dockerPreflightProbe } from "./dockerRuntime";
 import { describe } from "./host";
@@ -68,12 +68,19 @@ export interface Look {
     readonly key: string;
 }
 
+/** Every path the pieces take, once each (the first piece to name a path decides how it is checked). */
+export function claimsOf(pieces: readonly Piece[]): Claim[] {
+    const seen = new Map<string, Claim>();
+    for (const c of pieces.flatMap((p) => p.claims ?? [])) if (!seen.has(c.path)) seen.set(c.path, c);
+    return [...seen.values()];
+}
+
 /** The look for a config: a pure function of it, so it can be made before the engine runs the program. */
 export function lookFor(config: WorkstationConfig, lockText: string | null): Look {
     const conn = connectionFor(config.target);
-    const first = gatherFacts({ modelDir: config.model.cacheDir, venvDir: config.python.venvPath, cudaHome: config.cuda.home, wslLibDir: config.cuda.wslLibDir });
     // The docker runtime's preflight (engine, NVIDIA runtime, image) rides along as one more probe.
     const pieces = [...workstationPieces(config, lockText), ...(config.runtime === "docker" ? [dockerPreflightProbe(config)] : [])];
+    const first = gatherFacts({ modelDir: config.model.cacheDir, venvDir: config.python.venvPath, cudaHome: config.cuda.home, wslLibDir: config.cuda.wslLibDir, claims: claimsOf(pieces) });
     return { conn, first, pieces, key: JSON.stringify({ conn, first, probes: pieces.map((p) => p.probe) }) };
 }
 
@@ -104,9 +111,30 @@ async function lookAtWorkstation(look: Look, early: EarlyLook | null): Promise<{
     return { facts: parsed.facts, observed };
 }
 
-/** python.lockFile's text (the path is relative to the project), or null to lock on the box. */
-function lockTextFor(config: WorkstationConfig): string | null {
-    return config.python.lockFile === null ? null : fs.readFileSync(path.resolve(__dirname, "..", "..", config.python.lockFile), "utf8");
+/** The project's root: the program runs from dist/components. */
+const projectRoot = path.resolve(__dirname, "..", "..");
+
+/**
+ * python.lockFile's text, or null to lock on the box. The file must be one of the project's: its path,
+ * relative to the project's root, is resolved with every symlink followed, and a file that ends up
+ * outside the project (an admin's private file) is refused, naming the option, before it is read.
+ */
+export function lockTextFor(config: WorkstationConfig, root = projectRoot): string | null {
+    const lockFile = config.python.lockFile;
+    if (lockFile === null) return null;
+    const refuse = (why: string) => new ConfigError([`python.lockFile: ${JSON.stringify(lockFile)} ${why}`]);
+    const realRoot = fs.realpathSync(root);
+    let real: string;
+    try {
+        real = fs.realpathSync(path.resolve(realRoot, lockFile));
+    } catch (e) {
+        throw refuse(`cannot be read in the project ${realRoot}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+    if (!real.startsWith(realRoot + path.sep)) {
+        throw refuse(`resolves to ${real}, outside the project ${realRoot}: the lock must be a file of the project (a symlink out of it is refused)`);
+    }
+    if (!fs.statSync(real).isFile()) throw refuse(`is not a file (${real})`);
+    return fs.readFileSync(real, "utf8");
 }
 
 /**
@@ -130,7 +158,13 @@ async function prepare(early: EarlyLook | null) {
     const look = lookFor(config, lockText);
     const { facts, observed } = await lookAtWorkstation(look, early);
     const result = plan(planInput(config, facts));
-    const checks = runtimeChecks(config, look, observed, runChecks(facts, result, { wslPinSwitch: has(servedVllmVersion(config), "wslPinMemorySwitch") }));
+    const served = servedVllmVersion(config);
+    const checks = runtimeChecks(
+        config,
+        look,
+        observed,
+        runChecks(facts, result, { wslPinSwitch: has(served, "wslPinMemorySwitch"), vllmVersion: served, serverHost: config.server.host, claims: claimsOf(look.pieces) }),
+    );
     const errors = checks.filter((c) => c.level === "error");
     for (const w of checks.filter((c) => c.level === "warning")) pulumi.log.warn(`[${w.id}] ${w.message}${w.fix ? ` Fix: ${w.fix}` : ""}`);
     if (errors.length > 0 || !result.ok) {
@@ -158,12 +192,14 @@ export function lookingAhead(workDir: string, stack: string): () => Promise<Reco
     return () => workstationProgram({ early });
 }
 
-/** The look the program will make, from the project and stack files in workDir; null if they do not read or parse. */
+/** The look the program will make, from the project and stack files in workDir (this machine's layer over the team's); null if they do not read or parse. */
 export function guessLook(workDir: string, stack: string): Look | null {
     try {
-        const project = String((yaml.load(fs.readFileSync(path.join(workDir, "Pulumi.yaml"), "utf8")) as { name?: unknown }).name);
-        const all = allConfigFromStackFile(fs.readFileSync(path.join(workDir, `Pulumi.${stack}.yaml`), "utf8"));
-        const config = { ...parseConfig(rawFromPulumiConfig(all, project)), apiKey: null, hfToken: null };
+        const doc = yaml.load(fs.readFileSync(path.join(workDir, "Pulumi.yaml"), "utf8")) as { name?: unknown; stackConfigDir?: unknown };
+        const project = String(doc.name);
+        const stackDir = typeof doc.stackConfigDir === "string" ? path.join(workDir, doc.stackConfigDir) : workDir;
+        const all = allConfigFromStackFile(fs.readFileSync(path.join(stackDir, `Pulumi.${stack}.yaml`), "utf8"));
+        const config = { ...parseConfig(withTeamLayer(rawFromPulumiConfig(all, project), project, stack)), apiKey: null, hfToken: null };
         return lookFor(config, lockTextFor(config));
     } catch {
         return null;

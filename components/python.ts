@@ -5,7 +5,8 @@ import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { HostState, ready } from "./hostState";
 import type { Observed, Piece } from "./observe";
-import { makeOwnedDir, q, removeOwnedDir, say, sha256, writeFile } from "./shell";
+import { q, say, sha256, writeFile } from "./shell";
+import { redactUrl } from "./urls";
 
 type PythonConfig = WorkstationConfig["python"];
 
@@ -34,9 +35,7 @@ export function renderRequirements(py: PythonConfig, runtime: Runtime = "systemd
 }
 
 /** An index URL for messages: a private index's credentials (`https://user:token@host/simple`) left out. */
-export function shownUrl(url: string): string {
-    return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, "$1***@");
-}
+export const shownUrl = redactUrl;
 
 /**
  * What to say when uv cannot find or fetch a pin: uv's own message names the package but not where it
@@ -50,22 +49,82 @@ export function indexHint(py: PythonConfig, runtime: Runtime = "systemd"): strin
     return `uv could not get vllm==${py.vllmVersion} / flashinfer-python==${py.flashinferVersion} and their dependencies from the package index ${where} (strategy ${py.indexStrategy}): check that the index serves these versions (python.vllmVersion, python.flashinferVersion, python.indexUrl, python.extraIndexUrls), then run pulumi up again`;
 }
 
-/** uv's index options, shared by compile and sync so both see the same packages. */
-export function indexArgs(py: PythonConfig): string {
-    return [
-        `--index-url ${q(py.indexUrl)}`,
-        ...py.extraIndexUrls.map((u) => `--extra-index-url ${q(u)}`),
-        `--index-strategy ${py.indexStrategy}`,
-    ].join(" ");
+/**
+ * The indexes, as uv reads them from its environment (UV_INDEX_URL, and UV_EXTRA_INDEX_URL: a list
+ * separated by spaces): they travel in the steps' secret environment, because they may carry
+ * credentials, which a command line shows to every user on the box (ps, /proc/PID/cmdline) and the
+ * state would hold in plain text. The fetch of uv itself reads UV_INDEX_URL too.
+ */
+export function indexEnv(py: PythonConfig): Record<string, string> {
+    return { UV_INDEX_URL: py.indexUrl, ...(py.extraIndexUrls.length > 0 ? { UV_EXTRA_INDEX_URL: py.extraIndexUrls.join(" ") } : {}) };
 }
 
-// Fetches the uv wheel from the configured index with the interpreter every WSL distribution ships
-// (Ubuntu leaves out ensurepip, so no pip), checks the index's sha256 and unpacks the binary.
+/**
+ * What the scripts say of the indexes: with their credentials left out, so that another index (host
+ * or path) is a change that runs the step again, while a rotated password alone is not (like a rotated
+ * token: nothing on the box depends on it, and a digest of it in the state could be guessed back from
+ * a weak password).
+ */
+export function indexComment(py: PythonConfig): string {
+    // Quoted like every value in a script, though a comment runs nothing: the shape stays the same.
+    return `# indexes: ${[py.indexUrl, ...py.extraIndexUrls].map((u) => q(redactUrl(u))).join(" ")}`;
+}
+
+/** uv's index options beside the indexes of indexEnv, shared by compile and sync so both see the same packages. */
+export function indexArgs(py: PythonConfig): string {
+    return `--index-strategy ${py.indexStrategy}`;
+}
+
+// The helpers every Python script of the stack that fetches over HTTP starts with: a URL may carry
+// credentials (`https://user:token@host/...`), which urllib cannot use as they are. They are sent as
+// HTTP basic auth to that URL's origin only: a redirect to another host (a CDN, files.pythonhosted.org)
+// goes without them. Messages show a URL with its userinfo left out.
+export const originAuthPy = String.raw`
+import base64, urllib.parse, urllib.request
+
+def origin(url):
+    u = urllib.parse.urlsplit(url)
+    scheme = u.scheme.lower()
+    return (scheme, (u.hostname or "").lower(), u.port or {"http": 80, "https": 443}.get(scheme))
+
+def plain(url):
+    u = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(u._replace(netloc=u.netloc.rpartition("@")[2]))
+
+def basic_auth(url):
+    u = urllib.parse.urlsplit(url)
+    if "@" not in u.netloc:
+        return None
+    user, _, password = u.netloc.rpartition("@")[0].partition(":")
+    pair = "%s:%s" % (urllib.parse.unquote(user), urllib.parse.unquote(password))
+    return "Basic " + base64.b64encode(pair.encode()).decode()
+
+class OriginAuth(urllib.request.HTTPRedirectHandler):
+    """Authorization only for home's origin, on redirects too: dropped when one leads elsewhere."""
+    def __init__(self, home):
+        self.home, self.auth = origin(home), basic_auth(home)
+    def request_for(self, url, headers=None):
+        req = urllib.request.Request(plain(url), headers=headers or {})
+        if self.auth and origin(url) == self.home:
+            req.add_header("Authorization", self.auth)
+        return req
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and origin(newurl) != origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+`;
+
+// Fetches the uv wheel from the configured index (UV_INDEX_URL, from the step's secret environment)
+// with the interpreter every WSL distribution ships (Ubuntu leaves out ensurepip, so no pip), checks
+// the index's sha256 and unpacks the binary.
 const fetchUvPy = String.raw`
-import hashlib, html.parser, os, platform, sys, urllib.parse, urllib.request, zipfile, io
-index, version, dest = os.environ["UV_INDEX"].rstrip("/"), os.environ["UV_VERSION"], os.environ["UV_DEST"]
+import hashlib, html.parser, io, os, platform, sys, zipfile
+index, version, dest = os.environ["UV_INDEX_URL"].rstrip("/"), os.environ["UV_VERSION"], os.environ["UV_DEST"]
+auth = OriginAuth(index)
+opener = urllib.request.build_opener(auth)
 arch = {"x86_64": "x86_64", "aarch64": "aarch64"}[platform.machine()]
-page_url = index + "/uv/"
+page_url = plain(index) + "/uv/"
 class Links(html.parser.HTMLParser):
     links = []
     def handle_starttag(self, tag, attrs):
@@ -73,7 +132,7 @@ class Links(html.parser.HTMLParser):
             self.links.append(dict(attrs).get("href", ""))
 p = Links()
 try:
-    p.feed(urllib.request.urlopen(page_url, timeout=60).read().decode())
+    p.feed(opener.open(auth.request_for(index + "/uv/"), timeout=60).read().decode())
 except Exception as e:
     sys.exit("cannot read the package index %s: %s (check python.indexUrl)" % (page_url, e))
 for href in p.links:
@@ -82,10 +141,11 @@ for href in p.links:
     if name.startswith("uv-%s-" % version) and name.endswith(".whl") and "manylinux" in name and arch in name:
         break
 else:
-    sys.exit("the package index %s has no uv %s wheel for %s: pick a python.uvVersion it serves" % (index, version, arch))
+    sys.exit("the package index %s has no uv %s wheel for %s: pick a python.uvVersion it serves" % (plain(index), version, arch))
 want = urllib.parse.urlparse(url).fragment.partition("sha256=")[2]
 print("fetching %s" % name, file=sys.stderr)
-data = urllib.request.urlopen(url.split("#")[0], timeout=300).read()
+# A link on the index's own host goes with the index's credentials; one elsewhere without them.
+data = opener.open(auth.request_for(url.split("#")[0]), timeout=300).read()
 got = hashlib.sha256(data).hexdigest()
 if want and got != want:
     sys.exit("uv wheel %s: sha256 %s does not match the index's %s" % (name, got, want))
@@ -102,17 +162,18 @@ export function uvScripts(py: PythonConfig) {
     const l = layout(py);
     return {
         apply: [
-            makeOwnedDir(l.home),
+            `own_dir ${q(l.home)}`,
             `if [ "$(${q(l.uv)} --version 2>/dev/null | cut -d' ' -f2)" != ${q(py.uvVersion)} ]; then`,
-            `  ${say(`installing uv ${py.uvVersion} from ${shownUrl(py.indexUrl)}`)}`,
-            `  UV_INDEX=${q(py.indexUrl)} UV_VERSION=${q(py.uvVersion)} UV_DEST=${q(l.uv)} python3 - <<'VLLM_WS_PY'`,
+            `  ${say(`installing uv ${py.uvVersion} from ${redactUrl(py.indexUrl)}`)}`,
+            `  UV_VERSION=${q(py.uvVersion)} UV_DEST=${q(l.uv)} python3 - <<'VLLM_WS_PY'`,
+            originAuthPy.trim(),
             fetchUvPy.trim(),
             `VLLM_WS_PY`,
             `fi`,
         ].join("\n"),
         probe: `echo "uv=$(${q(l.uv)} --version 2>/dev/null | cut -d' ' -f2 || true)"`,
         expected: `uv=${py.uvVersion}`,
-        remove: `rm -f ${q(l.uv)} ${q(l.uv)}.part\n${removeOwnedDir(l.home)}`,
+        remove: `rm -f ${q(l.uv)} ${q(l.uv)}.part\nown_release_dir ${q(l.home)}`,
     };
 }
 
@@ -137,12 +198,15 @@ export function packageScripts(py: PythonConfig, lockText: string | null, runtim
             : writeFile(l.lock, lockText);
     return {
         apply: [
-            makeOwnedDir(l.home),
-            `install -d -m 0755 ${q(l.cache)}`,
+            indexComment(py),
+            `own_dir ${q(l.home)}`,
+            `own_dir ${q(l.cache)}`,
+            // uv makes the venv's directory itself; the stack claims it first (refused if someone else's).
+            `own_claim_dir ${q(py.venvPath)}`,
             `if [ ! -x ${q(python)} ] || [ "$(${q(python)} -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != ${q(py.version)} ]; then`,
             `  ${say(`creating the venv ${py.venvPath} with Python ${py.version}`)}`,
-            `  rm -rf ${q(py.venvPath)}`,
-            `  ${uv} venv --python ${q(py.version)} ${q(py.venvPath)}`,
+            // --clear: a venv of another Python the stack made here before is replaced, in place.
+            `  ${uv} venv --clear --python ${q(py.version)} ${q(py.venvPath)}`,
             `fi`,
             `req=$(mktemp)`,
             `printf '%s' ${q(requirements)} >"$req"`,
@@ -167,15 +231,17 @@ export function packageScripts(py: PythonConfig, lockText: string | null, runtim
             lockText === null ? "lock=present" : `lock=${sha256(lockText.endsWith("\n") ? lockText : lockText + "\n")}`,
             "packages=as-locked",
         ].join("\n"),
-        remove: `rm -rf ${q(py.venvPath)} ${q(l.cache)} ${q(l.lock)} ${q(l.requirementsIn)}\n${removeOwnedDir(l.home)}`,
+        remove: [`own_remove_tree ${q(py.venvPath)}`, `own_remove_tree ${q(l.cache)}`, `rm -f ${q(l.lock)} ${q(l.requirementsIn)}`, `own_release_dir ${q(l.home)}`].join("\n"),
     };
 }
 
 /** The pieces this component declares, uv and the venv, as the program looks at them first (observe.ts). */
 export function pythonPieces(py: PythonConfig, lockText: string | null, runtime: Runtime = "systemd"): { uv: Piece; packages: Piece } {
+    const l = layout(py);
+    const dir = (path: string) => ({ path, kind: "dir" as const, sha256: null, option: "python.venvPath" });
     return {
-        uv: { what: `uv ${py.uvVersion}`, probe: uvScripts(py).probe },
-        packages: { what: `the venv ${py.venvPath}`, probe: packageScripts(py, lockText, runtime).probe },
+        uv: { what: `uv ${py.uvVersion}`, probe: uvScripts(py).probe, claims: [dir(l.home)] },
+        packages: { what: `the venv ${py.venvPath}`, probe: packageScripts(py, lockText, runtime).probe, claims: [dir(l.home), dir(l.cache), dir(py.venvPath)] },
     };
 }
 
@@ -197,9 +263,10 @@ export class PythonEnvironment extends pulumi.ComponentResource {
     constructor(name: string, args: PythonEnvironmentArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vllm-workstation:index:PythonEnvironment", name, {}, opts);
         const pieces = pythonPieces(args.python, args.lockText, args.runtime);
+        const secretEnv = indexEnv(args.python);
         const uv = new HostState(
             `${name}-uv`,
-            { connection: args.connection, ...uvScripts(args.python), what: pieces.uv.what, observed: args.observed?.get(pieces.uv.probe) },
+            { connection: args.connection, ...uvScripts(args.python), what: pieces.uv.what, observed: args.observed?.get(pieces.uv.probe), secretEnv },
             { parent: this },
         );
         const packages = new HostState(
@@ -209,6 +276,7 @@ export class PythonEnvironment extends pulumi.ComponentResource {
                 ...packageScripts(args.python, args.lockText, args.runtime),
                 what: pieces.packages.what,
                 observed: args.observed?.get(pieces.packages.probe),
+                secretEnv,
             },
             { parent: this, dependsOn: [uv] },
         );

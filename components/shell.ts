@@ -1,6 +1,8 @@
 // Small pure helpers for the shell scripts the components render. Scripts run under `set -euo pipefail`
 // as root on the workstation (host.ts).
 import * as crypto from "crypto";
+import * as fs from "fs";
+import * as path from "path";
 
 /** Single-quotes a value for bash. */
 export function q(value: string): string {
@@ -37,9 +39,14 @@ export function probeFile(label: string, path: string): string {
     return `if [ -f ${q(path)} ]; then echo "${label}=$(sha256sum ${q(path)} | cut -c1-64)"; else echo "${label}=missing"; fi`;
 }
 
+/** The sha256 of the file writeFile makes from `content` (which always ends in a newline). */
+export function contentSha(content: string): string {
+    return sha256(content.endsWith("\n") ? content : content + "\n");
+}
+
 /** What probeFile prints when the file holds exactly `content`. */
 export function expectFile(label: string, content: string): string {
-    return `${label}=${sha256(content.endsWith("\n") ? content : content + "\n")}`;
+    return `${label}=${contentSha(content)}`;
 }
 
 /** Progress lines go to stderr: the provider shows them in `pulumi up`. */
@@ -47,27 +54,30 @@ export function say(message: string): string {
     return `echo ${q(message)} >&2`;
 }
 
-/** The file makeOwnedDir leaves in each directory it made. */
-export const ownedDirMarker = ".vllm-workstation-made-this";
-const dirMarker = ownedDirMarker;
-
-/**
- * Creates `dir` and any missing parent, leaving a marker in each directory it made, so that
- * removeOwnedDir takes away exactly those and never a directory that was there before.
- */
-export function makeOwnedDir(dir: string): string {
-    return [
-        `d=${q(dir)}; made=()`,
-        `while [ ! -e "$d" ]; do made+=("$d"); d=$(dirname "$d"); done`,
-        `install -d -m 0755 ${q(dir)}`,
-        `for d in "\${made[@]}"; do touch "$d/${dirMarker}"; done`,
-    ].join("\n");
+/** Before writing `path` with `content` outside a directory the stack owns: takes it, or refuses another file there (own.sh). */
+export function ownFile(path: string, content: string): string {
+    return `own_file ${q(path)} ${q(contentSha(content))}`;
 }
 
-/** Removes `dir` and its parents, as far as makeOwnedDir made them and they hold nothing else. */
-export function removeOwnedDir(dir: string): string {
-    return [
-        `d=${q(dir)}`,
-        `while [ -f "$d/${dirMarker}" ] && [ "$(ls -A "$d")" = ${q(dirMarker)} ]; do rm -f "$d/${dirMarker}"; rmdir "$d"; d=$(dirname "$d"); done`,
-    ].join("\n");
+/** The ownership functions (own_dir, own_file, own_release_dir, ...) every script on the box runs with. */
+export function ownershipLibrary(): string {
+    return asset("own.sh");
+}
+
+const assets = new Map<string, string>();
+
+/**
+ * A file of components/assets: scripts in their own language, read by the code that renders them. From
+ * dist/components (the compiled program and provider steps) or components (the sources) alike.
+ */
+export function asset(name: string): string {
+    let text = assets.get(name);
+    if (text === undefined) {
+        // Compiled, this file sits in <outDir>/components beside the checkout's components/.
+        const dirs = [path.join(__dirname, "assets"), path.join(__dirname, "..", "..", "components", "assets")];
+        const dir = dirs.find((d) => fs.existsSync(path.join(d, name))) ?? dirs[0];
+        text = fs.readFileSync(path.join(dir, name), "utf8");
+        assets.set(name, text);
+    }
+    return text;
 }

@@ -1,11 +1,13 @@
 // The vLLM service: a systemd unit over the venv, a vLLM --config YAML whose flags come from the VRAM
 // plan, a root-only file for the API key, and a health check that gates the endpoint output.
+import * as fs from "fs";
+import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { HostState, ready } from "./hostState";
 import type { Observed, Piece } from "./observe";
-import { expectFile, makeOwnedDir, managedHeader, ownedDirMarker, probeFile, q, say, sha256, writeFile } from "./shell";
+import { expectFile, managedHeader, ownFile, probeFile, q, say, sha256, writeFile } from "./shell";
 import { etcDir, serviceEnvPath } from "./cudaEnv";
 import { has, servedVllmVersion } from "./vllmVersion";
 
@@ -32,6 +34,27 @@ export const envPath = "/etc/vllm-workstation/vllm.env";
 export const secretsPath = "/etc/vllm-workstation/secrets.env";
 /** Writable caches of vLLM, Triton and FlashInfer's JIT (CacheDirectory=). */
 export const cacheHome = "/var/cache/vllm-workstation";
+/** What the running service was started on (upstream pieces' ids); a change restarts it. */
+export const runsOnPath = `${etcDir}/service.runs-on`;
+/** Root-owned Python the service imports (on its PYTHONPATH): the API key middleware. */
+export const pythonDir = `${etcDir}/python`;
+export const authModuleName = "vllm_workstation_auth";
+export const authModulePath = `${pythonDir}/${authModuleName}.py`;
+/** vLLM's --middleware value: the class that requires the key on every route but /health. */
+export const authMiddleware = `${authModuleName}.RequireApiKey`;
+
+/** The path of a file of components/assets, found from the compiled module (dist/components) or the source. */
+export function assetPath(name: string): string {
+    for (let d = __dirname; d !== path.dirname(d); d = path.dirname(d)) {
+        const file = path.join(d, "components", "assets", name);
+        if (fs.existsSync(file)) return file;
+    }
+    throw new Error(`components/assets/${name} not found above ${__dirname}`);
+}
+
+export function readAsset(name: string): string {
+    return fs.readFileSync(assetPath(name), "utf8");
+}
 
 export function servedModelName(c: WorkstationConfig): string {
     return c.server.servedModelName ?? c.model.repo.split("/")[1];
@@ -54,6 +77,17 @@ export function vllmFlags(c: WorkstationConfig, plan: ServingPlan): Record<strin
     if (plan.enforceEager) flags["enforce-eager"] = true;
     if (plan.attentionBackend !== null && has(servedVllmVersion(c), "attentionBackendFlag")) flags["attention-backend"] = plan.attentionBackend;
     return flags;
+}
+
+/**
+ * The flags of the --config YAML: vllmFlags, and with an API key the middleware that requires it on
+ * every route. vLLM's own --api-key check guards only some path prefixes (/v1; 0.24.0 adds /v2 and
+ * /inference), while /invocations, /tokenize and /detokenize serve inference outside them; see
+ * components/assets/vllm_workstation_auth.py. Without a key the middleware is not loaded: loaded, it
+ * refuses to start without one, so a lost key closes the server instead of opening it.
+ */
+export function serviceFlags(c: WorkstationConfig, plan: ServingPlan, withKey: boolean): Record<string, string | number | boolean> {
+    return { ...vllmFlags(c, plan), ...(withKey ? { middleware: authMiddleware } : {}) };
 }
 
 export function renderConfigYaml(flags: Record<string, string | number | boolean>): string {
@@ -84,6 +118,8 @@ export function renderEnv(c: WorkstationConfig, plan: ServingPlan, tiktokenDir: 
         `FLASHINFER_WORKSPACE_BASE=${cacheHome}`,
         "VLLM_NO_USAGE_STATS=1",
         "DO_NOT_TRACK=1",
+        // Where vLLM's --middleware import finds the stack's module; root-owned, like the venv.
+        `PYTHONPATH=${pythonDir}`,
     ];
     lines.push(...vllmVariables(c, plan));
     return managedHeader() + lines.join("\n") + "\n";
@@ -157,26 +193,54 @@ export interface ServiceInputs {
     readonly tiktokenDir: string;
     /** true when an API key is set; the key itself travels in secretEnv. */
     readonly apiKeyId: string | null;
+    /**
+     * Ids of what the service runs on, by piece (the CUDA environment, the packages, the model), from
+     * their expected states: a changed id restarts the running service, which would otherwise keep
+     * the libraries, variables and weights it loaded at its start.
+     */
+    readonly runsOn: Readonly<Record<string, string>>;
 }
 
-/** The piece VllmService declares, as the program looks at it first (observe.ts): fixed paths only. */
-export const servicePiece: Piece = {
-    what: "the vLLM service",
-    probe: [
-        probeFile("unit", unitPath),
-        probeFile("config", configPath),
-        probeFile("env", envPath),
-        `if [ -f ${q(secretsPath)} ]; then echo "secrets=$(stat -c '%a %U' ${q(secretsPath)})"; else echo secrets=none; fi`,
-        `echo "active=$(systemctl is-active ${unitName} 2>/dev/null || true)"`,
-        `echo "enabled=$(systemctl is-enabled ${unitName} 2>/dev/null || true)"`,
-    ].join("\n"),
-};
+/** The stamp runsOn leaves on the box. */
+export function renderRunsOn(runsOn: Readonly<Record<string, string>>): string {
+    return managedHeader() + Object.keys(runsOn).sort().map((k) => `${k}=${runsOn[k]}\n`).join("");
+}
+
+/** The piece VllmService declares, as the program looks at it first (observe.ts). */
+export function servicePiece(c: WorkstationConfig): Piece {
+    const user = q(c.server.user);
+    return {
+        what: "the vLLM service",
+        probe: [
+            probeFile("unit", unitPath),
+            probeFile("config", configPath),
+            probeFile("env", envPath),
+            `if [ -f ${q(secretsPath)} ]; then echo "secrets=$(stat -c '%a %U' ${q(secretsPath)})"; else echo secrets=none; fi`,
+            `echo "active=$(systemctl is-active ${unitName} 2>/dev/null || true)"`,
+            `echo "enabled=$(systemctl is-enabled ${unitName} 2>/dev/null || true)"`,
+            // The unit's User= and Group=: without them the next start fails (217/USER).
+            `if getent passwd ${user} >/dev/null; then echo user=present; else echo user=missing; fi`,
+            `if getent group ${user} >/dev/null; then echo group=present; else echo group=missing; fi`,
+            probeFile("auth-module", authModulePath),
+        ].join("\n"),
+        claims: [
+            { path: cacheHome, kind: "dir", sha256: null, option: null },
+            { path: etcDir, kind: "dir", sha256: null, option: null },
+            // Its text depends on the model's snapshot path; any unit there that the stack did not write is refused.
+            { path: unitPath, kind: "file", sha256: null, option: null },
+        ],
+    };
+}
 
 export function serviceScripts(s: ServiceInputs) {
     const c = s.config;
     const unit = renderUnit(c, s.snapshotPath);
-    const yaml = renderConfigYaml(vllmFlags(c, s.plan));
+    const yaml = renderConfigYaml(serviceFlags(c, s.plan, s.apiKeyId !== null));
     const env = renderEnv(c, s.plan, s.tiktokenDir);
+    const authModule = readAsset(`${authModuleName}.py`);
+    const runsOn = renderRunsOn(s.runsOn);
+    // Every file whose change must restart the running service.
+    const served = [unitPath, configPath, envPath, secretsPath, authModulePath, runsOnPath].map(q).join(" ");
     const base = `http://${probeHost(c.server.host)}:${c.server.port}`;
     // The key reaches curl as a config on stdin (-K -), from a here-string: on a command line (-H) it
     // would show in ps and /proc/PID/cmdline to every user on the box while curl runs. Not a pipe from
@@ -189,26 +253,32 @@ export function serviceScripts(s: ServiceInputs) {
         apply: [
             // Changes the API key's id when the key changes, so a rotated key restarts the service.
             `# api-key: ${s.apiKeyId ?? "none"}`,
-            // Made here, before systemd's CacheDirectory= would make it, so that remove knows whether the
-            // stack made it (a marker inside) or it was there before (left in place).
-            makeOwnedDir(cacheHome),
-            // A user or group made here is noted, so that remove deletes only what the stack made.
-            `if ! getent group ${user} >/dev/null; then groupadd --system ${user}; touch ${q(`${etcDir}/.made-group-${c.server.user}`)}; fi`,
-            `if ! id -u ${user} >/dev/null 2>&1; then useradd --system --gid ${user} --home-dir ${q(cacheHome)} --no-create-home --shell /usr/sbin/nologin ${user}; touch ${q(`${etcDir}/.made-user-${c.server.user}`)}; fi`,
+            // Made here, before systemd's CacheDirectory= would make it, so that the record says whether
+            // the stack made it or it was there before (then left in place).
+            `own_dir ${q(cacheHome)}`,
+            `own_dir ${q(etcDir)}`,
+            // A user made again (deleted by hand) has a new uid: the running process must not keep the old one.
+            `uid_before=$(id -u ${user} 2>/dev/null || echo none)`,
+            // A user or group made here is recorded, so that remove deletes only what the stack made.
+            `own_user ${user} ${q(cacheHome)}`,
             // WSL2 exposes the GPU as /dev/dxg; native Linux as /dev/nvidia*, group video on some distributions.
             `getent group video >/dev/null && usermod -aG video ${user} || true`,
             // Missing files (a first run) are part of the "before" state, not an error under pipefail.
-            `before=$({ cat ${q(unitPath)} ${q(configPath)} ${q(envPath)} ${q(secretsPath)} 2>/dev/null || true; } | sha256sum)`,
+            `before=$({ cat ${served} 2>/dev/null || true; } | sha256sum)`,
+            `own_dir ${q(pythonDir)}`,
+            writeFile(authModulePath, authModule),
+            writeFile(runsOnPath, runsOn),
             writeFile(configPath, yaml),
             writeFile(envPath, env),
             `if [ -n "\${VLLM_WS_API_KEY:-}" ]; then`,
             `  umask 077; printf 'VLLM_API_KEY=%s\\n' "$VLLM_WS_API_KEY" >${q(secretsPath)}.part && chmod 0600 ${q(secretsPath)}.part && mv -f ${q(secretsPath)}.part ${q(secretsPath)}`,
             `else rm -f ${q(secretsPath)}; fi`,
+            ownFile(unitPath, unit),
             writeFile(unitPath, unit),
-            `after=$({ cat ${q(unitPath)} ${q(configPath)} ${q(envPath)} ${q(secretsPath)} 2>/dev/null || true; } | sha256sum)`,
+            `after=$({ cat ${served} 2>/dev/null || true; } | sha256sum)`,
             `systemctl daemon-reload`,
             `systemctl enable ${unitName} 2>/dev/null`,
-            `if [ "$before" != "$after" ] || ! systemctl is-active --quiet ${unitName}; then`,
+            `if [ "$before" != "$after" ] || [ "$uid_before" != "$(id -u ${user})" ] || ! systemctl is-active --quiet ${unitName}; then`,
             `  ${say("(re)starting vllm-workstation.service")}`,
             `  systemctl restart ${unitName}`,
             `fi`,
@@ -227,7 +297,7 @@ export function serviceScripts(s: ServiceInputs) {
             `case "$models" in *${q(`"${servedModelName(c)}"`)}*) ;; *) echo ${q(`GET /v1/models does not list ${servedModelName(c)}: `)}"$models" >&2; exit 1 ;; esac`,
             say(`serving ${servedModelName(c)} at ${base}/v1`),
         ].join("\n"),
-        probe: servicePiece.probe,
+        probe: servicePiece(c).probe,
         expected: [
             expectFile("unit", unit),
             expectFile("config", yaml),
@@ -235,14 +305,18 @@ export function serviceScripts(s: ServiceInputs) {
             s.apiKeyId === null ? "secrets=none" : "secrets=600 root",
             "active=active",
             "enabled=enabled",
+            "user=present",
+            "group=present",
+            expectFile("auth-module", authModule),
         ].join("\n"),
         remove: [
             `systemctl disable --now ${unitName} 2>/dev/null || true`,
-            `rm -f ${q(unitPath)} ${q(configPath)} ${q(envPath)} ${q(secretsPath)}`,
+            `own_remove_file ${q(unitPath)}`,
+            `rm -f ${q(configPath)} ${q(envPath)} ${q(secretsPath)} ${q(authModulePath)} ${q(runsOnPath)}`,
+            `own_release_dir ${q(pythonDir)}`,
             `systemctl daemon-reload`,
-            `if [ -f ${q(`${cacheHome}/${ownedDirMarker}`)} ]; then rm -rf ${q(cacheHome)}; else ${say(`leaving ${cacheHome}: it was there before the stack`)}; fi`,
-            `if [ -f ${q(`${etcDir}/.made-user-${c.server.user}`)} ]; then userdel ${user} 2>/dev/null || true; rm -f ${q(`${etcDir}/.made-user-${c.server.user}`)}; fi`,
-            `if [ -f ${q(`${etcDir}/.made-group-${c.server.user}`)} ]; then groupdel ${user} 2>/dev/null || true; rm -f ${q(`${etcDir}/.made-group-${c.server.user}`)}; fi`,
+            `own_remove_tree ${q(cacheHome)}`,
+            `own_remove_user ${user} ${q(etcDir)}`,
         ].join("\n"),
     };
 }
@@ -259,6 +333,8 @@ export interface VllmServiceArgs {
     readonly snapshotPath: pulumi.Input<string>;
     readonly tiktokenDir: pulumi.Input<string>;
     readonly apiKey: pulumi.Output<string> | null;
+    /** Ids of what the service runs on (ServiceInputs.runsOn). */
+    readonly runsOn: Readonly<Record<string, string>>;
     /** What the program saw of each piece this run, by probe (observe.ts); null: the last refresh's. */
     readonly observed: Observed | null;
 }
@@ -273,15 +349,16 @@ export class VllmService extends pulumi.ComponentResource {
         const keyId = args.apiKey === null ? pulumi.output(null) : pulumi.unsecret(args.apiKey.apply(apiKeyId));
         const scripts = pulumi
             .all([args.snapshotPath, args.tiktokenDir, keyId])
-            .apply(([snapshotPath, tiktokenDir, id]) => serviceScripts({ config: args.config, plan: args.plan, snapshotPath, tiktokenDir, apiKeyId: id }));
+            .apply(([snapshotPath, tiktokenDir, id]) => serviceScripts({ config: args.config, plan: args.plan, snapshotPath, tiktokenDir, apiKeyId: id, runsOn: args.runsOn }));
+        const piece = servicePiece(args.config);
         const unit = new HostState(
             `${name}-unit`,
             {
                 connection: args.connection,
-                what: servicePiece.what,
+                what: piece.what,
                 apply: scripts.apply((s) => s.apply),
-                probe: servicePiece.probe,
-                observed: args.observed?.get(servicePiece.probe),
+                probe: piece.probe,
+                observed: args.observed?.get(piece.probe),
                 expected: scripts.apply((s) => s.expected),
                 remove: scripts.apply((s) => s.remove),
                 secretEnv: args.apiKey === null ? {} : args.apiKey.apply((k) => ({ VLLM_WS_API_KEY: k })),

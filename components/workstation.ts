@@ -2,13 +2,13 @@
 // a container. Each piece is a child of this component and depends on the ones it needs.
 import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
-import { CudaEnvironment, cudaPiece } from "./cudaEnv";
+import { CudaEnvironment, cudaPiece, scripts as cudaScripts } from "./cudaEnv";
 import { containerPiece, DockerVllm } from "./dockerRuntime";
 import type { Connection } from "./host";
-import { ModelCache, modelPiece } from "./model";
+import { ModelCache, modelPiece, modelScripts } from "./model";
 import type { Observed, Piece } from "./observe";
-import { PythonEnvironment, pythonPieces } from "./python";
-import { q } from "./shell";
+import { packageScripts, PythonEnvironment, pythonPieces } from "./python";
+import { q, sha256 } from "./shell";
 import { ServingPlan, servedModelName, servicePiece, VllmService, vllmFlags } from "./vllmService";
 
 export interface WorkstationArgs {
@@ -33,7 +33,21 @@ export function workstationPieces(config: WorkstationConfig, lockText: string | 
         return [py.uv, py.packages, modelPiece(config.model), containerPiece(config)];
     }
     const py = pythonPieces(config.python, lockText);
-    return [cudaPiece(config.cuda), py.uv, py.packages, modelPiece(config.model), servicePiece];
+    return [cudaPiece(config.cuda), py.uv, py.packages, modelPiece(config.model), servicePiece(config)];
+}
+
+/**
+ * Ids of what the vLLM service runs on, from each upstream piece's expected state: they change exactly
+ * when a converge changes that piece on disk (another CUDA environment, another package set, another
+ * model revision or encoding), and the service restarts on such a change (VllmService's runsOn).
+ */
+export function serviceRunsOn(config: WorkstationConfig, lockText: string | null): Record<string, string> {
+    const id = (text: string) => sha256(text).slice(0, 12);
+    return {
+        cuda: id(cudaScripts(config.cuda).expected),
+        packages: id(packageScripts(config.python, lockText).expected),
+        model: id(`${modelScripts(config.model, config.python.venvPath).expected}\n${config.model.tiktoken.baseUrl}\n${Object.entries(config.model.tiktoken.files).sort().join("\n")}`),
+    };
 }
 
 export class Workstation extends pulumi.ComponentResource {
@@ -66,7 +80,11 @@ export class Workstation extends pulumi.ComponentResource {
         const model = new ModelCache(`${name}-model`, { connection: conn, model: c.model, venvPath: python.venvPath, hfToken: args.hfToken, observed }, { parent: this });
         const served =
             cuda !== null
-                ? new VllmService(`${name}-vllm`, { connection: conn, config: c, plan: args.plan, snapshotPath: model.snapshotPath, tiktokenDir: model.tiktokenDir, apiKey: args.apiKey, observed }, { parent: this, dependsOn: [cuda, python] })
+                ? new VllmService(
+                      `${name}-vllm`,
+                      { connection: conn, config: c, plan: args.plan, snapshotPath: model.snapshotPath, tiktokenDir: model.tiktokenDir, apiKey: args.apiKey, runsOn: serviceRunsOn(c, args.lockText), observed },
+                      { parent: this, dependsOn: [cuda, python] },
+                  )
                 : new DockerVllm(`${name}-docker`, { connection: conn, config: c, plan: args.plan, snapshotPath: model.snapshotPath, tiktokenDir: model.tiktokenDir, apiKey: args.apiKey, observed }, { parent: this });
         this.endpoint = served.endpoint;
         this.model = pulumi.output(`${c.model.repo}@${c.model.revision}`);
@@ -88,5 +106,6 @@ export class Workstation extends pulumi.ComponentResource {
 export function exampleRequest(endpoint: string, model: string, withKey: boolean): string {
     const body = JSON.stringify({ model, messages: [{ role: "user", content: "Say hello in one sentence." }] });
     const auth = withKey ? ` -H "Authorization: Bearer $VLLM_API_KEY"` : "";
-    return `curl -s ${endpoint}/chat/completions -H "Content-Type: application/json"${auth} -d ${q(body)}`;
+    // Quoted: an IPv6 endpoint's brackets are a glob pattern to the shell it is pasted into.
+    return `curl -s ${q(`${endpoint}/chat/completions`)} -H "Content-Type: application/json"${auth} -d ${q(body)}`;
 }

@@ -81,6 +81,9 @@ export async function openStack(opts: EngineOptions): Promise<Stack> {
     const envVars = {
         PULUMI_SKIP_UPDATE_CHECK: "true",
         PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+        // Where this machine's stack file (.stacks/) lost its passphrase salt (deleted, a fresh clone on
+        // the same backend), the engine takes it from the backend's state instead of making a new one.
+        PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER: "true",
         // Node's on-disk compile cache, which this process fills when it exits: it cuts about a third of
         // loading @pulumi/pulumi in this process, and of every HostState step's Node process
         // (scripts/toolchain.sh sets it too).

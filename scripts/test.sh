@@ -3,7 +3,7 @@
 # and runs every test, the integration tests on the throwaway box included.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-[[ -d node_modules/@pulumi/pulumi ]] || npm ci --no-audit --no-fund
+bash scripts/npm-deps.sh
 env_file=$(bash scripts/toolchain.sh)
 # shellcheck disable=SC1090
 source "$env_file"

@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Brings the project's own toolchain: Node.js 22+, the Pulumi CLI, the dynamic-provider shim and the
-# HostState provider (tools/provider).
+# Brings the project's own toolchain: Node.js 22+, Go (only to build what follows), the Pulumi CLI, the
+# dynamic-provider shim and the HostState provider (tools/provider).
 #
 #   bash scripts/toolchain.sh          # ensure everything, print the env file's path
 #   source "$(bash scripts/toolchain.sh)"
 #
-# An official Pulumi install on PATH is used as it is. Otherwise the CLI is built from its Go modules
-# at PULUMI_VERSION (tools/pulumi) and cached; a cached build is reused, so only the first run is slow.
-# Everything lands under $VLLM_WS_CACHE (default ~/.cache/vllm-workstation), never in the repo.
+# An official Pulumi install on PATH is used as it is, and nothing is written beside it. Otherwise the
+# CLI is built from its Go modules at PULUMI_VERSION (tools/pulumi) and cached; a cached build is
+# reused, so only the first run is slow. A machine without Go gets Go's own release from the Go module
+# proxy (golang.org/toolchain, the module `go` itself switches toolchains with). Everything lands under
+# $VLLM_WS_CACHE (default ~/.cache/vllm-workstation), except HostState's provider, which is built into
+# the checkout's ignored tools/provider/bin, where Pulumi.yaml points the engine (docs/onboarding.md).
 set -euo pipefail
 
 PULUMI_VERSION=v3.250.0     # keep equal to @pulumi/pulumi in package.json and tools/pulumi/go.mod
 NODE_VERSION=22.23.3        # @pulumi/pulumi 3.250 needs Node 22 or later
+GO_VERSION=1.25.11          # the `go` line of tools/pulumi/go.mod and tools/provider/go.mod
+# sha256 of golang.org/toolchain@v0.0.1-go$GO_VERSION.linux-amd64.zip on the Go module proxy
+GO_ZIP_SHA256_amd64=dbf20d78a456c1a53fc52c06f1660851cb115be9b0807caf1abc4aedf8c77c1b
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${VLLM_WS_CACHE:-$HOME/.cache/vllm-workstation}
@@ -39,15 +45,57 @@ ensure_node() {
   [[ -x $NODE_DIR/node ]] || { log "Node.js package had no bin/node"; exit 1; }
 }
 
+# Go is needed to build the CLI (where no official one is installed) and HostState's provider. A Go on
+# PATH is used as it is (an older one fetches the toolchain go.mod asks for by itself, GOTOOLCHAIN=auto);
+# without one, Go's release is fetched from the Go module proxy as the module golang.org/toolchain, the
+# same zip `go` switches toolchains with, checked against the sha256 above.
+GO_DIR=
+ensure_go() {
+  command -v go >/dev/null && return
+  local dir=$cache/toolchain/go-$GO_VERSION
+  if [[ ! -x $dir/bin/go ]]; then
+    local arch sum; case $(uname -m) in x86_64) arch=amd64 ;; *) log "no Go on PATH: install Go $GO_VERSION+ for $(uname -m)"; exit 1 ;; esac
+    sum=GO_ZIP_SHA256_$arch
+    local proxy=${GOPROXY:-https://proxy.golang.org}; proxy=${proxy%%[,|]*}
+    [[ $proxy == http* ]] || proxy=https://proxy.golang.org
+    local mod=golang.org/toolchain/@v/v0.0.1-go$GO_VERSION.linux-$arch.zip tmp
+    log "fetching Go $GO_VERSION ($mod from $proxy)"
+    tmp=$(mktemp -d)
+    curl -fsSL --retry 3 -o "$tmp/go.zip" "$proxy/$mod"
+    if [[ $(sha256sum "$tmp/go.zip" | cut -d' ' -f1) != "${!sum}" ]]; then
+      rm -rf "$tmp"; log "the Go toolchain zip from $proxy does not have the sha256 this script pins"; exit 1
+    fi
+    # The zip keeps no file modes: the commands under bin/ and pkg/tool/ are made executable, as `go` does.
+    python3 - "$tmp/go.zip" "$tmp/x" <<'PY'
+import os, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    z.extractall(sys.argv[2])
+    for n in z.namelist():
+        rel = n.split("/")[2:]  # below golang.org/toolchain@VERSION/
+        if n.endswith("/") or len(rel) < 2:
+            continue
+        if rel[0] == "bin" or rel[:2] == ["pkg", "tool"]:
+            os.chmod(os.path.join(sys.argv[2], n), 0o755)
+PY
+    rm -rf "$dir.part"
+    mv "$tmp/x/golang.org/toolchain@v0.0.1-go$GO_VERSION.linux-$arch" "$dir.part"
+    mv -T "$dir.part" "$dir"
+    rm -rf "$tmp"
+  fi
+  GO_DIR=$dir/bin
+  export PATH="$GO_DIR:$PATH" GOTOOLCHAIN=local
+}
+
 ensure_pulumi() {
   local sys; sys=$(command -v pulumi || true)
   if [[ -n $sys && $sys != "$bin/pulumi" && -z ${VLLM_WS_BUILD_PULUMI:-} ]]; then
     log "using the Pulumi CLI on PATH: $sys ($("$sys" version))"
-    bin=$(dirname "$(readlink -f "$sys")"); return
+    # An official install ships its language host and the dynamic-provider shim beside it.
+    bin=$(dirname "$(readlink -f "$sys")"); OWN_CLI=; return
   fi
+  OWN_CLI=1
   local want=$bin/pulumi
   if [[ ! -x $want ]]; then
-    command -v go >/dev/null || { log "no Pulumi CLI on PATH and no Go to build one: install Pulumi or Go 1.25+"; exit 1; }
     log "building the Pulumi CLI $PULUMI_VERSION from its Go modules (first run only; 5 to 8 minutes on 2 cores)"
     local start=$SECONDS
     (cd "$here/tools/pulumi" && GOFLAGS=-mod=mod go build -trimpath \
@@ -59,9 +107,10 @@ ensure_pulumi() {
 }
 
 # The engine starts a dynamic provider as the plugin pulumi-resource-pulumi-nodejs; the official
-# distribution ships this shim beside the CLI, so a CLI built from source needs it too. Rewritten
-# whenever its text here changes.
+# distribution ships this shim beside the CLI, so a CLI built from source needs it too, in the directory
+# this script made for it. Rewritten whenever its text here changes.
 ensure_shim() {
+  [[ -n $OWN_CLI ]] || return 0
   local want
   want=$(cat <<'EOF'
 #!/bin/sh
@@ -86,40 +135,35 @@ EOF
   mv "$bin/pulumi-resource-pulumi-nodejs.part" "$bin/pulumi-resource-pulumi-nodejs"
 }
 
-# HostState's provider, pulumi-resource-hoststate, built from tools/provider (a few seconds once the
-# CLI's build has filled Go's caches, a minute or two without) into a directory named by a hash of its
-# sources, and installed into the Pulumi plugin cache (${PULUMI_HOME:-~/.pulumi}/plugins) as
-# `pulumi plugin install --file` does, whenever the installed binary differs from the built one.
+# HostState's provider, pulumi-resource-hoststate, built from tools/provider into tools/provider/bin
+# (ignored by git; a few seconds once Go's caches are warm, a minute or two without), whenever the
+# sources differ from those of the binary there. Pulumi.yaml's `plugins:` points the engine at that
+# folder, so every checkout runs its own build, nothing is installed into the Pulumi plugin cache, and
+# no engine looks for the plugin anywhere else (docs/onboarding.md says why).
 HOSTSTATE_VERSION=0.1.0     # keep equal to Version in tools/provider/main.go
 ensure_provider() {
-  local src=$here/tools/provider hash built installed
+  local src=$here/tools/provider hash out
   hash=$(cat "$src/go.mod" "$src/go.sum" $(ls "$src"/*.go | grep -v _test.go) | sha256sum | cut -c1-16)
-  built=$cache/toolchain/hoststate-$hash/pulumi-resource-hoststate
-  if [[ ! -x $built ]]; then
-    command -v go >/dev/null || { log "Go 1.25+ is needed to build the HostState provider (tools/provider): install Go, then run this again"; exit 1; }
-    log "building the HostState provider from tools/provider"
-    local start=$SECONDS
-    mkdir -p "$(dirname "$built")"
-    (cd "$src" && GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w -X main.Version=$HOSTSTATE_VERSION" -o "$built.part" .)
-    mv "$built.part" "$built"
-    log "built in $((SECONDS - start)) s"
-    # Builds of sources no longer checked out; a checkout at another commit builds its own again.
-    find "$cache/toolchain" -maxdepth 1 -name 'hoststate-*' ! -path "$(dirname "$built")" -exec rm -rf {} +
-  fi
-  installed=${PULUMI_HOME:-$HOME/.pulumi}/plugins/resource-hoststate-v$HOSTSTATE_VERSION/pulumi-resource-hoststate
-  cmp -s "$built" "$installed" && return
-  log "installing the HostState provider $HOSTSTATE_VERSION into the Pulumi plugin cache"
-  "$bin/pulumi" plugin install resource hoststate "$HOSTSTATE_VERSION" --file "$built" --reinstall >&2
+  out=$src/bin/pulumi-resource-hoststate
+  [[ -x $out && $(cat "$src/bin/.sources" 2>/dev/null) == "$hash" ]] && return
+  log "building the HostState provider from tools/provider"
+  local start=$SECONDS
+  mkdir -p "$src/bin"
+  (cd "$src" && GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w -X main.Version=$HOSTSTATE_VERSION" -o "$out.part" .)
+  mv "$out.part" "$out"
+  echo "$hash" >"$src/bin/.sources"
+  log "built in $((SECONDS - start)) s"
 }
 
 ensure_node
+ensure_go
 ensure_pulumi
 ensure_shim
 ensure_provider
 
 env_file=$cache/toolchain/env.sh
 cat >"$env_file.part" <<EOF
-export PATH="$bin:$NODE_DIR:\$PATH"
+export PATH="$bin:$NODE_DIR${GO_DIR:+:$GO_DIR}:\$PATH"${GO_DIR:+ GOTOOLCHAIN=local}
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 # Node's on-disk compile cache: every up and preview starts Node processes (this one, which loads

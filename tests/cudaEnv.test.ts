@@ -1,4 +1,5 @@
 import test from "ava";
+import { runScript } from "./helpers/script";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -138,7 +139,8 @@ test("the scripts manage exactly the profile.d file and the service env file", (
     t.is(serviceEnvPath, "/etc/vllm-workstation/cuda.env");
     t.true(s.apply.includes(`mv -f "$tmp" '${profilePath}'`));
     t.true(s.apply.includes(`mv -f "$tmp" '${serviceEnvPath}'`));
-    t.is(s.remove.split("\n")[0], `rm -f '${profilePath}' '${serviceEnvPath}'`);
+    t.deepEqual(s.remove.split("\n"), [`own_remove_file '${profilePath}'`, `rm -f '${serviceEnvPath}'`, `own_release_dir '/etc/vllm-workstation'`]);
+    t.true(s.apply.includes(`own_file '${profilePath}' `), "the profile.d file is taken only if free or identical");
     t.false(/rm -rf/.test(s.remove), "remove never deletes a directory tree");
 });
 
@@ -149,7 +151,7 @@ test("after apply the probe prints exactly expected, and after remove it prints 
     const s = scripts(cuda);
     const [apply, probe, remove] = [relocate(s.apply), relocate(s.probe), relocate(s.remove)];
     for (const script of [apply, probe, remove]) t.false(script.includes("/etc/"), "nothing outside the temp dir is touched");
-    const strict = (script: string) => bash(`set -euo pipefail\n${script}`);
+    const strict = (script: string) => runScript(script);
 
     const applied = strict(apply);
     t.is(applied.code, 0, applied.stderr);

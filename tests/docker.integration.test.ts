@@ -114,6 +114,9 @@ test.serial("the endpoint answers /v1/models with the API key and 401 without it
     t.deepEqual(((await ok.json()) as { data: Array<{ id: string }> }).data.map((m) => m.id), ["gpt-oss-20b"]);
     t.is((await models()).status, 401);
     t.is((await fetch(`http://127.0.0.1:${port}/health`)).status, 200);
+    // Outside /v1, where vLLM's own check does not reach: the key middleware, loaded in the container.
+    t.is((await fetch(`http://127.0.0.1:${port}/version`)).status, 401);
+    t.is((await fetch(`http://127.0.0.1:${port}/tokenize`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ prompt: "hi" }) })).status, 401);
 });
 
 test.serial("the container runs vllm serve on the snapshot with the plan's flags, read-only volumes and the key only in its environment", async (t) => {
@@ -128,7 +131,7 @@ test.serial("the container runs vllm serve on the snapshot with the plan's flags
     t.is(rec.env.VLLM_ATTENTION_BACKEND, "TRITON_ATTN", "vLLM 0.11.0, the image's, takes the backend as a variable");
     t.false(rec.argv.join(" ").includes(apiKey));
     const mounts = JSON.parse(await inspect("{{json .Mounts}}")) as Array<{ Source: string; RW: boolean }>;
-    t.is(mounts.length, 2);
+    t.is(mounts.length, 3, "the model cache, the encodings and the key middleware's module");
     t.true(mounts.every((m) => m.Source.startsWith(home) && m.RW === false));
     t.is(await inspect("{{.Image}}"), imageId);
     t.false((await inspect("{{json .Config.Cmd}}")).includes(apiKey));

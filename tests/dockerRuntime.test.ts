@@ -1,6 +1,7 @@
 import test from "ava";
 import { parseConfig } from "../components/config";
-import { containerArgs, containerEnv, containerScripts, dockerChecks, publishSpec, pulledTag } from "../components/dockerRuntime";
+import { containerArgs, containerEnv, containerScripts, dockerChecks, hostAuthModulePath, hostPythonDir, publishSpec, pulledTag } from "../components/dockerRuntime";
+import { authMiddleware } from "../components/vllmService";
 import type { ServingPlan } from "../components/vllmService";
 import { plan12, revision, snapshot, tiktokenDir } from "./helpers/plans";
 
@@ -95,12 +96,14 @@ const scripts = containerScripts({ config, plan: plan12, snapshotPath: snapshot,
 
 test("the container's expected probe text names its image, flags, ports, volumes and environment, one key a line", (t) => {
     const lines = scripts.expected.split("\n");
-    t.is(lines[0], "managed=true");
+    t.regex(lines[0], /^auth-module=[0-9a-f]{64}$/);
+    t.is(lines[1], "managed=true");
     t.true(lines.includes('entrypoint=["vllm"]'));
     t.true(lines.includes(`args=${JSON.stringify(containerArgs(config, plan12, snapshot))}`));
     t.true(lines.includes('ports={"8000/tcp":[{"HostIp":"127.0.0.1","HostPort":"8000"}]}'));
     t.true(lines.includes("bind=/var/lib/vllm-workstation/hf:/var/lib/vllm-workstation/hf:ro"));
     t.true(lines.includes(`bind=${tiktokenDir}:${tiktokenDir}:ro`));
+    t.true(lines.includes(`bind=${hostPythonDir(config)}:/opt/vllm-workstation/python:ro`));
     t.true(lines.includes("running=true"));
     t.true(lines.includes("image=vllm/vllm-openai:v0.11.0"));
     t.true(lines.includes("env=HF_HUB_OFFLINE=1"));
@@ -139,4 +142,27 @@ test("the docker preflight passes an engine with the nvidia runtime and an image
         const checks = dockerChecks(config, `docker-cli=present\ndocker-engine=20.10.24\ndocker-runtimes=io.containerd.runc.v2 nvidia runc \ndocker-image=${image}`, "this machine");
         t.deepEqual(checks.map((c) => c.level), ["ok", "ok", "ok"]);
     }
+});
+
+test("with an API key the container loads the middleware that requires it on every route but /health; without one it does not", (t) => {
+    t.is(flag(containerArgs(config, plan24, snapshot, true), "middleware"), authMiddleware);
+    t.false(containerArgs(config, plan24, snapshot, false).includes("--middleware"));
+    t.false(containerArgs(config, plan24, snapshot).includes("--middleware"));
+});
+
+test("with an API key the container finds the middleware's module through PYTHONPATH, from a read-only mount of the stack's own directory", (t) => {
+    const keyed = containerScripts({ config, plan: plan12, snapshotPath: snapshot, tiktokenDir, apiKeyId: "0123456789ab" });
+    t.true(containerEnv(config, plan12, tiktokenDir, true).includes("PYTHONPATH=/opt/vllm-workstation/python"));
+    t.false(containerEnv(config, plan12, tiktokenDir, false).some((e) => e.startsWith("PYTHONPATH=")));
+    t.true(keyed.expected.split("\n").includes("env=PYTHONPATH=/opt/vllm-workstation/python"));
+    t.true(keyed.expected.split("\n").includes(`args=${JSON.stringify(containerArgs(config, plan12, snapshot, true))}`));
+    t.true(keyed.apply.includes(`own_dir '${hostPythonDir(config)}'`));
+    t.true(keyed.apply.includes(`mv -f "$tmp" '${hostAuthModulePath(config)}'`));
+    t.true(keyed.apply.indexOf(`own_dir '${hostPythonDir(config)}'`) < keyed.apply.indexOf(hostAuthModulePath(config) + "'\n"), "the directory is the stack's before the module is written");
+});
+
+test("remove takes the module only from a directory the stack holds, and releases that directory as own.sh does", (t) => {
+    t.true(scripts.remove.includes(`if [ -n "$(own_kind '${hostPythonDir(config)}')" ]; then rm -f '${hostAuthModulePath(config)}'; fi`));
+    t.true(scripts.remove.includes(`own_release_dir '${hostPythonDir(config)}'`));
+    t.false(/rm -rf/.test(scripts.remove));
 });

@@ -23,6 +23,7 @@ const healthy: Facts = {
         { role: "venv", path: "/opt/vllm-workstation/venv", device: "2080", freeBytes: 200e9, usedBytes: 0 },
     ],
     pid1Comm: "systemd",
+    claims: [],
 };
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "doctor-"));
@@ -48,9 +49,9 @@ test("plans a 12 GB RTX 3060 with offload, eager mode and a short context, and e
     t.regex(r.stdout, /--enforce-eager +yes\n/);
     t.regex(r.stdout, /--max-model-len +8192\n/);
     t.regex(r.stdout, /attention backend +TRITON_ATTN\n/);
-    t.regex(r.stdout, /weights +8\.90 +\+4\.00 in host RAM/);
+    t.regex(r.stdout, /weights +9\.61 +\+4\.00 in host RAM/);
     t.regex(r.stdout, /warning +pinned-memory +the plan offloads 4 GiB/);
-    t.regex(r.stdout, /0 errors, 1 warning: ready\n$/);
+    t.regex(r.stdout, /0 errors, 2 warnings: ready\n$/);
 });
 
 test("plans a 24 GB RTX 4090 without offload and a 32768-token context, and exits 0", (t) => {
@@ -60,7 +61,7 @@ test("plans a 24 GB RTX 4090 without offload and a 32768-token context, and exit
     t.regex(r.stdout, /--enforce-eager +no\n/);
     t.regex(r.stdout, /--max-model-len +32768\n/);
     t.notRegex(r.stdout, /pinned-memory/);
-    t.regex(r.stdout, /0 errors, 0 warnings: ready\n$/);
+    t.regex(r.stdout, /0 errors, 1 warning: ready\n$/);
 });
 
 test("prints the same report as JSON with --json", (t) => {
@@ -71,8 +72,11 @@ test("prints the same report as JSON with --json", (t) => {
     t.is(out.gpus[0].name, "NVIDIA GeForce RTX 4090");
     t.like(out.plan, { maxModelLen: 32768, cpuOffloadGb: 0, enforceEager: false, attentionBackend: "TRITON_ATTN", kvCacheDtype: "auto" });
     t.deepEqual(out.planErrors, []);
-    t.deepEqual(out.summary, { errors: 0, warnings: 0 });
-    t.true(out.checks.every((c: { level: string }) => c.level === "ok"));
+    t.deepEqual(out.summary, { errors: 0, warnings: 1 });
+    t.deepEqual(
+        out.checks.filter((c: { level: string }) => c.level !== "ok").map((c: { id: string }) => c.id),
+        ["wsl-lifecycle"],
+    );
 });
 
 test("plans the real H100 capture with FlashAttention 3", (t) => {
@@ -84,7 +88,7 @@ test("exits 1 on a T4, naming sm_75", (t) => {
     const r = doctor("--nvidia-smi-file", smi("t4"), "--facts-file", HEALTHY);
     t.is(r.status, 1);
     t.regex(r.stdout, /error +compute-capability +"Tesla T4" has compute capability 7\.5 \(sm_75\)/);
-    t.regex(r.stdout, /1 error, 0 warnings: not ready\n$/);
+    t.regex(r.stdout, /1 error, 1 warning: not ready\n$/);
 });
 
 test("exits 1 with a T4 in JSON too", (t) => {
@@ -98,7 +102,8 @@ test("exits 1 with a T4 in JSON too", (t) => {
 
 test("plans for a named tier with --tier", (t) => {
     const out = JSON.parse(doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", HEALTHY, "--tier", "16gb", "--json").stdout);
-    t.like(out.plan, { tier: "16gb", enforceEager: true, cpuOffloadGb: 0 });
+    // 16 GiB less the desktop holds neither bf16 nor fp8 KV for two 8192-token requests beside 13.8 GiB of weights.
+    t.like(out.plan, { tier: "16gb", enforceEager: true, cpuOffloadGb: 1 });
     t.is(out.plan.gpu.memoryTotalMiB, 16376);
 });
 

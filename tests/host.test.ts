@@ -3,7 +3,8 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { Connection, describe, renderStdin, run, runOrThrow, shellArgv } from "../components/host";
+import { Connection, describe, hostKeyMismatch, hostKeyRefused, renderStdin, run, runOrThrow, shellArgv } from "../components/host";
+import { ownershipLibrary } from "../components/shell";
 import { tempDir } from "./helpers/tempDir";
 
 const local: Connection = { kind: "local" };
@@ -25,9 +26,9 @@ test("describe() names this machine for local and user@host:port for ssh", (t) =
     t.is(describe(ssh({ user: "admin", host: "10.0.0.5", port: 2222 })), "admin@10.0.0.5:2222");
 });
 
-test("renderStdin() starts with strict mode, exports the env sorted by name, and ends with the script", (t) => {
+test("renderStdin() starts with strict mode and the ownership functions, exports the env sorted by name, and ends with the script", (t) => {
     const text = renderStdin("echo hi", { ZED: "z", ALPHA: "a" });
-    t.is(text, "set -euo pipefail\nexport ALPHA='a'\nexport ZED='z'\necho hi\n");
+    t.is(text, `set -euo pipefail\n${ownershipLibrary()}\nexport ALPHA='a'\nexport ZED='z'\necho hi\n`);
 });
 
 test("renderStdin() exports values with spaces, quotes, $ and newlines so bash sees them unchanged", (t) => {
@@ -188,4 +189,62 @@ test("run() reports a command that cannot start as an error naming the destinati
     }
     const err = await t.throwsAsync(p);
     t.regex(err!.message, /^cannot start ssh to reach u@10\.9\.9\.9:2200: /);
+});
+
+// What OpenSSH prints (LogLevel=ERROR) when the host's key is not the recorded or pinned one.
+const changedKeyStderr = `@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @
+@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!
+Someone could be eavesdropping on you right now (man-in-the-middle attack)!
+It is also possible that a host key has just been changed.
+The fingerprint for the ED25519 key sent by the remote host is
+SHA256:Qx3mW0pN2m1nKcK7gq1Zl0rX6cVdQy8hJv1xQeT0a9E.
+Please contact your system administrator.
+Add correct host key in /tmp/vllm-ws-x/known_hosts to get rid of this message.
+Offending ED25519 key in /tmp/vllm-ws-x/known_hosts:1
+Host key for [10.0.0.5]:2222 has changed and you have requested strict checking.
+Host key verification failed.
+`;
+const noKeyOfTypeStderr = "No ED25519 host key is known for [10.0.0.5]:2222 and you have requested strict checking.\nHost key verification failed.\n";
+
+test("hostKeyRefused() tells ssh's host key refusals from a machine that cannot be reached", (t) => {
+    t.true(hostKeyRefused(changedKeyStderr));
+    t.true(hostKeyRefused(noKeyOfTypeStderr));
+    t.false(hostKeyRefused("ssh: connect to host 10.0.0.5 port 2222: Connection refused\n"));
+    t.false(hostKeyRefused("ssh: connect to host 10.0.0.5 port 2222: Connection timed out\n"));
+    t.false(hostKeyRefused("dev@10.0.0.5: Permission denied (publickey).\n"));
+});
+
+test("a pinned host key that does not match is reported as a mismatch naming target.hostKey, the offered fingerprint and what to check", (t) => {
+    const m = hostKeyMismatch(ssh({ host: "10.0.0.5", port: 2222, user: "admin", hostKey: "ssh-ed25519 AAAAC3Nza" }), "check the vLLM service", changedKeyStderr);
+    t.true(m.startsWith("host key mismatch: the workstation admin@10.0.0.5:2222 answered with an SSH host key that is not target.hostKey (ssh-ed25519), so ssh refused to connect while trying to check the vLLM service; it offered SHA256:Qx3mW0pN2m1nKcK7gq1Zl0rX6cVdQy8hJv1xQeT0a9E."), m);
+    t.true(m.includes("Was the workstation reinstalled"));
+    t.true(m.includes("ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub"));
+    t.true(m.includes("put that key in target.hostKey"));
+    t.true(m.includes("something else is answering at 10.0.0.5:2222: do not go on"));
+    t.false(m.includes("sshd listens"));
+});
+
+test("a changed key recorded on first use is reported as a mismatch with the known_hosts file and the command that forgets it", (t) => {
+    const m = hostKeyMismatch(ssh({ host: "ws.lan", port: 22, hostKey: null }), "check the vLLM service", noKeyOfTypeStderr);
+    t.true(m.includes(`not the key recorded for ws.lan in ${path.join(os.homedir(), ".ssh", "known_hosts")} at the first connection (target.hostKey is not set)`), m);
+    t.true(m.includes("ssh-keygen -R 'ws.lan'"));
+    t.false(m.includes("it offered"), "no fingerprint when ssh printed none");
+});
+
+test("runOrThrow() turns ssh's host key refusal into the mismatch message, not the unreachable one", async (t) => {
+    // A stand-in for ssh on PATH that refuses as OpenSSH does (exit 255): no sshd is needed for the wording.
+    const bin = tempDir(t, "host");
+    fs.writeFileSync(path.join(bin, "ssh"), `#!/bin/sh\ncat >/dev/null\nprintf '%s' '${changedKeyStderr.replace(/'/g, "")}' >&2\nexit 255\n`, { mode: 0o755 });
+    const saved = process.env.PATH;
+    process.env.PATH = `${bin}:${saved}`;
+    let p: Promise<string>;
+    try {
+        p = runOrThrow(ssh({ host: "10.0.0.5", port: 2222, hostKey: "ssh-ed25519 AAAA" }), "check the vLLM service", "true");
+    } finally {
+        process.env.PATH = saved;
+    }
+    const err = await t.throwsAsync(p);
+    t.true(err!.message.startsWith("host key mismatch: the workstation root@10.0.0.5:2222 "), err!.message);
 });

@@ -1,5 +1,5 @@
 // HostState through the real engine, on this machine (a local connection, files under a temp dir): its
-// provider (tools/provider, installed by the toolchain) and the move from the Node dynamic resource
+// provider (tools/provider, built by the toolchain) and the move from the Node dynamic resource
 // it was registered as before.
 import test, { ExecutionContext } from "ava";
 import * as fs from "fs";

@@ -3,7 +3,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import type { Connection } from "../components/host";
-import { create, HostStateInputs, HostStateOutputs, read, remove, step, throttled, update } from "../components/hostStateProvider";
+import { create, HostStateInputs, HostStateOutputs, PartialFailure, read, remove, step, throttled, update } from "../components/hostStateProvider";
 import { q } from "../components/shell";
 import { tempDir } from "./helpers/tempDir";
 
@@ -110,10 +110,81 @@ test("run as the provider runs it, a step reads its request on stdin and prints 
     t.true(r.stderr.includes("[the widget] applying"), r.stderr);
 });
 
-test("run as the provider runs it, a failed step prints its error as JSON and exits 1", (t) => {
-    const r = spawnSync("node", [helper, "create"], { input: JSON.stringify({ inputs: inputs({ apply: "echo 'disk full' >&2\nexit 4" }) }), encoding: "utf8" });
+test("run as the provider runs it, a failed step prints its error and its partial state as JSON and exits 1", (t) => {
+    const failing = inputs({ apply: "echo 'disk full' >&2\nexit 4" });
+    const r = spawnSync("node", [helper, "create"], { input: JSON.stringify({ inputs: { ...failing, secretEnv: { TOKEN: "tok-in-json-1" } } }), encoding: "utf8" });
     t.is(r.status, 1);
-    t.deepEqual(JSON.parse(r.stdout), { error: "set up the widget failed on this machine (exit 4):\ndisk full" });
+    const stored = failing;
+    t.deepEqual(JSON.parse(r.stdout), {
+        error: "set up the widget failed on this machine (exit 4):\ndisk full",
+        partial: { id: "the widget", outs: { ...stored, observed: "state=ok" } },
+    });
+    t.false(r.stdout.includes("tok-in-json-1"));
+});
+
+test("run as the provider runs it, a step that could not reach the box prints a bare error: nothing to record", (t) => {
+    const connection: Connection = { kind: "ssh", host: "127.0.0.1", port: 1, user: "root", privateKeyPath: null, hostKey: null };
+    const r = spawnSync("node", [helper, "create"], { input: JSON.stringify({ inputs: inputs({ connection }) }), encoding: "utf8" });
+    t.is(r.status, 1);
+    const reply = JSON.parse(r.stdout);
+    t.deepEqual(Object.keys(reply), ["error"]);
+    t.regex(reply.error, /^cannot reach the workstation root@127\.0\.0\.1:1 over SSH/);
+});
+
+// What the service step does when the health check fails after it wrote the unit, the user and the
+// secrets file: the error carries what was made, so the engine keeps the resource and destroy removes it.
+test("create() that fails after apply touched the box fails with the partial state: the inputs, no secret env, and what the probe saw", async (t) => {
+    const dir = tempDir(t, "hsp");
+    const failing = { ...fileInputs(dir, "v1", { TOKEN: "tok-partial-1" }), apply: `${fileInputs(dir, "v1").apply}\necho 'health check failed' >&2\nexit 1` };
+    const err = await t.throwsAsync(create(failing), { instanceOf: PartialFailure });
+    t.is(err!.id, "the widget");
+    t.is(err!.outs.observed, "state=v1", "the probe ran after the failure");
+    t.is(err!.outs.remove, failing.remove);
+    t.false("secretEnv" in err!.outs);
+    t.regex(err!.message, /^set up the widget failed on this machine \(exit 1\):\n(.*\n)*health check failed$/);
+    await remove(err!.id, err!.outs);
+    t.false(fs.existsSync(path.join(dir, "state")), "the recorded remove takes away what the failed step made");
+});
+
+test("create() whose apply succeeds but does not reach the expected state fails with the partial state too", async (t) => {
+    const dir = tempDir(t, "hsp");
+    const err = await t.throwsAsync(create({ ...fileInputs(dir, "v1"), expected: "state=other" }), { instanceOf: PartialFailure });
+    t.is(err!.outs.observed, "state=v1");
+    t.is(err!.outs.expected, "state=other");
+});
+
+test("update() that fails after apply touched the box fails with the new inputs as the partial state", async (t) => {
+    const dir = tempDir(t, "hsp");
+    const { outs } = await create(fileInputs(dir, "v1"));
+    const news = { ...fileInputs(dir, "v2"), apply: `${fileInputs(dir, "v2").apply}\nexit 5` };
+    const err = await t.throwsAsync(update("the widget", outs, news), { instanceOf: PartialFailure });
+    t.is(err!.id, "the widget");
+    t.is(err!.outs.apply, news.apply);
+    t.is(err!.outs.observed, "state=v2");
+});
+
+test("a probe that fails after a failed apply is recorded as not probed, and the failure is still partial", async (t) => {
+    const err = await t.throwsAsync(create(inputs({ apply: "exit 2", probe: "echo 'probe broke' >&2; exit 9" })), { instanceOf: PartialFailure });
+    t.regex(err!.outs.observed, /^\(not probed after the failure: check the widget failed on this machine \(exit 9\):\nprobe broke\)$/);
+});
+
+test("a step's error and progress show no secret of its environment and no URL's credentials", async (t) => {
+    const env = { INDEX: "http://ci-user:pa%24%24word-1@127.0.0.1:9/simple", HF_TOKEN: "hf_abcdefghijkl" };
+    const apply = [
+        `echo "fetching $INDEX/uv/" >&2`,
+        `echo "with token $HF_TOKEN" >&2`,
+        // The password as a tool prints it once it decoded the URL.
+        `python3 -c 'import os, urllib.parse; print("password", urllib.parse.unquote(os.environ["INDEX"].split("@")[0].split(":")[2]))' >&2`,
+        `echo "from https://other:tok-elsewhere@mirror.example/x" >&2`,
+        `exit 1`,
+    ].join("\n");
+    const dir = tempDir(t, "hsp");
+    const r = spawnSync("node", [helper, "create"], { input: JSON.stringify({ inputs: inputs({ apply, secretEnv: env }) }), encoding: "utf8", cwd: dir });
+    // The error and the progress lines (the script's own text, in the partial state, is the program's and holds no secret).
+    const shown = `${JSON.parse(r.stdout).error}\n${r.stderr}`;
+    t.true(shown.includes("fetching http://***@127.0.0.1:9/simple/uv/"), shown);
+    t.true(shown.includes("from https://***@mirror.example/x"), shown);
+    for (const secret of ["ci-user:pa", "pa%24%24word-1", "pa$$word-1", "hf_abcdefghijkl", "tok-elsewhere"]) t.false(shown.includes(secret), secret);
 });
 
 test("progress bars are shown every few seconds, their last state and every other line always", (t) => {

@@ -6,10 +6,10 @@ import test, { ExecutionContext } from "ava";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { parseConfig } from "../components/config";
+import { Model, parseConfig } from "../components/config";
 import { layout, modelScripts } from "../components/model";
 import { tempDir } from "./helpers/tempDir";
-import { ensureWheelhouse, getsOf, HfEndpoint, HfEndpointOptions, RequestLogEntry, run, sha256File, startHfEndpoint } from "./servers";
+import { ensureWheelhouse, getsOf, HfEndpoint, HfEndpointOptions, RequestLogEntry, run, sha256File, startHfEndpoint, withUserinfo } from "./servers";
 
 const REPO = "openai/gpt-oss-20b";
 const WEIGHTS = "model-00000-of-00001.safetensors";
@@ -38,7 +38,8 @@ test.before("a venv with huggingface_hub 1.33.0 from the test wheelhouse", async
 /** The download script as apply renders it: the heredoc after the line that starts it. */
 function downloadScript(): string {
     const lines = modelScripts(parseConfig({ model: { revision: "0".repeat(40) } }).model, "/venv").apply.split("\n");
-    const start = lines.findIndex((l, i) => l.includes("<<'VLLM_WS_PY'") && lines[i + 1]?.startsWith("import errno, fnmatch"));
+    // It starts with the URL credential helpers (originAuthPy), which only the download script uses.
+    const start = lines.findIndex((l, i) => l.includes("<<'VLLM_WS_PY'") && lines[i + 1]?.startsWith("import base64, urllib.parse"));
     const end = lines.indexOf("VLLM_WS_PY", start + 1);
     return lines.slice(start + 1, end).join("\n");
 }
@@ -50,11 +51,11 @@ interface Download {
     log: RequestLogEntry[];
 }
 
-async function download(t: ExecutionContext, hub: HfEndpoint, opts: { connections?: number; token?: string; cache?: string } = {}): Promise<Download> {
+async function download(t: ExecutionContext, hub: HfEndpoint, opts: { connections?: number; token?: string; cache?: string; endpoint?: string } = {}): Promise<Download> {
     const dir = tempDir(t, "model-it");
     const cache = opts.cache ?? path.join(dir, "hf");
     fs.writeFileSync(path.join(dir, "download.py"), downloadScript());
-    const env: NodeJS.ProcessEnv = { ...process.env, HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache, HF_HOME: path.join(dir, "home"), HF_HUB_DISABLE_TELEMETRY: "1" };
+    const env: NodeJS.ProcessEnv = { ...process.env, HF_ENDPOINT: opts.endpoint ?? hub.url, HF_HUB_CACHE: cache, HF_HOME: path.join(dir, "home"), HF_HUB_DISABLE_TELEMETRY: "1" };
     for (const k of ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"]) delete env[k];
     if (opts.token) env.HF_TOKEN = opts.token;
     await hub.clearRequestLog();
@@ -63,7 +64,7 @@ async function download(t: ExecutionContext, hub: HfEndpoint, opts: { connection
 }
 
 function weightsIn(cache: string, hub: HfEndpoint): string {
-    const m = parseConfig({ model: { revision: hub.commitSha, cacheDir: cache } }).model;
+    const m = Model.parse({ revision: hub.commitSha, cacheDir: cache });
     return path.join(layout(m).snapshot, WEIGHTS);
 }
 
@@ -129,6 +130,24 @@ test("with a token, the ranged GETs that follow the Hub's redirect to its CDN ca
         t.true(hub_.length > 0 && hub_.every((e) => e.auth), "every request to the endpoint itself had the token");
         t.is(sha256(weightsIn(d.cache, hub)), hub.repo.files[WEIGHTS].lfs!.sha256);
     });
+});
+
+test("with credentials in HF_ENDPOINT, hf and the ranged GETs send them as basic auth to the endpoint, and never to its CDN", async (t) => {
+    const auth = { user: "mirror-user", password: "mirror%pw-1" };
+    for (const cdnHost of [undefined, "localhost"]) {
+        await withHub({ basicAuth: auth, cdnHost }, async (hub) => {
+            const d = await download(t, hub, { endpoint: withUserinfo(hub.url, auth) });
+            t.is(d.code, 0, d.stderr);
+            const gets = weightsGets(d.log);
+            t.is(gets.length, 4, "the weights came over ranges");
+            const home = d.log.filter((e) => e.host === `127.0.0.1:${hub.port}`);
+            t.deepEqual(home.filter((e) => e.auth_kind !== "basic").map((e) => `${e.method} ${e.path}`), [], "every request to the endpoint had the credentials");
+            t.deepEqual(d.log.filter((e) => e.host !== `127.0.0.1:${hub.port}` && e.auth).map((e) => e.path), [], "none to the CDN");
+            if (cdnHost) t.true(gets.every((g) => g.host === `localhost:${hub.port}`));
+            t.false(/mirror-user|mirror%pw-1|mirror%25pw-1/.test(d.stderr), "no message shows them");
+            t.is(sha256(weightsIn(d.cache, hub)), hub.repo.files[WEIGHTS].lfs!.sha256);
+        });
+    }
 });
 
 // The same redirect through huggingface_hub alone: what the double's 302 looks like to hf's own client,

@@ -1,20 +1,19 @@
 import test, { ExecutionContext } from "ava";
+import { runScript } from "./helpers/script";
 import { spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { parseConfig } from "../components/config";
-import { layout, modelScripts } from "../components/model";
+import { Model, parseConfig } from "../components/config";
+import { layout, modelEnv, modelScripts } from "../components/model";
+import { q } from "../components/shell";
 import { tempDir } from "./helpers/tempDir";
 
 const revision = "0123456789abcdef0123456789abcdef01234567";
 const defaults = parseConfig({ model: { revision } }).model;
 const venv = "/opt/vllm-workstation/venv";
 
-function strict(script: string): { code: number | null; stdout: string; stderr: string } {
-    const r = spawnSync("bash", ["-s"], { input: `set -euo pipefail\n${script}\n`, encoding: "utf8" });
-    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const strict = (script: string) => runScript(script);
 
 function syntaxOk(script: string): string {
     const r = spawnSync("bash", ["-n"], { input: script, encoding: "utf8" });
@@ -42,13 +41,6 @@ function pythonParses(source: string): string {
 
 const hex = (algo: string, data: string | Buffer) => crypto.createHash(algo).update(data).digest("hex");
 
-/** The words of every `rm` command line, e.g. [["rm", "-rf", "'/a'", "'/b'"]]. */
-function rmCommands(script: string): string[][] {
-    return script
-        .split("\n")
-        .map((l) => l.trim().split(/\s+/))
-        .filter((w) => w[0] === "rm");
-}
 
 test("the layout follows the Hugging Face cache: models--owner--name/snapshots/<revision>", (t) => {
     t.deepEqual(layout(defaults), {
@@ -73,23 +65,20 @@ test("with keepOnDestroy the remove script deletes nothing and says so", (t) => 
     t.is(strict(remove).stderr, "keeping openai/gpt-oss-20b in /var/lib/vllm-workstation/hf (model.keepOnDestroy)\n");
 });
 
-test("without keepOnDestroy the remove script deletes the repo dir, the tiktoken dir and the lock dir, never the whole cache dir", (t) => {
-    const remove = modelScripts(defaults, venv).remove;
-    const targets = rmCommands(remove).flatMap((w) => w.filter((x) => !x.startsWith("-")).slice(1));
-    t.deepEqual(targets.sort(), [
-        "'/var/lib/vllm-workstation/hf-tiktoken/cl100k_base.tiktoken'",
-        "'/var/lib/vllm-workstation/hf-tiktoken/o200k_base.tiktoken'",
-        "'/var/lib/vllm-workstation/hf/.locks/models--openai--gpt-oss-20b'",
-        "'/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b'",
+test("without keepOnDestroy the remove script removes the pinned revision and the encodings, and releases the directories", (t) => {
+    const remove = modelScripts(defaults, venv).remove.split("\n");
+    t.deepEqual(remove, [
+        "own_remove_hf_revision '/var/lib/vllm-workstation/hf' 'openai/gpt-oss-20b' '0123456789abcdef0123456789abcdef01234567'",
+        "rm -f '/var/lib/vllm-workstation/hf-tiktoken/cl100k_base.tiktoken' '/var/lib/vllm-workstation/hf-tiktoken/o200k_base.tiktoken'",
+        "own_release_dir '/var/lib/vllm-workstation/hf-tiktoken'",
+        "own_release_dir '/var/lib/vllm-workstation/hf'",
     ]);
-    t.regex(remove, /^if ! ls -d '\/var\/lib\/vllm-workstation\/hf'\/models--\* .*then rm -f '\/var\/lib\/vllm-workstation\/hf\/CACHEDIR.TAG'; fi$/m, "hf's cache tag goes with the last repository");
-    t.false(targets.includes("'/var/lib/vllm-workstation/hf'"));
-    t.true(remove.includes(".vllm-workstation-made-this"), "directories go only where apply made them");
 });
 
 test("remove keeps other models and their locks in a shared cache dir", (t) => {
     const dir = tempDir(t, "model");
-    const m = parseConfig({ model: { revision, cacheDir: `${dir}/hf` } }).model;
+    // The model section alone: the whole config refuses a cache under /tmp, which the stack would own.
+    const m = Model.parse({ revision, cacheDir: `${dir}/hf` });
     const l = layout(m);
     const others = [`${dir}/hf/models--other--model/snapshots/x/f`, `${dir}/hf/.locks/models--other--model/f.lock`, `${dir}/hf/version.txt`, `${dir}/hf/CACHEDIR.TAG`];
     for (const f of [`${l.snapshot}/config.json`, `${dir}/hf/.locks/models--openai--gpt-oss-20b/a.lock`, `${l.tiktokenDir}/o200k_base.tiktoken`, `${l.tiktokenDir}/.vllm-workstation-made-this`, ...others]) {
@@ -106,7 +95,7 @@ test("remove keeps other models and their locks in a shared cache dir", (t) => {
 
 test("remove takes the cache dir away when nothing else is in it", (t) => {
     const dir = tempDir(t, "model");
-    const m = parseConfig({ model: { revision, cacheDir: `${dir}/hf` } }).model;
+    const m = Model.parse({ revision, cacheDir: `${dir}/hf` });
     const l = layout(m);
     const madeByApply = [`${dir}/hf/.vllm-workstation-made-this`, `${l.tiktokenDir}/.vllm-workstation-made-this`, `${dir}/hf/CACHEDIR.TAG`];
     for (const f of [`${l.snapshot}/config.json`, `${dir}/hf/.locks/models--openai--gpt-oss-20b/a.lock`, `${l.tiktokenDir}/o200k_base.tiktoken`, ...madeByApply]) {
@@ -123,7 +112,8 @@ test("remove takes the cache dir away when nothing else is in it", (t) => {
 function pythonLines(apply: string): { download: string; verify: string } {
     const lines = apply.split("\n");
     const at = (first: string) => lines[lines.findIndex((l, i) => l.includes("<<'VLLM_WS_PY'") && lines[i + 1]?.startsWith(first))];
-    return { download: at("import errno, fnmatch"), verify: at("import fnmatch, hashlib") };
+    // The download starts with the URL credential helpers (originAuthPy), the verifier with its own imports.
+    return { download: at("import base64, urllib.parse"), verify: at("import fnmatch, hashlib") };
 }
 
 test("apply downloads with the venv's Python at the pinned revision into the cache dir, over model.connections, without HF_ENDPOINT by default", (t) => {
@@ -132,7 +122,7 @@ test("apply downloads with the venv's Python at the pinned revision into the cac
         pythonLines(apply).download,
         `  HF_HUB_CACHE='/var/lib/vllm-workstation/hf' '${venv}/bin/python' - 'openai/gpt-oss-20b' '${revision}' '/var/lib/vllm-workstation/hf' 4 'original/*' 'metal/*' <<'VLLM_WS_PY'`,
     );
-    t.false(apply.includes("HF_ENDPOINT"));
+    t.false("HF_ENDPOINT" in modelEnv(defaults));
     const one = modelScripts(parseConfig({ model: { revision, connections: 1 } }).model, venv).apply;
     t.true(pythonLines(one).download.includes(`'/var/lib/vllm-workstation/hf' 1 'original/*'`));
 });
@@ -146,13 +136,30 @@ test("apply skips the excluded files in the download and in the verification, an
     t.false(none.includes("'original/*'"));
 });
 
-test("apply sets HF_ENDPOINT for the download and the verification when a mirror is configured", (t) => {
+test("a mirror reaches the download and the verification as HF_ENDPOINT in the step's secret environment, never in the script", (t) => {
     const m = parseConfig({ model: { revision, endpoint: "https://hf-mirror.example.com" } }).model;
+    t.is(modelEnv(m).HF_ENDPOINT, "https://hf-mirror.example.com");
     const apply = modelScripts(m, venv).apply;
-    const { download, verify } = pythonLines(apply);
-    t.true(download.includes("HF_ENDPOINT='https://hf-mirror.example.com'"));
-    t.true(verify.includes("HF_ENDPOINT='https://hf-mirror.example.com'"));
+    t.false(apply.includes("HF_ENDPOINT="), "set nowhere in the script: it is exported before it");
     t.true(apply.split("\n").some((l) => l.includes("from https://hf-mirror.example.com")));
+});
+
+test("credentials in model.endpoint and model.tiktoken.baseUrl stay out of every script; only their hosts show", (t) => {
+    const m = parseConfig({
+        model: { revision, endpoint: "https://mirror-user:mirror-s3cret@hf-mirror.example.com", tiktoken: { baseUrl: "https://enc-user:enc-s3cret@enc.example.com/encodings" } },
+    }).model;
+    const s = modelScripts(m, venv);
+    for (const text of [s.apply, s.probe, s.expected, s.remove]) {
+        t.false(/s3cret|mirror-user|enc-user/.test(text));
+    }
+    t.true(s.apply.includes("https://***@hf-mirror.example.com"));
+    t.true(s.apply.includes("https://***@enc.example.com/encodings"));
+    t.deepEqual(modelEnv(m), { VLLM_WS_TIKTOKEN_BASE: "https://enc-user:enc-s3cret@enc.example.com/encodings", HF_ENDPOINT: "https://mirror-user:mirror-s3cret@hf-mirror.example.com" });
+    // Another host is another script; a rotated password alone is not.
+    const rotated = parseConfig({ model: { revision, endpoint: "https://mirror-user:rotated-pw@hf-mirror.example.com", tiktoken: m.tiktoken } }).model;
+    t.is(modelScripts(rotated, venv).apply, s.apply);
+    const moved = parseConfig({ model: { revision, endpoint: "https://mirror-user:mirror-s3cret@other-mirror.example.com", tiktoken: m.tiktoken } }).model;
+    t.not(modelScripts(moved, venv).apply, s.apply);
 });
 
 test("apply clears hf's unresumable partial files before a download and keeps the resumable ones", (t) => {
@@ -189,8 +196,10 @@ test("apply checks each tiktoken file against its configured sha256", (t) => {
     const apply = modelScripts(defaults, venv).apply;
     for (const [file, sum] of Object.entries(defaults.tiktoken.files)) {
         t.true(apply.includes(`echo '${sum}  /var/lib/vllm-workstation/hf-tiktoken/${file}' | sha256sum -c --status`));
-        t.true(apply.includes(`'https://openaipublic.blob.core.windows.net/encodings/${file}'`));
+        // The URL reaches curl on stdin, from the step's environment: the script names only the file.
+        t.true(apply.includes(`-K - <<<"url = \\"$tiktoken_url/"'${file}'"\\""`));
     }
+    t.is(modelEnv(defaults).VLLM_WS_TIKTOKEN_BASE, "https://openaipublic.blob.core.windows.net/encodings");
 });
 
 // A box in a temp dir: tiktoken files served from file://, and the venv's python standing in with a
@@ -203,16 +212,16 @@ function fakeBox(t: ExecutionContext, opts: { endpoint?: string; keepOnDestroy?:
     const encodings = { "a.tiktoken": "encoding a\n", "b.tiktoken": "encoding b\n" };
     fs.mkdirSync(`${dir}/enc`);
     for (const [f, text] of Object.entries(encodings)) fs.writeFileSync(`${dir}/enc/${f}`, text);
-    const m = parseConfig({
-        model: {
-            revision,
-            cacheDir: `${dir}/hf`,
-            ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
-            ...(opts.keepOnDestroy ? { keepOnDestroy: true } : {}),
-            ...(opts.exclude ? { exclude: opts.exclude } : {}),
-            tiktoken: { baseUrl: `file://${dir}/enc`, files: Object.fromEntries(Object.entries(encodings).map(([f, text]) => [f, hex("sha256", text)])) },
-        },
-    }).model;
+    // The model section alone (the whole config refuses a cache under /tmp, which the stack would own),
+    // with the encodings read through file:// so the test needs no server; the stack itself takes only http(s).
+    const section = Model.parse({
+        revision,
+        cacheDir: `${dir}/hf`,
+        ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
+        ...(opts.keepOnDestroy ? { keepOnDestroy: true } : {}),
+        ...(opts.exclude ? { exclude: opts.exclude } : {}),
+    });
+    const m = { ...section, tiktoken: { baseUrl: `file://${dir}/enc`, files: Object.fromEntries(Object.entries(encodings).map(([f, text]) => [f, hex("sha256", text)])) } };
     const l = layout(m);
     const files: Record<string, string> = { "config.json": '{"model_type": "gpt_oss"}\n', "model.safetensors": "pretend these are weights\n" };
     fs.mkdirSync(`${dir}/download`);
@@ -260,7 +269,10 @@ function fakeBox(t: ExecutionContext, opts: { endpoint?: string; keepOnDestroy?:
     fs.writeFileSync(`${venvPath}/bin/python`, `#!/bin/sh\nPYTHONPATH='${dir}/fakehub' exec python3 "$@"\n`, { mode: 0o755 });
     type Call = { repo_id: string; revision: string; cache_dir: string; ignore_patterns: string[] | null; HF_HUB_CACHE: string | null; HF_ENDPOINT: string | null };
     const hfCalls = (): Call[] => (fs.existsSync(`${dir}/hf.log`) ? fs.readFileSync(`${dir}/hf.log`, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Call) : []);
-    return { dir, m, l, venvPath, hfCalls, scripts: modelScripts(m, venvPath) };
+    // apply with its secret environment exported first, as the provider's step runs it (host.ts).
+    const scripts = modelScripts(m, venvPath);
+    const exports = Object.entries(modelEnv(m)).map(([k, v]) => `export ${k}=${q(v)}\n`).join("");
+    return { dir, m, l, venvPath, hfCalls, scripts: { ...scripts, apply: exports + scripts.apply } };
 }
 
 test("on an empty box the probe reports the model and every tiktoken file missing", (t) => {
@@ -371,7 +383,7 @@ test("narrowing model.exclude downloads the files it no longer excludes on the n
     t.is(strict(box.scripts.apply).code, 0);
     t.is(box.hfCalls().length, 1);
     const narrowed = modelScripts({ ...box.m, exclude: ["original/*"] }, box.venvPath);
-    strict(narrowed.apply);
+    strict(`export VLLM_WS_TIKTOKEN_BASE=${q(box.m.tiktoken.baseUrl)}\n${narrowed.apply}`);
     t.is(box.hfCalls().length, 2, "the download runs again for the metal/ files");
     t.deepEqual(box.hfCalls()[1].ignore_patterns, ["original/*"]);
 });

@@ -2,7 +2,7 @@ import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
 import { parseNvidiaSmiCsv } from "../components/gpu";
-import { GPT_OSS_20B, Plan, PlanGpu, PlanInput, PlanOptions, kvBytesPerToken, plan } from "../components/planner";
+import { Plan, PlanGpu, PlanInput, PlanOptions, kvBytesPerToken, plan, weightsOnGpuGiB } from "../components/planner";
 
 const FIXTURES = path.resolve(__dirname, "../../tests/fixtures/nvidia-smi");
 
@@ -25,7 +25,7 @@ function errorsOf(input: PlanInput): string[] {
 }
 
 const RTX3060 = card("rtx3060.csv");
-const RTX4080 = card("rtx4080.csv");
+const RTX4060TI = card("rtx4060ti.csv");
 const RTX4090 = card("rtx4090.csv");
 const H100 = card("h100-real.csv");
 
@@ -41,13 +41,14 @@ interface Expect {
     readonly ctx: [number, number];
     readonly seqs: [number, number];
     readonly backend: Plan["attentionBackend"];
+    readonly kv?: Plan["kvCacheDtype"];
 }
 
 const table: Array<[string, string, Expect]> = [
-    ["RTX 3060 12 GB", "rtx3060.csv", { offload: "some", eager: true, ctx: [4096, 8192], seqs: [1, 4], backend: "TRITON_ATTN" }],
-    ["RTX 4070 12 GB", "rtx4070.csv", { offload: "some", eager: true, ctx: [4096, 8192], seqs: [1, 4], backend: "TRITON_ATTN" }],
-    ["RTX 4060 Ti 16 GB", "rtx4060ti.csv", { offload: "none", eager: true, ctx: [8192, 16384], seqs: [2, 16], backend: "TRITON_ATTN" }],
-    ["RTX 4080 16 GB", "rtx4080.csv", { offload: "none", eager: true, ctx: [8192, 16384], seqs: [2, 16], backend: "TRITON_ATTN" }],
+    ["RTX 3060 12 GB", "rtx3060.csv", { offload: "some", eager: true, ctx: [8192, 8192], seqs: [1, 4], backend: "TRITON_ATTN" }],
+    ["RTX 4070 12 GB", "rtx4070.csv", { offload: "some", eager: true, ctx: [8192, 8192], seqs: [1, 4], backend: "TRITON_ATTN" }],
+    ["RTX 4060 Ti 16 GB", "rtx4060ti.csv", { offload: "none", eager: true, ctx: [8192, 8192], seqs: [2, 16], backend: "TRITON_ATTN", kv: "fp8" }],
+    ["RTX 4080 16 GB", "rtx4080.csv", { offload: "some", eager: true, ctx: [8192, 8192], seqs: [1, 4], backend: "TRITON_ATTN" }],
     ["RTX 3090 24 GB", "rtx3090.csv", { offload: "none", eager: false, ctx: [32768, 32768], seqs: [16, 256], backend: "TRITON_ATTN" }],
     ["RTX 4090 24 GB", "rtx4090.csv", { offload: "none", eager: false, ctx: [32768, 32768], seqs: [16, 256], backend: "TRITON_ATTN" }],
     ["RTX 5090 32 GB", "rtx5090.csv", { offload: "none", eager: false, ctx: [32768, 32768], seqs: [64, 256], backend: "TRITON_ATTN" }],
@@ -64,14 +65,14 @@ for (const [name, file, e] of table) {
         t.true(p.maxModelLen >= e.ctx[0] && p.maxModelLen <= e.ctx[1], `maxModelLen ${p.maxModelLen}`);
         t.true(p.maxNumSeqs >= e.seqs[0] && p.maxNumSeqs <= e.seqs[1], `maxNumSeqs ${p.maxNumSeqs}`);
         t.is(p.attentionBackend, e.backend);
-        t.is(p.kvCacheDtype, "auto");
+        t.is(p.kvCacheDtype, e.kv ?? "auto");
         // The plan must be startable: vLLM refuses a share above free memory, and more than 0.95 is never chosen.
         t.true(p.gpuMemoryUtilization > 0 && p.gpuMemoryUtilization <= 0.95);
         t.true(p.memory.headroomGiB >= 0.25, `headroom ${p.memory.headroomGiB}`);
         t.true(p.maxNumBatchedTokens >= p.maxNumSeqs);
         // Whatever the card, the KV cache must hold at least one full-length request.
         t.true(p.memory.kvCacheTokens >= p.maxModelLen);
-        t.is(p.memory.weightsGiB + p.memory.offloadedGiB, GPT_OSS_20B.weightsGiB);
+        t.is(p.memory.weightsGiB, Math.round(weightsOnGpuGiB(p.cpuOffloadGb, p.kvCacheDtype) * 100) / 100);
     });
 }
 
@@ -100,10 +101,11 @@ test("is a pure function: the same input gives the same plan", (t) => {
     t.deepEqual(plan({ gpu: RTX3060 }), plan({ gpu: RTX3060 }));
 });
 
-test("asks for host RAM for vLLM itself plus twice what it offloads", (t) => {
+test("asks for host RAM for vLLM itself plus 1.9 times what it offloads", (t) => {
     t.is(planned({ gpu: RTX4090 }).hostMemoryGiB, 5);
     const p = planned({ gpu: RTX3060 });
-    t.is(p.hostMemoryGiB, 5 + 2 * p.cpuOffloadGb);
+    t.true(p.cpuOffloadGb > 0);
+    t.is(p.hostMemoryGiB, Math.round((5 + 1.9 * p.cpuOffloadGb) * 100) / 100);
 });
 
 test("warns that offloading under WSL2 needs pinned memory", (t) => {
@@ -124,13 +126,14 @@ test("plans a named tier without a card, assuming Ampere", (t) => {
     t.is(p.gpu.source, "tier");
     t.is(p.gpu.memoryTotalMiB, 16376);
     t.is(p.gpu.computeCap, "8.6");
-    t.is(p.cpuOffloadGb, 0);
+    // Ampere has no fp8 KV cache, and bf16 holds two 8192-token requests only with a GiB offloaded.
+    t.is(p.cpuOffloadGb, 1);
     t.true(p.notes.some((n) => n.includes("compute capability assumed sm_86")));
 });
 
 const tiers: Array<[PlanOptions["tier"], boolean, boolean]> = [
     ["12gb", true, true],
-    ["16gb", false, true],
+    ["16gb", true, true],
     ["24gb", false, false],
 ];
 for (const [tier, offloads, eager] of tiers) {
@@ -186,8 +189,8 @@ test("offloads more weights for a long requested context on a 12 GB card", (t) =
     t.true(long.cpuOffloadGb > short.cpuOffloadGb);
 });
 
-test("switches to an fp8 KV cache on Ada when the context would not fit in bf16 without offloading", (t) => {
-    const p = planned({ gpu: RTX4080, options: { maxModelLen: 65536 } });
+test("switches to an fp8 KV cache on Ada when bf16 would not hold two 8192-token requests without offloading", (t) => {
+    const p = planned({ gpu: RTX4060TI });
     t.is(p.kvCacheDtype, "fp8");
     t.is(p.cpuOffloadGb, 0);
     t.true(p.notes.some((n) => n.startsWith("kv-cache-dtype fp8")));
@@ -217,7 +220,7 @@ const rangeErrors: Array<[string, Partial<PlanOptions>, RegExp]> = [
     ["a utilization above 1", { gpuMemoryUtilization: 1.2 }, /^gpu\.gpuMemoryUtilization: 1\.2 is outside \(0, 1\]/],
     ["a utilization of 0", { gpuMemoryUtilization: 0 }, /^gpu\.gpuMemoryUtilization: 0 is outside \(0, 1\]/],
     ["a negative offload", { cpuOffloadGb: -1 }, /^gpu\.cpuOffloadGb: -1 must be a number of GiB, 0 or more/],
-    ["an offload larger than the weights", { cpuOffloadGb: 20 }, /^gpu\.cpuOffloadGb: 20 is more than the 12\.9 GiB of weights/],
+    ["an offload larger than the weights", { cpuOffloadGb: 20 }, /^gpu\.cpuOffloadGb: 20 is more than the 13\.8 GiB of weights/],
     ["a context beyond 131072", { maxModelLen: 262144 }, /^gpu\.maxModelLen: 262144 must be a whole number from 256 to 131072/],
     ["a fractional context", { maxModelLen: 4096.5 }, /^gpu\.maxModelLen: 4096\.5 must be a whole number/],
     ["zero sequences", { maxNumSeqs: 0 }, /^gpu\.maxNumSeqs: 0 must be a whole number from 1 to 1024/],
@@ -257,20 +260,20 @@ test("rejects a utilization above what free memory lets vLLM start with", (t) =>
 test("rejects maxModelLen 131072 on a 12 GB card with cpuOffloadGb 0, naming both options", (t) => {
     const errors = errorsOf({ gpu: RTX3060, options: { maxModelLen: 131072, cpuOffloadGb: 0 } });
     t.is(errors.length, 2);
-    t.regex(errors[0], /^gpu\.cpuOffloadGb: 0 keeps 12\.90 GiB of weights on the GPU, .* offload at least \d+ GiB/);
-    t.regex(errors[1], /^gpu\.maxModelLen: 131072 needs 3\.00 GiB of KV cache, .*\(gpu\.cpuOffloadGb 0\)/);
+    t.regex(errors[0], /^gpu\.cpuOffloadGb: 0 keeps 13\.80 GiB of weights on the GPU, .* offload at least \d+ GiB/);
+    t.regex(errors[1], /^gpu\.maxModelLen: 131072 needs 3\.\d\d GiB of KV cache, .*\(gpu\.cpuOffloadGb 0\)/);
 });
 
 test("rejects an explicit offload too small for the card", (t) => {
     const errors = errorsOf({ gpu: RTX3060, options: { cpuOffloadGb: 1 } });
     t.is(errors.length, 1);
-    t.regex(errors[0], /^gpu\.cpuOffloadGb: 1 keeps 11\.90 GiB of weights .* offload at least 3 GiB, or leave it unset$/);
+    t.regex(errors[0], /^gpu\.cpuOffloadGb: 1 keeps 12\.78 GiB of weights .* offload at least 4 GiB, or leave it unset$/);
 });
 
 test("rejects a context that does not fit beside an explicit offload, suggesting one that does", (t) => {
     const errors = errorsOf({ gpu: RTX3060, options: { cpuOffloadGb: 4, maxModelLen: 131072 } });
     t.is(errors.length, 2);
-    t.regex(errors[1], /^gpu\.maxModelLen: 131072 needs 3\.00 GiB .* use \d+ or less, or offload more weights$/);
+    t.regex(errors[1], /^gpu\.maxModelLen: 131072 needs 3\.\d\d GiB .* use \d+ or less, or offload more weights$/);
 });
 
 test("rejects a utilization too low for the weights when offloading is ruled out", (t) => {

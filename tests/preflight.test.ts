@@ -55,6 +55,7 @@ const healthy: Facts = {
         { role: "venv", path: "/opt/vllm-workstation/venv", device: "2080", freeBytes: 200e9, usedBytes: 0 },
     ],
     pid1Comm: "systemd",
+    claims: [],
 };
 
 const planFor = (f: Facts): PlanResult => plan({ gpu: f.gpus?.[0] ?? null, wsl: wslKind(f.procVersion) === "wsl2" });
@@ -222,9 +223,11 @@ test("passes every check on a healthy WSL2 box with a 24 GB card", (t) => {
             ["nvcc", "ok"],
             ["host-memory", "ok"],
             ["disk-model-venv", "ok"],
+            // Not visible from inside WSL, so it always asks to be checked on Windows.
+            ["wsl-lifecycle", "warning"],
         ],
     );
-    t.true(checks.every((c) => c.fix === null));
+    t.true(checks.filter((c) => c.level === "ok").every((c) => c.fix === null));
 });
 
 test("fails the gpu check when nvidia-smi is missing, pointing WSL2 at the Windows driver", (t) => {
@@ -328,7 +331,7 @@ test("fails the host-memory check on WSL2 with too little RAM, pointing at .wslc
     const f = { ...healthy, gpus: [RTX3060], memTotalKiB: 8 * 1024 * 1024 };
     const c = checkHostMemory(f, planFor(f));
     t.is(c.level, "error");
-    t.regex(c.message, /^MemTotal is 8\.0 GiB; vLLM needs 13\.0 GiB with 4 GiB of weights offloaded, plus 1\.0 GiB for the system$/);
+    t.regex(c.message, /^MemTotal is 8\.0 GiB; vLLM needs 12\.6 GiB with 4 GiB of weights offloaded, plus 1\.0 GiB for the system$/);
     t.regex(c.fix ?? "", /raise memory= under \[wsl2\] in %UserProfile%\\\.wslconfig to at least 14GB/);
 });
 

@@ -48,7 +48,7 @@ test.serial("an invalid stack config fails before any resource is registered, na
         `server.port: 70000`,
         `gpu.tier: "8gb"`,
         `gpu.gpuMemoryUtilization: 1.5`,
-        `python.venvPath: "/" is a system or home directory`,
+        `python.venvPath: "/" is a shared root`,
     ]) {
         t.true(message.includes(expected), expected);
     }

@@ -50,7 +50,9 @@ const curlShim = `#!/bin/sh
 ( umask 077; printf '%s\\n' "$*" >>${curlLog} )
 exec /usr/bin/curl "$@"
 `;
-const preexistingCache = { dir: "/var/cache/vllm-workstation", file: "/var/cache/vllm-workstation/keep-me", content: "not the stack's (var/cache)\n" };
+// An empty directory at a path the stack takes is adopted: used, and left in place on destroy. (One that
+// holds files is refused before anything changes: ownership.integration.test.ts.)
+const preexistingCache = { dir: "/var/cache/vllm-workstation" };
 
 let box: Box;
 let index: PackageIndex;
@@ -130,8 +132,8 @@ async function up(t: { log: (...a: unknown[]) => void }) {
 test.before(async () => {
     [box, index, hub] = await Promise.all([startBox({ name: "security" }), startPackageIndex({ wheelhouse }), startHfEndpoint({ token: HF_TOKEN })]);
     await installGpuDoubles(box, "rtx4090");
-    const files = { ...userFiles, [preexistingCache.file]: preexistingCache.content };
-    for (const [file, content] of Object.entries(files)) await box.sh(`install -d ${path.posix.dirname(file)} && cat > ${file}`, { input: content });
+    await box.sh(`install -d -m 0755 ${preexistingCache.dir}`);
+    for (const [file, content] of Object.entries(userFiles)) await box.sh(`install -d ${path.posix.dirname(file)} && cat > ${file}`, { input: content });
     await box.sh(`cat > /usr/local/bin/curl && chmod 755 /usr/local/bin/curl`, { input: curlShim });
     before = await boxSnapshot(box);
     port = await freePort();
@@ -216,6 +218,64 @@ test.serial("on a non-loopback host the service answers only with the API key", 
     t.true(curlCommandLines.includes("/v1/models"), "the instrument saw the service's /v1/models check");
 });
 
+// vLLM's --api-key guards only some prefixes (/v1; 0.24.0 adds /v2 and /inference): /invocations,
+// /tokenize and /detokenize serve inference without it in both pinned releases, and the test double
+// serves them as they do. The stack's middleware closes every route but /health.
+const inferenceRoutes: Array<[string, string, Record<string, unknown> | null]> = [
+    ["POST", "/v1/chat/completions", { messages: [{ role: "user", content: "hi" }] }],
+    ["POST", "/v1/completions", { prompt: "hi" }],
+    ["POST", "/invocations", { messages: [{ role: "user", content: "hi" }] }],
+    ["POST", "/invocations", { prompt: "hi" }],
+    ["POST", "/tokenize", { prompt: "hi there" }],
+    ["POST", "/detokenize", { tokens: [1, 2] }],
+    ["GET", "/v1/models", null],
+];
+// Routes the double does not serve (pooling models, other releases, control and description): with the
+// key they reach it (404), without it they are refused before routing.
+const otherRoutes: Array<[string, string]> = [
+    ["POST", "/pooling"],
+    ["POST", "/classify"],
+    ["POST", "/score"],
+    ["POST", "/rerank"],
+    ["POST", "/v2/rerank"],
+    ["POST", "/inference/v1/generate"],
+    ["POST", "/v1/responses"],
+    ["POST", "/sleep"],
+    ["POST", "/collective_rpc"],
+    ["GET", "/ping"],
+    ["GET", "/load"],
+    ["GET", "/metrics"],
+    ["GET", "/version"],
+];
+
+test.serial("on a non-loopback host every route that serves inference answers 401 without the key and 200 with it; /health answers without", async (t) => {
+    const base = `http://127.0.0.1:${port}`;
+    const call = (method: string, route: string, body: Record<string, unknown> | null, key: string | null) =>
+        fetch(`${base}${route}`, {
+            method,
+            headers: { "Content-Type": "application/json", ...(key === null ? {} : { Authorization: `Bearer ${key}` }) },
+            body: body === null ? undefined : JSON.stringify(body),
+        });
+    for (const [method, route, body] of inferenceRoutes) {
+        const refused = await call(method, route, body, null);
+        t.is(refused.status, 401, `${method} ${route} without the key`);
+        t.false((await refused.text()).includes("Hello"), `${method} ${route} without the key infers nothing`);
+        t.is((await call(method, route, body, crypto.randomBytes(16).toString("hex"))).status, 401, `${method} ${route} with a wrong key`);
+        const ok = await call(method, route, body, API_KEY);
+        t.is(ok.status, 200, `${method} ${route} with the key`);
+        await ok.text();
+    }
+    const answered = await (await call("POST", "/invocations", { messages: [{ role: "user", content: "hi" }] }, API_KEY)).json();
+    t.is((answered as { object: string }).object, "chat.completion", "with the key /invocations infers");
+    for (const [method, route] of otherRoutes) {
+        t.is((await call(method, route, method === "POST" ? {} : null, null)).status, 401, `${method} ${route} without the key`);
+        t.not((await call(method, route, method === "POST" ? {} : null, API_KEY)).status, 401, `${method} ${route} with the key`);
+    }
+    const health = await fetch(`${base}/health`);
+    t.is(health.status, 200, "/health needs no key: the health checks poll it");
+    t.is(await health.text(), "");
+});
+
 // The health check's curl once took the key as `-H "Authorization: Bearer $KEY"`, readable by every user
 // in `ps` while it ran (curl blanks -u arguments, not -H); it now reads the header from stdin.
 test.serial("no command the stack runs on the box carries the API key on its command line", (t) => {
@@ -242,8 +302,8 @@ test.serial("on the box only the root-only secrets file holds the API key, and n
     const unit = await box.sh(`cat ${unitFile}`);
     t.regex(unit, /EnvironmentFile=-\/etc\/vllm-workstation\/secrets\.env/);
     t.deepEqual(leaked(unit), [], "the unit file");
-    const others = (await box.sh(`ls -1 /etc/vllm-workstation`)).split("\n").filter((f) => f && f !== "secrets.env");
-    t.deepEqual(others.sort(), ["cuda.env", "vllm.env", "vllm.yaml"]);
+    const others = (await box.sh(`cd /etc/vllm-workstation && find . -type f ! -name '.*' -printf '%P\\n'`)).split("\n").filter((f) => f && f !== "secrets.env");
+    t.deepEqual(others.sort(), ["cuda.env", "python/vllm_workstation_auth.py", "service.runs-on", "vllm.env", "vllm.yaml"]);
     for (const f of others) t.deepEqual(leaked(await box.sh(`cat /etc/vllm-workstation/${f}`)), [], f);
     t.deepEqual(leaked(await box.sh(`ps -eo args`)), [], "no command line on the box");
 
@@ -284,7 +344,8 @@ test.serial("destroy after venvPath moved in config removes only what up made", 
     t.is((await box.sh(`ls -A /opt/ws-b | sort`)).trim(), "keep-me\nvenv");
     t.is((await box.sh(`ls -A ${venvB}`)).trim(), "keep-me");
     for (const [file, content] of Object.entries(userFiles)) t.is(await box.sh(`cat ${file}`), content, file);
-    t.is((await box.sh(`ls -A /var/lib/vllm-workstation`)).trim(), "keep-me", "the pre-existing directory lost only what up put in it");
+    const left = (await box.sh(`ls -A /var/lib/vllm-workstation`)).trim();
+    t.is(left, "keep-me", `the pre-existing directory lost only what up put in it; left: ${await box.sh("find /var/lib/vllm-workstation /var/lib/vllm-workstation-record -ls; cat /var/lib/vllm-workstation-record/* 2>/dev/null || true")}`);
     // The rest of the box is as before up (the pre-existing cache directory has a test of its own).
     const drop = (s: string) => s.split("\n").filter((l) => !l.startsWith(preexistingCache.dir)).join("\n");
     t.is(drop(await boxSnapshot(box)), drop(before));
@@ -299,8 +360,8 @@ test.serial("the engine printed neither secret in up, preview or destroy", async
 });
 
 // Destroy once ran `rm -rf /var/cache/vllm-workstation` whether or not the stack made it.
-test.serial("a cache directory that existed before up survives destroy with its files", async (t) => {
+test.serial("an empty cache directory that existed before up survives destroy, emptied of what the service put there", async (t) => {
     t.true(destroyed, "runs after destroy");
     t.is((await box.exec(`test -d ${preexistingCache.dir}`)).code, 0, `${preexistingCache.dir} still exists`);
-    t.is((await box.exec(`cat ${preexistingCache.file}`)).stdout, preexistingCache.content);
+    t.is((await box.sh(`ls -A ${preexistingCache.dir}`)).trim(), "");
 });

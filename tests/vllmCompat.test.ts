@@ -10,7 +10,7 @@ import { plan } from "../components/planner";
 import { servingPlan } from "../components/program";
 import { rawFromPulumiConfig } from "../components/stackConfig";
 import { containerArgs, containerEnv } from "../components/dockerRuntime";
-import { renderEnv, vllmFlags } from "../components/vllmService";
+import { renderEnv, serviceFlags, vllmFlags } from "../components/vllmService";
 import { servedVllmVersion } from "../components/vllmVersion";
 
 const root = path.join(__dirname, "..", "..");
@@ -42,7 +42,10 @@ for (const file of stacks) {
         const keys = Object.keys(vllmFlags(config, servingPlan(result)));
         t.true(keys.length > 5);
         t.deepEqual(keys.filter((k) => !flags.has(`--${k}`)), []);
-        const argv = containerArgs(config, servingPlan(result), "/snap").filter((a) => a.startsWith("--"));
+        const withKey = Object.keys(serviceFlags(config, servingPlan(result), true));
+        t.true(withKey.includes("middleware"));
+        t.deepEqual(withKey.filter((k) => !flags.has(`--${k}`)), []);
+        const argv = containerArgs(config, servingPlan(result), "/snap", true).filter((a) => a.startsWith("--"));
         t.deepEqual(argv.filter((a) => !flags.has(a)), []);
     });
     test(`every VLLM_ variable ${file} sets exists in its vLLM ${version}, and so does its attention backend`, (t) => {
@@ -87,5 +90,6 @@ test("the 24 GB example keeps every weight on the card", (t) => {
     if (!result.ok) return t.fail();
     t.is(result.plan.cpuOffloadGb, 0);
     t.false("cpu-offload-gb" in vllmFlags(config, servingPlan(result)));
-    t.is(vllmFlags(config, servingPlan(result))["max-model-len"], 32768);
+    // The context vLLM 0.24.0 gave room for three requests of (tests/fixtures/calibration/vllm-0.24.0/stack-24gb.json).
+    t.is(vllmFlags(config, servingPlan(result))["max-model-len"], 65536);
 });

@@ -1,4 +1,5 @@
 import test from "ava";
+import { runScript } from "./helpers/script";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -8,15 +9,21 @@ import { serviceEnvPath } from "../components/cudaEnv";
 import { expectFile, managedHeader } from "../components/shell";
 import {
     apiKeyId,
+    authMiddleware,
+    authModulePath,
     configPath,
     endpointUrl,
     envPath,
     probeHost,
     renderConfigYaml,
     renderEnv,
+    renderRunsOn,
     renderUnit,
+    runsOnPath,
     secretsPath,
     servedModelName,
+    serviceFlags,
+    servicePiece,
     serviceScripts,
     ServingPlan,
     unitPath,
@@ -40,18 +47,17 @@ const plan24: ServingPlan = {
     kvCacheDtype: "auto", requiresPinnedMemory: false,
 };
 
-function strict(script: string, env: NodeJS.ProcessEnv = {}): { code: number | null; stdout: string; stderr: string } {
-    const r = spawnSync("bash", ["-s"], { input: `set -euo pipefail\n${script}\n`, encoding: "utf8", env: { ...process.env, ...env } });
-    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const strict = (script: string, env: NodeJS.ProcessEnv = {}) => runScript(script, env);
 
 function syntaxOk(script: string): string {
     const r = spawnSync("bash", ["-n"], { input: script, encoding: "utf8" });
     return r.status === 0 ? "ok" : r.stderr;
 }
 
-function scriptsFor(key: string | null, c = config, plan = plan12) {
-    return serviceScripts({ config: c, plan, snapshotPath: snapshot, tiktokenDir, apiKeyId: key === null ? null : apiKeyId(key) });
+const runsOn = { cuda: "c0ffee000001", packages: "c0ffee000002", model: "c0ffee000003" };
+
+function scriptsFor(key: string | null, c = config, plan = plan12, on: Record<string, string> = runsOn) {
+    return serviceScripts({ config: c, plan, snapshotPath: snapshot, tiktokenDir, apiKeyId: key === null ? null : apiKeyId(key), runsOn: on });
 }
 
 /** The lines of `script` from the first line that starts with `from` to the first after it that starts with `to`. */
@@ -140,7 +146,8 @@ test("the --config YAML for a 24 GB-like plan is exactly this text", (t) => {
 
 // PyYAML, as vLLM reads --config with it: the servers' venv has it (huggingface_hub depends on it).
 test("the --config YAML parses back to the same flags, even for an awkward served model name", async (t) => {
-    const c = parseConfig({ model: { revision }, server: { servedModelName: 'gpt-oss: "20b" # local' } });
+    // Past the schema, which refuses such a name: the YAML must hold whatever string it is given.
+    const c = { ...config, server: { ...config.server, servedModelName: 'gpt-oss: "20b" # local' } };
     const flags = vllmFlags(c, plan12);
     const r = spawnSync((await ensureServersVenv()).python, ["-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin.read())))"], {
         input: renderConfigYaml(flags),
@@ -253,9 +260,12 @@ test("expected lists the three file hashes, the secrets, and an active, enabled 
             "secrets=none",
             "active=active",
             "enabled=enabled",
+            "user=present",
+            "group=present",
+            expectFile("auth-module", fs.readFileSync(path.join(__dirname, "..", "..", "components", "assets", "vllm_workstation_auth.py"), "utf8")),
         ].join("\n"),
     );
-    t.is(s.probe.split("\n").length, 6, "one probe line per expected line");
+    t.is(s.probe.split("\n").length, 9, "one probe line per expected line");
 });
 
 test("the apply script writes the unit, the config and the env file to their fixed paths", (t) => {
@@ -315,7 +325,8 @@ test("the /v1/models check passes when the served model is listed and fails nami
 // backticks or a double quote in it are interpreted by bash (a `$(...)` in the name would even run).
 test("the /v1/models failure message shows a served model name with $ and quotes verbatim", (t) => {
     const name = 'my "$HOME" model';
-    const c = parseConfig({ model: { revision }, server: { servedModelName: name } });
+    // Past the schema, which refuses such a name: the script must quote whatever it is given.
+    const c = { ...config, server: { ...config.server, servedModelName: name } };
     const line = scriptsFor(null, c)
         .apply.split("\n")
         .find((l) => l.startsWith('case "$models" in'))!;
@@ -334,9 +345,9 @@ test("the health check waits on the loopback address of a wildcard listener and 
 test("remove disables the service, deletes its files, cache and user", (t) => {
     const remove = scriptsFor(apiKey).remove;
     t.true(remove.startsWith("systemctl disable --now vllm-workstation.service"));
-    t.true(remove.includes(`rm -f '${unitPath}' '${configPath}' '${envPath}' '${secretsPath}'`));
-    t.true(remove.includes("if [ -f '/var/cache/vllm-workstation/.vllm-workstation-made-this' ]; then rm -rf '/var/cache/vllm-workstation'; else"));
-    t.true(remove.includes("userdel 'vllm'"));
+    t.true(remove.includes(`own_remove_file '${unitPath}'\nrm -f '${configPath}' '${envPath}' '${secretsPath}'`));
+    t.true(remove.includes("own_remove_tree '/var/cache/vllm-workstation'"), "the service's caches go only if the stack made them");
+    t.true(remove.includes("own_remove_user 'vllm' '/etc/vllm-workstation'"), "the user goes only if the stack made it");
     t.false(/rm -rf '\/etc/.test(remove));
 });
 
@@ -362,4 +373,65 @@ test("endpointUrl is the OpenAI base URL the clients use", (t) => {
     t.is(endpointUrl(config), "http://127.0.0.1:8000/v1");
     t.is(endpointUrl(parseConfig({ model: { revision }, server: { host: "::", port: 8001 }, apiKey })), "http://[::1]:8001/v1");
     t.is(endpointUrl(parseConfig({ model: { revision }, server: { host: "0.0.0.0" }, apiKey })), "http://127.0.0.1:8000/v1");
+});
+
+test("the probe reports the service user and its group, present or missing, so a user deleted by hand is drift", (t) => {
+    const probe = (user: string) => {
+        // The schema refuses root as the service user; the probe is checked on an account every machine has.
+        const c = { ...config, server: { ...config.server, user } };
+        const lines = servicePiece(c).probe.split("\n").filter((l) => l.includes("getent"));
+        const r = strict(lines.join("\n"));
+        t.is(r.code, 0, r.stderr);
+        return r.stdout;
+    };
+    t.is(probe("root"), "user=present\ngroup=present\n");
+    t.is(probe("vllm-ws-no-such-user"), "user=missing\ngroup=missing\n");
+    t.is(scriptsFor(null).probe, servicePiece(config).probe, "the program's early look runs the same probe");
+});
+
+test("a service user made again by up (it was deleted by hand) restarts the service", (t) => {
+    const apply = scriptsFor(null).apply.split("\n");
+    const saved = apply.findIndex((l) => l === "uid_before=$(id -u 'vllm' 2>/dev/null || echo none)");
+    const made = apply.findIndex((l) => l.startsWith("own_user 'vllm'"));
+    t.true(saved >= 0 && saved < made, "the uid is read before the user is made");
+    t.true(apply.some((l) => l.startsWith("if [ \"$before\" != \"$after\" ] || [ \"$uid_before\" != \"$(id -u 'vllm')\" ] ||")));
+});
+
+test("what the service runs on is stamped on the box, and a changed id changes the stamp and so restarts the service", (t) => {
+    t.is(renderRunsOn({ packages: "b", cuda: "a" }), `${managedHeader()}cuda=a\npackages=b\n`);
+    const a = scriptsFor(null).apply;
+    t.true(a.includes(`mv -f "$tmp" '${runsOnPath}'`));
+    t.true(a.includes(renderRunsOn(runsOn).trimEnd()));
+    for (const piece of Object.keys(runsOn)) {
+        const changed = scriptsFor(null, config, plan12, { ...runsOn, [piece]: "0123456789ab" }).apply;
+        t.not(changed, a, piece);
+    }
+    // The stamp and the middleware are among the files whose change restarts the service.
+    const before = a.split("\n").find((l) => l.startsWith("before=$("))!;
+    const after = a.split("\n").find((l) => l.startsWith("after=$("))!;
+    for (const f of [unitPath, configPath, envPath, secretsPath, runsOnPath, authModulePath]) {
+        t.true(before.includes(`'${f}'`), f);
+        t.true(after.includes(`'${f}'`), f);
+    }
+    t.true(a.indexOf(before) < a.indexOf(`'${runsOnPath}'`, a.indexOf(before) + before.length), "the stamp is written after the before hash");
+});
+
+test("with an API key the --config YAML loads the middleware that requires it on every route; without one it does not", (t) => {
+    const withKey = serviceFlags(config, plan12, true);
+    t.is(withKey.middleware, "vllm_workstation_auth.RequireApiKey");
+    t.is(authMiddleware, "vllm_workstation_auth.RequireApiKey");
+    t.false("middleware" in serviceFlags(config, plan12, false));
+    t.deepEqual({ ...withKey, middleware: undefined }, { ...vllmFlags(config, plan12), middleware: undefined });
+    t.true(scriptsFor(apiKey).apply.split("\n").includes('middleware: "vllm_workstation_auth.RequireApiKey"'));
+    t.false(scriptsFor(null).apply.includes("middleware:"));
+});
+
+test("the middleware module is written root-owned where the service's PYTHONPATH points, and remove takes it away", (t) => {
+    t.is(authModulePath, "/etc/vllm-workstation/python/vllm_workstation_auth.py");
+    t.true(renderEnv(config, plan12, tiktokenDir).split("\n").includes("PYTHONPATH=/etc/vllm-workstation/python"));
+    const s = scriptsFor(apiKey);
+    t.true(s.apply.includes(`chmod 0644 "$tmp" && chown root:root "$tmp" && mv -f "$tmp" '${authModulePath}'`));
+    t.true(s.apply.includes("class RequireApiKey:"));
+    t.true(s.remove.includes(` '${authModulePath}' '${runsOnPath}'`));
+    t.true(s.remove.includes("own_release_dir '/etc/vllm-workstation/python'"));
 });

@@ -143,8 +143,60 @@ for (const [what, cmd] of drifts) {
     });
 }
 
+const mainPid = async () => (await box.sh("systemctl show -p MainPID --value vllm-workstation")).trim();
+
+// The unit runs as server.user: a user deleted by hand once went unseen until the next start failed (217/USER).
+test.serial("a plain preview shows drift when the service user is deleted by hand, and up makes it again and restarts the service as it", async (t) => {
+    const pid = await mainPid();
+    await box.sh("userdel -f vllm");
+    t.is((await box.exec("id vllm")).code, 1);
+    const c = await changed();
+    t.deepEqual(c, { update: 1 });
+    await up(t);
+    t.deepEqual(await changed(), {});
+    t.is((await box.exec("id vllm")).code, 0);
+    t.not(await mainPid(), pid, "the process of the deleted user was replaced");
+    t.is((await serviceRecord(box)).user, "vllm");
+    t.is((await fetch(`http://127.0.0.1:${port}/health`)).status, 200);
+    // A restart now works: the unit's user exists.
+    await box.sh("systemctl restart vllm-workstation");
+    t.is((await box.sh("systemctl is-active vllm-workstation || true")).trim(), "active");
+});
+
+// The service's files do not change with the CUDA environment or the packages; the process it runs does.
+test.serial("a changed CUDA environment restarts the running service, which then has it", async (t) => {
+    const pid = await mainPid();
+    await ts.stack.setConfig("cuda.home", { value: "/usr/local/cuda-12.8" }, true);
+    const r = await up(t);
+    const { same, ...changes } = r.summary.resourceChanges ?? {};
+    t.deepEqual(changes, { update: 2 }, "the CUDA environment and the service");
+    t.true((same ?? 0) > 5);
+    t.not(await mainPid(), pid);
+    const rec = await serviceRecord(box);
+    t.is(rec.env.CUDA_HOME, "/usr/local/cuda-12.8");
+    t.true(rec.env.PATH.startsWith("/usr/local/cuda-12.8/bin:"));
+    t.deepEqual(await changed(), {});
+});
+
+test.serial("a changed package set restarts the running service on the new packages", async (t) => {
+    const pid = await mainPid();
+    await ts.stack.setConfig("python.flashinferVersion", { value: "0.3.1" }, true);
+    const r = await up(t);
+    const { same, ...changes } = r.summary.resourceChanges ?? {};
+    t.deepEqual(changes, { update: 2 }, "the packages and the service");
+    t.true((same ?? 0) > 5);
+    t.regex(await box.sh(`${venv}-tools/uv pip freeze --python ${venv}/bin/python`), /^flashinfer-python==0\.3\.1$/m);
+    const newPid = await mainPid();
+    t.not(newPid, pid);
+    // The running process started after the install: its start time is later than the new package's files.
+    const started = Number((await box.sh(`stat -c %Y /proc/${newPid}`)).trim());
+    const installed = Number((await box.sh(`stat -c %Y "$(${venv}/bin/python -c 'import flashinfer, os; print(os.path.dirname(flashinfer.__file__))')"`)).trim());
+    t.true(started >= installed, `process ${started}, package ${installed}`);
+    t.deepEqual(await changed(), {});
+});
+
 test.serial("switching from the 24gb tier to the 12gb tier updates only the service and restarts it", async (t) => {
-    const pid = (await box.sh("systemctl show -p MainPID --value vllm-workstation")).trim();
+    const pid = await mainPid();
     await ts.stack.setConfig("gpu.tier", { value: "12gb" }, true);
     const r = await up(t);
     const { same, ...changes } = r.summary.resourceChanges ?? {};

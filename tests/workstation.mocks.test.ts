@@ -110,7 +110,7 @@ test("a systemd workstation's outputs name the pinned model, the served name, th
     t.is((await valueOf(ws.vllmFlags))["cpu-offload-gb"], 4);
     t.is(await valueOf(ws.venvPath), "/opt/vllm-workstation/venv");
     const example = await valueOf(ws.exampleRequest);
-    t.true(example.startsWith("curl -s http://127.0.0.1:8000/v1/chat/completions "));
+    t.true(example.startsWith("curl -s 'http://127.0.0.1:8000/v1/chat/completions' "));
     t.false(example.includes("Authorization"));
 });
 
@@ -174,6 +174,37 @@ test("a docker workstation hands the API key to the container through docker's e
     for (const k of ["apply", "probe", "expected", "remove"]) t.false(String(plain(inputs[k])).includes(apiKey), k);
     t.true(inputs.apply.includes(`VLLM_API_KEY="\${VLLM_WS_API_KEY:-}" 'docker' 'create'`));
     t.true(inputs.apply.includes("${VLLM_WS_API_KEY:+-e VLLM_API_KEY}"));
+});
+
+test("a docker workstation with an API key mounts the key middleware read-only and loads it", async (t) => {
+    const { byName } = await build("dkm", { runtime: "docker", server: { host: "0.0.0.0" } }, apiKey);
+    const inputs = byName("dkm-docker-container")!.inputs;
+    t.true(inputs.apply.includes("'--middleware' 'vllm_workstation_auth.RequireApiKey'"));
+    t.true(inputs.apply.includes("'-v' '/opt/vllm-workstation/venv-tools/container-python:/opt/vllm-workstation/python:ro'"));
+    t.true(inputs.apply.includes("'-e' 'PYTHONPATH=/opt/vllm-workstation/python'"));
+    t.true(inputs.apply.includes("own_dir '/opt/vllm-workstation/venv-tools/container-python'"));
+    t.regex(inputs.expected, /^auth-module=[0-9a-f]{64}$/m);
+});
+
+test("the service's apply carries ids of the CUDA environment, the packages and the model it runs on, each changing with its piece", async (t) => {
+    const stamp = async (prefix: string, raw: Record<string, unknown>) => {
+        const { byName } = await build(prefix, raw, null);
+        const apply: string = byName(`${prefix}-vllm-unit`)!.inputs.apply;
+        return Object.fromEntries([...apply.matchAll(/^(cuda|packages|model)=([0-9a-f]{12})$/gm)].map((m) => [m[1], m[2]]));
+    };
+    const base = await stamp("ro0", {});
+    t.deepEqual(Object.keys(base).sort(), ["cuda", "model", "packages"]);
+    const cuda = await stamp("ro1", { cuda: { home: "/usr/local/cuda-12.8" } });
+    const packages = await stamp("ro2", { python: { flashinferVersion: "0.6.12" } });
+    const model = await stamp("ro3", { model: { revision: "0".repeat(40) } });
+    const plan = await stamp("ro4", { server: { port: 8123 } });
+    t.deepEqual(cuda, { ...base, cuda: cuda.cuda });
+    t.not(cuda.cuda, base.cuda);
+    t.deepEqual(packages, { ...base, packages: packages.packages });
+    t.not(packages.packages, base.packages);
+    t.deepEqual(model, { ...base, model: model.model });
+    t.not(model.model, base.model);
+    t.deepEqual(plan, base, "a change of the service's own settings leaves the ids alone");
 });
 
 test("every host state gets what the program's look at the box saw for its probe, and the program looks at exactly those pieces", async (t) => {

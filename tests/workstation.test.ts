@@ -10,7 +10,7 @@ function curlArgs(request: string, env: NodeJS.ProcessEnv = {}): { code: number 
 
 test("the example request posts to /chat/completions of the endpoint with a JSON content type", (t) => {
     const req = exampleRequest("http://127.0.0.1:8000/v1", "gpt-oss-20b", false);
-    t.true(req.startsWith("curl -s http://127.0.0.1:8000/v1/chat/completions "));
+    t.true(req.startsWith("curl -s 'http://127.0.0.1:8000/v1/chat/completions' "));
     const { code, args } = curlArgs(req);
     t.is(code, 0);
     t.deepEqual(args.slice(0, 4), ["-s", "http://127.0.0.1:8000/v1/chat/completions", "-H", "Content-Type: application/json"]);

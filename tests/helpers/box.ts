@@ -113,7 +113,9 @@ function run(file: string, args: readonly string[], opts: ExecOptions = {}): Pro
                 resolve({ code, stdout, stderr });
             },
         );
-        // Without input, stdin must still close, or ssh and bash -l wait on it forever.
+        // Without input, stdin must still close, or ssh and bash -l wait on it forever. A command that
+        // exits before it reads its stdin makes that write fail (EPIPE): its result says what happened.
+        child.stdin?.on("error", () => undefined);
         child.stdin?.end(opts.input ?? "");
     });
 }

@@ -25,16 +25,22 @@ export async function testStack(opts: {
     /** Default "test". */
     stackName?: string;
     env?: Record<string, string>;
+    /** As the project's Pulumi.yaml: the stack file (here holding `config`) goes there, and the program lays it over the checkout's tracked Pulumi.<stackName>.yaml. */
+    stackConfigDir?: string;
 }): Promise<TestStack> {
     const stackName = opts.stackName ?? "test";
     const project = opts.project ?? "vllm-workstation";
     const dir = path.join(projectRoot, ".work", `${opts.name}-${crypto.randomBytes(4).toString("hex")}`);
     fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), `name: ${project}\nruntime: nodejs\n`);
+    // HostState's provider as the project's Pulumi.yaml finds it: this checkout's build, not the plugin cache.
+    const plugins = `plugins:\n  providers:\n    - name: hoststate\n      path: ${JSON.stringify(path.join(projectRoot, "tools", "provider", "bin"))}\n`;
+    const stackDir = opts.stackConfigDir === undefined ? "" : `stackConfigDir: ${JSON.stringify(opts.stackConfigDir)}\n`;
+    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), `name: ${project}\nruntime: nodejs\n${stackDir}${plugins}`);
     const cfg = Object.entries(opts.config ?? {})
         .map(([k, v]) => `  ${project}:${k}: ${JSON.stringify(v)}`)
         .join("\n");
-    fs.writeFileSync(path.join(dir, `Pulumi.${stackName}.yaml`), `config:\n${cfg}\n`);
+    fs.mkdirSync(path.join(dir, opts.stackConfigDir ?? ""), { recursive: true });
+    fs.writeFileSync(path.join(dir, opts.stackConfigDir ?? "", `Pulumi.${stackName}.yaml`), `config:\n${cfg}\n`);
     const stack = await openStack({
         stack: stackName,
         program: opts.program,

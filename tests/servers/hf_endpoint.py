@@ -41,10 +41,17 @@ Options for tests:
                      expired" (a signed URL that expired in the middle of a long download)
   --ignore-range     answers every request with the whole file (200, no Accept-Ranges), as some proxies do
   --parent-pid       exits when that process is gone (tests that die by SIGKILL leave no server behind)
+
+With HF_ENDPOINT_BASIC_AUTH=USER:PASSWORD in its environment (never on the command line, which every user
+of the machine can read), every route but /health, and the CDN's signed URLs, wants HTTP basic auth with
+those credentials, as a private mirror behind a proxy does: none -> 401 with a Basic challenge, others
+-> 401. The request log then says which kind of Authorization came (`auth_kind`: basic or bearer).
 """
 
 import argparse
+import base64
 import datetime
+import hmac
 import json
 import os
 import re
@@ -112,9 +119,9 @@ class Log:
 
 
 class HubError(Exception):
-    def __init__(self, status, code, message, commit=None):
+    def __init__(self, status, code, message, commit=None, challenge=None):
         super().__init__(message)
-        self.status, self.code, self.message, self.commit = status, code, message, commit
+        self.status, self.code, self.message, self.commit, self.challenge = status, code, message, commit, challenge
 
 
 def truthy(q, name):
@@ -152,6 +159,7 @@ def make_handler(opts, repos, log):
                 "query": parsed.query,
                 "range": self.headers.get("Range"),
                 "auth": bool(auth),
+                "auth_kind": (auth or "").split(" ", 1)[0].lower() or None,
                 "host": self.headers.get("Host"),
                 "status": None,
                 "bytes": 0,
@@ -186,6 +194,8 @@ def make_handler(opts, repos, log):
 
         def send_error_hub(self, e):
             h = {"X-Error-Code": e.code, "X-Error-Message": e.message} if e.code else {"X-Error-Message": e.message}
+            if e.challenge:
+                h["WWW-Authenticate"] = e.challenge
             if e.commit:
                 h["X-Repo-Commit"] = e.commit
             self.send_json(e.status, {"error": e.message}, h)
@@ -195,7 +205,17 @@ def make_handler(opts, repos, log):
             host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
             return q["signed"][-1] if opts.cdn_host and host == opts.cdn_host and "signed" in q else None
 
+        def check_basic(self):
+            if not opts.basic_auth:
+                return
+            got = self.headers.get("Authorization", "")
+            want = "Basic " + base64.b64encode(opts.basic_auth.encode()).decode()
+            if not hmac.compare_digest(got.encode(), want.encode()):
+                raise HubError(401, None, "Invalid username or password", challenge='Basic realm="hub"')
+
         def check_token(self):
+            if opts.basic_auth:
+                return self.check_basic()
             if not opts.token:
                 return
             got = self.headers.get("Authorization", "")
@@ -234,12 +254,14 @@ def make_handler(opts, repos, log):
                 if raw == "/health":
                     return self.send_bytes(200, b"ok\n", "text/plain")
                 if raw.startswith("/tiktoken/"):
+                    self.check_basic()
                     name = urllib.parse.unquote(raw[len("/tiktoken/"):])
                     p = os.path.join(opts.root, "_tiktoken", name)
                     if "/" in name or not os.path.isfile(p):
                         raise HubError(404, "EntryNotFound", "no such encoding")
                     return self.send_file(p, {"ETag": '"%s"' % name}, corrupt=False)
                 if raw == "/api/agent-harnesses":
+                    self.check_basic()
                     # huggingface_hub >= 2 asks for this registry at CLI start; the Hub's answer, empty.
                     return self.send_json(200, {"standardEnvVars": [], "harnesses": {}})
                 # A "presigned" CDN URL: the signature is the credential, not a token.
@@ -486,6 +508,7 @@ def main():
     ap.add_argument("--ignore-range", action="store_true")
     ap.add_argument("--parent-pid", type=int)
     opts = ap.parse_args()
+    opts.basic_auth = os.environ.pop("HF_ENDPOINT_BASIC_AUTH", "") or None
     repos = load_repos(opts.root)
     if not repos:
         sys.exit("no repositories under %s (make them with hf_fixture.py)" % opts.root)

@@ -189,10 +189,26 @@ export function ensureWheelhouse(opts: WheelhouseOptions = {}): Promise<Wheelhou
 
 // --- the package index -------------------------------------------------------------------------------
 
+/** Credentials a server asks for with HTTP basic auth. */
+export interface BasicAuth {
+    readonly user: string;
+    readonly password: string;
+}
+
+/** `url` with the credentials as its userinfo (percent-encoded), as a stack config would carry them. */
+export function withUserinfo(url: string, auth: BasicAuth): string {
+    const u = new URL(url);
+    u.username = encodeURIComponent(auth.user);
+    u.password = encodeURIComponent(auth.password);
+    return u.toString();
+}
+
 export interface PackageIndexOptions {
     /** A directory of wheels to serve. Default: ensureWheelhouse(wheelhouse). */
     readonly dir?: string;
     readonly wheelhouse?: WheelhouseOptions;
+    /** Every listing and download then needs these credentials (401 without, 403 with others). */
+    readonly basicAuth?: BasicAuth;
 }
 
 export interface PackageIndex {
@@ -236,7 +252,10 @@ export async function startPackageIndex(opts: PackageIndexOptions = {}): Promise
         const child = spawn(
             venv.python,
             [path.join(serversDir, "run_index.py"), String(process.pid), "run", "-p", String(port), "-i", "127.0.0.1", "--disable-fallback", "--health-endpoint", "/health", dir],
-            { stdio: ["ignore", log, log] },
+            {
+                stdio: ["ignore", log, log],
+                env: opts.basicAuth ? { ...process.env, VLLM_WS_INDEX_BASIC_AUTH: `${opts.basicAuth.user}:${opts.basicAuth.password}` } : process.env,
+            },
         );
         fs.closeSync(log);
         track(child);
@@ -324,6 +343,8 @@ export interface HfEndpointOptions {
     readonly cdnExpireAfter?: number;
     /** Answer Range requests with the whole file (200), as some proxies do. */
     readonly ignoreRange?: boolean;
+    /** Every route but /health and the CDN's signed URLs then needs these credentials (basic auth). */
+    readonly basicAuth?: BasicAuth;
 }
 
 export interface RequestLogEntry {
@@ -341,6 +362,8 @@ export interface RequestLogEntry {
     readonly complete: boolean;
     /** Whether an Authorization header came with it. */
     readonly auth: boolean;
+    /** Its scheme, lower case ("basic", "bearer"), null without one. */
+    readonly auth_kind: string | null;
     /** The Host header it came with. */
     readonly host: string | null;
     /** Set when dropAfterBytes cut this response. */
@@ -418,7 +441,8 @@ export async function startHfEndpoint(opts: HfEndpointOptions = {}): Promise<HfE
     if (opts.cdnExpireAfter) args.push("--cdn-expire-after", String(opts.cdnExpireAfter));
     if (opts.ignoreRange) args.push("--ignore-range");
 
-    const child = spawn("python3", args, { stdio: ["ignore", "pipe", "pipe"] });
+    const env = opts.basicAuth ? { ...process.env, HF_ENDPOINT_BASIC_AUTH: `${opts.basicAuth.user}:${opts.basicAuth.password}` } : process.env;
+    const child = spawn("python3", args, { stdio: ["ignore", "pipe", "pipe"], env });
     track(child);
     let stderr = "";
     child.stderr!.on("data", (d: Buffer) => {

@@ -4,8 +4,15 @@ exits when the test process that started it is gone, so a test runner killed wit
 index behind.
 
     python run_index.py PARENT_PID [pypi-server arguments...]
+
+With VLLM_WS_INDEX_BASIC_AUTH=USER:PASSWORD in its environment (never on the command line, which every
+user of the machine can read), every listing and download needs HTTP basic auth with those credentials,
+as a private index does: pypiserver's own check (401 with a Basic challenge without credentials, 403 with
+wrong ones), with the password compared here instead of read from an htpasswd file (which would need
+passlib in the servers' venv).
 """
 
+import hmac
 import os
 import sys
 import threading
@@ -28,7 +35,19 @@ def main():
     threading.Thread(target=watch_parent, args=(parent,), daemon=True).start()
     from pypiserver.__main__ import main as pypi_server
 
-    sys.argv = ["pypi-server"] + sys.argv[2:]
+    args = sys.argv[2:]
+    creds = os.environ.pop("VLLM_WS_INDEX_BASIC_AUTH", "")
+    if creds:
+        from pypiserver import config
+
+        want_user, _, want_password = creds.partition(":")
+
+        def auther(user, password):
+            return hmac.compare_digest((user or "").encode(), want_user.encode()) and hmac.compare_digest((password or "").encode(), want_password.encode())
+
+        config.RunConfig.get_auther = lambda self, passed: auther
+        args += ["-a", "list,download,update", "-P", "(checked in run_index.py)"]
+    sys.argv = ["pypi-server"] + args
     sys.exit(pypi_server())
 
 

@@ -27,13 +27,15 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/diag"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil/rpcerror"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/provider"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// Version is what GetPluginInfo reports; scripts/toolchain.sh installs the plugin under it.
+// Version is what GetPluginInfo reports; scripts/toolchain.sh builds the plugin with it.
 var Version = "0.1.0"
 
 // The type token of the one resource this provider serves.
@@ -91,10 +93,65 @@ type server struct {
 	running map[*exec.Cmd]struct{}
 }
 
-// helperReply is what hostStateProvider.js prints on stdout: a result, or the error to report.
+// helperReply is what hostStateProvider.js prints on stdout: a result, or the error to report, with
+// the partial state when the step failed after its script ran on the box.
 type helperReply struct {
-	Result map[string]any `json:"result"`
-	Error  *string        `json:"error"`
+	Result  map[string]any `json:"result"`
+	Error   *string        `json:"error"`
+	Partial *partialState  `json:"partial"`
+}
+
+// partialState is what a failed create or update left on the box, as the resource's state: its id, and
+// outputs that hold the remove script and what the probe saw after the failure.
+type partialState struct {
+	ID   string         `json:"id"`
+	Outs map[string]any `json:"outs"`
+}
+
+// stepError is a step's own failure; partial is set when the step touched the box before it failed.
+type stepError struct {
+	message string
+	partial *partialState
+}
+
+func (e *stepError) Error() string { return e.message }
+
+// initFailed is the error the engine reads as "created, but failed to initialize" (Pulumi's partial
+// state): it keeps the resource in the state with these outputs and the message as its init error, so
+// the next `up` updates it and `destroy` deletes it (runs its remove), where a bare error would leave
+// what the step made on the box with nothing in the state that knows of it. The inputs go without
+// secretEnv; the engine keeps the program's own inputs (secretEnv as a secret) in the state anyway.
+func initFailed(e *stepError, inputs map[string]any) error {
+	outs, err := structOf(e.partial.Outs)
+	if err != nil {
+		return fmt.Errorf("%s (and its partial state could not be recorded: %v)", e.message, err)
+	}
+	in := map[string]any{}
+	for k, v := range inputs {
+		if k != "secretEnv" {
+			in[k] = v
+		}
+	}
+	ins, err := structOf(in)
+	if err != nil {
+		return fmt.Errorf("%s (and its partial state could not be recorded: %v)", e.message, err)
+	}
+	return rpcerror.WithDetails(rpcerror.New(codes.Unknown, e.message), &pulumirpc.ErrorResourceInitFailed{
+		Id:         e.partial.ID,
+		Properties: outs,
+		Reasons:    []string{e.message},
+		Inputs:     ins,
+	})
+}
+
+// partialOr is err as the engine must see it from a create or update: a step that failed after it
+// touched the box becomes an init failure carrying its partial state; anything else stays as it is.
+func partialOr(err error, inputs map[string]any) error {
+	var se *stepError
+	if errors.As(err, &se) && se.partial != nil && se.partial.ID != "" {
+		return initFailed(se, inputs)
+	}
+	return err
 }
 
 // call runs one step in Node: the request as JSON on stdin (it can hold a token, which must not show in
@@ -139,7 +196,7 @@ func (s *server) call(ctx context.Context, urn, op string, req map[string]any) (
 		return nil, fmt.Errorf("%s %s gave no reply (%v); its output: %q", s.helper, op, runErr, out.String())
 	}
 	if reply.Error != nil {
-		return nil, errors.New(*reply.Error)
+		return nil, &stepError{message: *reply.Error, partial: reply.Partial}
 	}
 	if runErr != nil {
 		return nil, fmt.Errorf("%s %s: %w", s.helper, op, runErr)
@@ -215,9 +272,10 @@ func (s *server) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumirpc
 }
 
 func (s *server) Create(ctx context.Context, req *pulumirpc.CreateRequest) (*pulumirpc.CreateResponse, error) {
-	res, err := s.call(ctx, req.GetUrn(), "create", map[string]any{"inputs": req.GetProperties().AsMap()})
+	inputs := req.GetProperties().AsMap()
+	res, err := s.call(ctx, req.GetUrn(), "create", map[string]any{"inputs": inputs})
 	if err != nil {
-		return nil, err
+		return nil, partialOr(err, inputs)
 	}
 	outs, err := structOf(res["outs"])
 	if err != nil {
@@ -240,9 +298,10 @@ func (s *server) Read(ctx context.Context, req *pulumirpc.ReadRequest) (*pulumir
 }
 
 func (s *server) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*pulumirpc.UpdateResponse, error) {
-	res, err := s.call(ctx, req.GetUrn(), "update", map[string]any{"id": req.GetId(), "olds": req.GetOlds().AsMap(), "news": req.GetNews().AsMap()})
+	news := req.GetNews().AsMap()
+	res, err := s.call(ctx, req.GetUrn(), "update", map[string]any{"id": req.GetId(), "olds": req.GetOlds().AsMap(), "news": news})
 	if err != nil {
-		return nil, err
+		return nil, partialOr(err, news)
 	}
 	outs, err := structOf(res["outs"])
 	if err != nil {

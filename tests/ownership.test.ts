@@ -1,0 +1,182 @@
+// components/assets/own.sh: the stack takes only what is free or its own, records what it made, and
+// removes exactly that. Run on this machine in temp dirs, with the record in a temp dir too.
+import test from "ava";
+import * as fs from "fs";
+import * as path from "path";
+import { q } from "../components/shell";
+import { runScript, testRecord } from "./helpers/script";
+import { tempDir } from "./helpers/tempDir";
+
+const ok = (t: import("ava").ExecutionContext, script: string): string => {
+    const r = runScript(script);
+    t.is(r.code, 0, r.stderr);
+    return r.stdout.trim();
+};
+
+const recorded = (): string[] =>
+    fs.existsSync(testRecord())
+        ? fs
+              .readdirSync(testRecord())
+              .map((f) => fs.readFileSync(path.join(testRecord(), f), "utf8").trim())
+              .sort()
+        : [];
+
+test("own_dir makes a directory and its missing parents and records each, but not a parent that was there", (t) => {
+    const dir = tempDir(t, "own");
+    ok(t, `own_dir ${q(`${dir}/a/b/c`)}`);
+    t.true(fs.statSync(`${dir}/a/b/c`).isDirectory());
+    for (const d of ["a", "a/b", "a/b/c"]) t.true(recorded().includes(`made ${dir}/${d}`), d);
+    t.false(recorded().some((r) => r.endsWith(` ${dir}`)));
+});
+
+test("own_claim_dir refuses a directory holding someone's files, naming it and what is there, and changes nothing", (t) => {
+    const dir = tempDir(t, "own");
+    fs.mkdirSync(`${dir}/work`);
+    fs.writeFileSync(`${dir}/work/thesis.txt`, "mine");
+    const r = runScript(`own_claim_dir ${q(`${dir}/work`)}\necho not reached`);
+    t.is(r.code, 1);
+    t.regex(r.stderr, new RegExp(`refusing to take ${dir}/work: it already holds thesis.txt`));
+    t.false(r.stdout.includes("not reached"));
+    t.is(fs.readFileSync(`${dir}/work/thesis.txt`, "utf8"), "mine");
+    t.false(recorded().some((x) => x.includes(`${dir}/work`)));
+});
+
+test("an empty directory is adopted: a remove empties it of what the stack put there and leaves it", (t) => {
+    const dir = tempDir(t, "own");
+    fs.mkdirSync(`${dir}/venv`);
+    ok(t, `own_claim_dir ${q(`${dir}/venv`)}`);
+    t.true(recorded().includes(`adopted ${dir}/venv`));
+    fs.mkdirSync(`${dir}/venv/bin`);
+    fs.writeFileSync(`${dir}/venv/bin/python`, "");
+    ok(t, `own_remove_tree ${q(`${dir}/venv`)}`);
+    t.deepEqual(fs.readdirSync(`${dir}/venv`), []);
+    t.false(recorded().some((x) => x.includes(`${dir}/venv`)));
+});
+
+test("own_remove_tree removes a tree the stack made, and the parents it made once they are empty", (t) => {
+    const dir = tempDir(t, "own");
+    ok(t, `own_claim_dir ${q(`${dir}/opt/ws/venv`)}`);
+    fs.mkdirSync(`${dir}/opt/ws/venv/lib`, { recursive: true });
+    fs.writeFileSync(`${dir}/opt/ws/venv/lib/x.py`, "");
+    ok(t, `own_remove_tree ${q(`${dir}/opt/ws/venv`)}`);
+    t.deepEqual(fs.readdirSync(dir), []);
+    t.false(recorded().some((x) => x.includes(dir)));
+});
+
+test("own_remove_tree leaves a directory the stack did not make, and says so", (t) => {
+    const dir = tempDir(t, "own");
+    fs.mkdirSync(`${dir}/work`);
+    fs.writeFileSync(`${dir}/work/thesis.txt`, "mine");
+    const r = runScript(`own_remove_tree ${q(`${dir}/work`)}`);
+    t.is(r.code, 0, r.stderr);
+    t.regex(r.stderr, /leaving .*\/work: vllm-workstation did not make it/);
+    t.is(fs.readFileSync(`${dir}/work/thesis.txt`, "utf8"), "mine");
+});
+
+test("own_release_dir keeps a directory the stack made once someone put files in it, and its parents", (t) => {
+    const dir = tempDir(t, "own");
+    ok(t, `own_dir ${q(`${dir}/hf`)}`);
+    fs.writeFileSync(`${dir}/hf/notes.txt`, "someone's");
+    const r = runScript(`own_release_dir ${q(`${dir}/hf`)}`);
+    t.is(r.code, 0, r.stderr);
+    t.regex(r.stderr, /leaving .*\/hf: it holds files vllm-workstation did not put there/);
+    t.true(fs.existsSync(`${dir}/hf/notes.txt`));
+});
+
+test("own_file refuses a file with other content, adopts an identical one and leaves it on remove, and removes one it made", (t) => {
+    const dir = tempDir(t, "own");
+    const sha = "a".repeat(64);
+    fs.writeFileSync(`${dir}/theirs.sh`, "export X=1\n");
+    const refused = runScript(`own_file ${q(`${dir}/theirs.sh`)} ${sha}`);
+    t.is(refused.code, 1);
+    t.regex(refused.stderr, /refusing to take .*theirs\.sh: a file with other content is there/);
+
+    fs.writeFileSync(`${dir}/same.sh`, "same\n");
+    const sameSha = ok(t, `sha256sum ${q(`${dir}/same.sh`)} | cut -c1-64`);
+    ok(t, `own_file ${q(`${dir}/same.sh`)} ${sameSha}\nown_remove_file ${q(`${dir}/same.sh`)}`);
+    t.true(fs.existsSync(`${dir}/same.sh`), "an adopted file stays");
+
+    ok(t, `own_file ${q(`${dir}/ours.sh`)} ${sha}\necho x > ${q(`${dir}/ours.sh`)}\nown_remove_file ${q(`${dir}/ours.sh`)}`);
+    t.false(fs.existsSync(`${dir}/ours.sh`));
+    t.false(recorded().some((x) => x.includes(dir)));
+});
+
+test("what an older release marked (a marker file, the managed header, a venv beside its tools dir) counts as made and moves into the record", (t) => {
+    const dir = tempDir(t, "own");
+    fs.mkdirSync(`${dir}/hf`);
+    fs.writeFileSync(`${dir}/hf/.vllm-workstation-made-this`, "");
+    fs.writeFileSync(`${dir}/hf/CACHEDIR.TAG`, "");
+    fs.writeFileSync(`${dir}/unit.service`, "# Managed by vllm-workstation (Pulumi). Local edits show as drift.\n[Unit]\n");
+    fs.mkdirSync(`${dir}/venv-tools`);
+    fs.writeFileSync(`${dir}/venv-tools/.vllm-workstation-made-this`, "");
+    fs.mkdirSync(`${dir}/venv`);
+    fs.writeFileSync(`${dir}/venv/pyvenv.cfg`, "");
+    ok(t, [`own_dir ${q(`${dir}/hf`)}`, `own_file ${q(`${dir}/unit.service`)} ${"b".repeat(64)}`, `own_claim_dir ${q(`${dir}/venv`)}`].join("\n"));
+    t.false(fs.existsSync(`${dir}/hf/.vllm-workstation-made-this`), "the marker is gone from the Hugging Face cache");
+    for (const p of ["hf", "unit.service", "venv"]) t.true(recorded().includes(`made ${dir}/${p}`), p);
+});
+
+test("own_state tells absent, owned, empty, a directory's first names, and a file's sha256", (t) => {
+    const dir = tempDir(t, "own");
+    fs.mkdirSync(`${dir}/empty`);
+    fs.mkdirSync(`${dir}/full`);
+    for (const n of ["a", "b"]) fs.writeFileSync(`${dir}/full/${n}`, "");
+    fs.writeFileSync(`${dir}/file`, "x\n");
+    ok(t, `own_dir ${q(`${dir}/mine`)}`);
+    fs.writeFileSync(`${dir}/mine/anything`, "");
+    const states = ok(t, ["absent", "mine", "empty", "full", "file"].map((p) => `own_state ${q(`${dir}/${p}`)}`).join("\n")).split("\n");
+    t.deepEqual(states, ["absent", "owned", "empty", "holds a b", `file ${ok(t, `sha256sum ${q(`${dir}/file`)} | cut -c1-64`)}`]);
+});
+
+// A Hugging Face hub cache laid out as huggingface_hub lays it out: blobs by hash, snapshots of links.
+function hubCache(dir: string, repo: string, snapshots: Record<string, string[]>): string {
+    const repoDir = `${dir}/models--${repo.replace("/", "--")}`;
+    for (const [rev, blobs] of Object.entries(snapshots)) {
+        fs.mkdirSync(`${repoDir}/snapshots/${rev}`, { recursive: true });
+        fs.mkdirSync(`${repoDir}/blobs`, { recursive: true });
+        for (const b of blobs) {
+            fs.writeFileSync(`${repoDir}/blobs/${b}`, b);
+            fs.symlinkSync(`../../blobs/${b}`, `${repoDir}/snapshots/${rev}/file-${b}`);
+        }
+    }
+    return repoDir;
+}
+
+test("removing the pinned revision keeps another revision, the blobs it links and its ref", (t) => {
+    const dir = tempDir(t, "own");
+    const [ours, theirs] = ["1".repeat(40), "2".repeat(40)];
+    const repoDir = hubCache(dir, "openai/gpt-oss-20b", { [ours]: ["shared", "only-ours"], [theirs]: ["shared", "only-theirs"] });
+    fs.mkdirSync(`${repoDir}/refs`);
+    fs.writeFileSync(`${repoDir}/refs/main`, theirs);
+    fs.writeFileSync(`${repoDir}/refs/pinned`, ours);
+    ok(t, `own_remove_hf_revision ${q(dir)} openai/gpt-oss-20b ${ours}`);
+    t.false(fs.existsSync(`${repoDir}/snapshots/${ours}`));
+    t.false(fs.existsSync(`${repoDir}/blobs/only-ours`));
+    t.false(fs.existsSync(`${repoDir}/refs/pinned`));
+    for (const f of ["blobs/shared", "blobs/only-theirs", "refs/main", `snapshots/${theirs}/file-shared`, `snapshots/${theirs}/file-only-theirs`]) t.true(fs.existsSync(`${repoDir}/${f}`), f);
+    t.is(fs.readFileSync(`${repoDir}/snapshots/${theirs}/file-shared`, "utf8"), "shared");
+});
+
+test("removing the only revision takes the repository's folder and its locks, and leaves other repositories", (t) => {
+    const dir = tempDir(t, "own");
+    const rev = "1".repeat(40);
+    hubCache(dir, "openai/gpt-oss-20b", { [rev]: ["w"] });
+    const other = hubCache(dir, "other/model", { ["3".repeat(40)]: ["o"] });
+    fs.mkdirSync(`${dir}/.locks/models--openai--gpt-oss-20b`, { recursive: true });
+    fs.mkdirSync(`${dir}/.locks/models--other--model`, { recursive: true });
+    fs.writeFileSync(`${dir}/CACHEDIR.TAG`, "");
+    fs.mkdirSync(`${dir}/models--openai--gpt-oss-20b/trees`);
+    fs.writeFileSync(`${dir}/models--openai--gpt-oss-20b/trees/${rev}.json`, "[]");
+    fs.mkdirSync(`${dir}/models--other--model/refs`);
+    fs.writeFileSync(`${dir}/models--other--model/refs/main`, "3".repeat(40));
+    fs.mkdirSync(`${dir}/models--openai--gpt-oss-20b/refs`);
+    fs.writeFileSync(`${dir}/models--openai--gpt-oss-20b/refs/main`, "4".repeat(40));
+    ok(t, `own_remove_hf_revision ${q(dir)} openai/gpt-oss-20b ${rev}`);
+    fs.rmSync(`${dir}/models--openai--gpt-oss-20b/refs/main`);
+    ok(t, `own_remove_hf_revision ${q(dir)} openai/gpt-oss-20b ${rev}`);
+    t.false(fs.existsSync(`${dir}/models--openai--gpt-oss-20b`));
+    t.false(fs.existsSync(`${dir}/.locks/models--openai--gpt-oss-20b`));
+    t.true(fs.existsSync(`${other}/blobs/o`));
+    t.true(fs.existsSync(`${dir}/.locks/models--other--model`));
+    t.true(fs.existsSync(`${dir}/CACHEDIR.TAG`), "the cache's tag stays while another repository is there");
+});
