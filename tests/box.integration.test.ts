@@ -29,7 +29,7 @@ test("a started box runs systemd as PID 1, answers over ssh as dev, and leaves n
 
         t.is(await box.sh("cat /etc/wsl.conf"), "[boot]\nsystemd=true\n");
         t.true(fs.existsSync(`${box.root}/usr/lib/wsl/lib/libcuda.so.1`));
-        t.is((await box.ssh(`/usr/lib/wsl/lib/${NVIDIA_QUERY}`)).stdout, "0, NVIDIA GeForce RTX 4090, 24564, 23975, 8.9, 576.02\n");
+        t.is((await box.ssh(`/usr/lib/wsl/lib/${NVIDIA_QUERY}`)).stdout, "0, NVIDIA GeForce RTX 4090, 24564, 23975, 8.9, 581.57\n");
         t.regex(await box.sh("cat /proc/sys/kernel/osrelease"), /microsoft-standard-WSL2/);
 
         // sshd must listen on loopback only: the box shares the host's network namespace.

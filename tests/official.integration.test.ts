@@ -157,7 +157,7 @@ test.serial("plain pulumi with the official Node.js language host: stack init, a
     t.regex(drifted.out, /~\s+hoststate:index:HostState/);
     const strict = await pulumi("preview", "--stack", stack, "--expect-no-changes");
     t.is(strict.code, 7, "preview --expect-no-changes exits 7 (the CLI's ExitNoChanges) on drift");
-    t.regex(strict.out, /no changes were expected but changes were proposed/);
+    t.regex(strict.out, /error: no changes were expected for preview but changes were proposed/);
 
     await ok("destroy", "--stack", stack, "--yes");
     t.false(fs.existsSync(path.join(box.root, "etc/systemd/system/vllm-workstation.service")), "destroy removed the unit");

@@ -45,7 +45,9 @@ export function partialBytes(blobs: string): number {
  * from tests/fixtures/nvidia-smi) and an nvcc that answers `--version` like CUDA 12.8's.
  */
 export async function installGpuDoubles(box: Box, card: string): Promise<void> {
-    const csv = fs.readFileSync(path.join(repoRoot, "tests", "fixtures", "nvidia-smi", `${card}.csv`), "utf8");
+    // The card as the fixture has it, on a Windows driver new enough for every pinned vLLM's wheels
+    // (R580 for 0.24.0's CUDA 13.0): the box stands in for a workstation that passes the driver check.
+    const csv = fs.readFileSync(path.join(repoRoot, "tests", "fixtures", "nvidia-smi", `${card}.csv`), "utf8").replace(/, [\d.]+$/gm, ", 581.57");
     await box.sh(`cat > /etc/vllm-ws-test/nvidia-smi.csv`, { input: csv });
     await box.sh(
         `install -d /usr/local/cuda-12.8/bin /usr/local/cuda-12.8/lib64 && ln -sfn /usr/local/cuda-12.8 /usr/local/cuda && cat > /usr/local/cuda-12.8/bin/nvcc && chmod 755 /usr/local/cuda-12.8/bin/nvcc`,
