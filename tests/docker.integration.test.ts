@@ -3,14 +3,15 @@
 // toolkit and then converges, the endpoint, a no-op up, drift of every kind in a plain preview and its
 // repair, the preflight's refusals, and a destroy that leaves Docker as it was.
 // The workstation is this machine (target local) with every path of the stack in a directory of the
-// test's own. Test doubles (no GPU, no registry here): nvidia-smi, the NVIDIA toolkit's hook and
+// test's own, outside /root (the grammar keeps the stack's directories out of people's homes), and the
+// ownership record (own.sh) in it too. Test doubles (no GPU, no registry here): nvidia-smi, the NVIDIA toolkit's hook and
 // runtime, the image (the vLLM test double on Debian), the Hub and the package index.
 import test from "ava";
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { lookingAhead, workstationProgram } from "../components/program";
-import { cacheDir, repoRoot, startBox } from "./helpers/box";
+import { repoRoot, startBox } from "./helpers/box";
 import { buildStandinImage, Engine, startEngine } from "./helpers/docker";
 import { sshTarget, testStack, TestStack } from "./helpers/stack";
 import { wheelhouse } from "./helpers/workstation";
@@ -25,6 +26,7 @@ let hub: HfEndpoint;
 let ts: TestStack;
 let port: number;
 let home: string;
+let record: string;
 let imageId: string;
 let dockerBefore: string;
 
@@ -39,7 +41,10 @@ test.before(async () => {
     [engine, index, hub] = await Promise.all([startEngine({ gpuHook: false }), startPackageIndex({ wheelhouse }), startHfEndpoint()]);
     imageId = await buildStandinImage(engine, image, { vllmVersion: "0.11.0", wheelhouse });
     dockerBefore = await dockerState();
-    home = fs.mkdtempSync(path.join(cacheDir(), "docker-ws-"));
+    home = fs.mkdtempSync("/var/lib/vllm-ws-docker-test-");
+    record = path.join(home, "record");
+    // Read by every script the stack runs here (components/assets/own.sh), through the engine and the provider.
+    process.env.VLLM_WS_RECORD = record;
     // TEST DOUBLE of WSL's nvidia-smi: the box's, reading the RTX 4090 fixture from this directory.
     const wslLib = path.join(home, "wsl-lib");
     fs.mkdirSync(wslLib);
@@ -163,6 +168,7 @@ const drifts: Array<[string, () => Promise<unknown>]> = [
     ["the container is stopped", () => engine.dockerOk("stop", "vllm-workstation")],
     ["the container is removed", () => engine.dockerOk("rm", "-f", "vllm-workstation")],
     ["a flag of the container is changed", () => engine.dockerOk("update", "--restart", "no", "vllm-workstation")],
+    ["the key middleware's module is edited", async () => fs.appendFileSync(path.join(home, "venv-tools", "container-python", "vllm_workstation_auth.py"), "\nOPEN_PATHS = frozenset({'/health', '/tokenize'})\n")],
     [
         "the image's tag moves to another image",
         async () => {
@@ -182,6 +188,7 @@ for (const [what, drift] of drifts) {
         t.deepEqual(await changed(), {});
         t.is(await inspect("{{.State.Running}}"), "true");
         t.is((await models(apiKey)).status, 200);
+        t.is((await fetch(`http://127.0.0.1:${port}/version`)).status, 401);
     });
 }
 
@@ -220,6 +227,8 @@ test.serial("destroy after the container was removed by hand succeeds and leaves
     t.is(await dockerState(), dockerBefore, "the image stays: it was there before");
     t.false(fs.existsSync(path.join(home, "venv")));
     t.false(fs.existsSync(path.join(home, "hf")));
+    t.false(fs.existsSync(path.join(home, "venv-tools")), "the middleware's directory went with the tools beside the venv");
+    t.false(fs.existsSync(record), "everything the stack recorded as its own was removed or released");
 });
 
 test.serial("over SSH the docker runtime looks at the workstation's own Docker, and refuses a workstation without one before changing it", async (t) => {
