@@ -137,7 +137,8 @@ own_release_dir() {
       made)
         rm -f "$d/$VLLM_WS_LEGACY_MARKER"
         if [ -d "$d" ] && [ -n "$(ls -A "$d")" ]; then
-          echo "leaving $d: it holds files vllm-workstation did not put there" >&2
+          # A parent still holds the stack's other pieces (the venv beside its tools dir): no news.
+          [ "$d" = "$1" ] && echo "leaving $d: it holds files vllm-workstation did not put there" >&2
           return 0
         fi
         rmdir "$d" 2>/dev/null || true
