@@ -84,7 +84,7 @@ export function asset(name: string): string {
 
 /**
  * A template of components/assets with each `@NAME@` filled in one pass, so a value is never searched for
- * placeholders itself. Values go in as they are: what comes from the config must already be quoted (q).
+ * @NAME@ markers itself. Values go in as they are: what comes from the config must already be quoted (q).
  */
 export function fillAsset(name: string, values: Readonly<Record<string, string>>): string {
     const unused = new Set(Object.keys(values));
@@ -93,6 +93,6 @@ export function fillAsset(name: string, values: Readonly<Record<string, string>>
         unused.delete(key);
         return values[key];
     });
-    if (unused.size > 0) throw new Error(`components/assets/${name}: no placeholder for ${[...unused].join(", ")}`);
+    if (unused.size > 0) throw new Error(`components/assets/${name}: no @NAME@ marker for ${[...unused].join(", ")}`);
     return text;
 }

@@ -167,5 +167,5 @@ test("fillAsset() fills each placeholder of a template once, never a placeholder
 test("fillAsset() refuses a template placeholder without a value, and a value without a placeholder", (t) => {
     const { VENV_DIR: _, ...missing } = probeValues;
     t.throws(() => fillAsset("preflight_probe.sh", missing), { message: "components/assets/preflight_probe.sh: no value for @VENV_DIR@" });
-    t.throws(() => fillAsset("preflight_probe.sh", { ...probeValues, EXTRA: "x" }), { message: "components/assets/preflight_probe.sh: no placeholder for EXTRA" });
+    t.throws(() => fillAsset("preflight_probe.sh", { ...probeValues, EXTRA: "x" }), { message: "components/assets/preflight_probe.sh: no @NAME@ marker for EXTRA" });
 });
