@@ -8,7 +8,7 @@
 import { GpuRecord, NVIDIA_SMI_QUERY, parseComputeCap, parseNvidiaSmiCsv, smName } from "./gpu";
 import { GPT_OSS_20B, PLANNER_CONSTANTS, PlanResult, computeCapabilityProblem } from "./planner";
 import type { Claim } from "./observe";
-import { ownershipLibrary, q as shellQuote } from "./shell";
+import { fillAsset, ownershipLibrary, q as shellQuote } from "./shell";
 import { checkDriverForWheels, checkNatServing, checkWslLifecycle } from "./wslChecks";
 
 export type Level = "error" | "warning" | "ok";
@@ -111,58 +111,22 @@ const NVCC_MIN_SM120 = { major: 12, minor: 9 };
  */
 export function gatherFacts(options: Partial<ProbeOptions> = {}): string {
     const o = { ...DEFAULT_PROBE_OPTIONS, ...options };
-    const wslLib = shellQuote(o.wslLibDir);
-    return `#!/usr/bin/env bash
-# vllm-workstation probe, format 1. Read-only; runs as any user.
-set -u
-export LC_ALL=C
-b64() { base64 | tr -d '\\n'; }
-emit() { printf '%s=%s\\n' "$1" "$2"; }
-emit probe 1
-
-# nvidia-smi lives in the WSL library directory, which sudo's secure_path leaves out.
-smi=$(command -v nvidia-smi 2>/dev/null || true)
-if [ -z "$smi" ] && [ -x ${wslLib}/nvidia-smi ]; then smi=${wslLib}/nvidia-smi; fi
-if [ -n "$smi" ]; then
-  out=$("$smi" ${NVIDIA_SMI_QUERY.replace(/^nvidia-smi /, "")} 2>&1); rc=$?
-else
-  out=""; rc=127
-fi
-emit nvidia_smi_rc "$rc"
-emit nvidia_smi "$(printf '%s' "$out" | b64)"
-
-if [ -r /proc/version ]; then emit proc_version "$(b64 < /proc/version)"; else emit proc_version -; fi
-if [ -r /etc/wsl.conf ]; then emit wsl_conf "$(b64 < /etc/wsl.conf)"; else emit wsl_conf -; fi
-if [ -e ${wslLib}/libcuda.so.1 ]; then emit libcuda 1; else emit libcuda 0; fi
-
-nvcc=${shellQuote(o.cudaHome + "/bin/nvcc")}
-[ -x "$nvcc" ] || nvcc=$(command -v nvcc 2>/dev/null || true)
-if [ -n "$nvcc" ]; then emit nvcc_version "$("$nvcc" --version 2>&1 | b64)"; else emit nvcc_version -; fi
-
-emit mem_total_kib "$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null)"
-emit pid1_comm "$(cat /proc/1/comm 2>/dev/null)"
-
-# Free space where each directory will live: measured on its nearest existing parent.
-disk() {
-  local role=$1 dir=$2 p=$2 used=0
-  while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname "$p"); done
-  if [ -d "$dir" ]; then used=$(du -sb "$dir" 2>/dev/null | awk '{print $1}'); fi
-  emit "disk.$role.path" "$dir"
-  emit "disk.$role.device" "$(stat -c %d "$p" 2>/dev/null)"
-  emit "disk.$role.free_bytes" "$(df -B1 --output=avail "$p" 2>/dev/null | tail -n 1 | tr -d ' ')"
-  emit "disk.$role.used_bytes" "\${used:-0}"
-}
-disk model ${shellQuote(o.modelDir)}
-disk venv ${shellQuote(o.venvDir)}
-${claimsProbe(o.claims)}emit end 1
-`;
+    // components/assets/preflight_probe.sh; every configured path goes in quoted.
+    return fillAsset("preflight_probe.sh", {
+        WSL_LIB: shellQuote(o.wslLibDir),
+        NVIDIA_SMI_ARGS: NVIDIA_SMI_QUERY.replace(/^nvidia-smi /, ""),
+        NVCC: shellQuote(o.cudaHome + "/bin/nvcc"),
+        MODEL_DIR: shellQuote(o.modelDir),
+        VENV_DIR: shellQuote(o.venvDir),
+        CLAIMS: claimsProbe(o.claims),
+    });
 }
 
 /** What is at each path the stack would take, as own.sh sees it: `claim.N=<base64 of path TAB state>`. */
 function claimsProbe(claims: readonly Claim[]): string {
     if (claims.length === 0) return "";
     const lines = claims.map((c, i) => `emit claim.${i} "$(printf '%s\\t%s' ${shellQuote(c.path)} "$(own_state ${shellQuote(c.path)})" | b64)"`);
-    return `${ownershipLibrary()}\n${lines.join("\n")}\n`;
+    return `${ownershipLibrary()}\n${lines.join("\n")}`;
 }
 
 export type ProbeParse = { readonly ok: true; readonly facts: Facts } | { readonly ok: false; readonly errors: string[] };

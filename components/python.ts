@@ -5,7 +5,7 @@ import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { HostState, ready } from "./hostState";
 import type { Observed, Piece } from "./observe";
-import { q, say, sha256, writeFile } from "./shell";
+import { asset, q, say, sha256, writeFile } from "./shell";
 import { redactUrl } from "./urls";
 
 type PythonConfig = WorkstationConfig["python"];
@@ -79,84 +79,12 @@ export function indexArgs(py: PythonConfig): string {
 // credentials (`https://user:token@host/...`), which urllib cannot use as they are. They are sent as
 // HTTP basic auth to that URL's origin only: a redirect to another host (a CDN, files.pythonhosted.org)
 // goes without them. Messages show a URL with its userinfo left out.
-export const originAuthPy = String.raw`
-import base64, urllib.parse, urllib.request
-
-def origin(url):
-    u = urllib.parse.urlsplit(url)
-    scheme = u.scheme.lower()
-    return (scheme, (u.hostname or "").lower(), u.port or {"http": 80, "https": 443}.get(scheme))
-
-def plain(url):
-    u = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit(u._replace(netloc=u.netloc.rpartition("@")[2]))
-
-def basic_auth(url):
-    u = urllib.parse.urlsplit(url)
-    if "@" not in u.netloc:
-        return None
-    user, _, password = u.netloc.rpartition("@")[0].partition(":")
-    pair = "%s:%s" % (urllib.parse.unquote(user), urllib.parse.unquote(password))
-    return "Basic " + base64.b64encode(pair.encode()).decode()
-
-class OriginAuth(urllib.request.HTTPRedirectHandler):
-    """Authorization only for home's origin, on redirects too: dropped when one leads elsewhere."""
-    def __init__(self, home):
-        self.home, self.auth = origin(home), basic_auth(home)
-    def request_for(self, url, headers=None):
-        req = urllib.request.Request(plain(url), headers=headers or {})
-        if self.auth and origin(url) == self.home:
-            req.add_header("Authorization", self.auth)
-        return req
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        if new is not None and origin(newurl) != origin(req.full_url):
-            new.remove_header("Authorization")
-        return new
-`;
+export const originAuthPy = asset("origin_auth.py");
 
 // Fetches the uv wheel from the configured index (UV_INDEX_URL, from the step's secret environment)
 // with the interpreter every WSL distribution ships (Ubuntu leaves out ensurepip, so no pip), checks
 // the index's sha256 and unpacks the binary.
-const fetchUvPy = String.raw`
-import hashlib, html.parser, io, os, platform, sys, zipfile
-index, version, dest = os.environ["UV_INDEX_URL"].rstrip("/"), os.environ["UV_VERSION"], os.environ["UV_DEST"]
-auth = OriginAuth(index)
-opener = urllib.request.build_opener(auth)
-arch = {"x86_64": "x86_64", "aarch64": "aarch64"}[platform.machine()]
-page_url = plain(index) + "/uv/"
-class Links(html.parser.HTMLParser):
-    links = []
-    def handle_starttag(self, tag, attrs):
-        if tag == "a":
-            self.links.append(dict(attrs).get("href", ""))
-p = Links()
-try:
-    p.feed(opener.open(auth.request_for(index + "/uv/"), timeout=60).read().decode())
-except Exception as e:
-    sys.exit("cannot read the package index %s: %s (check python.indexUrl)" % (page_url, e))
-for href in p.links:
-    url = urllib.parse.urljoin(page_url, href)
-    name = urllib.parse.unquote(urllib.parse.urlparse(url).path.rsplit("/", 1)[-1])
-    if name.startswith("uv-%s-" % version) and name.endswith(".whl") and "manylinux" in name and arch in name:
-        break
-else:
-    sys.exit("the package index %s has no uv %s wheel for %s: pick a python.uvVersion it serves" % (plain(index), version, arch))
-want = urllib.parse.urlparse(url).fragment.partition("sha256=")[2]
-print("fetching %s" % name, file=sys.stderr)
-# A link on the index's own host goes with the index's credentials; one elsewhere without them.
-data = opener.open(auth.request_for(url.split("#")[0]), timeout=300).read()
-got = hashlib.sha256(data).hexdigest()
-if want and got != want:
-    sys.exit("uv wheel %s: sha256 %s does not match the index's %s" % (name, got, want))
-with zipfile.ZipFile(io.BytesIO(data)) as z:
-    member = next(m for m in z.namelist() if m.endswith(".data/scripts/uv"))
-    tmp = dest + ".part"
-    with open(tmp, "wb") as f:
-        f.write(z.read(member))
-os.chmod(tmp, 0o755)
-os.replace(tmp, dest)
-`;
+const fetchUvPy = asset("fetch_uv.py");
 
 export function uvScripts(py: PythonConfig) {
     const l = layout(py);

@@ -81,3 +81,18 @@ export function asset(name: string): string {
     }
     return text;
 }
+
+/**
+ * A template of components/assets with each `@NAME@` filled in one pass, so a value is never searched for
+ * @NAME@ markers itself. Values go in as they are: what comes from the config must already be quoted (q).
+ */
+export function fillAsset(name: string, values: Readonly<Record<string, string>>): string {
+    const unused = new Set(Object.keys(values));
+    const text = asset(name).replace(/@([A-Z][A-Z0-9_]*)@/g, (_, key: string) => {
+        if (!Object.prototype.hasOwnProperty.call(values, key)) throw new Error(`components/assets/${name}: no value for @${key}@`);
+        unused.delete(key);
+        return values[key];
+    });
+    if (unused.size > 0) throw new Error(`components/assets/${name}: no @NAME@ marker for ${[...unused].join(", ")}`);
+    return text;
+}

@@ -14,4 +14,5 @@ rm -rf dist && node node_modules/typescript/bin/tsc -p tsconfig.json
 (cd tools/provider && GOFLAGS=-mod=mod go test -trimpath -count=1 ./...)
 bash scripts/box.sh rootfs
 [[ -x scripts/wheelhouse.sh ]] && bash scripts/wheelhouse.sh
+bash scripts/lint-tools.sh >/dev/null
 exec node node_modules/ava/entrypoints/cli.mjs "$@"

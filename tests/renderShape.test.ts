@@ -35,6 +35,7 @@ import * as cudaEnv from "../components/cudaEnv";
 import { containerArgs, containerEnv } from "../components/dockerRuntime";
 import { Connection, shellArgv } from "../components/host";
 import { layout as modelLayout, modelProbe, modelScripts } from "../components/model";
+import { gatherFacts } from "../components/preflight";
 import { packageScripts, renderRequirements, uvScripts } from "../components/python";
 import { endpointUrl, renderConfigYaml, renderEnv, renderUnit, servedModelName, serviceScripts, ServingPlan, vllmFlags } from "../components/vllmService";
 import { exampleRequest } from "../components/workstation";
@@ -352,6 +353,13 @@ function render(c: WorkstationConfig, p: ServingPlan, lock: string | null, keyId
             "service probe": service.probe,
             "service remove": service.remove,
             "example request": exampleRequest(endpointUrl(c), servedModelName(c), keyId !== null),
+            "preflight probe": gatherFacts({
+                modelDir: c.model.cacheDir,
+                venvDir: c.python.venvPath,
+                cudaHome: c.cuda.home,
+                wslLibDir: c.cuda.wslLibDir,
+                claims: [c.model.cacheDir, c.python.venvPath].map((p) => ({ path: p, kind: "dir" as const, sha256: null, option: "model.cacheDir" })),
+            }),
         },
         env: { "cuda.env": cudaEnv.renderServiceEnv(c.cuda), "vllm.env": renderEnv(c, p, l.tiktokenDir) },
         unit: renderUnit(c, l.snapshot),

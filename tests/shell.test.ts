@@ -2,7 +2,7 @@ import test from "ava";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { expectFile, managedHeader, probeFile, q, say, sha256, writeFile } from "../components/shell";
+import { asset, expectFile, fillAsset, managedHeader, probeFile, q, say, sha256, writeFile } from "../components/shell";
 import { tempDir } from "./helpers/tempDir";
 
 /** Runs a script the way host.ts does: `bash -s` reading it on stdin under `set -euo pipefail`. */
@@ -152,4 +152,20 @@ test("say() prints the message verbatim on stderr and nothing on stdout", (t) =>
     t.is(r.code, 0, r.stderr);
     t.is(r.stdout, "");
     t.is(r.stderr, `${message}\n`);
+});
+
+const probeValues = { WSL_LIB: "'/w'", NVIDIA_SMI_ARGS: "--x", NVCC: "'/c/bin/nvcc'", MODEL_DIR: "'/m'", VENV_DIR: "'/v'", CLAIMS: "" };
+
+test("fillAsset() fills each placeholder of a template once, never a placeholder inside a value", (t) => {
+    const text = fillAsset("preflight_probe.sh", { ...probeValues, MODEL_DIR: q("/m/@VENV_DIR@ $HOME") });
+    t.true(text.includes(`disk model '/m/@VENV_DIR@ $HOME'\n`));
+    t.true(text.includes("disk venv '/v'\n"));
+    t.false(/@[A-Z_]+@/.test(text.replace("/m/@VENV_DIR@", "")));
+    t.true(asset("preflight_probe.sh").includes("disk model @MODEL_DIR@\n"));
+});
+
+test("fillAsset() refuses a template placeholder without a value, and a value without a placeholder", (t) => {
+    const { VENV_DIR: _, ...missing } = probeValues;
+    t.throws(() => fillAsset("preflight_probe.sh", missing), { message: "components/assets/preflight_probe.sh: no value for @VENV_DIR@" });
+    t.throws(() => fillAsset("preflight_probe.sh", { ...probeValues, EXTRA: "x" }), { message: "components/assets/preflight_probe.sh: no @NAME@ marker for EXTRA" });
 });

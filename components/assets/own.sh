@@ -69,6 +69,8 @@ own_state() {
   elif [ -L "$p" ]; then echo "other symbolic link"
   elif [ -d "$p" ]; then
     local names
+    # The first few names, sorted, for a person to read: ls is the tool for that (SC2012 is about parsing).
+    # shellcheck disable=SC2012
     names=$(ls -A "$p" 2>/dev/null | head -n 4 | tr '\n' ' ') || names="(unreadable)"
     if [ -z "$names" ]; then echo empty; else echo "holds ${names% }"; fi
   elif [ -f "$p" ]; then echo "file $(sha256sum "$p" | cut -c1-64)"
@@ -91,6 +93,7 @@ own_claim_dir() {
   if [ -L "$dir" ]; then own_refuse "$dir" "it is a symbolic link"; fi
   if [ ! -e "$dir" ]; then own_note made "$dir"; return 0; fi
   if [ -d "$dir" ] && [ -z "$(ls -A "$dir")" ]; then own_note adopted "$dir"; return 0; fi
+  # shellcheck disable=SC2012
   own_refuse "$dir" "it already holds $(ls -A "$dir" | head -n 4 | tr '\n' ' ')"
 }
 
@@ -137,7 +140,8 @@ own_release_dir() {
       made)
         rm -f "$d/$VLLM_WS_LEGACY_MARKER"
         if [ -d "$d" ] && [ -n "$(ls -A "$d")" ]; then
-          echo "leaving $d: it holds files vllm-workstation did not put there" >&2
+          # A parent still holds the stack's other pieces (the venv beside its tools dir): no news.
+          [ "$d" = "$1" ] && echo "leaving $d: it holds files vllm-workstation did not put there" >&2
           return 0
         fi
         rmdir "$d" 2>/dev/null || true

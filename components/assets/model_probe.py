@@ -1,0 +1,26 @@
+import json, os, sys
+snapshot, manifest, rev = sys.argv[1:4]
+exclude = sys.argv[4:]
+try:
+    m = json.load(open(manifest))
+except Exception:
+    print("model=missing"); sys.exit(0)
+if m.get("exclude") != exclude:
+    # Verified for another set of files: what is now wanted was never checked.
+    print("model=%s files=other-selection" % m["revision"]); sys.exit(0)
+changed = []
+for name, size, mtime in m["files"]:
+    try:
+        st = os.stat(os.path.join(snapshot, name))
+        if st.st_size != size or st.st_mtime_ns != mtime:
+            changed.append(name)
+    except OSError:
+        changed.append(name)
+if changed and os.environ.get("VLLM_WS_REMOVE_CHANGED"):
+    # hf trusts a blob that is there, whatever its bytes: take changed files away so they are fetched again.
+    for name in changed:
+        link = os.path.join(snapshot, name)
+        for p in {os.path.realpath(link), link}:
+            if os.path.lexists(p):
+                os.remove(p)
+print("model=%s files=%s" % (m["revision"], "changed:" + ",".join(changed) if changed else "verified"))
