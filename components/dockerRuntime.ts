@@ -212,7 +212,7 @@ export function containerScripts(s: ContainerInputs) {
             `# api-key: ${s.apiKeyId ?? "none"}`,
             `if ! docker image inspect ${q(c.dockerImage)} >/dev/null 2>&1; then`,
             `  ${say(`pulling ${c.dockerImage}`)}`,
-            `  docker pull ${q(c.dockerImage)} >&2 || { echo ${q(`cannot pull ${c.dockerImage}: check the name (dockerImage), the network and \`docker login\`, or \`docker load\` the image, then run pulumi up again`)} >&2; exit 1; }`,
+            `  docker pull ${q(c.dockerImage)} >&2 || { echo ${q(`cannot pull ${c.dockerImage}: check the name (dockerImage), the network and the registry's login (docker login), or load the image (docker load), then run pulumi up again`)} >&2; exit 1; }`,
             `  docker tag ${q(c.dockerImage)} ${q(pulledTag(c.dockerImage))}`,
             `fi`,
             // The middleware's module, in a directory of the stack's own (own.sh); a new module needs a
@@ -244,7 +244,7 @@ export function containerScripts(s: ContainerInputs) {
             `fi`,
             `if [ "$(docker container inspect --format '{{.State.Running}}' ${containerName})" != true ]; then`,
             `  ${say(`starting the container ${containerName}`)}`,
-            `  docker start ${containerName} >/dev/null || { echo ${q(`the container ${containerName} did not start; if the error above is about the GPU, install the NVIDIA Container Toolkit and run \`nvidia-ctk runtime configure --runtime=docker\`, restart the engine, then run pulumi up again`)} >&2; exit 1; }`,
+            `  docker start ${containerName} >/dev/null || { echo ${q(`the container ${containerName} did not start; if the error above is about the GPU, install the NVIDIA Container Toolkit, register its runtime (nvidia-ctk runtime configure --runtime=docker) and restart the engine, then run pulumi up again`)} >&2; exit 1; }`,
             `fi`,
             say(`waiting for ${base}/health (up to ${c.server.healthTimeoutSeconds}s: loading the weights takes minutes)`),
             `deadline=$((SECONDS + ${c.server.healthTimeoutSeconds}))`,

@@ -8,6 +8,7 @@ import * as os from "os";
 import * as path from "path";
 import { parseConfig } from "../components/config";
 import * as cudaEnv from "../components/cudaEnv";
+import { containerScripts, dockerPreflightProbe } from "../components/dockerRuntime";
 import { renderStdin } from "../components/host";
 import { layout as modelLayout, modelProbe, modelScripts } from "../components/model";
 import { gatherFacts } from "../components/preflight";
@@ -59,6 +60,8 @@ const config = parseConfig({
     python: { extraIndexUrls: ["https://download.pytorch.org/whl/cu128"] },
 });
 
+const docker = parseConfig({ model: { revision }, runtime: "docker", dockerHost: "unix:///run/docker.sock", server: { host: "0.0.0.0" }, apiKey: "sk-0123456789abcdef" });
+
 /** Every script the stack runs on the workstation for `config`, each as it goes to bash (host.ts). */
 function renderedScripts(): Array<{ label: string; text: string }> {
     const l = modelLayout(config.model);
@@ -77,12 +80,20 @@ function renderedScripts(): Array<{ label: string; text: string }> {
             apiKeyId: "0123456789abcdef",
             runsOn: { cuda: "0123456789ab", packages: "0123456789ab", model: "0123456789ab" },
         }),
+        // The docker runtime's: the venv for the model download only, and the container.
+        "packages (docker runtime)": packageScripts(config.python, null, "docker"),
+        container: containerScripts({ config: docker, plan: plan12, snapshotPath: l.snapshot, tiktokenDir: l.tiktokenDir, apiKeyId: "0123456789ab" }),
     };
     const scripts = Object.entries(pieces).flatMap(([name, s]) =>
         (["apply", "probe", "remove"] as const).map((step) => ({ label: `${name} ${step}`, text: renderStdin(s[step], { HF_TOKEN: "t" }) })),
     );
     const claims = [{ path: "/var/lib/vllm-workstation/hf", kind: "dir" as const, sha256: null, option: "model.cacheDir" }];
-    return [...scripts, { label: "preflight probe", text: gatherFacts() }, { label: "preflight probe with claims", text: gatherFacts({ claims }) }];
+    return [
+        ...scripts,
+        { label: "preflight probe", text: gatherFacts() },
+        { label: "preflight probe with claims", text: gatherFacts({ claims }) },
+        { label: "docker preflight probe", text: renderStdin(dockerPreflightProbe(docker).probe) },
+    ];
 }
 
 test("every shell script of components/assets is clean under shellcheck", (t) => {
@@ -106,7 +117,7 @@ const accepted: Readonly<Record<string, readonly string[]>> = {
 
 test("every script the stack runs on the workstation is clean under shellcheck, as rendered", (t) => {
     const scripts = renderedScripts();
-    t.is(scripts.length, 23);
+    t.is(scripts.length, 30);
     const findings = scripts
         .map(({ label, text }) => {
             const excluded = accepted[label.replace(/ \(.*\)/, "")] ?? [];
