@@ -63,7 +63,9 @@ for record in sorted(glob.glob(site + "/*.dist-info/RECORD")):
             `if [ -L "$f" ]; then echo "link $(readlink "$f")  $f"; else echo "$(sha256sum < "$f" | cut -c1-64)  $f"; fi; done; ` +
             `python3 -c 'import json, sys; m = json.load(open(sys.argv[1])); m["files"] = [f[:2] for f in m["files"]]; print("manifest", json.dumps(m, sort_keys=True))' ${manifest}`,
     );
-    const service = await box.sh(`sha256sum /etc/systemd/system/vllm-workstation.service /etc/vllm-workstation/* /etc/profile.d/vllm-workstation-cuda.sh`);
+    const service = await box.sh(
+        `{ find /etc/vllm-workstation -type f -print0 | sort -z | xargs -0 sha256sum; sha256sum /etc/systemd/system/vllm-workstation.service /etc/profile.d/vllm-workstation-cuda.sh; }`,
+    );
     return { packages, model, service };
 }
 
