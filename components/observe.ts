@@ -2,7 +2,7 @@
 // probe, all in one round trip to the box. The program hands each HostState what its probe printed, and
 // HostState's diff compares that with what the probe should print, so `pulumi preview` shows drift
 // without an up-front refresh. A refresh is a deployment of its own (its own provider process,
-// one SSH connection per piece), and made every preview several times slower (see README, Benchmarks).
+// one SSH connection per piece), and made every preview several times slower (see docs/benchmarks.md).
 import { Connection, describe, runOrThrow } from "./host";
 import { q } from "./shell";
 
