@@ -97,9 +97,6 @@ test.serial("plain pulumi with the official Node.js language host: stack init, a
 
     [box, index, hub] = await Promise.all([startBox({ name: "official" }), startPackageIndex({ wheelhouse }), startHfEndpoint()]);
     await installGpuDoubles(box, "rtx4090");
-    // The Node SDK package @pulumi/docker makes the engine ask for its provider before every run; with
-    // no network here it comes from shared/tools, as `pulumi plugin install --file` puts it.
-    await ok("plugin", "install", "resource", "docker", "4.6.2", "--file", path.join(sharedTools, "pulumi-resource-docker"));
     fs.mkdirSync(path.join(home, "state"));
     await ok("login", `file://${path.join(home, "state")}`);
 
