@@ -13,7 +13,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
-import { HostState, ready } from "./hostState";
+import { pieceState, ready } from "./hostState";
 import type { Observed, Piece } from "./observe";
 import { layout } from "./python";
 import { Check } from "./preflight";
@@ -392,20 +392,7 @@ export class DockerVllm extends pulumi.ComponentResource {
             .all([args.snapshotPath, args.tiktokenDir, keyId])
             .apply(([snapshotPath, tiktokenDir, id]) => containerScripts({ config: c, plan: args.plan, snapshotPath, tiktokenDir, apiKeyId: id }));
         const piece = containerPiece(c);
-        const container = new HostState(
-            `${name}-container`,
-            {
-                connection: args.connection,
-                what: piece.what,
-                apply: scripts.apply((s) => s.apply),
-                probe: piece.probe,
-                observed: args.observed?.get(piece.probe),
-                expected: scripts.apply((s) => s.expected),
-                remove: scripts.apply((s) => s.remove),
-                secretEnv: args.apiKey === null ? {} : args.apiKey.apply((k) => ({ VLLM_WS_API_KEY: k })),
-            },
-            { parent: this },
-        );
+        const container = pieceState(`${name}-container`, piece, scripts, { connection: args.connection, observed: args.observed, secretEnv: args.apiKey === null ? {} : args.apiKey.apply((k) => ({ VLLM_WS_API_KEY: k })) }, { parent: this });
         this.containerName = ready(container, containerName);
         this.endpoint = ready(container, endpointUrl({ ...c, server: { ...c.server, host: publishAddress(c.server.host) } }));
         this.registerOutputs({ endpoint: this.endpoint, containerName: this.containerName });

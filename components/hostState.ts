@@ -9,6 +9,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { Connection } from "./host";
 import type { HostStateInputs, HostStateOutputs } from "./hostStateProvider";
+import type { Observed, Piece } from "./observe";
 
 /** Its provider's package: the plugin pulumi-resource-hoststate (tools/provider), which scripts/toolchain.sh builds into tools/provider/bin, where Pulumi.yaml's `plugins:` points the engine. */
 export const HOSTSTATE_TYPE = "hoststate:index:HostState";
@@ -43,6 +44,40 @@ export class HostState extends pulumi.CustomResource {
  */
 export function ready<T>(state: HostState, value: T): pulumi.Output<T> {
     return state.urn.apply(() => value);
+}
+
+/** The scripts of a piece whose text waits on other pieces' outputs (a snapshot path, a key's id). */
+export interface PieceScripts {
+    readonly apply: string;
+    readonly expected: string;
+    readonly remove: string;
+}
+
+/**
+ * The HostState of `piece`: its probe and what the program saw of it this run, with apply, expected and
+ * remove from `scripts`.
+ */
+export function pieceState(
+    name: string,
+    piece: Piece,
+    scripts: pulumi.Output<PieceScripts>,
+    args: { readonly connection: Connection; readonly observed: Observed | null; readonly secretEnv?: pulumi.Input<Record<string, string>> },
+    opts: pulumi.CustomResourceOptions,
+): HostState {
+    return new HostState(
+        name,
+        {
+            connection: args.connection,
+            what: piece.what,
+            apply: scripts.apply((s) => s.apply),
+            probe: piece.probe,
+            observed: args.observed?.get(piece.probe),
+            expected: scripts.apply((s) => s.expected),
+            remove: scripts.apply((s) => s.remove),
+            secretEnv: args.secretEnv,
+        },
+        opts,
+    );
 }
 
 export type { Connection, HostStateOutputs };

@@ -7,7 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
-import { HostState, ready } from "./hostState";
+import { pieceState, ready } from "./hostState";
 import type { Observed, Piece } from "./observe";
 import { originAuthPy } from "./python";
 import { asset, q, say } from "./shell";
@@ -159,21 +159,9 @@ export class ModelCache extends pulumi.ComponentResource {
         const l = layout(args.model);
         const scripts = pulumi.output(args.venvPath).apply((venv) => modelScripts(args.model, venv));
         const piece = modelPiece(args.model);
-        const files = new HostState(
-            `${name}-files`,
-            {
-                connection: args.connection,
-                what: piece.what,
-                apply: scripts.apply((s) => s.apply),
-                // Not from `scripts`: the probe needs no venv, so the program can run it before anything.
-                probe: piece.probe,
-                observed: args.observed?.get(piece.probe),
-                expected: scripts.apply((s) => s.expected),
-                remove: scripts.apply((s) => s.remove),
-                secretEnv: args.hfToken === null ? modelEnv(args.model) : pulumi.output(args.hfToken).apply((t) => ({ ...modelEnv(args.model), HF_TOKEN: t })),
-            },
-            { parent: this },
-        );
+        // The probe is the piece's, not from `scripts`: it needs no venv, so the program runs it before anything.
+        const secretEnv = args.hfToken === null ? modelEnv(args.model) : pulumi.output(args.hfToken).apply((t) => ({ ...modelEnv(args.model), HF_TOKEN: t }));
+        const files = pieceState(`${name}-files`, piece, scripts, { connection: args.connection, observed: args.observed, secretEnv }, { parent: this });
         this.snapshotPath = ready(files, l.snapshot);
         this.tiktokenDir = ready(files, l.tiktokenDir);
         this.registerOutputs({ snapshotPath: this.snapshotPath, tiktokenDir: this.tiktokenDir });

@@ -5,7 +5,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
-import { HostState, ready } from "./hostState";
+import { pieceState, ready } from "./hostState";
 import type { Observed, Piece } from "./observe";
 import { expectFile, managedHeader, ownFile, probeFile, q, say, sha256, writeFile } from "./shell";
 import { etcDir, serviceEnvPath } from "./cudaEnv";
@@ -351,20 +351,7 @@ export class VllmService extends pulumi.ComponentResource {
             .all([args.snapshotPath, args.tiktokenDir, keyId])
             .apply(([snapshotPath, tiktokenDir, id]) => serviceScripts({ config: args.config, plan: args.plan, snapshotPath, tiktokenDir, apiKeyId: id, runsOn: args.runsOn }));
         const piece = servicePiece(args.config);
-        const unit = new HostState(
-            `${name}-unit`,
-            {
-                connection: args.connection,
-                what: piece.what,
-                apply: scripts.apply((s) => s.apply),
-                probe: piece.probe,
-                observed: args.observed?.get(piece.probe),
-                expected: scripts.apply((s) => s.expected),
-                remove: scripts.apply((s) => s.remove),
-                secretEnv: args.apiKey === null ? {} : args.apiKey.apply((k) => ({ VLLM_WS_API_KEY: k })),
-            },
-            { parent: this },
-        );
+        const unit = pieceState(`${name}-unit`, piece, scripts, { connection: args.connection, observed: args.observed, secretEnv: args.apiKey === null ? {} : args.apiKey.apply((k) => ({ VLLM_WS_API_KEY: k })) }, { parent: this });
         this.endpoint = ready(unit, endpointUrl(args.config));
         this.registerOutputs({ endpoint: this.endpoint });
     }
