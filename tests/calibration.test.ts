@@ -95,7 +95,7 @@ function planned(input: PlanInput): Plan {
     return r.plan;
 }
 
-// Each stack's plan and each card of the README's table is a recorded plan that started.
+// Each stack's plan and each card of the card table (docs/design.md) is a recorded plan that started.
 const emitted: Array<[string, PlanInput, string]> = [
     ["the 12gb stack", { gpu: null, options: { tier: "12gb" } }, "stack-12gb"],
     ["the 24gb stack", { gpu: null, options: { tier: "24gb", maxModelLen: 65536 } }, "stack-24gb"],
