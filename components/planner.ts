@@ -48,29 +48,14 @@
 //    non-torch memory - CUDA graph estimate (0.21+ counts graphs inside the budget), then allocates whole
 //    blocks, and logs "GPU KV cache size" as concurrency x max-model-len (vllm/v1/core/kv_cache_utils.py).
 import { ComputeCapability, compareComputeCap, parseComputeCap, smName } from "./gpu";
+import type { z } from "zod";
+import { Gpu, gpuOptionProblems } from "./config";
+import { GPT_OSS_20B } from "./gptOss20b";
+
+export { GPT_OSS_20B };
 
 const GIB = 1024 ** 3;
 
-/** The model, from openai/gpt-oss-20b's config.json and vLLM's own load log. */
-export const GPT_OSS_20B = {
-    repo: "openai/gpt-oss-20b",
-    /** max_position_embeddings; vLLM refuses a longer --max-model-len. */
-    maxModelLen: 131072,
-    /**
-     * GPU memory once loaded: MXFP4 MoE experts (Marlin layout) + bf16 attention, router, embeddings and
-     * lm_head. "Model loading took 13.8 GiB": card-24gb-rtx4090.json.
-     */
-    weightsGiB: 13.8,
-    /** 24 layers alternating sliding (even) and full (odd) attention. */
-    fullAttentionLayers: 12,
-    slidingAttentionLayers: 12,
-    slidingWindow: 128,
-    numKvHeads: 8,
-    headDim: 64,
-    vocabSize: 201088,
-    /** The three model-*.safetensors files (4.79 + 4.80 + 4.17 GB); vLLM skips original/ and metal/. */
-    downloadBytes: 13.8e9,
-} as const;
 
 /**
  * The planner's constants, each an estimate with its reason. All in GiB unless named otherwise.
@@ -148,12 +133,15 @@ export const PLANNER_CONSTANTS = {
     blockSize: 16,
 } as const;
 
-export type Tier = "auto" | "12gb" | "16gb" | "24gb";
-export const TIERS: readonly Tier[] = ["auto", "12gb", "16gb", "24gb"];
-export type AttentionBackend = "TRITON_ATTN" | "FLASH_ATTN" | "FLASHINFER";
-export const ATTENTION_BACKENDS: readonly AttentionBackend[] = ["TRITON_ATTN", "FLASH_ATTN", "FLASHINFER"];
-export type KvCacheDtype = "auto" | "fp8";
-export const KV_CACHE_DTYPES: readonly KvCacheDtype[] = ["auto", "fp8"];
+/** The `gpu` section of the stack config (config.ts's Gpu): every knob null means "let the planner choose". */
+export type PlanOptions = Readonly<z.output<typeof Gpu>>;
+export type Tier = PlanOptions["tier"];
+export const TIERS: readonly Tier[] = Gpu.unwrap().shape.tier.unwrap().options;
+export type AttentionBackend = NonNullable<PlanOptions["attentionBackend"]>;
+export type KvCacheDtype = NonNullable<PlanOptions["kvCacheDtype"]>;
+
+/** The schema's defaults: everything automatic. */
+export const AUTO_OPTIONS: PlanOptions = Gpu.parse({});
 
 /**
  * Named tiers stand for the smallest common card of that size (RTX 4070 12282 MiB, RTX 4080 16376 MiB,
@@ -176,31 +164,6 @@ export interface PlanGpu {
     readonly memoryFreeMiB: number;
     readonly computeCap: string;
 }
-
-/** The `gpu` section of the stack config: every knob null means "let the planner choose". */
-export interface PlanOptions {
-    readonly tier: Tier;
-    readonly maxModelLen: number | null;
-    readonly gpuMemoryUtilization: number | null;
-    readonly cpuOffloadGb: number | null;
-    readonly maxNumSeqs: number | null;
-    readonly maxNumBatchedTokens: number | null;
-    readonly enforceEager: boolean | null;
-    readonly attentionBackend: AttentionBackend | null;
-    readonly kvCacheDtype: KvCacheDtype | null;
-}
-
-export const AUTO_OPTIONS: PlanOptions = {
-    tier: "auto",
-    maxModelLen: null,
-    gpuMemoryUtilization: null,
-    cpuOffloadGb: null,
-    maxNumSeqs: null,
-    maxNumBatchedTokens: null,
-    enforceEager: null,
-    attentionBackend: null,
-    kvCacheDtype: null,
-};
 
 export interface PlanInput {
     /** GPU 0 as detected; null when nvidia-smi found none (then only a named tier can plan). */
@@ -502,45 +465,6 @@ function resolveCard(gpu: PlanGpu | null, tier: Tier, errors: string[]): Card | 
     return { name: gpu.name, totalMiB: preset.memoryTotalMiB, freeMiB, cc, source: "tier", assumedCc: false };
 }
 
-const isInt = (x: number): boolean => Number.isInteger(x);
-
-/** Range and type checks that need no memory model. */
-function checkOptions(o: PlanOptions): string[] {
-    const errors: string[] = [];
-    if (!TIERS.includes(o.tier)) errors.push(`gpu.tier: ${q(o.tier)} is not one of ${TIERS.map((t) => q(t)).join(", ")}`);
-    const u = o.gpuMemoryUtilization;
-    if (u !== null && !(Number.isFinite(u) && u > 0 && u <= 1)) {
-        errors.push(`gpu.gpuMemoryUtilization: ${q(u)} is outside (0, 1]: it is a share of the card, and vLLM rejects more than all of it`);
-    }
-    const off = o.cpuOffloadGb;
-    if (off !== null) {
-        if (!(Number.isFinite(off) && off >= 0)) errors.push(`gpu.cpuOffloadGb: ${q(off)} must be a number of GiB, 0 or more`);
-        else if (off > GPT_OSS_20B.weightsGiB) {
-            errors.push(`gpu.cpuOffloadGb: ${q(off)} is more than the ${GPT_OSS_20B.weightsGiB} GiB of weights gpt-oss-20b has`);
-        }
-    }
-    const len = o.maxModelLen;
-    if (len !== null && !(isInt(len) && len >= 256 && len <= GPT_OSS_20B.maxModelLen)) {
-        errors.push(`gpu.maxModelLen: ${q(len)} must be a whole number from 256 to ${GPT_OSS_20B.maxModelLen} (gpt-oss-20b's longest context)`);
-    }
-    const seqs = o.maxNumSeqs;
-    if (seqs !== null && !(isInt(seqs) && seqs >= 1 && seqs <= 1024)) {
-        errors.push(`gpu.maxNumSeqs: ${q(seqs)} must be a whole number from 1 to 1024`);
-    }
-    const bt = o.maxNumBatchedTokens;
-    if (bt !== null && !(isInt(bt) && bt >= 16)) errors.push(`gpu.maxNumBatchedTokens: ${q(bt)} must be a whole number, 16 or more`);
-    if (bt !== null && seqs !== null && isInt(bt) && isInt(seqs) && bt < seqs) {
-        errors.push(`gpu.maxNumBatchedTokens: ${bt} is less than gpu.maxNumSeqs ${seqs}; vLLM requires at least one token per sequence per step`);
-    }
-    if (o.attentionBackend !== null && !ATTENTION_BACKENDS.includes(o.attentionBackend)) {
-        errors.push(`gpu.attentionBackend: ${q(o.attentionBackend)} is not one of ${ATTENTION_BACKENDS.map((b) => q(b)).join(", ")}`);
-    }
-    if (o.kvCacheDtype !== null && !KV_CACHE_DTYPES.includes(o.kvCacheDtype)) {
-        errors.push(`gpu.kvCacheDtype: ${q(o.kvCacheDtype)} is not one of ${KV_CACHE_DTYPES.map((d) => q(d)).join(", ")}`);
-    }
-    return errors;
-}
-
 interface Profile {
     readonly name: "roomy" | "tight" | "tight-fp8" | "offload";
     readonly eager: boolean;
@@ -681,7 +605,8 @@ function diagnose(card: Card, o: PlanOptions, t: Trial): string[] {
 export function plan(input: PlanInput): PlanResult {
     const o: PlanOptions = { ...AUTO_OPTIONS, ...input.options };
     const wsl = input.wsl ?? true;
-    const errors = checkOptions(o);
+    // The schema's bounds and the rules between these options (config.ts).
+    const errors = gpuOptionProblems(o);
     const numericOk = errors.length === 0;
 
     if (input.gpu !== null) {
