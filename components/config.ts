@@ -535,6 +535,15 @@ export const WorkstationConfig = z.object({
 export type WorkstationConfig = z.infer<typeof WorkstationConfig>;
 export type RawWorkstationConfig = z.input<typeof WorkstationConfig>;
 
+/** The sections' defaults, for code that runs without a stack config (the doctor's probe, the bench). */
+export const defaults = {
+    cuda: Cuda.parse(undefined),
+    python: Python.parse(undefined),
+    model: Model.omit({ revision: true }).parse({}),
+    gpu: Gpu.parse(undefined),
+    server: Server.parse(undefined),
+};
+
 /** "vllm/vllm-openai:v0.11.0" -> "0.11.0"; null when the tag is not a version. */
 export function imageTagVersion(image: string): string | null {
     const m = /:v?(\d+\.\d+\.\d+[0-9A-Za-z.+-]*)$/.exec(image);

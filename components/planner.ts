@@ -49,7 +49,7 @@
 //    blocks, and logs "GPU KV cache size" as concurrency x max-model-len (vllm/v1/core/kv_cache_utils.py).
 import { ComputeCapability, compareComputeCap, parseComputeCap, smName } from "./gpu";
 import type { z } from "zod";
-import { Gpu, gpuOptionProblems } from "./config";
+import { defaults, Gpu, gpuOptionProblems } from "./config";
 import { GPT_OSS_20B } from "./gptOss20b";
 
 export { GPT_OSS_20B };
@@ -141,7 +141,7 @@ export type AttentionBackend = NonNullable<PlanOptions["attentionBackend"]>;
 export type KvCacheDtype = NonNullable<PlanOptions["kvCacheDtype"]>;
 
 /** The schema's defaults: everything automatic. */
-export const AUTO_OPTIONS: PlanOptions = Gpu.parse({});
+export const AUTO_OPTIONS: PlanOptions = defaults.gpu;
 
 /**
  * Named tiers stand for the smallest common card of that size (RTX 4070 12282 MiB, RTX 4080 16376 MiB,
