@@ -601,25 +601,49 @@ function diagnose(card: Card, o: PlanOptions, t: Trial): string[] {
     return errors;
 }
 
-/** Plans vLLM's memory knobs for gpt-oss-20b. Every problem is reported at once, each prefixed by its option path. */
+/**
+ * Plans vLLM's memory knobs for gpt-oss-20b. Every problem is reported at once, each prefixed by its option path.
+ *
+ * The steps: check the options against the schema and the card; try the profiles, each trading speed for
+ * memory (CUDA graphs, then eager, then an fp8 KV cache, then weights offloaded to host RAM), until the
+ * weights, activations and a KV cache fit; choose the context and the sequences from that KV cache; explain.
+ */
 export function plan(input: PlanInput): PlanResult {
     const o: PlanOptions = { ...AUTO_OPTIONS, ...input.options };
     const wsl = input.wsl ?? true;
     // The schema's bounds and the rules between these options (config.ts).
-    const errors = gpuOptionProblems(o);
-    const numericOk = errors.length === 0;
+    const optionErrors = gpuOptionProblems(o);
+    const errors = [...optionErrors];
+    const card = cardToPlanFor(input.gpu, o.tier, errors);
+    if (card === null) return { ok: false, errors };
+    const backend = o.attentionBackend ?? autoAttentionBackend(card.cc);
+    errors.push(...cardProblems(card, o));
+    if (optionErrors.length > 0) return { ok: false, errors };
+    errors.push(...utilizationProblems(card, o));
 
-    if (input.gpu !== null) {
-        const ccProblem = computeCapabilityProblem(input.gpu.name, input.gpu.computeCap);
+    const chosen = fitProfile(card, o, backend);
+    if (!chosen.accepted) return { ok: false, errors: [...errors, ...diagnose(card, o, chosen)] };
+    const sized = chooseContext(card, o, chosen);
+    errors.push(...offloadProblems(o, sized.knobs, wsl));
+    if (errors.length > 0) return { ok: false, errors };
+    return { ok: true, plan: planFrom(card, o, backend, sized, wsl) };
+}
+
+/** The card the plan is for: the detected one, or a tier's preset; null when there is none to plan for (errors say why). */
+function cardToPlanFor(gpu: PlanGpu | null, tier: Tier, errors: string[]): Card | null {
+    if (gpu !== null) {
+        const ccProblem = computeCapabilityProblem(gpu.name, gpu.computeCap);
         if (ccProblem !== null) {
             errors.push(ccProblem);
-            return { ok: false, errors };
+            return null;
         }
     }
-    const card = TIERS.includes(o.tier) ? resolveCard(input.gpu, o.tier, errors) : null;
-    if (card === null) return { ok: false, errors };
+    return TIERS.includes(tier) ? resolveCard(gpu, tier, errors) : null;
+}
 
-    const backend = o.attentionBackend ?? autoAttentionBackend(card.cc);
+/** Explicit options this card cannot run: an attention backend, an fp8 KV cache. */
+function cardProblems(card: Card, o: PlanOptions): string[] {
+    const errors: string[] = [];
     if (o.attentionBackend !== null) {
         const problem = backendProblem(o.attentionBackend, card.cc);
         if (problem !== null) errors.push(`gpu.attentionBackend: ${q(o.attentionBackend)} ${problem}`);
@@ -629,28 +653,40 @@ export function plan(input: PlanInput): PlanResult {
             `gpu.kvCacheDtype: "fp8" needs fp8 support (sm_89 or newer: Ada, Hopper, Blackwell); ${q(card.name)} is ${smName(card.cc)}: use "auto"`,
         );
     }
-    if (!numericOk) return { ok: false, errors };
+    return errors;
+}
 
-    // Explicit utilization above what vLLM's startup check allows: vLLM would refuse to start.
-    if (o.gpuMemoryUtilization !== null) {
-        const eager = o.enforceEager ?? false;
-        const cap = startupUtilizationCap(card, eager, 0);
-        if (o.gpuMemoryUtilization > cap) {
-            const total = gib(card.totalMiB);
-            errors.push(
-                `gpu.gpuMemoryUtilization: ${o.gpuMemoryUtilization} asks for ${fmt(o.gpuMemoryUtilization * total)} GiB of ${q(card.name)}, ` +
-                    `but only ${fmt(gib(card.freeMiB) - C.cudaContextGiB - graphsGiB(eager))} GiB is free once vLLM's CUDA context` +
-                    (eager ? `` : ` and CUDA graphs`) +
-                    ` are up (others hold ${fmt(total - gib(card.freeMiB))} GiB): vLLM refuses to start below its share; use ${cap} or less`,
-            );
-        }
-    }
+/** An explicit utilization above what vLLM's startup check allows: vLLM would refuse to start. */
+function utilizationProblems(card: Card, o: PlanOptions): string[] {
+    if (o.gpuMemoryUtilization === null) return [];
+    const eager = o.enforceEager ?? false;
+    const cap = startupUtilizationCap(card, eager, 0);
+    if (o.gpuMemoryUtilization <= cap) return [];
+    const total = gib(card.totalMiB);
+    return [
+        `gpu.gpuMemoryUtilization: ${o.gpuMemoryUtilization} asks for ${fmt(o.gpuMemoryUtilization * total)} GiB of ${q(card.name)}, ` +
+            `but only ${fmt(gib(card.freeMiB) - C.cudaContextGiB - graphsGiB(eager))} GiB is free once vLLM's CUDA context` +
+            (eager ? `` : ` and CUDA graphs`) +
+            ` are up (others hold ${fmt(total - gib(card.freeMiB))} GiB): vLLM refuses to start below its share; use ${cap} or less`,
+    ];
+}
 
+/** The first profile this card allows whose weights, activations and KV cache fit; else the last one tried, not accepted. */
+function fitProfile(card: Card, o: PlanOptions, backend: AttentionBackend): Trial {
     const trials = PROFILES.filter((p) => profileAllowed(p, o, card, backend)).map((p) => trial(card, o, p));
-    const chosen = trials.find((t) => t.accepted);
-    if (chosen === undefined) return { ok: false, errors: [...errors, ...diagnose(card, o, trials[trials.length - 1])] };
+    return trials.find((t) => t.accepted) ?? trials[trials.length - 1];
+}
 
-    // Settle the context and then the sequence count from the KV cache, and size the final breakdown with them.
+/** The knobs once the context and the sequence count are settled, and the memory they leave. */
+interface Sized {
+    readonly knobs: Knobs;
+    readonly maxModelLen: number;
+    readonly fit: Fit;
+    readonly kvTokens: number;
+}
+
+/** Settles the context and then the sequence count from the chosen profile's KV cache, and sizes the final breakdown with them. */
+function chooseContext(card: Card, o: PlanOptions, chosen: Trial): Sized {
     const p = chosen.profile;
     const maxModelLen = o.maxModelLen ?? autoContext(chosen.fit, chosen.knobs.batched, p.ctxCap);
     const seqs =
@@ -658,20 +694,21 @@ export function plan(input: PlanInput): PlanResult {
         Math.max(1, Math.min(p.seqsCap, pow2floor(kvTokensFor(chosen.fit.blocks, maxModelLen, chosen.knobs.batched) / C.tokensPerSeq)));
     const knobs: Knobs = { ...chosen.knobs, seqs };
     const f = fit(card, knobs);
-    const kvTokens = kvTokensFor(f.blocks, maxModelLen, knobs.batched);
-    const requiresPinnedMemory = knobs.offload > 0;
-    const speed = requiresPinnedMemory ? offloadSpeed(knobs.offload) : null;
+    return { knobs, maxModelLen, fit: f, kvTokens: kvTokensFor(f.blocks, maxModelLen, knobs.batched) };
+}
 
-    if (wsl && requiresPinnedMemory && o.enforceEager === false) {
-        errors.push(
-            `gpu.enforceEager: false with ${knobs.offload} GiB of weights offloaded under WSL2: CUDA graphs capture host-to-GPU copies only from pinned memory, ` +
-                `which WSL2 withholds by default; leave it unset or set it to true`,
-        );
-    }
-    if (errors.length > 0) return { ok: false, errors };
+/** CUDA graphs asked for beside offloaded weights where memory cannot be pinned. */
+function offloadProblems(o: PlanOptions, knobs: Knobs, wsl: boolean): string[] {
+    if (!(wsl && knobs.offload > 0 && o.enforceEager === false)) return [];
+    return [
+        `gpu.enforceEager: false with ${knobs.offload} GiB of weights offloaded under WSL2: CUDA graphs capture host-to-GPU copies only from pinned memory, ` +
+            `which WSL2 withholds by default; leave it unset or set it to true`,
+    ];
+}
 
+/** Why the automatic choices came out as they did. */
+function notesFor(card: Card, o: PlanOptions, backend: AttentionBackend, knobs: Knobs): string[] {
     const notes: string[] = [];
-    const warnings: string[] = [];
     if (card.source === "tier") {
         notes.push(
             `planned for the ${o.tier} tier: ${card.totalMiB} MiB with ${C.displayReserveMiB} MiB assumed held by the Windows desktop` +
@@ -707,12 +744,18 @@ export function plan(input: PlanInput): PlanResult {
                   : `attention backend FLASHINFER: TRT-LLM attention kernels handle the sinks on sm_100`,
         );
     }
-    if (requiresPinnedMemory) {
+    return notes;
+}
+
+/** What the plan costs: offloading's speed and WSL2's pinned memory, and a context only one request can fill. */
+function warningsFor(o: PlanOptions, sized: Sized, speed: OffloadSpeed | null, wsl: boolean): string[] {
+    const warnings: string[] = [];
+    if (speed !== null) {
         warnings.push(
-            `cpu offload keeps ${fmt(speed!.offloadedGiB)} GiB of weights in host RAM, read over PCIe where the GPU needs them: a decode step reads ` +
-                `the offloaded experts it routes to, about ${fmt(speed!.oneRequestGiB)} GiB for one request (4 of 32 experts) and up to ` +
-                `${fmt(speed!.offloadedGiB)} GiB once 8 requests run together; at ~${C.pcieGiBps} GiB/s (PCIe 4.0 x16; half that on an x8 card) that adds ` +
-                `about ${speed!.oneRequestMs} ms per token for one request (at most ~${Math.floor(1000 / speed!.oneRequestMs)} tokens/s) and up to ${speed!.fullMs} ms per step under load`,
+            `cpu offload keeps ${fmt(speed.offloadedGiB)} GiB of weights in host RAM, read over PCIe where the GPU needs them: a decode step reads ` +
+                `the offloaded experts it routes to, about ${fmt(speed.oneRequestGiB)} GiB for one request (4 of 32 experts) and up to ` +
+                `${fmt(speed.offloadedGiB)} GiB once 8 requests run together; at ~${C.pcieGiBps} GiB/s (PCIe 4.0 x16; half that on an x8 card) that adds ` +
+                `about ${speed.oneRequestMs} ms per token for one request (at most ~${Math.floor(1000 / speed.oneRequestMs)} tokens/s) and up to ${speed.fullMs} ms per step under load`,
         );
         if (wsl) {
             warnings.push(
@@ -722,49 +765,52 @@ export function plan(input: PlanInput): PlanResult {
             );
         }
     }
-    if (o.maxModelLen !== null && kvTokens < 2 * maxModelLen) {
-        warnings.push(`the KV cache holds ${kvTokens} tokens: one ${maxModelLen}-token request at a time runs at full length`);
+    if (o.maxModelLen !== null && sized.kvTokens < 2 * sized.maxModelLen) {
+        warnings.push(`the KV cache holds ${sized.kvTokens} tokens: one ${sized.maxModelLen}-token request at a time runs at full length`);
     }
+    return warnings;
+}
 
+function planFrom(card: Card, o: PlanOptions, backend: AttentionBackend, sized: Sized, wsl: boolean): Plan {
+    const { knobs, fit: f } = sized;
+    const requiresPinnedMemory = knobs.offload > 0;
+    const speed = requiresPinnedMemory ? offloadSpeed(knobs.offload) : null;
     const total = gib(card.totalMiB);
     return {
-        ok: true,
-        plan: {
-            model: GPT_OSS_20B.repo,
-            tier: o.tier,
-            gpu: {
-                name: card.name,
-                memoryTotalMiB: card.totalMiB,
-                memoryFreeMiB: card.freeMiB,
-                computeCap: `${card.cc.major}.${card.cc.minor}`,
-                source: card.source,
-            },
-            gpuMemoryUtilization: knobs.util,
-            cpuOffloadGb: knobs.offload,
-            maxModelLen,
-            maxNumSeqs: seqs,
-            maxNumBatchedTokens: knobs.batched,
-            enforceEager: knobs.eager,
-            attentionBackend: backend,
-            kvCacheDtype: knobs.kvDtype,
-            requiresPinnedMemory,
-            memory: {
-                totalGiB: round2(total),
-                othersGiB: round2(total - gib(card.freeMiB)),
-                budgetGiB: round2(f.budget),
-                weightsGiB: round2(f.weights),
-                offloadedGiB: round2(knobs.offload),
-                activationsGiB: round2(f.activations),
-                kvCacheGiB: round2(f.kv),
-                kvCacheTokens: kvTokens,
-                cudaGraphsGiB: round2(f.graphs),
-                cudaContextGiB: C.cudaContextGiB,
-                headroomGiB: round2(f.headroom),
-            },
-            hostMemoryGiB: round2(C.hostBaseGiB + C.hostPerOffloadedGiB * knobs.offload),
-            offloadSpeed: speed,
-            notes,
-            warnings,
+        model: GPT_OSS_20B.repo,
+        tier: o.tier,
+        gpu: {
+            name: card.name,
+            memoryTotalMiB: card.totalMiB,
+            memoryFreeMiB: card.freeMiB,
+            computeCap: `${card.cc.major}.${card.cc.minor}`,
+            source: card.source,
         },
+        gpuMemoryUtilization: knobs.util,
+        cpuOffloadGb: knobs.offload,
+        maxModelLen: sized.maxModelLen,
+        maxNumSeqs: knobs.seqs,
+        maxNumBatchedTokens: knobs.batched,
+        enforceEager: knobs.eager,
+        attentionBackend: backend,
+        kvCacheDtype: knobs.kvDtype,
+        requiresPinnedMemory,
+        memory: {
+            totalGiB: round2(total),
+            othersGiB: round2(total - gib(card.freeMiB)),
+            budgetGiB: round2(f.budget),
+            weightsGiB: round2(f.weights),
+            offloadedGiB: round2(knobs.offload),
+            activationsGiB: round2(f.activations),
+            kvCacheGiB: round2(f.kv),
+            kvCacheTokens: sized.kvTokens,
+            cudaGraphsGiB: round2(f.graphs),
+            cudaContextGiB: C.cudaContextGiB,
+            headroomGiB: round2(f.headroom),
+        },
+        hostMemoryGiB: round2(C.hostBaseGiB + C.hostPerOffloadedGiB * knobs.offload),
+        offloadSpeed: speed,
+        notes: notesFor(card, o, backend, knobs),
+        warnings: warningsFor(o, sized, speed, wsl),
     };
 }
