@@ -357,7 +357,7 @@ export const Target = z
             host: hostname.meta({ description: "the workstation" }),
             port: port().default(22).meta({ description: "sshd's port" }),
             user: unixUser.default("root").meta({ description: "login user; needs passwordless sudo unless root" }),
-            privateKeyPath: absolutePath.nullable().default(null).meta({ description: "on the machine that runs Pulumi; null: ssh's agent and defaults" }),
+            privateKeyPath: absolutePath.nullable().default(null).meta({ description: "private key on the machine that runs Pulumi; null: ssh's agent and defaults" }),
             // Trimmed: a key pasted from a .pub file often brings its line break along.
             hostKey: z
                 .string()
@@ -369,7 +369,7 @@ export const Target = z
         }),
     ])
     .default({ kind: "local" })
-    .meta({ description: "where Pulumi runs: on the workstation (inside WSL, with sudo), or elsewhere over SSH" });
+    .meta({ description: "where Pulumi runs: on the workstation (with sudo), or elsewhere over SSH" });
 
 export const Cuda = z
     .strictObject({
@@ -428,7 +428,7 @@ export const Model = z.strictObject({
                     z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,118}\.tiktoken$/, "must be a *.tiktoken file name of letters, digits and . _ -"),
                     z.string().regex(/^[0-9a-f]{64}$/, "must be a sha256"),
                 )
-                .meta({ format: "file: sha256" })
+                .meta({ format: "{file: sha256}" })
                 .default({
                     "o200k_base.tiktoken": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
                     "cl100k_base.tiktoken": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
