@@ -468,7 +468,7 @@ export const Gpu = z
         maxModelLen: whole(256, GPT_OSS_20B.maxModelLen, `must be a whole number from 256 to ${GPT_OSS_20B.maxModelLen} (gpt-oss-20b's longest context)`)
             .nullable()
             .default(null)
-            .meta({ description: "context length; null: the longest that fits, at most 32768" }),
+            .meta({ description: "context length; null: the longest the card holds, up to the planner's cap" }),
         maxNumSeqs: whole(1, 1024).nullable().default(null).meta({ description: "concurrent sequences" }),
         // vLLM has no upper bound; the planner's memory model refuses what does not fit.
         maxNumBatchedTokens: num()

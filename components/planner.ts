@@ -122,7 +122,7 @@ export const PLANNER_CONSTANTS = {
      * PCIe 5.0 x16 link measured 51.7: device.json; 4.0 is half the signalling rate).
      */
     pcieGiBps: 24,
-    /** Automatic context lengths, longest first; 32768 is the default cap (config: "capped at 32768 unless set"). */
+    /** Automatic context lengths, longest first: an explicit gpu.maxModelLen may go beyond the first. */
     contextLadder: [32768, 16384, 8192, 4096],
     /** The recipe's recommended --max-num-batched-tokens; the tight profile uses less to cut activations. */
     roomyBatchedTokens: 8192,
@@ -432,8 +432,10 @@ export function computeCapabilityProblem(name: string, computeCap: string): stri
 function resolveCard(gpu: PlanGpu | null, tier: Tier, errors: string[]): Card | null {
     if (tier === "auto") {
         if (gpu === null) {
+            const named = Object.keys(TIER_PRESETS).map(q);
+            const sizes = `${named.slice(0, -1).join(", ")} or ${named[named.length - 1]}`;
             errors.push(
-                `gpu.tier: "auto" needs a detected GPU, but nvidia-smi reported none: fix the driver, or plan for a card size with gpu.tier "12gb", "16gb" or "24gb"`,
+                `gpu.tier: "auto" needs a detected GPU, but nvidia-smi reported none: fix the driver, or plan for a card size with gpu.tier ${sizes}`,
             );
             return null;
         }
