@@ -617,7 +617,15 @@ export class ConfigError extends Error {
 }
 
 /** Options whose values are URLs: what a message shows of them never includes credentials. */
-const urlOptions = new Set(["python.indexUrl", "python.extraIndexUrls", "model.endpoint", "model.tiktoken.baseUrl"]);
+const urlOptions = new Set(urlPaths(WorkstationConfig, []));
+
+/** The options of `s` whose values, or their elements, are `url`s. */
+function urlPaths(s: z.core.$ZodType, at: string[]): string[] {
+    const def = unwrap(s)._zod.def as z.core.$ZodTypeDef & { shape?: Record<string, z.core.$ZodType>; element?: z.core.$ZodType };
+    if (def.shape !== undefined) return Object.entries(def.shape).flatMap(([k, v]) => urlPaths(v, [...at, k]));
+    if (def.element !== undefined) return urlPaths(def.element, at);
+    return unwrap(s) === url ? [at.join(".")] : [];
+}
 
 /** Every string in a value, as a message may show it (withoutCredentials). */
 function shown(v: unknown, bare: boolean): unknown {
