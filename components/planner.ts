@@ -47,15 +47,14 @@
 //    fixture. vLLM sizes the KV cache as: utilization x total - weights - torch peak of the profile run -
 //    non-torch memory - CUDA graph estimate (0.21+ counts graphs inside the budget), then allocates whole
 //    blocks, and logs "GPU KV cache size" as concurrency x max-model-len (vllm/v1/core/kv_cache_utils.py).
-import { ComputeCapability, compareComputeCap, parseComputeCap, smName } from "./gpu";
 import type { z } from "zod";
 import { defaults, Gpu, gpuOptionProblems } from "./config";
+import { ComputeCapability, compareComputeCap, parseComputeCap, smName } from "./gpu";
 import { GPT_OSS_20B } from "./gptOss20b";
 
 export { GPT_OSS_20B };
 
 const GIB = 1024 ** 3;
-
 
 /**
  * The planner's constants, each an estimate with its reason. All in GiB unless named otherwise.
