@@ -470,10 +470,9 @@ export const Gpu = z
             .default(null)
             .meta({ description: "context length; null: the longest the card holds, up to the planner's cap" }),
         maxNumSeqs: whole(1, 1024).nullable().default(null).meta({ description: "concurrent sequences" }),
-        // vLLM has no upper bound; the planner's memory model refuses what does not fit.
-        maxNumBatchedTokens: num()
-            .int("must be a whole number, 16 or more")
-            .min(16, "must be a whole number, 16 or more")
+        // vLLM's bound is memory, which the planner checks; 2^20 is far beyond any card, so a typo above it
+        // reads as a typo.
+        maxNumBatchedTokens: whole(16, 1048576, "must be a whole number, 16 or more (at most 1048576)")
             .nullable()
             .default(null)
             .meta({ description: "tokens per scheduler step, at least maxNumSeqs" }),
