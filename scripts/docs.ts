@@ -52,10 +52,9 @@ function peel(s: z.core.$ZodType): { base: z.core.$ZodType; meta: z.core.GlobalM
         const d = defOf(s);
         if ((d.type === "default" || d.type === "prefault") && dflt === undefined) dflt = { value: d.defaultValue };
         if (d.innerType !== undefined) s = d.innerType;
-        else if (d.type === "pipe" && d.in !== undefined) {
-            // A transform's output has no schema of its own: what is checked is the pipe's input, or its output where that is a schema.
-            meta = { ...metaOf(d.out!), ...meta };
-            s = defOf(d.in).type === "string" && defOf(d.out!).type !== "transform" ? d.out! : d.in;
+        else if (d.type === "pipe" && d.in !== undefined && d.out !== undefined) {
+            // A value piped into a grammar (hostKey, trimmed first) is that grammar's kind; one piped into a transform, its input's.
+            s = defOf(d.out).type === "transform" ? d.in : d.out;
         } else return { base: s, meta, default: dflt };
     }
 }
