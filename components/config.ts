@@ -16,6 +16,18 @@
 import { isIP, isIPv4 } from "net";
 import * as path from "path";
 import { z } from "zod";
+import { GPT_OSS_20B } from "./gptOss20b";
+
+declare module "zod/v4/core" {
+    interface GlobalMeta {
+        /** What a value looks like, as the configuration table names it ("path", "http(s) URL"). */
+        format?: string;
+        /** A Pulumi secret: read with getSecret, never shown in a message. */
+        secret?: boolean;
+        /** The default as the configuration table shows it, where the value itself is too long. */
+        shownDefault?: string;
+    }
+}
 
 /** A character as an error message shows it: printable ones quoted, the rest by name or code point. */
 function showChar(c: string): string {
@@ -33,12 +45,15 @@ function firstOutside(value: string, allowed: RegExp): string | null {
     return null;
 }
 
-/** A zod string checked by a function that returns what is wrong with it, or null. */
-function grammar(check: (v: string) => string | null) {
-    return z.string().superRefine((v, ctx) => {
-        const problem = check(v);
-        if (problem !== null) ctx.addIssue({ code: "custom", message: problem });
-    });
+/** A zod string checked by a function that returns what is wrong with it, or null; `format` names its kind. */
+function grammar(check: (v: string) => string | null, format: string) {
+    return z
+        .string()
+        .superRefine((v, ctx) => {
+            const problem = check(v);
+            if (problem !== null) ctx.addIssue({ code: "custom", message: problem });
+        })
+        .meta({ format });
 }
 
 // Path segments: letters, digits and . _ + - only. Not `:` (PATH), `%` (systemd specifiers), `$`, quotes,
@@ -72,7 +87,7 @@ export function relativePathProblem(p: string): string | null {
     return segmentsProblem(p.split("/"));
 }
 
-const absolutePath = grammar(absolutePathProblem);
+const absolutePath = grammar(absolutePathProblem, "path");
 
 /**
  * The trees a directory the stack owns (creates, and removes on destroy) may never be in or above:
@@ -140,7 +155,7 @@ function hostProblem(v: string): string | null {
     return null;
 }
 
-const hostname = grammar(hostProblem);
+const hostname = grammar(hostProblem, "host");
 
 /**
  * Loopback, however it is written: `localhost`, 127.0.0.0/8, `::1` in any spelling, and IPv4 loopback
@@ -157,12 +172,15 @@ export function isLoopback(host: string): boolean {
 }
 
 /** A listen address: an IP address (IPv6 in its canonical spelling) or `localhost`. */
-const listenAddress = grammar((v) => (v === "localhost" ? null : ipProblem(v) === null ? null : 'must be an IP address to listen on (127.0.0.1, 0.0.0.0, ::1, ::) or "localhost"')).transform((v) =>
+const listenAddress = grammar((v) => (v === "localhost" ? null : ipProblem(v) === null ? null : 'must be an IP address to listen on (127.0.0.1, 0.0.0.0, ::1, ::) or "localhost"'), "IP or localhost").transform((v) =>
     isIP(v) === 6 ? canonicalIPv6(v) : v,
 );
 
 // useradd's own rule (NAME_REGEX's default, 32 characters at most); a leading "-" would be an option.
-const unixUser = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a Unix user name: lower-case letters, digits, _ and -, starting with a letter or _, 32 characters at most");
+const unixUser = z
+    .string()
+    .regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a Unix user name: lower-case letters, digits, _ and -, starting with a letter or _, 32 characters at most")
+    .meta({ format: "user name" });
 
 // Hugging Face's own rule for repository ids (huggingface_hub's validate_repo_id): owner/name, each
 // of letters, digits, . _ -, starting and ending with a letter or digit, no "--" or ".." (the cache's
@@ -172,13 +190,15 @@ const repoId = grammar((v) =>
     new RegExp(`^${repoPart}/${repoPart}$`).test(v) && !v.includes("--") && !v.includes("..") && v.length <= 96
         ? null
         : "must be a Hugging Face repository id, owner/name: letters, digits, . _ - (no -- or ..), 96 characters at most",
+    "owner/name",
 );
 
 // What clients put in "model": a YAML string in vLLM's --config, an argv element of the container.
 // Starting with a letter or digit, so it never reads as a flag.
 const servedName = z
     .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,127}$/, "must be a model name of letters, digits and . _ : / + -, starting with a letter or digit, 128 characters at most");
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,127}$/, "must be a model name of letters, digits and . _ : / + -, starting with a letter or digit, 128 characters at most")
+    .meta({ format: "name" });
 
 // A Docker image reference, as the distribution/reference grammar writes it:
 // [registry[:port]/]path-component[/path-component...][:tag][@digest].
@@ -191,13 +211,15 @@ const dockerReferenceRe = new RegExp(
 );
 const dockerReference = grammar((v) =>
     v.length <= 255 + 129 + 140 && dockerReferenceRe.test(v) ? null : "must be a Docker image reference like vllm/vllm-openai:v0.11.0 or registry.lan:5000/vllm-openai@sha256:<digest>",
+    "image",
 );
 
 // The vLLM release an image holds, as its tags write it (v dropped): the same characters as a version pin.
 const vllmRelease = z
     .string()
     .max(64)
-    .regex(/^\d+\.\d+\.\d+[A-Za-z0-9.+-]*$/, "must be a vLLM release like 0.11.0 or 0.10.1+gptoss");
+    .regex(/^\d+\.\d+\.\d+[A-Za-z0-9.+-]*$/, "must be a vLLM release like 0.11.0 or 0.10.1+gptoss")
+    .meta({ format: "version" });
 
 /**
  * The engine's address as DOCKER_HOST writes it: unix://<socket path>, tcp://<host>:<port> or
@@ -220,7 +242,7 @@ function dockerHostProblem(v: string): string | null {
     return null;
 }
 
-const dockerHost = grammar(dockerHostProblem);
+const dockerHost = grammar(dockerHostProblem, "unix/tcp/ssh URL");
 
 // fnmatch patterns for huggingface_hub's ignore_patterns: path characters plus * ? [ ] !; relative to
 // the repository, so no leading "/" and no "..".
@@ -230,7 +252,7 @@ const excludePattern = grammar((v) => {
     if (bad !== null) return `holds ${showChar(bad)}: a pattern may hold only letters, digits, . _ + - / and the wildcards * ? [ ] !`;
     if (v.startsWith("/") || v.split("/").includes("..")) return "must be a pattern relative to the repository (no leading / and no ..)";
     return null;
-});
+}, "glob");
 
 // The key types OpenSSH writes into /etc/ssh/ssh_host_*_key.pub and known_hosts.
 const hostKeyTypes = [
@@ -304,218 +326,222 @@ function urlProblem(v: string): string | null {
     return null;
 }
 
-const url = grammar(urlProblem);
+const url = grammar(urlProblem, "http(s) URL");
 
 const semverish = z
     .string()
     .max(64)
-    .regex(/^\d+(\.\d+)*([a-z0-9.+-]*)$/i, "must be a version like 0.11.0 or 0.10.1+gptoss");
+    .regex(/^\d+(\.\d+)*([a-z0-9.+-]*)$/i, "must be a version like 0.11.0 or 0.10.1+gptoss")
+    .meta({ format: "version" });
 
 // `pulumi config set --path a.b 8001` stores the string "8001"; stack files written by hand hold numbers.
 const num = () => z.coerce.number<string | number>();
-const bool = () => z.union([z.boolean(), z.stringbool()]);
+const bool = () => z.union([z.boolean(), z.stringbool()]).meta({ format: "boolean" });
 
+/** A whole number from `min` to `max`, one message for every way of missing it. */
+const whole = (min: number, max: number, message = `must be a whole number from ${min} to ${max}`) => num().int(message).min(min, message).max(max, message);
+
+/** One of `values`, and a message that lists them. */
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `is not one of ${values.map((v) => JSON.stringify(v)).join(", ")}` });
+
+const port = () => whole(1, 65535);
+
+// The descriptions below are what the README's configuration table says of each option (npm run docs).
 export const Target = z
     .discriminatedUnion("kind", [
         z.strictObject({
-            /** Pulumi runs on the workstation itself (inside WSL) and runs scripts with sudo. */
             kind: z.literal("local"),
         }),
         z.strictObject({
-            /** Pulumi runs elsewhere (an admin's machine) and reaches the workstation over SSH. */
             kind: z.literal("ssh"),
-            /** Host name or address of the workstation. Required. */
-            host: hostname,
-            /** sshd port. Default 22. */
-            port: num().int().min(1).max(65535).default(22),
-            /** Login user; needs passwordless sudo unless it is root. Default "root". */
-            user: unixUser.default("root"),
-            /** Private key on the machine that runs Pulumi (an absolute path). null (auto): ssh's agent and ~/.ssh defaults. */
-            privateKeyPath: absolutePath.nullable().default(null),
-            /**
-             * The workstation's host public key ("ssh-ed25519 AAAA..."), checked strictly.
-             * null (auto): trust on first use, recorded in ~/.ssh/known_hosts.
-             */
+            host: hostname.meta({ description: "the workstation" }),
+            port: port().default(22).meta({ description: "sshd's port" }),
+            user: unixUser.default("root").meta({ description: "login user; needs passwordless sudo unless root" }),
+            privateKeyPath: absolutePath.nullable().default(null).meta({ description: "private key on the machine that runs Pulumi; null: ssh's agent and defaults" }),
             // Trimmed: a key pasted from a .pub file often brings its line break along.
-            hostKey: z.string().trim().pipe(grammar(hostKeyProblem)).nullable().default(null),
+            hostKey: z
+                .string()
+                .trim()
+                .pipe(grammar(hostKeyProblem, "ssh public key"))
+                .nullable()
+                .default(null)
+                .meta({ description: "`<type> <base64>` from the host's `.pub` file, checked strictly; null: trust on first use" }),
         }),
     ])
-    .default({ kind: "local" });
+    .default({ kind: "local" })
+    .meta({ description: "where Pulumi runs: on the workstation (with sudo), or elsewhere over SSH" });
 
 export const Cuda = z
     .strictObject({
-        /** The CUDA toolkit root: nvcc is at <home>/bin/nvcc. Default /usr/local/cuda. */
-        home: absolutePath.default("/usr/local/cuda"),
-        /**
-         * WSL's driver library directory (libcuda.so.1 lives there, put in by Windows' NVIDIA driver).
-         * Default /usr/lib/wsl/lib; on native Linux the driver's libraries are on the default path.
-         */
-        wslLibDir: absolutePath.default("/usr/lib/wsl/lib"),
+        home: absolutePath.default("/usr/local/cuda").meta({ description: "CUDA toolkit root; FlashInfer's JIT runs its nvcc" }),
+        // On native Linux the driver's libraries are on the default path and the directory is simply absent.
+        wslLibDir: absolutePath.default("/usr/lib/wsl/lib").meta({ description: "WSL's driver libraries (libcuda), first in LD_LIBRARY_PATH" }),
     })
     .prefault({});
 
 export const Python = z
     .strictObject({
-        /** uv release to install (from the package index below). Default 0.9.5. */
-        uvVersion: semverish.default("0.9.5"),
-        /** Python of the venv. Default "3.12": a system interpreter, or one uv downloads. */
-        version: z.string().regex(/^3\.\d{1,2}$/, "must be a minor version like 3.12").default("3.12"),
-        /**
-         * Where the venv lives; the stack owns this directory (and `<venvPath>-tools` beside it) and
-         * removes it on destroy, so system, home and shared directories are refused (ownedDirProblem).
-         */
-        venvPath: absolutePath.default("/opt/vllm-workstation/venv"),
-        /** Primary package index (a mirror goes here). Default PyPI. */
-        indexUrl: url.default("https://pypi.org/simple"),
-        /** Extra indexes, e.g. the gpt-oss preview wheels' indexes. Default none. */
-        extraIndexUrls: z.array(url).max(16).default([]),
-        /**
-         * uv's --index-strategy. Default "first-index"; the seeds' preview wheels need
-         * "unsafe-best-match" to take vllm from an extra index and torch from another.
-         */
-        indexStrategy: z.enum(["first-index", "unsafe-first-match", "unsafe-best-match"]).default("first-index"),
-        /** vLLM version. Default 0.11.0: a release that runs gpt-oss on Ampere and newer (sm_80+). */
-        vllmVersion: semverish.default("0.11.0"),
-        /** FlashInfer version; must be the one the vLLM release was built against. Default 0.3.1 (vLLM 0.11.0's). */
-        flashinferVersion: semverish.default("0.3.1"),
-        /**
-         * A lock file (`uv pip compile --generate-hashes` output) relative to the project root, and inside
-         * the project (program.ts refuses a symlink out of it). null (auto): resolved on the workstation
-         * at first converge and kept in the stack's state, so later converges install exactly the same hashes.
-         */
-        lockFile: grammar(relativePathProblem).nullable().default(null),
+        uvVersion: semverish.default("0.9.5").meta({ description: "uv, from the index below, sha256-checked" }),
+        // A system interpreter, or one uv downloads.
+        version: z
+            .string()
+            .regex(/^3\.\d{1,2}$/, "must be a minor version like 3.12")
+            .meta({ format: "3.N" })
+            .default("3.12")
+            .meta({ description: "the venv's Python" }),
+        // Owned: created, and removed on destroy, so system, home and shared directories are refused
+        // (ownedDirProblem).
+        venvPath: absolutePath.default("/opt/vllm-workstation/venv").meta({ description: "owned by the stack, with `<venvPath>-tools`; never a system, home or shared root" }),
+        indexUrl: url.default("https://pypi.org/simple").meta({ description: "package index (a mirror)" }),
+        extraIndexUrls: z.array(url).max(16).default([]).meta({ description: "more indexes" }),
+        indexStrategy: oneOf(["first-index", "unsafe-first-match", "unsafe-best-match"])
+            .default("first-index")
+            .meta({ description: "uv's; wheels split over two indexes need `unsafe-best-match`" }),
+        // A release that runs gpt-oss on Ampere and newer (sm_80+).
+        vllmVersion: semverish.default("0.11.0").meta({ description: "vLLM" }),
+        flashinferVersion: semverish.default("0.3.1").meta({ description: "FlashInfer: the one the vLLM release was built against" }),
+        // program.ts refuses a symlink out of the project. Without one, the lock resolved at the first
+        // converge is kept in the stack's state, so later converges install exactly the same hashes.
+        lockFile: grammar(relativePathProblem, "relative path")
+            .nullable()
+            .default(null)
+            .meta({ description: "`uv pip compile --generate-hashes` output inside the project; null: resolved on the box once" }),
     })
     .prefault({});
 
 export const Model = z.strictObject({
-    /** Hugging Face repository. Default openai/gpt-oss-20b. */
-    repo: repoId.default("openai/gpt-oss-20b"),
-    /** Commit to pin: 40 hex characters, never a branch, so every box gets the same bytes. Required. */
-    revision: z.string().regex(/^[0-9a-f]{40}$/, "must be a full 40-character commit hash"),
-    /**
-     * The Hugging Face cache directory (HF_HUB_CACHE). Owned by the stack (and `<cacheDir>-tiktoken`
-     * beside it), so system, home and shared directories are refused (ownedDirProblem).
-     */
-    cacheDir: absolutePath.default("/var/lib/vllm-workstation/hf"),
-    /** A Hub mirror (HF_ENDPOINT). null (auto): the real Hub. */
-    endpoint: url.nullable().default(null),
-    /**
-     * The tiktoken encodings gpt-oss's harmony tokenizer loads at start. They are fetched once, checked
-     * against these sha256 sums, and handed to the service through TIKTOKEN_ENCODINGS_BASE so it starts
-     * offline. Default: OpenAI's public encodings store and tiktoken's own published hashes.
-     */
+    repo: repoId.default(GPT_OSS_20B.repo).meta({ description: "Hugging Face repository" }),
+    // Never a branch, so every box gets the same bytes.
+    revision: z
+        .string()
+        .regex(/^[0-9a-f]{40}$/, "must be a full 40-character commit hash")
+        .meta({ format: "40-hex commit", description: "the pinned commit" }),
+    cacheDir: absolutePath.default("/var/lib/vllm-workstation/hf").meta({ description: "HF_HUB_CACHE, owned like venvPath, with `<cacheDir>-tiktoken`" }),
+    endpoint: url.nullable().default(null).meta({ description: "a Hub mirror (HF_ENDPOINT); null: the Hub" }),
+    // The encodings gpt-oss's harmony tokenizer loads at start: fetched once, checked against these
+    // sha256 sums, and handed to the service through TIKTOKEN_ENCODINGS_BASE so it starts offline.
     tiktoken: z
         .strictObject({
-            baseUrl: url.default("https://openaipublic.blob.core.windows.net/encodings"),
+            baseUrl: url.default("https://openaipublic.blob.core.windows.net/encodings").meta({ description: "where the tokenizer's encodings come from", shownDefault: "OpenAI's store" }),
             files: z
                 .record(
                     z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,118}\.tiktoken$/, "must be a *.tiktoken file name of letters, digits and . _ -"),
                     z.string().regex(/^[0-9a-f]{64}$/, "must be a sha256"),
                 )
+                .meta({ format: "{file: sha256}" })
                 .default({
                     "o200k_base.tiktoken": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
                     "cl100k_base.tiktoken": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
-                }),
+                })
+                .meta({ description: "the encodings and their sha256", shownDefault: "tiktoken's own" }),
         })
         .prefault({}),
-    /**
-     * Files of the repository not to download (fnmatch patterns). Default: gpt-oss's original/ and
-     * metal/ copies of the weights, which vLLM never reads (another 27 GB).
-     */
-    exclude: z.array(excludePattern).max(64).default(["original/*", "metal/*"]),
-    /**
-     * Connections per large file (8 MiB and up, one per 4 MiB at most) where the endpoint serves it
-     * over plain HTTP, as a mirror does: each fetches a byte range, so a cap per connection (a CDN
-     * edge, a proxy) does not cap the download, and a killed download resumes where it stopped.
-     * Files the endpoint serves through Xet (the Hub itself) are left to hf, whose hf_xet client
-     * fetches in parallel already. 1: every file through hf alone. Default 4.
-     */
-    connections: num().int().min(1).max(16).default(4),
-    /** Keep the downloaded model on destroy (it is large and slow to fetch again). Default false. */
-    keepOnDestroy: bool().default(false),
+    // gpt-oss's original/ and metal/ copies of the weights are another 27 GB.
+    exclude: z.array(excludePattern).max(64).default(["original/*", "metal/*"]).meta({ description: "files not to download; the default: copies vLLM never reads" }),
+    // Each connection fetches a byte range of a file of 8 MiB and up (one per 4 MiB at most), so a cap
+    // per connection (a CDN edge, a proxy) does not cap the download, and a killed download resumes
+    // where it stopped. Files the Hub serves through Xet are left to hf_xet, which is parallel already.
+    connections: whole(1, 16).default(4).meta({ description: "connections per large file a mirror serves over plain HTTP; 1: huggingface_hub alone" }),
+    // The model is large and slow to fetch again.
+    keepOnDestroy: bool().default(false).meta({ description: "keep the model on destroy" }),
 });
 
+// The planner's knobs (planner.ts), in the order its problems are reported. Each null lets the planner
+// choose; a value is held to these bounds here and to the card's memory by the planner.
 export const Gpu = z
     .strictObject({
-        /**
-         * The card class to plan for. "auto" reads nvidia-smi on the workstation at each run; the named
-         * tiers are presets of the same planner for a card of that size, for boxes without a card yet.
-         */
-        tier: z.enum(["auto", "12gb", "16gb", "24gb"]).default("auto"),
-        /** Context length. null (auto): the longest the card fits, capped at 32768 unless set. */
-        maxModelLen: num().int().min(256).max(131072).nullable().default(null),
-        /** Share of VRAM vLLM may take, 0 < x <= 1 (vLLM refuses more). null (auto): the planner's. */
-        gpuMemoryUtilization: num().gt(0).max(1).nullable().default(null),
-        /** GiB of weights kept in host RAM. null (auto): what the card cannot hold, 0 on 24 GB cards. */
-        cpuOffloadGb: num().min(0).max(64).nullable().default(null),
-        /** Concurrent sequences. null (auto): from the planner. */
-        maxNumSeqs: num().int().min(1).max(1024).nullable().default(null),
-        /** Tokens per scheduler step. null (auto): from the planner. */
-        maxNumBatchedTokens: num().int().min(16).max(1048576).nullable().default(null),
-        /** Skip CUDA graphs. null (auto): on when offloading or tight on VRAM. */
-        enforceEager: bool().nullable().default(null),
-        /** VLLM_ATTENTION_BACKEND. null (auto): TRITON_ATTN on Ampere, Ada and consumer Blackwell; see planner.ts. */
-        attentionBackend: z.enum(["TRITON_ATTN", "FLASH_ATTN", "FLASHINFER"]).nullable().default(null),
-        /** --kv-cache-dtype. null (auto): "auto" (bf16); "fp8" only where the card supports it. */
-        kvCacheDtype: z.enum(["auto", "fp8"]).nullable().default(null),
+        // The named tiers are presets of the same planner, for boxes without a card yet.
+        tier: oneOf(["auto", "12gb", "16gb", "24gb"]).default("auto").meta({ description: "`auto` reads nvidia-smi at each run; the others plan for a card of that size" }),
+        // vLLM refuses more than the whole card.
+        gpuMemoryUtilization: num()
+            .gt(0, "is outside (0, 1]: it is a share of the card, and vLLM rejects more than all of it")
+            .max(1, "is outside (0, 1]: it is a share of the card, and vLLM rejects more than all of it")
+            .nullable()
+            .default(null)
+            .meta({ description: "vLLM's share of the card's memory" }),
+        cpuOffloadGb: num()
+            .min(0, "must be a number of GiB, 0 or more")
+            .max(GPT_OSS_20B.weightsGiB, `is more than the ${GPT_OSS_20B.weightsGiB} GiB of weights gpt-oss-20b has`)
+            .nullable()
+            .default(null)
+            .meta({ description: "GiB of weights kept in host RAM" }),
+        maxModelLen: whole(256, GPT_OSS_20B.maxModelLen, `must be a whole number from 256 to ${GPT_OSS_20B.maxModelLen} (gpt-oss-20b's longest context)`)
+            .nullable()
+            .default(null)
+            .meta({ description: "context length; null: the longest the card holds, up to the planner's cap" }),
+        maxNumSeqs: whole(1, 1024).nullable().default(null).meta({ description: "concurrent sequences" }),
+        // vLLM's bound is memory, which the planner checks; 2^20 is far beyond any card, so a typo above it
+        // reads as a typo.
+        maxNumBatchedTokens: whole(16, 1048576, "must be a whole number, 16 or more (at most 1048576)")
+            .nullable()
+            .default(null)
+            .meta({ description: "tokens per scheduler step, at least maxNumSeqs" }),
+        enforceEager: bool().nullable().default(null).meta({ description: "no CUDA graphs" }),
+        // Which backend runs gpt-oss's attention sinks on which card: planner.ts.
+        attentionBackend: oneOf(["TRITON_ATTN", "FLASH_ATTN", "FLASHINFER"]).nullable().default(null).meta({ description: "vLLM's attention backend" }),
+        kvCacheDtype: oneOf(["auto", "fp8"]).nullable().default(null).meta({ description: "KV cache dtype; fp8 needs sm_89+" }),
     })
     .prefault({});
 
 export const Server = z
     .strictObject({
-        /** Listen address. Default 127.0.0.1; anything but loopback (isLoopback) requires the apiKey secret. */
-        host: listenAddress.default("127.0.0.1"),
-        /** Listen port. Default 8000. */
-        port: num().int().min(1).max(65535).default(8000),
-        /** Name clients ask for. null (auto): the repository name, e.g. gpt-oss-20b. */
-        servedModelName: servedName.nullable().default(null),
-        /** Unix user the service runs as; created by the stack. Default "vllm"; never root. */
+        // Anything but loopback (isLoopback) requires the apiKey secret.
+        host: listenAddress.default("127.0.0.1").meta({ description: "listen address; beyond loopback it requires apiKey" }),
+        port: port().default(8000).meta({ description: "listen port" }),
+        servedModelName: servedName.nullable().default(null).meta({ description: "the `model` clients send; null: the repository's name" }),
         user: unixUser
             .refine((u) => u !== "root", "must not be root: the service runs as an unprivileged user of its own (default vllm), without access to the secrets file")
-            .default("vllm"),
-        /** How long `pulumi up` waits for /health after (re)starting, in seconds. Default 900 (loading 13 GB takes minutes). */
-        healthTimeoutSeconds: num().int().min(5).max(7200).default(900),
+            .default("vllm")
+            .meta({ description: "the service's user, made by the stack; never root" }),
+        // Loading 13 GB takes minutes.
+        healthTimeoutSeconds: whole(5, 7200).default(900).meta({ description: "how long `up` waits for /health after a (re)start" }),
     })
     .prefault({});
 
 export const WorkstationConfig = z.object({
-    /** Where the workstation is. Default: this machine. */
     target: Target,
-    /** How vLLM runs: a systemd service over the venv (default) or the vllm/vllm-openai container. */
-    runtime: z.enum(["systemd", "docker"]).default("systemd"),
-    /** The container image for runtime "docker". Default vllm/vllm-openai:v0.11.0. */
-    dockerImage: dockerReference.default("vllm/vllm-openai:v0.11.0"),
-    /** The vLLM release inside dockerImage; its flags and variables follow it. null: read from a `:vX.Y.Z` tag. */
-    dockerVllmVersion: vllmRelease.nullable().default(null),
-    /** The Docker engine, as DOCKER_HOST (unix://, tcp:// or ssh://) on the workstation. null: the docker CLI's default. */
-    dockerHost: dockerHost.nullable().default(null),
+    runtime: oneOf(["systemd", "docker"]).default("systemd").meta({ description: "a systemd service over the venv, or the vllm/vllm-openai container" }),
+    dockerImage: dockerReference.default("vllm/vllm-openai:v0.11.0").meta({ description: "the container's image" }),
+    dockerVllmVersion: vllmRelease.nullable().default(null).meta({ description: "the vLLM release in dockerImage; null: its `:vX.Y.Z` tag" }),
+    dockerHost: dockerHost.nullable().default(null).meta({ description: "the engine, as DOCKER_HOST on the workstation; null: the CLI's default" }),
     cuda: Cuda,
     python: Python,
     model: Model,
     gpu: Gpu,
     server: Server,
-    /** Pulumi secret; required when server.host is not loopback. */
     apiKey: z
         .string()
         .min(16, "must be at least 16 characters")
         .max(1024, "must be at most 1024 characters")
         // systemd's EnvironmentFile= gives quotes and backslashes meaning; keep keys to token characters.
         .regex(/^[A-Za-z0-9._~+/=-]+$/, "may hold only letters, digits and . _ ~ + / = -")
+        .meta({ format: "token" })
         .nullable()
-        .default(null),
-    /** Pulumi secret; needed only for gated repositories or a mirror that asks for one. */
+        .default(null)
+        .meta({ secret: true, description: "required beyond loopback; every route but /health then needs it" }),
     hfToken: z
         .string()
         .min(1)
         .max(1024, "must be at most 1024 characters")
         // It travels in an HTTP header: printable ASCII, no spaces, quotes or backslashes.
         .regex(/^[!#-&(-[\]-~]+$/, "may hold only printable ASCII characters other than spaces, quotes and backslashes")
+        .meta({ format: "token" })
         .nullable()
-        .default(null),
+        .default(null)
+        .meta({ secret: true, description: "for a gated repository or a mirror that asks" }),
 });
 
 export type WorkstationConfig = z.infer<typeof WorkstationConfig>;
 export type RawWorkstationConfig = z.input<typeof WorkstationConfig>;
+
+/** The sections' defaults, for code that runs without a stack config (the doctor's probe, the bench). */
+export const defaults = {
+    cuda: Cuda.parse(undefined),
+    python: Python.parse(undefined),
+    model: Model.omit({ revision: true }).parse({}),
+    gpu: Gpu.parse(undefined),
+    server: Server.parse(undefined),
+};
 
 /** "vllm/vllm-openai:v0.11.0" -> "0.11.0"; null when the tag is not a version. */
 export function imageTagVersion(image: string): string | null {
@@ -528,6 +554,8 @@ interface Problem {
     readonly message: string;
 }
 
+const sections = { python: Python.unwrap(), model: Model, gpu: Gpu.unwrap() };
+
 // Rules that tie options together, all in one place. Each rule runs when the sections it reads parsed,
 // so a bad port does not hide a missing API key.
 function crossChecks(c: Partial<WorkstationConfig>, input: Record<string, unknown>): Problem[] {
@@ -538,15 +566,23 @@ function crossChecks(c: Partial<WorkstationConfig>, input: Record<string, unknow
             message: `is required when server.host is "${c.server.host}" (not loopback): set it with \`pulumi config set --secret apiKey ...\``,
         });
     }
-    // The directories the stack owns, with the ones derived from them (python.ts and model.ts layout()).
-    // Checked also when another field of the section is wrong, so that every problem shows at once.
-    const given = (section: "python" | "model", key: string, parsed: string | undefined): string | undefined => {
-        if (parsed !== undefined) return parsed;
+    // An option as its section parsed it or, where another field of the section is wrong, as it parses
+    // alone, so that every problem shows at once; undefined when it is wrong itself or not given.
+    const given = <T>(section: keyof typeof sections, key: string): T | undefined => {
+        const parsed = c[section] as Record<string, unknown> | undefined;
+        if (parsed !== undefined) return parsed[key] as T;
         const v = (input[section] as Record<string, unknown> | undefined)?.[key];
-        return typeof v === "string" && absolutePathProblem(v) === null ? v : undefined;
+        const r = v === undefined ? undefined : (sections[section].shape as Record<string, z.ZodType>)[key]?.safeParse(v);
+        return r?.success ? (r.data as T) : undefined;
     };
-    const venvPath = given("python", "venvPath", c.python?.venvPath);
-    const cacheDir = given("model", "cacheDir", c.model?.cacheDir);
+    const seqs = given<number | null>("gpu", "maxNumSeqs");
+    const batched = given<number | null>("gpu", "maxNumBatchedTokens");
+    if (typeof seqs === "number" && typeof batched === "number" && batched < seqs) {
+        out.push({ path: ["gpu", "maxNumBatchedTokens"], message: `is less than gpu.maxNumSeqs ${seqs}; vLLM requires at least one token per sequence per step` });
+    }
+    // The directories the stack owns, with the ones derived from them (python.ts and model.ts layout()).
+    const venvPath = given<string>("python", "venvPath");
+    const cacheDir = given<string>("model", "cacheDir");
     const owned: Array<{ option: PropertyKey[]; base: string; dir: string }> = [];
     if (venvPath !== undefined) owned.push(...[venvPath, `${venvPath}-tools`].map((dir) => ({ option: ["python", "venvPath"], base: venvPath, dir })));
     if (cacheDir !== undefined) owned.push(...[cacheDir, `${cacheDir}-tiktoken`].map((dir) => ({ option: ["model", "cacheDir"], base: cacheDir, dir })));
@@ -580,7 +616,15 @@ export class ConfigError extends Error {
 }
 
 /** Options whose values are URLs: what a message shows of them never includes credentials. */
-const urlOptions = new Set(["python.indexUrl", "python.extraIndexUrls", "model.endpoint", "model.tiktoken.baseUrl"]);
+const urlOptions = new Set(urlPaths(WorkstationConfig, []));
+
+/** The options of `s` whose values, or their elements, are `url`s. */
+function urlPaths(s: z.core.$ZodType, at: string[]): string[] {
+    const def = unwrap(s)._zod.def as z.core.$ZodTypeDef & { shape?: Record<string, z.core.$ZodType>; element?: z.core.$ZodType };
+    if (def.shape !== undefined) return Object.entries(def.shape).flatMap(([k, v]) => urlPaths(v, [...at, k]));
+    if (def.element !== undefined) return urlPaths(def.element, at);
+    return unwrap(s) === url ? [at.join(".")] : [];
+}
 
 /** Every string in a value, as a message may show it (withoutCredentials). */
 function shown(v: unknown, bare: boolean): unknown {
@@ -598,8 +642,11 @@ function quoteValue(raw: unknown, p: PropertyKey[]): string {
     return JSON.stringify(shown(v, urlOptions.has(option)));
 }
 
-/** Secrets must never appear in an error message, even when they are what is wrong. */
-const secretKeys = new Set(["apiKey", "hfToken"]);
+/** The options that are Pulumi secrets (the schema's `secret`): never in a message, even when they are what is wrong. */
+export const secretOptions: readonly string[] = Object.entries(WorkstationConfig.shape)
+    .filter(([, s]) => s.meta()?.secret === true)
+    .map(([key]) => key);
+const secretKeys = new Set(secretOptions);
 
 /** Optimal string alignment distance, case-insensitive: a swapped pair of letters counts once. */
 function distance(a: string, b: string): number {
@@ -664,12 +711,10 @@ function unknownKey(p: PropertyKey[], key: string, known: readonly string[]): st
 }
 
 /**
- * Parses the raw stack config and reports every problem at once, each starting with the option's path.
- * Each top-level option is parsed on its own so that one bad field does not hide the others, and the
- * rules between options run on every option that parsed.
+ * Parses the top-level options `keys` of `input`, each on its own so that one bad field does not hide
+ * the others, then runs the rules between options on every option that parsed.
  */
-export function parseConfig(raw: unknown): WorkstationConfig {
-    const input = (raw ?? {}) as Record<string, unknown>;
+function parseOptions(input: Record<string, unknown>, keys: readonly (keyof WorkstationConfig)[]): { parsed: Partial<WorkstationConfig>; problems: string[] } {
     const problems: string[] = [];
     const shape = WorkstationConfig.shape;
     const report = (issues: readonly z.core.$ZodIssue[], key: string) => {
@@ -690,18 +735,32 @@ export function parseConfig(raw: unknown): WorkstationConfig {
             problems.push(`${p.join(".")}: ${value} ${i.message.replace(/^Invalid input: /, "")}`);
         }
     };
-    for (const key of Object.keys(input)) {
-        if (!Object.hasOwn(shape, key)) problems.push(unknownKey([], key, Object.keys(shape)));
-    }
     const parsed: Record<string, unknown> = {};
-    for (const [key, schema] of Object.entries(shape)) {
-        const r = (schema as z.ZodType).safeParse(Object.hasOwn(input, key) ? input[key] : undefined);
+    for (const key of keys) {
+        const r = (shape[key] as z.ZodType).safeParse(Object.hasOwn(input, key) ? input[key] : undefined);
         if (r.success) parsed[key] = r.data;
         else report(r.error.issues, key);
     }
     for (const p of crossChecks(parsed as Partial<WorkstationConfig>, input)) {
         problems.push(`${p.path.join(".")}: ${secretKeys.has(String(p.path[0])) ? "(secret)" : quoteValue(input, p.path)} ${p.message}`);
     }
+    return { parsed: parsed as Partial<WorkstationConfig>, problems };
+}
+
+/** Parses the raw stack config and reports every problem at once, each starting with the option's path. */
+export function parseConfig(raw: unknown): WorkstationConfig {
+    const input = (raw ?? {}) as Record<string, unknown>;
+    const keys = Object.keys(WorkstationConfig.shape) as (keyof WorkstationConfig)[];
+    const problems = Object.keys(input)
+        .filter((key) => !Object.hasOwn(WorkstationConfig.shape, key))
+        .map((key) => unknownKey([], key, keys));
+    const r = parseOptions(input, keys);
+    problems.push(...r.problems);
     if (problems.length > 0) throw new ConfigError(problems);
-    return parsed as WorkstationConfig;
+    return r.parsed as WorkstationConfig;
+}
+
+/** What is wrong with the `gpu` section (the planner's options), as parseConfig says it; [] when nothing is. */
+export function gpuOptionProblems(gpu: unknown): string[] {
+    return parseOptions({ gpu }, ["gpu"]).problems;
 }

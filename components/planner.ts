@@ -47,30 +47,14 @@
 //    fixture. vLLM sizes the KV cache as: utilization x total - weights - torch peak of the profile run -
 //    non-torch memory - CUDA graph estimate (0.21+ counts graphs inside the budget), then allocates whole
 //    blocks, and logs "GPU KV cache size" as concurrency x max-model-len (vllm/v1/core/kv_cache_utils.py).
+import type { z } from "zod";
+import { defaults, Gpu, gpuOptionProblems } from "./config";
 import { ComputeCapability, compareComputeCap, parseComputeCap, smName } from "./gpu";
+import { GPT_OSS_20B } from "./gptOss20b";
+
+export { GPT_OSS_20B };
 
 const GIB = 1024 ** 3;
-
-/** The model, from openai/gpt-oss-20b's config.json and vLLM's own load log. */
-export const GPT_OSS_20B = {
-    repo: "openai/gpt-oss-20b",
-    /** max_position_embeddings; vLLM refuses a longer --max-model-len. */
-    maxModelLen: 131072,
-    /**
-     * GPU memory once loaded: MXFP4 MoE experts (Marlin layout) + bf16 attention, router, embeddings and
-     * lm_head. "Model loading took 13.8 GiB": card-24gb-rtx4090.json.
-     */
-    weightsGiB: 13.8,
-    /** 24 layers alternating sliding (even) and full (odd) attention. */
-    fullAttentionLayers: 12,
-    slidingAttentionLayers: 12,
-    slidingWindow: 128,
-    numKvHeads: 8,
-    headDim: 64,
-    vocabSize: 201088,
-    /** The three model-*.safetensors files (4.79 + 4.80 + 4.17 GB); vLLM skips original/ and metal/. */
-    downloadBytes: 13.8e9,
-} as const;
 
 /**
  * The planner's constants, each an estimate with its reason. All in GiB unless named otherwise.
@@ -137,7 +121,7 @@ export const PLANNER_CONSTANTS = {
      * PCIe 5.0 x16 link measured 51.7: device.json; 4.0 is half the signalling rate).
      */
     pcieGiBps: 24,
-    /** Automatic context lengths, longest first; 32768 is the default cap (config: "capped at 32768 unless set"). */
+    /** Automatic context lengths, longest first: an explicit gpu.maxModelLen may go beyond the first. */
     contextLadder: [32768, 16384, 8192, 4096],
     /** The recipe's recommended --max-num-batched-tokens; the tight profile uses less to cut activations. */
     roomyBatchedTokens: 8192,
@@ -148,12 +132,15 @@ export const PLANNER_CONSTANTS = {
     blockSize: 16,
 } as const;
 
-export type Tier = "auto" | "12gb" | "16gb" | "24gb";
-export const TIERS: readonly Tier[] = ["auto", "12gb", "16gb", "24gb"];
-export type AttentionBackend = "TRITON_ATTN" | "FLASH_ATTN" | "FLASHINFER";
-export const ATTENTION_BACKENDS: readonly AttentionBackend[] = ["TRITON_ATTN", "FLASH_ATTN", "FLASHINFER"];
-export type KvCacheDtype = "auto" | "fp8";
-export const KV_CACHE_DTYPES: readonly KvCacheDtype[] = ["auto", "fp8"];
+/** The `gpu` section of the stack config (config.ts's Gpu): every knob null means "let the planner choose". */
+export type PlanOptions = Readonly<z.output<typeof Gpu>>;
+export type Tier = PlanOptions["tier"];
+export const TIERS: readonly Tier[] = Gpu.unwrap().shape.tier.unwrap().options;
+export type AttentionBackend = NonNullable<PlanOptions["attentionBackend"]>;
+export type KvCacheDtype = NonNullable<PlanOptions["kvCacheDtype"]>;
+
+/** The schema's defaults: everything automatic. */
+export const AUTO_OPTIONS: PlanOptions = defaults.gpu;
 
 /**
  * Named tiers stand for the smallest common card of that size (RTX 4070 12282 MiB, RTX 4080 16376 MiB,
@@ -176,31 +163,6 @@ export interface PlanGpu {
     readonly memoryFreeMiB: number;
     readonly computeCap: string;
 }
-
-/** The `gpu` section of the stack config: every knob null means "let the planner choose". */
-export interface PlanOptions {
-    readonly tier: Tier;
-    readonly maxModelLen: number | null;
-    readonly gpuMemoryUtilization: number | null;
-    readonly cpuOffloadGb: number | null;
-    readonly maxNumSeqs: number | null;
-    readonly maxNumBatchedTokens: number | null;
-    readonly enforceEager: boolean | null;
-    readonly attentionBackend: AttentionBackend | null;
-    readonly kvCacheDtype: KvCacheDtype | null;
-}
-
-export const AUTO_OPTIONS: PlanOptions = {
-    tier: "auto",
-    maxModelLen: null,
-    gpuMemoryUtilization: null,
-    cpuOffloadGb: null,
-    maxNumSeqs: null,
-    maxNumBatchedTokens: null,
-    enforceEager: null,
-    attentionBackend: null,
-    kvCacheDtype: null,
-};
 
 export interface PlanInput {
     /** GPU 0 as detected; null when nvidia-smi found none (then only a named tier can plan). */
@@ -469,8 +431,10 @@ export function computeCapabilityProblem(name: string, computeCap: string): stri
 function resolveCard(gpu: PlanGpu | null, tier: Tier, errors: string[]): Card | null {
     if (tier === "auto") {
         if (gpu === null) {
+            const named = Object.keys(TIER_PRESETS).map(q);
+            const sizes = `${named.slice(0, -1).join(", ")} or ${named[named.length - 1]}`;
             errors.push(
-                `gpu.tier: "auto" needs a detected GPU, but nvidia-smi reported none: fix the driver, or plan for a card size with gpu.tier "12gb", "16gb" or "24gb"`,
+                `gpu.tier: "auto" needs a detected GPU, but nvidia-smi reported none: fix the driver, or plan for a card size with gpu.tier ${sizes}`,
             );
             return null;
         }
@@ -500,45 +464,6 @@ function resolveCard(gpu: PlanGpu | null, tier: Tier, errors: string[]): Card | 
         return null;
     }
     return { name: gpu.name, totalMiB: preset.memoryTotalMiB, freeMiB, cc, source: "tier", assumedCc: false };
-}
-
-const isInt = (x: number): boolean => Number.isInteger(x);
-
-/** Range and type checks that need no memory model. */
-function checkOptions(o: PlanOptions): string[] {
-    const errors: string[] = [];
-    if (!TIERS.includes(o.tier)) errors.push(`gpu.tier: ${q(o.tier)} is not one of ${TIERS.map((t) => q(t)).join(", ")}`);
-    const u = o.gpuMemoryUtilization;
-    if (u !== null && !(Number.isFinite(u) && u > 0 && u <= 1)) {
-        errors.push(`gpu.gpuMemoryUtilization: ${q(u)} is outside (0, 1]: it is a share of the card, and vLLM rejects more than all of it`);
-    }
-    const off = o.cpuOffloadGb;
-    if (off !== null) {
-        if (!(Number.isFinite(off) && off >= 0)) errors.push(`gpu.cpuOffloadGb: ${q(off)} must be a number of GiB, 0 or more`);
-        else if (off > GPT_OSS_20B.weightsGiB) {
-            errors.push(`gpu.cpuOffloadGb: ${q(off)} is more than the ${GPT_OSS_20B.weightsGiB} GiB of weights gpt-oss-20b has`);
-        }
-    }
-    const len = o.maxModelLen;
-    if (len !== null && !(isInt(len) && len >= 256 && len <= GPT_OSS_20B.maxModelLen)) {
-        errors.push(`gpu.maxModelLen: ${q(len)} must be a whole number from 256 to ${GPT_OSS_20B.maxModelLen} (gpt-oss-20b's longest context)`);
-    }
-    const seqs = o.maxNumSeqs;
-    if (seqs !== null && !(isInt(seqs) && seqs >= 1 && seqs <= 1024)) {
-        errors.push(`gpu.maxNumSeqs: ${q(seqs)} must be a whole number from 1 to 1024`);
-    }
-    const bt = o.maxNumBatchedTokens;
-    if (bt !== null && !(isInt(bt) && bt >= 16)) errors.push(`gpu.maxNumBatchedTokens: ${q(bt)} must be a whole number, 16 or more`);
-    if (bt !== null && seqs !== null && isInt(bt) && isInt(seqs) && bt < seqs) {
-        errors.push(`gpu.maxNumBatchedTokens: ${bt} is less than gpu.maxNumSeqs ${seqs}; vLLM requires at least one token per sequence per step`);
-    }
-    if (o.attentionBackend !== null && !ATTENTION_BACKENDS.includes(o.attentionBackend)) {
-        errors.push(`gpu.attentionBackend: ${q(o.attentionBackend)} is not one of ${ATTENTION_BACKENDS.map((b) => q(b)).join(", ")}`);
-    }
-    if (o.kvCacheDtype !== null && !KV_CACHE_DTYPES.includes(o.kvCacheDtype)) {
-        errors.push(`gpu.kvCacheDtype: ${q(o.kvCacheDtype)} is not one of ${KV_CACHE_DTYPES.map((d) => q(d)).join(", ")}`);
-    }
-    return errors;
 }
 
 interface Profile {
@@ -677,24 +602,49 @@ function diagnose(card: Card, o: PlanOptions, t: Trial): string[] {
     return errors;
 }
 
-/** Plans vLLM's memory knobs for gpt-oss-20b. Every problem is reported at once, each prefixed by its option path. */
+/**
+ * Plans vLLM's memory knobs for gpt-oss-20b. Every problem is reported at once, each prefixed by its option path.
+ *
+ * The steps: check the options against the schema and the card; try the profiles, each trading speed for
+ * memory (CUDA graphs, then eager, then an fp8 KV cache, then weights offloaded to host RAM), until the
+ * weights, activations and a KV cache fit; choose the context and the sequences from that KV cache; explain.
+ */
 export function plan(input: PlanInput): PlanResult {
     const o: PlanOptions = { ...AUTO_OPTIONS, ...input.options };
     const wsl = input.wsl ?? true;
-    const errors = checkOptions(o);
-    const numericOk = errors.length === 0;
+    // The schema's bounds and the rules between these options (config.ts).
+    const optionErrors = gpuOptionProblems(o);
+    const errors = [...optionErrors];
+    const card = cardToPlanFor(input.gpu, o.tier, errors);
+    if (card === null) return { ok: false, errors };
+    const backend = o.attentionBackend ?? autoAttentionBackend(card.cc);
+    errors.push(...cardProblems(card, o));
+    if (optionErrors.length > 0) return { ok: false, errors };
+    errors.push(...utilizationProblems(card, o));
 
-    if (input.gpu !== null) {
-        const ccProblem = computeCapabilityProblem(input.gpu.name, input.gpu.computeCap);
+    const chosen = fitProfile(card, o, backend);
+    if (!chosen.accepted) return { ok: false, errors: [...errors, ...diagnose(card, o, chosen)] };
+    const sized = chooseContext(card, o, chosen);
+    errors.push(...offloadProblems(o, sized.knobs, wsl));
+    if (errors.length > 0) return { ok: false, errors };
+    return { ok: true, plan: planFrom(card, o, backend, sized, wsl) };
+}
+
+/** The card the plan is for: the detected one, or a tier's preset; null when there is none to plan for (errors say why). */
+function cardToPlanFor(gpu: PlanGpu | null, tier: Tier, errors: string[]): Card | null {
+    if (gpu !== null) {
+        const ccProblem = computeCapabilityProblem(gpu.name, gpu.computeCap);
         if (ccProblem !== null) {
             errors.push(ccProblem);
-            return { ok: false, errors };
+            return null;
         }
     }
-    const card = TIERS.includes(o.tier) ? resolveCard(input.gpu, o.tier, errors) : null;
-    if (card === null) return { ok: false, errors };
+    return TIERS.includes(tier) ? resolveCard(gpu, tier, errors) : null;
+}
 
-    const backend = o.attentionBackend ?? autoAttentionBackend(card.cc);
+/** Explicit options this card cannot run: an attention backend, an fp8 KV cache. */
+function cardProblems(card: Card, o: PlanOptions): string[] {
+    const errors: string[] = [];
     if (o.attentionBackend !== null) {
         const problem = backendProblem(o.attentionBackend, card.cc);
         if (problem !== null) errors.push(`gpu.attentionBackend: ${q(o.attentionBackend)} ${problem}`);
@@ -704,28 +654,40 @@ export function plan(input: PlanInput): PlanResult {
             `gpu.kvCacheDtype: "fp8" needs fp8 support (sm_89 or newer: Ada, Hopper, Blackwell); ${q(card.name)} is ${smName(card.cc)}: use "auto"`,
         );
     }
-    if (!numericOk) return { ok: false, errors };
+    return errors;
+}
 
-    // Explicit utilization above what vLLM's startup check allows: vLLM would refuse to start.
-    if (o.gpuMemoryUtilization !== null) {
-        const eager = o.enforceEager ?? false;
-        const cap = startupUtilizationCap(card, eager, 0);
-        if (o.gpuMemoryUtilization > cap) {
-            const total = gib(card.totalMiB);
-            errors.push(
-                `gpu.gpuMemoryUtilization: ${o.gpuMemoryUtilization} asks for ${fmt(o.gpuMemoryUtilization * total)} GiB of ${q(card.name)}, ` +
-                    `but only ${fmt(gib(card.freeMiB) - C.cudaContextGiB - graphsGiB(eager))} GiB is free once vLLM's CUDA context` +
-                    (eager ? `` : ` and CUDA graphs`) +
-                    ` are up (others hold ${fmt(total - gib(card.freeMiB))} GiB): vLLM refuses to start below its share; use ${cap} or less`,
-            );
-        }
-    }
+/** An explicit utilization above what vLLM's startup check allows: vLLM would refuse to start. */
+function utilizationProblems(card: Card, o: PlanOptions): string[] {
+    if (o.gpuMemoryUtilization === null) return [];
+    const eager = o.enforceEager ?? false;
+    const cap = startupUtilizationCap(card, eager, 0);
+    if (o.gpuMemoryUtilization <= cap) return [];
+    const total = gib(card.totalMiB);
+    return [
+        `gpu.gpuMemoryUtilization: ${o.gpuMemoryUtilization} asks for ${fmt(o.gpuMemoryUtilization * total)} GiB of ${q(card.name)}, ` +
+            `but only ${fmt(gib(card.freeMiB) - C.cudaContextGiB - graphsGiB(eager))} GiB is free once vLLM's CUDA context` +
+            (eager ? `` : ` and CUDA graphs`) +
+            ` are up (others hold ${fmt(total - gib(card.freeMiB))} GiB): vLLM refuses to start below its share; use ${cap} or less`,
+    ];
+}
 
+/** The first profile this card allows whose weights, activations and KV cache fit; else the last one tried, not accepted. */
+function fitProfile(card: Card, o: PlanOptions, backend: AttentionBackend): Trial {
     const trials = PROFILES.filter((p) => profileAllowed(p, o, card, backend)).map((p) => trial(card, o, p));
-    const chosen = trials.find((t) => t.accepted);
-    if (chosen === undefined) return { ok: false, errors: [...errors, ...diagnose(card, o, trials[trials.length - 1])] };
+    return trials.find((t) => t.accepted) ?? trials[trials.length - 1];
+}
 
-    // Settle the context and then the sequence count from the KV cache, and size the final breakdown with them.
+/** The knobs once the context and the sequence count are settled, and the memory they leave. */
+interface Sized {
+    readonly knobs: Knobs;
+    readonly maxModelLen: number;
+    readonly fit: Fit;
+    readonly kvTokens: number;
+}
+
+/** Settles the context and then the sequence count from the chosen profile's KV cache, and sizes the final breakdown with them. */
+function chooseContext(card: Card, o: PlanOptions, chosen: Trial): Sized {
     const p = chosen.profile;
     const maxModelLen = o.maxModelLen ?? autoContext(chosen.fit, chosen.knobs.batched, p.ctxCap);
     const seqs =
@@ -733,20 +695,21 @@ export function plan(input: PlanInput): PlanResult {
         Math.max(1, Math.min(p.seqsCap, pow2floor(kvTokensFor(chosen.fit.blocks, maxModelLen, chosen.knobs.batched) / C.tokensPerSeq)));
     const knobs: Knobs = { ...chosen.knobs, seqs };
     const f = fit(card, knobs);
-    const kvTokens = kvTokensFor(f.blocks, maxModelLen, knobs.batched);
-    const requiresPinnedMemory = knobs.offload > 0;
-    const speed = requiresPinnedMemory ? offloadSpeed(knobs.offload) : null;
+    return { knobs, maxModelLen, fit: f, kvTokens: kvTokensFor(f.blocks, maxModelLen, knobs.batched) };
+}
 
-    if (wsl && requiresPinnedMemory && o.enforceEager === false) {
-        errors.push(
-            `gpu.enforceEager: false with ${knobs.offload} GiB of weights offloaded under WSL2: CUDA graphs capture host-to-GPU copies only from pinned memory, ` +
-                `which WSL2 withholds by default; leave it unset or set it to true`,
-        );
-    }
-    if (errors.length > 0) return { ok: false, errors };
+/** CUDA graphs asked for beside offloaded weights where memory cannot be pinned. */
+function offloadProblems(o: PlanOptions, knobs: Knobs, wsl: boolean): string[] {
+    if (!(wsl && knobs.offload > 0 && o.enforceEager === false)) return [];
+    return [
+        `gpu.enforceEager: false with ${knobs.offload} GiB of weights offloaded under WSL2: CUDA graphs capture host-to-GPU copies only from pinned memory, ` +
+            `which WSL2 withholds by default; leave it unset or set it to true`,
+    ];
+}
 
+/** Why the automatic choices came out as they did. */
+function notesFor(card: Card, o: PlanOptions, backend: AttentionBackend, knobs: Knobs): string[] {
     const notes: string[] = [];
-    const warnings: string[] = [];
     if (card.source === "tier") {
         notes.push(
             `planned for the ${o.tier} tier: ${card.totalMiB} MiB with ${C.displayReserveMiB} MiB assumed held by the Windows desktop` +
@@ -782,12 +745,18 @@ export function plan(input: PlanInput): PlanResult {
                   : `attention backend FLASHINFER: TRT-LLM attention kernels handle the sinks on sm_100`,
         );
     }
-    if (requiresPinnedMemory) {
+    return notes;
+}
+
+/** What the plan costs: offloading's speed and WSL2's pinned memory, and a context only one request can fill. */
+function warningsFor(o: PlanOptions, sized: Sized, speed: OffloadSpeed | null, wsl: boolean): string[] {
+    const warnings: string[] = [];
+    if (speed !== null) {
         warnings.push(
-            `cpu offload keeps ${fmt(speed!.offloadedGiB)} GiB of weights in host RAM, read over PCIe where the GPU needs them: a decode step reads ` +
-                `the offloaded experts it routes to, about ${fmt(speed!.oneRequestGiB)} GiB for one request (4 of 32 experts) and up to ` +
-                `${fmt(speed!.offloadedGiB)} GiB once 8 requests run together; at ~${C.pcieGiBps} GiB/s (PCIe 4.0 x16; half that on an x8 card) that adds ` +
-                `about ${speed!.oneRequestMs} ms per token for one request (at most ~${Math.floor(1000 / speed!.oneRequestMs)} tokens/s) and up to ${speed!.fullMs} ms per step under load`,
+            `cpu offload keeps ${fmt(speed.offloadedGiB)} GiB of weights in host RAM, read over PCIe where the GPU needs them: a decode step reads ` +
+                `the offloaded experts it routes to, about ${fmt(speed.oneRequestGiB)} GiB for one request (4 of 32 experts) and up to ` +
+                `${fmt(speed.offloadedGiB)} GiB once 8 requests run together; at ~${C.pcieGiBps} GiB/s (PCIe 4.0 x16; half that on an x8 card) that adds ` +
+                `about ${speed.oneRequestMs} ms per token for one request (at most ~${Math.floor(1000 / speed.oneRequestMs)} tokens/s) and up to ${speed.fullMs} ms per step under load`,
         );
         if (wsl) {
             warnings.push(
@@ -797,49 +766,52 @@ export function plan(input: PlanInput): PlanResult {
             );
         }
     }
-    if (o.maxModelLen !== null && kvTokens < 2 * maxModelLen) {
-        warnings.push(`the KV cache holds ${kvTokens} tokens: one ${maxModelLen}-token request at a time runs at full length`);
+    if (o.maxModelLen !== null && sized.kvTokens < 2 * sized.maxModelLen) {
+        warnings.push(`the KV cache holds ${sized.kvTokens} tokens: one ${sized.maxModelLen}-token request at a time runs at full length`);
     }
+    return warnings;
+}
 
+function planFrom(card: Card, o: PlanOptions, backend: AttentionBackend, sized: Sized, wsl: boolean): Plan {
+    const { knobs, fit: f } = sized;
+    const requiresPinnedMemory = knobs.offload > 0;
+    const speed = requiresPinnedMemory ? offloadSpeed(knobs.offload) : null;
     const total = gib(card.totalMiB);
     return {
-        ok: true,
-        plan: {
-            model: GPT_OSS_20B.repo,
-            tier: o.tier,
-            gpu: {
-                name: card.name,
-                memoryTotalMiB: card.totalMiB,
-                memoryFreeMiB: card.freeMiB,
-                computeCap: `${card.cc.major}.${card.cc.minor}`,
-                source: card.source,
-            },
-            gpuMemoryUtilization: knobs.util,
-            cpuOffloadGb: knobs.offload,
-            maxModelLen,
-            maxNumSeqs: seqs,
-            maxNumBatchedTokens: knobs.batched,
-            enforceEager: knobs.eager,
-            attentionBackend: backend,
-            kvCacheDtype: knobs.kvDtype,
-            requiresPinnedMemory,
-            memory: {
-                totalGiB: round2(total),
-                othersGiB: round2(total - gib(card.freeMiB)),
-                budgetGiB: round2(f.budget),
-                weightsGiB: round2(f.weights),
-                offloadedGiB: round2(knobs.offload),
-                activationsGiB: round2(f.activations),
-                kvCacheGiB: round2(f.kv),
-                kvCacheTokens: kvTokens,
-                cudaGraphsGiB: round2(f.graphs),
-                cudaContextGiB: C.cudaContextGiB,
-                headroomGiB: round2(f.headroom),
-            },
-            hostMemoryGiB: round2(C.hostBaseGiB + C.hostPerOffloadedGiB * knobs.offload),
-            offloadSpeed: speed,
-            notes,
-            warnings,
+        model: GPT_OSS_20B.repo,
+        tier: o.tier,
+        gpu: {
+            name: card.name,
+            memoryTotalMiB: card.totalMiB,
+            memoryFreeMiB: card.freeMiB,
+            computeCap: `${card.cc.major}.${card.cc.minor}`,
+            source: card.source,
         },
+        gpuMemoryUtilization: knobs.util,
+        cpuOffloadGb: knobs.offload,
+        maxModelLen: sized.maxModelLen,
+        maxNumSeqs: knobs.seqs,
+        maxNumBatchedTokens: knobs.batched,
+        enforceEager: knobs.eager,
+        attentionBackend: backend,
+        kvCacheDtype: knobs.kvDtype,
+        requiresPinnedMemory,
+        memory: {
+            totalGiB: round2(total),
+            othersGiB: round2(total - gib(card.freeMiB)),
+            budgetGiB: round2(f.budget),
+            weightsGiB: round2(f.weights),
+            offloadedGiB: round2(knobs.offload),
+            activationsGiB: round2(f.activations),
+            kvCacheGiB: round2(f.kv),
+            kvCacheTokens: sized.kvTokens,
+            cudaGraphsGiB: round2(f.graphs),
+            cudaContextGiB: C.cudaContextGiB,
+            headroomGiB: round2(f.headroom),
+        },
+        hostMemoryGiB: round2(C.hostBaseGiB + C.hostPerOffloadedGiB * knobs.offload),
+        offloadSpeed: speed,
+        notes: notesFor(card, o, backend, knobs),
+        warnings: warningsFor(o, sized, speed, wsl),
     };
 }

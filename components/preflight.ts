@@ -5,6 +5,7 @@
 //    no root, changes nothing, and tolerates missing tools (no nvidia-smi, no nvcc).
 //  - The checks are pure functions of Facts (and the VRAM plan), each answering with a level, what it
 //    saw, and what to do about it.
+import { defaults } from "./config";
 import { GpuRecord, NVIDIA_SMI_QUERY, parseComputeCap, parseNvidiaSmiCsv, smName } from "./gpu";
 import { GPT_OSS_20B, PLANNER_CONSTANTS, PlanResult, computeCapabilityProblem } from "./planner";
 import type { Claim } from "./observe";
@@ -75,12 +76,12 @@ export interface ProbeOptions {
     readonly claims: readonly Claim[];
 }
 
-/** The config schema's defaults (components/config.ts). */
+/** The config schema's defaults. */
 export const DEFAULT_PROBE_OPTIONS: ProbeOptions = {
-    modelDir: "/var/lib/vllm-workstation/hf",
-    venvDir: "/opt/vllm-workstation/venv",
-    cudaHome: "/usr/local/cuda",
-    wslLibDir: "/usr/lib/wsl/lib",
+    modelDir: defaults.model.cacheDir,
+    venvDir: defaults.python.venvPath,
+    cudaHome: defaults.cuda.home,
+    wslLibDir: defaults.cuda.wslLibDir,
     claims: [],
 };
 

@@ -10,10 +10,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as yaml from "js-yaml";
-import { parseConfig, WorkstationConfig } from "./config";
-
-/** Top-level keys that hold secrets; everything else is plain config. */
-export const secretOptions = ["apiKey", "hfToken"] as const;
+import { parseConfig, secretOptions, WorkstationConfig } from "./config";
 
 function parsedOrText(value: string): unknown {
     try {
@@ -32,7 +29,7 @@ export function rawFromPulumiConfig(all: Readonly<Record<string, string>>, proje
         // Structured values (set with --path or written as YAML maps) arrive as JSON text. A secret is
         // always a string, whatever it starts with; text that only looks like JSON stays the string it
         // is, and the schema then says, naming the option, what it should be.
-        raw[key] = !(secretOptions as readonly string[]).includes(key) && /^\s*[[{]/.test(value) ? parsedOrText(value) : value;
+        raw[key] = !secretOptions.includes(key) && /^\s*[[{]/.test(value) ? parsedOrText(value) : value;
     }
     return raw;
 }

@@ -7,24 +7,13 @@ import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { pieceState, ready } from "./hostState";
 import type { Observed, Piece } from "./observe";
+import type { Plan } from "./planner";
 import { expectFile, managedHeader, ownFile, probeFile, q, say, sha256, writeFile } from "./shell";
 import { etcDir, serviceEnvPath } from "./cudaEnv";
 import { has, servedVllmVersion } from "./vllmVersion";
 
 /** The vLLM settings the planner chose for this card; see planner.ts for how. */
-export interface ServingPlan {
-    readonly gpuMemoryUtilization: number;
-    readonly cpuOffloadGb: number;
-    readonly maxModelLen: number;
-    readonly maxNumSeqs: number;
-    readonly maxNumBatchedTokens: number | null;
-    readonly enforceEager: boolean;
-    /** The attention backend (a flag or a variable, by vLLM version); null lets vLLM choose. */
-    readonly attentionBackend: string | null;
-    readonly kvCacheDtype: string;
-    /** Offloaded weights need pinned host memory, which vLLM switches off under WSL unless told. */
-    readonly requiresPinnedMemory: boolean;
-}
+export type ServingPlan = Pick<Plan, "gpuMemoryUtilization" | "cpuOffloadGb" | "maxModelLen" | "maxNumSeqs" | "maxNumBatchedTokens" | "enforceEager" | "attentionBackend" | "kvCacheDtype" | "requiresPinnedMemory">;
 
 export const unitName = "vllm-workstation.service";
 export const unitPath = `/etc/systemd/system/${unitName}`;

@@ -3,7 +3,7 @@
 // Exit status: 0 when no check is at error level, 1 when one is, 2 on bad usage.
 //
 //   node dist/scripts/doctor.js [--nvidia-smi-file F] [--facts-file F] [--json]
-//                               [--tier auto|12gb|16gb|24gb] [--max-model-len N]
+//                               [--tier TIER] [--max-model-len N]   (gpu.tier and gpu.maxModelLen)
 //
 // --nvidia-smi-file replaces what nvidia-smi says (a saved NVIDIA_SMI_QUERY output), so a plan can be
 // checked for a card that is not in this machine. --facts-file replaces the whole probe with its saved
@@ -11,7 +11,7 @@
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import { NVIDIA_SMI_QUERY, parseNvidiaSmiCsv } from "../components/gpu";
-import { Plan, PlanResult, TIERS, Tier, plan } from "../components/planner";
+import { AUTO_OPTIONS, Plan, PlanResult, TIERS, Tier, plan } from "../components/planner";
 import { Check, Facts, gatherFacts, parseProbeOutput, runChecks, wslKind } from "../components/preflight";
 
 export interface DoctorArgs {
@@ -22,8 +22,7 @@ export interface DoctorArgs {
     readonly maxModelLen: number | null;
 }
 
-const USAGE =
-    "usage: doctor [--nvidia-smi-file FILE] [--facts-file FILE] [--json] [--tier auto|12gb|16gb|24gb] [--max-model-len N]";
+const USAGE = `usage: doctor [--nvidia-smi-file FILE] [--facts-file FILE] [--json] [--tier ${TIERS.join("|")}] [--max-model-len N]`;
 
 class UsageError extends Error {}
 
@@ -31,7 +30,7 @@ export function parseArgs(argv: readonly string[]): DoctorArgs {
     let nvidiaSmiFile: string | null = null;
     let factsFile: string | null = null;
     let json = false;
-    let tier: Tier = "auto";
+    let tier: Tier = AUTO_OPTIONS.tier;
     let maxModelLen: number | null = null;
     for (let i = 0; i < argv.length; i++) {
         const arg = argv[i];
@@ -58,7 +57,7 @@ export function parseArgs(argv: readonly string[]): DoctorArgs {
             }
             case "--max-model-len": {
                 const v = value();
-                // Range errors are the planner's to report, so they read like config errors.
+                // Range errors are the schema's, which the planner reports as the config does.
                 if (!/^\d+$/.test(v)) throw new UsageError(`--max-model-len ${JSON.stringify(v)} is not a whole number`);
                 maxModelLen = Number(v);
                 break;

@@ -1,5 +1,5 @@
 import test from "ava";
-import { ConfigError, hostKeyProblem, isLoopback, nearestKey, ownedDirProblem, parseConfig } from "../components/config";
+import { ConfigError, hostKeyProblem, isLoopback, nearestKey, ownedDirProblem, parseConfig, secretOptions } from "../components/config";
 
 const revision = "0123456789abcdef0123456789abcdef01234567";
 const minimal = { model: { revision } };
@@ -80,7 +80,23 @@ test("a fractional model.connections is rejected naming the field and the value"
 
 test("gpu-memory-utilization above 1 is rejected because vLLM refuses it", (t) => {
     const [p] = problemsOf({ ...minimal, gpu: { gpuMemoryUtilization: 1.2 } });
-    t.regex(p, /^gpu\.gpuMemoryUtilization: 1\.2 .*<=1/);
+    t.regex(p, /^gpu\.gpuMemoryUtilization: 1\.2 is outside \(0, 1\]: .*vLLM rejects more/);
+});
+
+test("an offload beyond the model's weights is rejected: there is nothing more to offload", (t) => {
+    t.notThrows(() => parseConfig({ ...minimal, gpu: { cpuOffloadGb: 13.8 } }));
+    t.deepEqual(problemsOf({ ...minimal, gpu: { cpuOffloadGb: 20 } }), ["gpu.cpuOffloadGb: 20 is more than the 13.8 GiB of weights gpt-oss-20b has"]);
+});
+
+test("fewer batched tokens than sequences is rejected, also beside another bad gpu option", (t) => {
+    t.deepEqual(problemsOf({ ...minimal, gpu: { maxNumSeqs: 128, maxNumBatchedTokens: "64", tier: "8gb" } }), [
+        'gpu.tier: "8gb" is not one of "auto", "12gb", "16gb", "24gb"',
+        'gpu.maxNumBatchedTokens: "64" is less than gpu.maxNumSeqs 128; vLLM requires at least one token per sequence per step',
+    ]);
+});
+
+test("the secret options are the schema's: apiKey and hfToken", (t) => {
+    t.deepEqual(secretOptions, ["apiKey", "hfToken"]);
 });
 
 test("the root directory as the venv path is rejected", (t) => {

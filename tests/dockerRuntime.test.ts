@@ -8,7 +8,7 @@ import { plan12, revision, snapshot, tiktokenDir } from "./helpers/plans";
 const config = parseConfig({ model: { revision }, runtime: "docker" });
 
 
-const plan24: ServingPlan = { ...plan12, gpuMemoryUtilization: 0.92, cpuOffloadGb: 0, maxModelLen: 32768, maxNumSeqs: 16, maxNumBatchedTokens: 8192, enforceEager: false, attentionBackend: null };
+const plan24: ServingPlan = { ...plan12, gpuMemoryUtilization: 0.92, cpuOffloadGb: 0, maxModelLen: 32768, maxNumSeqs: 16, maxNumBatchedTokens: 8192, enforceEager: false };
 
 /** The value after `--name` in argv, or undefined. */
 function flag(argv: string[], name: string): string | undefined {
@@ -68,8 +68,8 @@ test("the container env keeps vLLM offline with the local encodings and the plan
     ]);
 });
 
-test("the container env leaves VLLM_ATTENTION_BACKEND out when vLLM chooses, and never holds an API key", (t) => {
-    const c = parseConfig({ model: { revision }, runtime: "docker", apiKey: "sk-local-0123456789abcdef" });
+test("the container env leaves VLLM_ATTENTION_BACKEND out where the image's vLLM takes the flag, and never holds an API key", (t) => {
+    const c = parseConfig({ model: { revision }, runtime: "docker", dockerImage: "vllm/vllm-openai:v0.24.0", apiKey: "sk-local-0123456789abcdef" });
     const env = containerEnv(c, plan24, tiktokenDir);
     t.true(env.includes("HF_HUB_OFFLINE=1"));
     t.false(env.some((e) => e.startsWith("VLLM_ATTENTION_BACKEND=")));

@@ -280,9 +280,9 @@ const plan: fc.Arbitrary<ServingPlan> = fc.record({
     cpuOffloadGb: fc.integer({ min: 0, max: 8 }),
     maxModelLen: fc.integer({ min: 256, max: 131072 }),
     maxNumSeqs: fc.integer({ min: 1, max: 1024 }),
-    maxNumBatchedTokens: fc.option(fc.integer({ min: 16, max: 65536 }), { nil: null }),
+    maxNumBatchedTokens: fc.integer({ min: 16, max: 65536 }),
     enforceEager: fc.boolean(),
-    attentionBackend: fc.option(fc.constantFrom("TRITON_ATTN", "FLASH_ATTN", "FLASHINFER"), { nil: null }),
+    attentionBackend: fc.constantFrom("TRITON_ATTN", "FLASH_ATTN", "FLASHINFER"),
     kvCacheDtype: fc.constantFrom("auto", "fp8"),
     requiresPinnedMemory: fc.boolean(),
 });

@@ -43,7 +43,7 @@ const plan24: ServingPlan = {
     maxNumSeqs: 16,
     maxNumBatchedTokens: 8192,
     enforceEager: false,
-    attentionBackend: null,
+    attentionBackend: "TRITON_ATTN",
     kvCacheDtype: "auto", requiresPinnedMemory: false,
 };
 
@@ -99,10 +99,6 @@ test("a 24 GB-like plan emits neither cpu-offload-gb nor enforce-eager", (t) => 
     t.false("enforce-eager" in flags);
     t.is(flags["gpu-memory-utilization"], 0.92);
     t.is(flags["max-model-len"], 32768);
-});
-
-test("no max-num-batched-tokens flag is emitted when the plan leaves it to vLLM", (t) => {
-    t.false("max-num-batched-tokens" in vllmFlags(config, { ...plan24, maxNumBatchedTokens: null }));
 });
 
 test("the flags carry the configured listen address and port", (t) => {
@@ -215,8 +211,10 @@ test("the vLLM env keeps the service offline, points at the local encodings and 
     for (const l of lines) t.regex(l, /^[A-Z_]+=[^\s$`"']+$/, "plain KEY=value lines");
 });
 
-test("the vLLM env leaves VLLM_ATTENTION_BACKEND out when vLLM chooses", (t) => {
-    t.false(renderEnv(config, plan24, tiktokenDir).includes("VLLM_ATTENTION_BACKEND"));
+test("the vLLM env leaves VLLM_ATTENTION_BACKEND out where vLLM takes the flag", (t) => {
+    const c = parseConfig({ model: { revision }, python: { vllmVersion: "0.24.0" } });
+    t.false(renderEnv(c, plan24, tiktokenDir).includes("VLLM_ATTENTION_BACKEND"));
+    t.is(vllmFlags(c, plan24)["attention-backend"], "TRITON_ATTN");
 });
 
 test("the service scripts are valid bash, with and without a key", (t) => {

@@ -39,7 +39,7 @@ import * as os from "os";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
-import { parseConfig } from "../../components/config";
+import { defaults, parseConfig } from "../../components/config";
 import { observe } from "../../components/observe";
 import { connectionFor, lookingAhead, workstationProgram } from "../../components/program";
 import { workstationPieces } from "../../components/workstation";
@@ -53,8 +53,8 @@ import { HfEndpoint, makeHfFixture, PackageIndex, RequestLogEntry, startHfEndpoi
 const MiB = 1 << 20;
 const REPO = "openai/gpt-oss-20b";
 const WEIGHTS = "model-00000-of-00001.safetensors";
-const VENV = "/opt/vllm-workstation/venv";
-const HF_CACHE = "/var/lib/vllm-workstation/hf";
+const VENV = defaults.python.venvPath;
+const HF_CACHE = defaults.model.cacheDir;
 const RATE = 100e6;
 const MODEL_URN_SUFFIX = "::workstation-model-files";
 /** The size the tests use; its fixture is shared with them and never deleted. */
@@ -84,7 +84,7 @@ function parseArgs(argv: string[]): Options {
     let large = false;
     let keepFixtures = false;
     // The config's own default, so the bench measures what a stack gets without the option.
-    let connections = parseConfig({ model: { revision: "0".repeat(40) } }).model.connections;
+    let connections = defaults.model.connections;
     for (let i = 0; i < argv.length; i++) {
         const a = argv[i];
         if (a === "--runs") {
