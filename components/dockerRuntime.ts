@@ -16,7 +16,7 @@ import type { Connection } from "./host";
 import { pieceState, ready } from "./hostState";
 import type { Observed, Piece } from "./observe";
 import { layout } from "./python";
-import { Check } from "./preflight";
+import { Check } from "./preflight/checks";
 import { expectFile, probeFile, q, say, sha256, writeFile } from "./shell";
 import { apiKeyId, authModuleName, endpointUrl, probeHost, readAsset, servedModelName, ServingPlan, serviceFlags, vllmVariables } from "./vllmService";
 
