@@ -144,8 +144,8 @@ export function lockTextFor(config: WorkstationConfig, root = projectRoot): stri
  */
 export function runtimeChecks(config: WorkstationConfig, look: Look, observed: Observed, checks: Check[]): Check[] {
     if (config.runtime !== "docker") return checks;
-    const probe = dockerPreflightProbe(config).probe;
-    return [...checks.filter((c) => c.id !== "systemd" && c.id !== "nvcc"), ...dockerChecks(config, observed.get(probe) ?? "", describe(look.conn))];
+    const engine = dockerPreflightProbe(config).name;
+    return [...checks.filter((c) => c.id !== "systemd" && c.id !== "nvcc"), ...dockerChecks(config, observed.get(engine) ?? "", describe(look.conn))];
 }
 
 /**
