@@ -77,12 +77,14 @@ export async function phaseLifecycle(o: Options, r: Results, ts: TestStack, box:
             L.noopFloor.push(await floor.up());
             const u = await up(ts, `run ${run}: no-op up`, { expectNoChanges: true });
             L.noopUp.push(u.ms);
+            L.noopUpOwnLook.push((await up(ts, `run ${run}: no-op up without the early look`, { expectNoChanges: true, early: false })).ms);
             if (i === 0) r.timelines.push({ what: `run ${run}: no-op up`, ms: u.ms, steps: u.rec.timeline(u.t0) });
         }
         for (let i = 0; i < o.runs; i++) {
             L.previewFloor.push(await floor.preview());
             const p = await preview(ts, `run ${run}: preview`);
             L.preview.push(p.ms);
+            L.previewOwnLook.push((await preview(ts, `run ${run}: preview without the early look`, false)).ms);
             L.previewLook.push(await look());
             if (i === 0) r.timelines.push({ what: `run ${run}: preview`, ms: p.ms, steps: p.rec.timeline(p.t0) });
         }

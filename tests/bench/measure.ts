@@ -100,13 +100,14 @@ export async function timed<T>(what: string, ts: TestStack, fn: (rec: Recorder) 
 
 /** The workstation stack runs as `npm run up` and `npm run preview` run it: its look at the box started before the CLI. */
 export const workstationStacks = new Set<TestStack>();
-export const programFor = (ts: TestStack) => (workstationStacks.has(ts) ? { program: lookingAhead(ts.dir, "test") } : {});
+/** `early: false`: the program makes its own look, as `pulumi up` with an official CLI runs it (index.ts). */
+export const programFor = (ts: TestStack, early = true) => (workstationStacks.has(ts) && early ? { program: lookingAhead(ts.dir, "test") } : {});
 
-export const up = (ts: TestStack, what: string, opts: { expectNoChanges?: boolean } = {}) =>
-    timed(what, ts, (rec) => ts.stack.up({ onOutput: ts.onOutput, onEvent: rec.onEvent, ...opts, ...programFor(ts) }));
+export const up = (ts: TestStack, what: string, opts: { expectNoChanges?: boolean; early?: boolean } = {}) =>
+    timed(what, ts, (rec) => ts.stack.up({ onOutput: ts.onOutput, onEvent: rec.onEvent, expectNoChanges: opts.expectNoChanges, ...programFor(ts, opts.early) }));
 
-export async function preview(ts: TestStack, what: string) {
-    const r = await timed(what, ts, (rec) => ts.stack.preview({ onOutput: ts.onOutput, onEvent: rec.onEvent, ...programFor(ts) }));
+export async function preview(ts: TestStack, what: string, early = true) {
+    const r = await timed(what, ts, (rec) => ts.stack.preview({ onOutput: ts.onOutput, onEvent: rec.onEvent, ...programFor(ts, early) }));
     const changes = Object.entries(r.result.changeSummary).filter(([k, v]) => k !== "same" && v);
     if (changes.length) throw new Error(`${what}: a preview of the converged box shows changes ${JSON.stringify(Object.fromEntries(changes))}`);
     return r;

@@ -32,9 +32,13 @@ export interface Results {
         verify: number[];
         rest: number[];
         noopUp: number[];
+        /** The same no-op up right after each, the program making its own look (no early look). */
+        noopUpOwnLook: number[];
         /** The empty stack's `up`, each run just before one of those no-op ups. */
         noopFloor: number[];
         preview: number[];
+        /** The same preview right after each, the program making its own look (no early look). */
+        previewOwnLook: number[];
         /** The empty stack's `preview`, each run just before one of those previews. */
         previewFloor: number[];
         /** The program's look at every piece (observe.ts, one SSH round trip), timed beside those previews. */
@@ -76,7 +80,7 @@ export interface Results {
 export function newResults(): Results {
     return {
         floor: { up: [], preview: [], dynamicUp: [], dynamicPreview: [] },
-        lifecycle: { converge: [], modelStep: [], hfDownload: [], verify: [], rest: [], noopUp: [], noopFloor: [], preview: [], previewFloor: [], previewLook: [], destroy: [], hfMBps: [], hfTransferMBps: [], hfStartMs: [], hfFirstRequestMs: [], curlMBps: [], downloadBytes: [], curlBytes: [], slowest: [] },
+        lifecycle: { converge: [], modelStep: [], hfDownload: [], verify: [], rest: [], noopUp: [], noopUpOwnLook: [], noopFloor: [], preview: [], previewOwnLook: [], previewFloor: [], previewLook: [], destroy: [], hfMBps: [], hfTransferMBps: [], hfStartMs: [], hfFirstRequestMs: [], curlMBps: [], downloadBytes: [], curlBytes: [], slowest: [] },
         previewBySize: [],
         setup: {},
         timelines: [],
@@ -119,9 +123,11 @@ export function table(o: Options, r: Results): { markdown: string; rows: Row[]; 
     const noopFloor = median(L.noopFloor) ?? floorUp;
     add("workstation: no-op `up`", secs(noop) + (noop !== null && noopFloor ? ` (${(noop / noopFloor).toFixed(2)}x floor)` : ""), ms(L.noopUp), "<= 2x empty `up`", noop === null || !noopFloor ? null : noop <= 2 * noopFloor);
     add("- empty stack `up` just before each (the floor it is compared with)", secs(median(L.noopFloor)), ms(L.noopFloor));
+    const own = median(L.noopUpOwnLook);
+    add("- the same without the early look (the program's own look), right after each", secs(own) + (own !== null && noopFloor ? ` (${(own / noopFloor).toFixed(2)}x floor)` : ""), ms(L.noopUpOwnLook));
     const bySize = [
         ...r.previewBySize.filter((p) => p.weightsBytes < o.big),
-        { weightsBytes: o.big, preview: L.preview, floor: L.previewFloor, look: L.previewLook },
+        { weightsBytes: o.big, preview: L.preview, floor: L.previewFloor, look: L.previewLook, ownLook: L.previewOwnLook },
         ...r.previewBySize.filter((p) => p.weightsBytes > o.big),
     ];
     for (const p of bySize) {
@@ -136,6 +142,10 @@ export function table(o: Options, r: Results): { markdown: string; rows: Row[]; 
         );
         add("- empty stack `preview` just before each (the floor it is compared with)", secs(median(p.floor)), ms(p.floor));
         add("- the look at every piece alone (the probes, one SSH round trip)", secs(median(p.look)), ms(p.look));
+        if ("ownLook" in p) {
+            const own = median(p.ownLook);
+            add("- the same without the early look (the program's own look), right after each", secs(own) + (own !== null && f ? ` (${(own / f).toFixed(2)}x floor)` : ""), ms(p.ownLook));
+        }
     }
     add("workstation: `destroy`", secs(median(L.destroy)), ms(L.destroy));
     const hf = median(L.hfMBps);
