@@ -14,7 +14,8 @@
 //      for reference, of a stack of one no-op dynamic resource (what any dynamic provider costs);
 //   B. the workstation stack, N times: a fresh converge (split into the model step, its download and
 //      checksum parts, and the rest), N no-op `up`s, N plain `preview`s (the drift probe: every preview
-//      reads every piece of the box, in the program's one round trip), `destroy`; after each converge,
+//      reads every piece of the box, in the program's one round trip), each of those ups and previews
+//      again right after without the early look (what it saves), `destroy`; after each converge,
 //      `curl -o` of the same resolve URLs from the same endpoint, on the box, for the download
 //      throughput ratio (curl's one connection against the step's model.connections: --connections);
 //   C. kill -9 (by pid, on the box) of the process writing the weights' *.incomplete file once 40% of it
