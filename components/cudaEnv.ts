@@ -57,6 +57,7 @@ export function scripts(cuda: WorkstationConfig["cuda"]) {
 /** The piece this component declares, as the program looks at it first (observe.ts). */
 export function cudaPiece(cuda: WorkstationConfig["cuda"]): Piece {
     return {
+        name: "cuda",
         what: "the CUDA environment",
         probe: scripts(cuda).probe,
         claims: [
@@ -69,7 +70,7 @@ export function cudaPiece(cuda: WorkstationConfig["cuda"]): Piece {
 export interface CudaEnvironmentArgs {
     readonly connection: Connection;
     readonly cuda: WorkstationConfig["cuda"];
-    /** What the program saw of each piece this run, by probe (observe.ts); null: the last refresh's. */
+    /** What the program saw of each piece this run, by name (observe.ts); null: the last refresh's. */
     readonly observed: Observed | null;
 }
 
@@ -82,7 +83,7 @@ export class CudaEnvironment extends pulumi.ComponentResource {
         const piece = cudaPiece(args.cuda);
         const files = new HostState(
             `${name}-files`,
-            { connection: args.connection, ...scripts(args.cuda), what: piece.what, observed: args.observed?.get(piece.probe) },
+            { connection: args.connection, ...scripts(args.cuda), what: piece.what, observed: args.observed?.get(piece.name) },
             { parent: this },
         );
         this.serviceEnvFile = ready(files, serviceEnvPath);

@@ -16,7 +16,7 @@ import type { Connection } from "./host";
 import { pieceState, ready } from "./hostState";
 import type { Observed, Piece } from "./observe";
 import { layout } from "./python";
-import { Check } from "./preflight";
+import { Check } from "./preflight/checks";
 import { expectFile, probeFile, q, say, sha256, writeFile } from "./shell";
 import { apiKeyId, authModuleName, endpointUrl, probeHost, readAsset, servedModelName, ServingPlan, serviceFlags, vllmVariables } from "./vllmService";
 
@@ -153,6 +153,7 @@ export interface ContainerInputs {
  */
 export function containerPiece(c: WorkstationConfig): Piece {
     return {
+        name: "container",
         what: `the vLLM container ${containerName}`,
         probe: [probeFile("auth-module", hostAuthModulePath(c)), inspectScript(c)].join("\n"),
         claims: [{ path: hostPythonDir(c), kind: "dir", sha256: null, option: "python.venvPath" }],
@@ -294,6 +295,7 @@ export function containerScripts(s: ContainerInputs) {
  */
 export function dockerPreflightProbe(c: WorkstationConfig): Piece {
     return {
+        name: "docker-engine",
         what: "the Docker engine",
         probe: [
             dockerEnv(c),
@@ -375,7 +377,7 @@ export interface DockerVllmArgs {
     readonly snapshotPath: pulumi.Input<string>;
     readonly tiktokenDir: pulumi.Input<string>;
     readonly apiKey: pulumi.Output<string> | null;
-    /** What the program saw of each piece this run, by probe (observe.ts); null: the last refresh's. */
+    /** What the program saw of each piece this run, by name (observe.ts); null: the last refresh's. */
     readonly observed: Observed | null;
 }
 

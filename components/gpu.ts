@@ -1,5 +1,5 @@
 // What nvidia-smi says about the workstation's cards, as typed records. Pure: the caller runs the
-// command (locally or over SSH, see preflight.ts's probe) and hands the text in.
+// command (locally or over SSH, see preflight/facts.ts's probe) and hands the text in.
 
 /**
  * The one query every part of the stack uses. `noheader,nounits` gives one line per GPU,

@@ -71,7 +71,7 @@ export function pieceState(
             what: piece.what,
             apply: scripts.apply((s) => s.apply),
             probe: piece.probe,
-            observed: args.observed?.get(piece.probe),
+            observed: args.observed?.get(piece.name),
             expected: scripts.apply((s) => s.expected),
             remove: scripts.apply((s) => s.remove),
             secretEnv: args.secretEnv,

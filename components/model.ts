@@ -60,6 +60,7 @@ export function modelProbe(model: ModelConfig): string {
 export function modelPiece(model: ModelConfig): Piece {
     const dir = (path: string) => ({ path, kind: "dir" as const, sha256: null, option: "model.cacheDir" });
     return {
+        name: "model",
         what: `the model ${model.repo}@${model.revision.slice(0, 12)}`,
         probe: modelProbe(model),
         claims: [dir(model.cacheDir), dir(layout(model).tiktokenDir)],
@@ -144,7 +145,7 @@ export interface ModelCacheArgs {
     /** The venv whose hf CLI downloads; an Output so the download waits for the install. */
     readonly venvPath: pulumi.Input<string>;
     readonly hfToken: pulumi.Input<string> | null;
-    /** What the program saw of each piece this run, by probe (observe.ts); null: the last refresh's. */
+    /** What the program saw of each piece this run, by name (observe.ts); null: the last refresh's. */
     readonly observed: Observed | null;
 }
 

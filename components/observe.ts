@@ -6,8 +6,10 @@
 import { Connection, describe, runOrThrow } from "./host";
 import { q } from "./shell";
 
-/** One piece to look at: what it is (for messages) and its probe (HostState's `probe`). */
+/** One piece to look at: its name, what it is (for messages) and its probe (HostState's `probe`). */
 export interface Piece {
+    /** Unique among the workstation's pieces: what the look saw of it is kept under this name. */
+    readonly name: string;
     readonly what: string;
     readonly probe: string;
     /** The paths its apply takes (and its remove may delete): the preflight checks each is free or the stack's. */
@@ -24,7 +26,7 @@ export interface Claim {
     readonly option: string | null;
 }
 
-/** What each probe printed, trimmed, by the probe's text. */
+/** What each piece's probe printed, trimmed, by the piece's name. */
 export type Observed = ReadonlyMap<string, string>;
 
 const start = (i: number) => `@@vllm-workstation probe ${i}@@`;
@@ -35,6 +37,9 @@ const endPrefix = (i: number) => `@@vllm-workstation probe ${i} end rc=`;
  * so one probe's failure or `exit` cannot stop the others; each output is fenced by marker lines.
  */
 export function renderProbeBatch(pieces: readonly Piece[]): string {
+    const names = pieces.map((p) => p.name);
+    const twice = names.filter((n, i) => names.indexOf(n) !== i);
+    if (twice.length > 0) throw new Error(`two pieces named ${JSON.stringify(twice[0])}: what the look saw is kept by name`);
     return pieces
         .map((p, i) => [`printf '%s\\n' ${q(start(i))}`, `rc=0; bash -euo pipefail -c ${q(p.probe)} || rc=$?`, `printf '\\n%s%s@@\\n' ${q(endPrefix(i))} "$rc"`].join("\n"))
         .join("\n");
@@ -51,7 +56,7 @@ export function parseProbeBatch(pieces: readonly Piece[], out: string, where = "
         if (to < 0) throw new Error(`the probes' output from ${where} is cut off at ${p.what} (probe ${i} of ${pieces.length}); run the command again`);
         const rc = lines[to].slice(endPrefix(i).length, -2);
         if (rc !== "0") throw new Error(`check ${p.what} failed on ${where} (exit ${rc}):\n${lines.slice(from + 1, to).join("\n").trim()}`);
-        seen.set(p.probe, lines.slice(from + 1, to).join("\n").trim());
+        seen.set(p.name, lines.slice(from + 1, to).join("\n").trim());
         at = to + 1;
     });
     return seen;

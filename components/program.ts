@@ -8,8 +8,9 @@ import * as yaml from "js-yaml";
 import { ConfigError, parseConfig, WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { AUTO_OPTIONS, PLANNER_CONSTANTS, plan, PlanInput, PlanResult } from "./planner";
-import { Check, Facts, gatherFacts, parseProbeOutput, runChecks, wslKind } from "./preflight";
-import { allConfigFromStackFile, loadStackConfig, rawFromPulumiConfig, withTeamLayer } from "./stackConfig";
+import { Check, runChecks } from "./preflight/checks";
+import { Facts, gatherFacts, parseProbeOutput, wslKind } from "./preflight/facts";
+import { loadStackConfig, SECRET_STAND_IN, stackFileLayer, withTeamLayer } from "./stackConfig";
 import type { ServingPlan } from "./vllmService";
 import { has, servedVllmVersion } from "./vllmVersion";
 import { Claim, Observed, observeAfter, Piece } from "./observe";
@@ -94,18 +95,13 @@ export interface EarlyLook {
 
 const runLook = (look: Look): Promise<Seen> => observeAfter(look.conn, "look at the workstation (preflight)", look.first, look.pieces);
 
-/** The early look, if it is this look started sooner (same key), else null. */
-export function earlyFor(look: Look, early: EarlyLook | null): Promise<Seen> | null {
-    return early !== null && early.key === look.key ? early.seen : null;
-}
-
 /**
  * One round trip to the workstation: the preflight's probe, then every piece's. An early look with the
  * same key is this look, started sooner; if it failed, the look runs again here, so what fails is
  * reported as the program's own look would report it.
  */
 async function lookAtWorkstation(look: Look, early: EarlyLook | null): Promise<{ facts: Facts; observed: Observed }> {
-    const { first, observed } = await (earlyFor(look, early)?.catch(() => runLook(look)) ?? runLook(look));
+    const { first, observed } = await (early !== null && early.key === look.key ? early.seen.catch(() => runLook(look)) : runLook(look));
     const parsed = parseProbeOutput(first);
     if (!parsed.ok) throw new pulumi.RunError(`the preflight probe's output could not be read:\n${parsed.errors.join("\n")}`);
     return { facts: parsed.facts, observed };
@@ -143,8 +139,8 @@ export function lockTextFor(config: WorkstationConfig, root = projectRoot): stri
  */
 export function runtimeChecks(config: WorkstationConfig, look: Look, observed: Observed, checks: Check[]): Check[] {
     if (config.runtime !== "docker") return checks;
-    const probe = dockerPreflightProbe(config).probe;
-    return [...checks.filter((c) => c.id !== "systemd" && c.id !== "nvcc"), ...dockerChecks(config, observed.get(probe) ?? "", describe(look.conn))];
+    const engine = dockerPreflightProbe(config).name;
+    return [...checks.filter((c) => c.id !== "systemd" && c.id !== "nvcc"), ...dockerChecks(config, observed.get(engine) ?? "", describe(look.conn))];
 }
 
 /**
@@ -198,18 +194,12 @@ export function guessLook(workDir: string, stack: string): Look | null {
         const doc = yaml.load(fs.readFileSync(path.join(workDir, "Pulumi.yaml"), "utf8")) as { name?: unknown; stackConfigDir?: unknown };
         const project = String(doc.name);
         const stackDir = typeof doc.stackConfigDir === "string" ? path.join(workDir, doc.stackConfigDir) : workDir;
-        const all = allConfigFromStackFile(fs.readFileSync(path.join(stackDir, `Pulumi.${stack}.yaml`), "utf8"));
-        const config = { ...parseConfig(withTeamLayer(rawFromPulumiConfig(all, project), project, stack)), apiKey: null, hfToken: null };
+        const machine = stackFileLayer(fs.readFileSync(path.join(stackDir, `Pulumi.${stack}.yaml`), "utf8"), project, SECRET_STAND_IN).raw;
+        const config = { ...parseConfig(withTeamLayer(machine, project, stack)), apiKey: null, hfToken: null };
         return lookFor(config, lockTextFor(config));
     } catch {
         return null;
     }
-}
-
-/** The look the running program makes (what guessLook guesses), for the stack's config as the engine hands it. */
-export function programLook(): Look {
-    const { config } = loadStackConfig();
-    return lookFor(config, lockTextFor(config));
 }
 
 export async function workstationProgram(opts: { early?: EarlyLook | null } = {}): Promise<Record<string, pulumi.Output<unknown>>> {

@@ -168,8 +168,8 @@ export function pythonPieces(py: PythonConfig, lockText: string | null, runtime:
     const l = layout(py);
     const dir = (path: string) => ({ path, kind: "dir" as const, sha256: null, option: "python.venvPath" });
     return {
-        uv: { what: `uv ${py.uvVersion}`, probe: uvScripts(py).probe, claims: [dir(l.home)] },
-        packages: { what: `the venv ${py.venvPath}`, probe: packageScripts(py, lockText, runtime).probe, claims: [dir(l.home), dir(l.cache), dir(py.venvPath)] },
+        uv: { name: "uv", what: `uv ${py.uvVersion}`, probe: uvScripts(py).probe, claims: [dir(l.home)] },
+        packages: { name: "packages", what: `the venv ${py.venvPath}`, probe: packageScripts(py, lockText, runtime).probe, claims: [dir(l.home), dir(l.cache), dir(py.venvPath)] },
     };
 }
 
@@ -178,7 +178,7 @@ export interface PythonEnvironmentArgs {
     readonly python: PythonConfig;
     /** Contents of python.lockFile, read by the program; null when the lock is made on the box. */
     readonly lockText: string | null;
-    /** What the program saw of each piece this run, by probe (observe.ts); null: the last refresh's. */
+    /** What the program saw of each piece this run, by name (observe.ts); null: the last refresh's. */
     readonly observed: Observed | null;
     /** Default "systemd": vLLM and FlashInfer; "docker": only what the model download needs. */
     readonly runtime?: Runtime;
@@ -194,7 +194,7 @@ export class PythonEnvironment extends pulumi.ComponentResource {
         const secretEnv = indexEnv(args.python);
         const uv = new HostState(
             `${name}-uv`,
-            { connection: args.connection, ...uvScripts(args.python), what: pieces.uv.what, observed: args.observed?.get(pieces.uv.probe), secretEnv },
+            { connection: args.connection, ...uvScripts(args.python), what: pieces.uv.what, observed: args.observed?.get(pieces.uv.name), secretEnv },
             { parent: this },
         );
         const packages = new HostState(
@@ -203,7 +203,7 @@ export class PythonEnvironment extends pulumi.ComponentResource {
                 connection: args.connection,
                 ...packageScripts(args.python, args.lockText, args.runtime),
                 what: pieces.packages.what,
-                observed: args.observed?.get(pieces.packages.probe),
+                observed: args.observed?.get(pieces.packages.name),
                 secretEnv,
             },
             { parent: this, dependsOn: [uv] },

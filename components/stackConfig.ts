@@ -54,25 +54,6 @@ export function loadStackConfig(): StackConfig {
 /** What a secret's encrypted value stands in as where the stack file is read without the passphrase: valid for every secret option. */
 export const SECRET_STAND_IN = "not-decrypted-here-0000";
 
-/**
- * The `config:` of a stack file (Pulumi.<stack>.yaml) as the engine hands it to the program: every
- * value a string, structured ones as JSON text. Encrypted values (`secure:`) become SECRET_STAND_IN.
- * Config from elsewhere (the project file, an ESC environment) is not seen; this is only for guessing
- * ahead of the engine (program.ts, lookingAhead), never for what the program declares.
- */
-export function allConfigFromStackFile(text: string): Record<string, string> {
-    const doc = (yaml.load(text) ?? {}) as { config?: Record<string, unknown> | null };
-    const isSecure = (v: unknown) => typeof v === "object" && v !== null && !Array.isArray(v) && Object.keys(v).length === 1 && "secure" in v;
-    const unwrap = (v: unknown): unknown =>
-        isSecure(v) ? SECRET_STAND_IN : Array.isArray(v) ? v.map(unwrap) : typeof v === "object" && v !== null ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unwrap(x)])) : v;
-    const all: Record<string, string> = {};
-    for (const [key, value] of Object.entries(doc.config ?? {})) {
-        const v = unwrap(value);
-        all[key] = typeof v === "object" && v !== null ? JSON.stringify(v) : String(v);
-    }
-    return all;
-}
-
 /** The checkout the program runs from: where the tracked stack files are. */
 export const checkoutRoot = path.resolve(__dirname, "..", "..");
 
@@ -95,17 +76,21 @@ export function layered(under: Readonly<Record<string, unknown>>, over: Readonly
  * A stack file's config as raw options (what rawFromPulumiConfig makes of the engine's), with every
  * encrypted value left out: `secrets` names them (option paths). Only the machine whose passphrase
  * encrypted a value can read it, so in the team's layer it can only be a mistake or this machine's own
- * file read twice.
+ * file read twice. With `standIn`, each encrypted value reads as it instead: that is only for guessing
+ * ahead of the engine (program.ts, guessLook), never for what the program declares.
  */
-export function teamLayer(text: string, project: string): { raw: Record<string, unknown>; secrets: string[] } {
+export function stackFileLayer(text: string, project: string, standIn: string | null = null): { raw: Record<string, unknown>; secrets: string[] } {
     const doc = (yaml.load(text) ?? {}) as { config?: Record<string, unknown> | null };
     const secrets: string[] = [];
     const strip = (v: unknown, at: string): unknown => {
         if (!isPlainObject(v)) return v;
         const out: Record<string, unknown> = {};
         for (const [k, x] of Object.entries(v)) {
-            if (isSecure(x)) secrets.push(`${at}.${k}`);
-            else out[k] = strip(x, `${at}.${k}`);
+            if (!isSecure(x)) out[k] = strip(x, `${at}.${k}`);
+            else {
+                secrets.push(`${at}.${k}`);
+                if (standIn !== null) out[k] = standIn;
+            }
         }
         return out;
     };
@@ -114,6 +99,7 @@ export function teamLayer(text: string, project: string): { raw: Record<string, 
         const option = key.split(":").slice(1).join(":");
         if (isSecure(value)) {
             if (key.startsWith(`${project}:`)) secrets.push(option);
+            if (standIn !== null) all[key] = standIn;
             continue;
         }
         const v = strip(value, option);
@@ -140,7 +126,7 @@ function hasPath(raw: Readonly<Record<string, unknown>>, at: string): boolean {
 export function withTeamLayer(machine: Readonly<Record<string, unknown>>, project: string, stack: string, root: string = checkoutRoot): Record<string, unknown> {
     const file = teamStackFile(stack, root);
     if (!fs.existsSync(file)) return { ...machine };
-    const team = teamLayer(fs.readFileSync(file, "utf8"), project);
+    const team = stackFileLayer(fs.readFileSync(file, "utf8"), project);
     const missing = team.secrets.filter((at) => !hasPath(machine, at));
     if (missing.length > 0) {
         throw new Error(

@@ -199,6 +199,7 @@ export function renderRunsOn(runsOn: Readonly<Record<string, string>>): string {
 export function servicePiece(c: WorkstationConfig): Piece {
     const user = q(c.server.user);
     return {
+        name: "service",
         what: "the vLLM service",
         probe: [
             probeFile("unit", unitPath),
@@ -324,7 +325,7 @@ export interface VllmServiceArgs {
     readonly apiKey: pulumi.Output<string> | null;
     /** Ids of what the service runs on (ServiceInputs.runsOn). */
     readonly runsOn: Readonly<Record<string, string>>;
-    /** What the program saw of each piece this run, by probe (observe.ts); null: the last refresh's. */
+    /** What the program saw of each piece this run, by name (observe.ts); null: the last refresh's. */
     readonly observed: Observed | null;
 }
 

@@ -1,7 +1,8 @@
 // Checks that concern Windows under WSL2: what the Windows driver, WSL's VM lifecycle and its networking
 // mean for the service. Each names its fix; the ones WSL cannot see from inside (.wslconfig, Task
 // Scheduler) say how to check them.
-import { Check, Facts, wslKind } from "./preflight";
+import type { Check } from "./preflight/checks";
+import { Facts, wslKind } from "./preflight/facts";
 
 /** The hosts config.ts treats as loopback. */
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);

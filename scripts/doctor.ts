@@ -12,7 +12,8 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import { NVIDIA_SMI_QUERY, parseNvidiaSmiCsv } from "../components/gpu";
 import { AUTO_OPTIONS, Plan, PlanResult, TIERS, Tier, plan } from "../components/planner";
-import { Check, Facts, gatherFacts, parseProbeOutput, runChecks, wslKind } from "../components/preflight";
+import { Check, runChecks } from "../components/preflight/checks";
+import { Facts, gatherFacts, parseProbeOutput, wslKind } from "../components/preflight/facts";
 
 export interface DoctorArgs {
     readonly nvidiaSmiFile: string | null;

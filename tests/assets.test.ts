@@ -11,7 +11,7 @@ import * as cudaEnv from "../components/cudaEnv";
 import { containerScripts, dockerPreflightProbe } from "../components/dockerRuntime";
 import { renderStdin } from "../components/host";
 import { layout as modelLayout, modelProbe, modelScripts } from "../components/model";
-import { gatherFacts } from "../components/preflight";
+import { gatherFacts } from "../components/preflight/facts";
 import { packageScripts, uvScripts } from "../components/python";
 import { serviceScripts } from "../components/vllmService";
 import { plan12, revision } from "./helpers/plans";

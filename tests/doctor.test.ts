@@ -3,7 +3,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { Facts, formatProbeOutput } from "../components/preflight";
+import { Facts, formatProbeOutput } from "../components/preflight/facts";
 
 const ROOT = path.resolve(__dirname, "../..");
 const DOCTOR = path.join(ROOT, "dist", "scripts", "doctor.js");

@@ -16,7 +16,7 @@ test.before(async () => {
         project: "engine-proof",
         program: async () => {
             // As the workstation program does: look at the box first, hand the resource what it saw.
-            const piece = { what: "the proof file", probe: "cat /etc/vllm-ws-proof/state 2>/dev/null || echo absent" };
+            const piece = { name: "proof", what: "the proof file", probe: "cat /etc/vllm-ws-proof/state 2>/dev/null || echo absent" };
             const seen = await observe(sshTarget(box), [piece]);
             const file = new HostState("proof", {
                 connection: sshTarget(box),
@@ -25,7 +25,7 @@ test.before(async () => {
                 probe: piece.probe,
                 expected: "converged",
                 remove: "rm -rf /etc/vllm-ws-proof",
-                observed: seen.get(piece.probe),
+                observed: seen.get(piece.name),
             });
             return { observed: file.observed };
         },

@@ -3,10 +3,10 @@ import { spawnSync } from "child_process";
 import { observe, observeAfter, parseProbeBatch, Piece, renderProbeBatch } from "../components/observe";
 
 const pieces: Piece[] = [
-    { what: "the first piece", probe: "echo one=1\necho two=2" },
+    { name: "first", what: "the first piece", probe: "echo one=1\necho two=2" },
     // Without a trailing newline, with a quote and a heredoc, and an `exit 0` that must not end the batch.
-    { what: "the second piece", probe: "cat <<'X'\nit's here\nX\nprintf 'last'\nexit 0" },
-    { what: "the third piece", probe: "echo three=3" },
+    { name: "second", what: "the second piece", probe: "cat <<'X'\nit's here\nX\nprintf 'last'\nexit 0" },
+    { name: "third", what: "the third piece", probe: "echo three=3" },
 ];
 
 /** Runs a script as the host runs one: bash under set -euo pipefail. */
@@ -15,19 +15,19 @@ function bash(script: string): { code: number | null; stdout: string; stderr: st
     return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-test("the batch runs every probe and gives each exactly what it printed, by probe", (t) => {
+test("the batch runs every probe and gives each exactly what it printed, by the piece's name", (t) => {
     const r = bash(renderProbeBatch(pieces));
     t.is(r.code, 0, r.stderr);
     const seen = parseProbeBatch(pieces, r.stdout);
     t.deepEqual([...seen.entries()], [
-        [pieces[0].probe, "one=1\ntwo=2"],
-        [pieces[1].probe, "it's here\nlast"],
-        [pieces[2].probe, "three=3"],
+        ["first", "one=1\ntwo=2"],
+        ["second", "it's here\nlast"],
+        ["third", "three=3"],
     ]);
 });
 
 test("a probe that fails is an error naming its piece and what it printed, and the probes after it still ran", (t) => {
-    const failing: Piece[] = [pieces[0], { what: "the broken piece", probe: "echo half\nfalse\necho never" }, pieces[2]];
+    const failing: Piece[] = [pieces[0], { name: "broken", what: "the broken piece", probe: "echo half\nfalse\necho never" }, pieces[2]];
     const r = bash(renderProbeBatch(failing));
     t.is(r.code, 0, "one probe's failure does not stop the batch");
     t.true(r.stdout.includes("three=3"));
@@ -43,16 +43,28 @@ test("output cut off before a probe's end marker is an error naming the piece", 
 });
 
 test("a probe printing a line that looks like a marker of another probe cannot shift the others", (t) => {
-    const tricky: Piece[] = [{ what: "a", probe: "echo '@@vllm-workstation probe 1@@'" }, { what: "b", probe: "echo b=1" }];
+    const tricky: Piece[] = [{ name: "a", what: "a", probe: "echo '@@vllm-workstation probe 1@@'" }, { name: "b", what: "b", probe: "echo b=1" }];
     const seen = parseProbeBatch(tricky, bash(renderProbeBatch(tricky)).stdout);
-    t.is(seen.get(tricky[0].probe), "@@vllm-workstation probe 1@@");
-    t.is(seen.get(tricky[1].probe), "b=1");
+    t.is(seen.get("a"), "@@vllm-workstation probe 1@@");
+    t.is(seen.get("b"), "b=1");
+});
+
+test("two pieces under one name are refused: what the look saw is kept by name", (t) => {
+    const twins: Piece[] = [pieces[0], { ...pieces[2], name: "first" }];
+    const e = t.throws(() => renderProbeBatch(twins));
+    t.is(e?.message, 'two pieces named "first": what the look saw is kept by name');
+});
+
+test("two pieces with the same probe each get what it printed", (t) => {
+    const same: Piece[] = [pieces[2], { ...pieces[2], name: "again", what: "the same probe again" }];
+    const seen = parseProbeBatch(same, bash(renderProbeBatch(same)).stdout);
+    t.deepEqual([...seen.entries()], [["third", "three=3"], ["again", "three=3"]]);
 });
 
 // The local target, as root (what the tests run as; elsewhere it would go through sudo -n).
 test("observe() runs the batch on the workstation in one go (here: this machine)", async (t) => {
     const seen = await observe({ kind: "local" }, pieces);
-    t.is(seen.get(pieces[2].probe), "three=3");
+    t.is(seen.get("third"), "three=3");
 });
 
 test("observe() with no pieces runs nothing", async (t) => {
@@ -62,6 +74,6 @@ test("observe() with no pieces runs nothing", async (t) => {
 test("observeAfter() runs another script first in the same round trip and keeps its output apart", async (t) => {
     const r = await observeAfter({ kind: "local" }, "look", "echo probe=1\necho end=1", pieces);
     t.is(r.first, "probe=1\nend=1");
-    t.is(r.observed.get(pieces[0].probe), "one=1\ntwo=2");
+    t.is(r.observed.get("first"), "one=1\ntwo=2");
     t.is(r.observed.size, 3);
 });

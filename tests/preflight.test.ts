@@ -7,9 +7,7 @@ import { GpuRecord } from "../components/gpu";
 import { PlanResult, plan } from "../components/planner";
 import {
     DISK_NEEDS,
-    Facts,
     Level,
-    WslKind,
     checkComputeCapability,
     checkDisk,
     checkGpu,
@@ -20,15 +18,9 @@ import {
     checkPlan,
     checkSystemd,
     checkWsl,
-    formatProbeOutput,
-    gatherFacts,
-    kernelVersion,
-    parseNvccVersion,
-    parseProbeOutput,
     runChecks,
-    wslConfEnablesSystemd,
-    wslKind,
-} from "../components/preflight";
+} from "../components/preflight/checks";
+import { Facts, WslKind, formatProbeOutput, gatherFacts, kernelVersion, parseNvccVersion, parseProbeOutput, wslConfEnablesSystemd, wslKind } from "../components/preflight/facts";
 
 const WSL2 = "Linux version 5.15.167.4-microsoft-standard-WSL2 (root@f9c826d3017f) (gcc (GCC) 11.2.0, GNU ld (GNU Binutils) 2.37) #1 SMP Tue Nov 5 00:21:55 UTC 2024\n";
 const WSL2_OLD = "Linux version 4.19.104-microsoft-standard (oe-user@oe-host) (gcc version 8.2.0 (GCC)) #1 SMP Wed Feb 19 06:37:35 UTC 2020\n";

@@ -3,11 +3,11 @@
 import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
-import { guessLook, programLook, workstationProgram } from "../components/program";
+import { guessLook, workstationProgram } from "../components/program";
 import { projectRoot } from "../scripts/engine";
 import { Box, startBox } from "./helpers/box";
 import { sshTarget, testStack } from "./helpers/stack";
-import { boxSnapshot, installGpuDoubles } from "./helpers/workstation";
+import { boxSnapshot, installGpuDoubles, programLookKey } from "./helpers/workstation";
 
 let box: Box;
 
@@ -82,7 +82,7 @@ test.serial("an unreachable workstation fails naming its user, host and port", a
 // config (program.ts, lookingAhead); it is used only if it is the same look, so a guess that never
 // matches would silently cost every run its half second. It must match for every stack file shipped.
 test.serial("the look guessed from each shipped stack file, and from a stack file as the tests write it, is the program's own look", async (t) => {
-    const ts = await testStack({ name: "guess", program: async () => ({ key: programLook().key }), config: { target: sshTarget(box), model: { revision: "6cee5e81ee83917806bbde320786a8fb61efebee" } } });
+    const ts = await testStack({ name: "guess", program: async () => ({ key: programLookKey() }), config: { target: sshTarget(box), model: { revision: "6cee5e81ee83917806bbde320786a8fb61efebee" } } });
     t.teardown(() => ts.remove());
     const stackFile = path.join(ts.dir, "Pulumi.test.yaml");
     const files = fs.readdirSync(projectRoot).filter((f) => /^Pulumi\..+\.yaml$/.test(f));

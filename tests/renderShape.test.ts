@@ -35,7 +35,7 @@ import * as cudaEnv from "../components/cudaEnv";
 import { containerArgs, containerEnv } from "../components/dockerRuntime";
 import { Connection, shellArgv } from "../components/host";
 import { layout as modelLayout, modelProbe, modelScripts } from "../components/model";
-import { gatherFacts } from "../components/preflight";
+import { gatherFacts } from "../components/preflight/facts";
 import { packageScripts, renderRequirements, uvScripts } from "../components/python";
 import { endpointUrl, renderConfigYaml, renderEnv, renderUnit, servedModelName, serviceScripts, ServingPlan, vllmFlags } from "../components/vllmService";
 import { exampleRequest } from "../components/workstation";

@@ -2,34 +2,33 @@ import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
 import * as yaml from "js-yaml";
-import { allConfigFromStackFile, checkoutRoot, layered, rawFromPulumiConfig, SECRET_STAND_IN, teamLayer, withTeamLayer } from "../components/stackConfig";
+import { checkoutRoot, layered, rawFromPulumiConfig, SECRET_STAND_IN, stackFileLayer, withTeamLayer } from "../components/stackConfig";
 import { ConfigError, parseConfig } from "../components/config";
 import { tempDir } from "./helpers/tempDir";
 
 test("a stack file's scalars read as the strings the engine hands the program", (t) => {
-    const all = allConfigFromStackFile("config:\n  vllm-workstation:runtime: systemd\n  vllm-workstation:port: 8000\n  vllm-workstation:flag: true\n");
-    t.deepEqual(all, { "vllm-workstation:runtime": "systemd", "vllm-workstation:port": "8000", "vllm-workstation:flag": "true" });
+    const { raw } = stackFileLayer("config:\n  vllm-workstation:runtime: systemd\n  vllm-workstation:port: 8000\n  vllm-workstation:flag: true\n", "vllm-workstation");
+    t.deepEqual(raw, { runtime: "systemd", port: "8000", flag: "true" });
 });
 
-test("a stack file's maps, in YAML or JSON style, read as JSON text that rawFromPulumiConfig parses back", (t) => {
+test("a stack file's maps, in YAML or JSON style, read as the engine's JSON text parsed back", (t) => {
     const text = ["config:", "  vllm-workstation:gpu:", "    tier: 24gb", "    maxModelLen: 32768", '  vllm-workstation:server: {"host":"127.0.0.1","port":8000}', ""].join("\n");
-    const raw = rawFromPulumiConfig(allConfigFromStackFile(text), "vllm-workstation");
-    t.deepEqual(raw, { gpu: { tier: "24gb", maxModelLen: 32768 }, server: { host: "127.0.0.1", port: 8000 } });
+    t.deepEqual(stackFileLayer(text, "vllm-workstation").raw, { gpu: { tier: "24gb", maxModelLen: 32768 }, server: { host: "127.0.0.1", port: 8000 } });
 });
 
-test("an encrypted value reads as the stand-in, top level or nested, and the stand-in passes as every secret option", (t) => {
-    const text = ["config:", "  vllm-workstation:apiKey:", "    secure: v1:abc", "  vllm-workstation:hfToken:", "    secure: v1:def", "  other:thing:", "    nested:", "      secure: v1:ghi", ""].join("\n");
-    const all = allConfigFromStackFile(text);
-    t.is(all["vllm-workstation:apiKey"], SECRET_STAND_IN);
-    t.deepEqual(JSON.parse(all["other:thing"]), { nested: SECRET_STAND_IN });
-    const parsed = parseConfig({ ...rawFromPulumiConfig(all, "vllm-workstation"), model: { revision: "6cee5e81ee83917806bbde320786a8fb61efebee" }, server: { host: "0.0.0.0" } });
+test("with a stand-in, an encrypted value reads as it, top level or nested, and the stand-in passes as every secret option", (t) => {
+    const text = ["config:", "  vllm-workstation:apiKey:", "    secure: v1:abc", "  vllm-workstation:hfToken:", "    secure: v1:def", "  vllm-workstation:model:", "    revision: 6cee5e81ee83917806bbde320786a8fb61efebee", "    token:", "      secure: v1:ghi", ""].join("\n");
+    const { raw, secrets } = stackFileLayer(text, "vllm-workstation", SECRET_STAND_IN);
+    t.is(raw.apiKey, SECRET_STAND_IN);
+    t.is(raw.hfToken, SECRET_STAND_IN);
+    t.deepEqual(raw.model, { revision: "6cee5e81ee83917806bbde320786a8fb61efebee", token: SECRET_STAND_IN });
+    t.deepEqual(secrets, ["apiKey", "hfToken", "model.token"]);
+    const parsed = parseConfig({ apiKey: raw.apiKey, hfToken: raw.hfToken, model: { revision: "6cee5e81ee83917806bbde320786a8fb61efebee" }, server: { host: "0.0.0.0" } });
     t.is(parsed.apiKey, SECRET_STAND_IN, "it satisfies the API key's rules, so a guess does not fail where the real config would not");
 });
 
 test("a stack file with no config, or an empty one, reads as no config", (t) => {
-    t.deepEqual(allConfigFromStackFile(""), {});
-    t.deepEqual(allConfigFromStackFile("config:\n"), {});
-    t.deepEqual(allConfigFromStackFile("# just a comment\n"), {});
+    for (const text of ["", "config:\n", "# just a comment\n"]) t.deepEqual(stackFileLayer(text, "vllm-workstation"), { raw: {}, secrets: [] }, JSON.stringify(text));
 });
 
 test("secrets that look like JSON arrive as the strings they are", (t) => {
@@ -69,7 +68,7 @@ test("this machine's config lies over the team's key by key: maps merge, anythin
 
 test("a layer over the same layer is that layer, so a project whose engine reads the tracked file itself sees no difference", (t) => {
     const text = fs.readFileSync(path.join(checkoutRoot, "Pulumi.workstation-24gb.yaml"), "utf8");
-    const machine = rawFromPulumiConfig(allConfigFromStackFile(text), "vllm-workstation");
+    const machine = stackFileLayer(text, "vllm-workstation").raw;
     t.deepEqual(withTeamLayer(machine, "vllm-workstation", "workstation-24gb"), machine);
 });
 
@@ -88,7 +87,7 @@ test("a stack with no tracked file is this machine's config alone", (t) => {
 
 test("an encrypted value in the team's file is left out of its layer and named", (t) => {
     const text = ["config:", "  vllm-workstation:apiKey:", "    secure: v1:abc", "  vllm-workstation:model:", "    revision: r", "    token:", "      secure: v1:def", "  other:x: 1", ""].join("\n");
-    const { raw, secrets } = teamLayer(text, "vllm-workstation");
+    const { raw, secrets } = stackFileLayer(text, "vllm-workstation");
     t.deepEqual(raw, { model: { revision: "r" } });
     t.deepEqual(secrets, ["apiKey", "model.token"]);
 });

@@ -9,11 +9,11 @@ import { execFileSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { guessLook, lookingAhead, programLook, workstationProgram } from "../components/program";
+import { guessLook, lookingAhead, workstationProgram } from "../components/program";
 import { openStack, projectRoot } from "../scripts/engine";
 import { Box, startBox } from "./helpers/box";
 import { sshTarget, testStack, TestStack } from "./helpers/stack";
-import { installGpuDoubles, wheelhouse } from "./helpers/workstation";
+import { installGpuDoubles, programLookKey, wheelhouse } from "./helpers/workstation";
 import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./servers";
 
 const venv = "/opt/vllm-workstation/venv";
@@ -103,7 +103,7 @@ test.serial("two machines converge their own boxes from the same tracked stack f
         const machineFile = path.join(ts.dir, ".stacks", "Pulumi.dev.yaml");
         t.regex(fs.readFileSync(machineFile, "utf8"), /^encryptionsalt: v1:/m, `${machine}: the engine's salt went to this machine's own stack file`);
         // npm run up's early look reads the same two layers as the program does, so it is used.
-        const key = await ts.stack.up({ onOutput: ts.onOutput, program: async () => ({ key: programLook().key }) });
+        const key = await ts.stack.up({ onOutput: ts.onOutput, program: async () => ({ key: programLookKey() }) });
         t.is(key.outputs.key.value, guessLook(ts.dir, "dev")?.key, `${machine}: the early look's guess is the program's look`);
         let r;
         try {

@@ -207,17 +207,19 @@ test("the service's apply carries ids of the CUDA environment, the packages and 
     t.deepEqual(plan, base, "a change of the service's own settings leaves the ids alone");
 });
 
-test("every host state gets what the program's look at the box saw for its probe, and the program looks at exactly those pieces", async (t) => {
-    const config = { ...parseConfig({ model: { revision } }), apiKey: null, hfToken: null };
-    const pieces = workstationPieces(config, null);
-    const seen = new Map(pieces.map((p, i) => [p.probe, `what probe ${i} printed`]));
-    const { mine } = await build("obs", {}, null, seen);
-    const states = mine.filter((r) => r.type === "hoststate:index:HostState");
-    t.deepEqual(
-        states.map((r) => [r.inputs.what, r.inputs.observed]).sort(),
-        pieces.map((p) => [p.what, seen.get(p.probe)]).sort(),
-    );
-});
+for (const runtime of ["systemd", "docker"] as const) {
+    test(`every host state of a ${runtime} workstation gets what the program's look at the box saw of its piece, by the piece's name, and the program looks at exactly those pieces`, async (t) => {
+        const config = { ...parseConfig({ model: { revision }, runtime }), apiKey: null, hfToken: null };
+        const pieces = workstationPieces(config, null);
+        const seen = new Map(pieces.map((p) => [p.name, `what the probe of ${p.name} printed`]));
+        const { mine } = await build(`obs-${runtime}`, { runtime }, null, seen);
+        const states = mine.filter((r) => r.type === "hoststate:index:HostState");
+        t.deepEqual(
+            states.map((r) => [r.inputs.what, r.inputs.probe, r.inputs.observed]).sort(),
+            pieces.map((p) => [p.what, p.probe, seen.get(p.name)]).sort(),
+        );
+    });
+}
 
 test("a docker workstation's program looks at the container instead of the service unit and the CUDA environment", (t) => {
     const config = { ...parseConfig({ model: { revision }, runtime: "docker" }), apiKey: null, hfToken: null };

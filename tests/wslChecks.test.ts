@@ -1,7 +1,7 @@
 import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
-import { Facts } from "../components/preflight";
+import { Facts } from "../components/preflight/facts";
 import { WHEEL_CUDA, checkDriverForWheels, checkNatServing, checkWslLifecycle } from "../components/wslChecks";
 
 const ROOT = path.resolve(__dirname, "../..");

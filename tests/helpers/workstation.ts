@@ -1,6 +1,8 @@
 // Helpers for the workstation lifecycle tests on the box.
 import * as fs from "fs";
 import * as path from "path";
+import { lockTextFor, lookFor } from "../../components/program";
+import { loadStackConfig } from "../../components/stackConfig";
 import type { Box } from "./box";
 import { repoRoot } from "./box";
 import type { HfEndpoint, PackageIndex } from "../servers";
@@ -99,4 +101,10 @@ export async function serviceRecord(box: Box): Promise<StandinRecord> {
     const environ = await box.sh(`tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value vllm-workstation)/environ`);
     const env = Object.fromEntries(environ.split("\n").filter(Boolean).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
     return { argv: raw.argv, flags, config: raw.config ?? {}, env, user };
+}
+
+/** The key of the look a running program makes, for the stack's config as the engine hands it: what guessLook guesses. */
+export function programLookKey(): string {
+    const { config } = loadStackConfig();
+    return lookFor(config, lockTextFor(config)).key;
 }
