@@ -167,3 +167,99 @@ test("the linters find what they are there for", (t) => {
     t.regex(shellcheck(["-"], "echo $1\n"), /SC2086/);
     t.regex(ruffCheck(["--stdin-filename", "components/assets/x.py", "-"], "print(undefined_name)\n"), /F821/);
 });
+
+// --- one language per file ---------------------------------------------------------------------------
+//
+// No TypeScript file of components/ or scripts/ spells out another language's code longer than a line:
+// scripts, programs, units and templates are files of components/assets, read by the code that fills
+// them. The test reads each file's syntax tree (TypeScript's own parser) and looks at every stretch of
+// text it spells out: a string or template literal, the literals of a `+` chain, the literal elements of
+// an array (usually joined with newlines). Each such stretch is cut into lines, and a line counts as
+// code when it carries a mark of a language:
+//   - shell: a control word where a command may start or end (`if `, `then`, `do`, `fi`, `done`, `esac`,
+//     `; then`, ...), an expansion or redirection (`$(`, `${`, `$name`, `>&2`, `2>/dev/null`, `||`, `&&`),
+//     or a line that starts with a command the scripts use (own_*, rm, echo, curl, docker, ...);
+//   - Python: `import`, `from x import`, `def f(`, `class C:`, `try:`, `except`;
+//   - a systemd unit: a `[Unit]`, `[Service]` or `[Install]` line; a Go template: `{{ ... }}`.
+// A stretch with two or more such lines is another language's code longer than a line.
+//
+// What it does not see: code built line by line from values that are not literals (`lines.push(x)`
+// of computed text), a language without one of these marks (a YAML or env file spelled out as
+// `KEY=value` lines, which would also match every list of container variables), and a single line with
+// several commands (`a; b; c`), which is allowed on purpose: a one-line command built in TypeScript is
+// fine. Prose with a newline passes unless two of its lines carry such a mark.
+import * as ts from "typescript";
+
+const shellMarks = [
+    /(^|[;&|]\s*)(then|do|else|fi|done|esac)(\s|;|$)/,
+    /^\s*(if|elif|while|until|for|case)\s/,
+    /\$\(|\$\{|\$[A-Za-z_]|>&2|2>\/dev\/null|\s\|\|\s|\s&&\s/,
+    /^\s*(own_[a-z_]+|rm|echo|printf|install|chmod|chown|mv|cp|mkdir|curl|docker|systemctl|sed|grep|cat|export|local|set|find|sha256sum|python3?)\s/,
+];
+const pythonMarks = [/^\s*(import [\w.]+|from [\w.]+ import |def \w+\(|class \w+[(:]|try:$|except\b)/];
+const otherMarks = [/^\[(Unit|Service|Install)\]$/, /\{\{.*\}\}/];
+const codeLine = (line: string) => [...shellMarks, ...pythonMarks, ...otherMarks].some((m) => m.test(line));
+
+/** Stretches of another language's code a TypeScript source spells out: where each starts and its code lines. */
+export function embeddedCode(fileName: string, source: string): Array<{ line: number; code: string[] }> {
+    const sf = ts.createSourceFile(fileName, source, ts.ScriptTarget.ES2022, true);
+    const literal = (n: ts.Node): string | null => {
+        if (ts.isStringLiteral(n) || ts.isNoSubstitutionTemplateLiteral(n)) return n.text;
+        if (ts.isTemplateExpression(n)) return n.head.text + n.templateSpans.map((s) => `\u00b7${s.literal.text}`).join("");
+        return null;
+    };
+    const isPlus = (n: ts.Node): n is ts.BinaryExpression => ts.isBinaryExpression(n) && n.operatorToken.kind === ts.SyntaxKind.PlusToken;
+    const operands = (n: ts.Expression): ts.Expression[] => (isPlus(n) ? [...operands(n.left), ...operands(n.right)] : [ts.isParenthesizedExpression(n) ? n.expression : n]);
+    const found: Array<{ line: number; code: string[] }> = [];
+    const look = (at: ts.Node, lines: string[]) => {
+        const code = lines.filter(codeLine);
+        if (code.length >= 2) found.push({ line: sf.getLineAndCharacterOfPosition(at.getStart()).line + 1, code });
+    };
+    const visit = (n: ts.Node): void => {
+        if (ts.isArrayLiteralExpression(n)) {
+            look(n, n.elements.flatMap((e) => literal(e)?.split("\n") ?? ["\u00b7"]));
+        } else if (isPlus(n) && !isPlus(n.parent)) {
+            look(n, operands(n).map((e) => literal(e) ?? "\u00b7").join("").split("\n"));
+        } else if (literal(n) !== null && !ts.isArrayLiteralExpression(n.parent) && !isPlus(n.parent)) {
+            look(n, (literal(n) ?? "").split("\n"));
+        }
+        ts.forEachChild(n, visit);
+    };
+    visit(sf);
+    return found;
+}
+
+/**
+ * Files that still hold another language's code, each with why. The list may only shrink: a file
+ * named here that no longer needs it fails the test below.
+ */
+const embeddedExempt: Readonly<Record<string, string>> = {};
+
+const typescriptSources = (): string[] =>
+    ["components", "scripts"].flatMap((d) =>
+        (fs.readdirSync(path.join(root, d), { recursive: true }) as string[]).filter((f) => f.endsWith(".ts")).map((f) => path.join(d, f)),
+    );
+
+test("no TypeScript file of components/ or scripts/ holds another language's code longer than a line", (t) => {
+    const files = typescriptSources();
+    t.true(files.includes(path.join("components", "model.ts")), files.join(" "));
+    const found = files
+        .map((f) => ({ file: f, stretches: embeddedCode(f, fs.readFileSync(path.join(root, f), "utf8")) }))
+        .filter(({ stretches }) => stretches.length > 0);
+    const report = (list: typeof found) => list.map(({ file, stretches }) => `${file}:${stretches.map((s) => `\n  line ${s.line}: ${s.code.slice(0, 3).join(" | ")}`).join("")}`);
+    t.deepEqual(report(found.filter(({ file }) => !(file in embeddedExempt))), [], "move each into a file of components/assets (asset, fillAsset)");
+    t.deepEqual(Object.keys(embeddedExempt).filter((f) => !found.some(({ file }) => file === f)), [], "exempt, yet holds no other language's code: take it off the list");
+});
+
+test("the one-language check finds shell, Python, a unit and a Go template spelled out in TypeScript", (t) => {
+    const lines = (src: string) => embeddedCode("x.ts", src).map((s) => s.line);
+    t.deepEqual(lines('const a = [\n  `if [ -f ${p} ]; then`,\n  "  rm -f x",\n  "fi",\n].join("\\n");'), [1]);
+    t.deepEqual(lines("const py = `import sys\ndef main():\n    return 0\n`;"), [1]);
+    t.deepEqual(lines('const unit = "[Unit]\\nDescription=x\\n" +\n  "[Service]\\nExecStart=/bin/true\\n";'), [1]);
+    t.deepEqual(lines('const f = ["a={{.A}}", "b={{.B}}"].join("\\n");'), [1]);
+    t.deepEqual(lines('const s = ["set -e", `echo ${x} >&2`];'), [1]);
+    // A one-line command, prose and data stay.
+    t.deepEqual(lines('const one = `if [ -f ${q(p)} ]; then echo ok; else echo missing; fi`;'), []);
+    t.deepEqual(lines('const fix = "install the toolkit, then restart the engine\\nand run pulumi up again";'), []);
+    t.deepEqual(lines('const env = ["HF_HUB_OFFLINE=1", `HF_HUB_CACHE=${dir}`, "DO_NOT_TRACK=1"];'), []);
+});
