@@ -100,7 +100,7 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
             DOWNLOADING: q(`downloading ${model.repo}@${model.revision} into ${model.cacheDir}${model.endpoint ? ` from ${redactUrl(model.endpoint)}` : ""}`),
             BLOBS: q(`${l.repoDir}/blobs`),
             PYTHON: q(`${venvPath}/bin/python`),
-            CONNECTIONS: String(model.connections),
+            DOWNLOAD_ARGS: [q(model.repo), q(model.revision), q(model.cacheDir), String(model.connections), ...model.exclude.map(q)].join(" "),
             DOWNLOAD_PY: `${originAuthPy.trim()}\n${downloadPy.trim()}`,
             VERIFY_PY: verifyPy.trim(),
         }),

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # The model's apply: the tiktoken encodings (@TIKTOKEN_FETCHES@, one model_tiktoken.sh each), then the
-# snapshot, downloaded (model_download.py) and verified (model_verify.py) unless the probe
-# (model_probe.py) already finds it verified.
+# snapshot, downloaded (model_download.py, with @DOWNLOAD_ARGS@: the repository, the revision, the
+# cache directory, the number of connections and the excluded globs) and verified (model_verify.py)
+# unless the probe (model_probe.py) already finds it verified.
 #  - The first line names where it fetches from, credentials left out (they travel in the step's secret
 #    environment): another endpoint is a change of the step.
 #  - tiktoken_url is VLLM_WS_TIKTOKEN_BASE escaped for a curl config, which reaches curl on stdin: the
@@ -25,7 +26,7 @@ VLLM_WS_PY
 )" != @VERIFIED@ ]; then
   echo @DOWNLOADING@ >&2
   [ -d @BLOBS@ ] && find @BLOBS@ -maxdepth 1 -name '*.*.incomplete' ! -name '*.vllm-ws.incomplete' -delete
-  HF_HUB_CACHE=@CACHE_DIR@ @PYTHON@ - @REPO@ @REVISION@ @CACHE_DIR@ @CONNECTIONS@ @EXCLUDE@ <<'VLLM_WS_PY'
+  HF_HUB_CACHE=@CACHE_DIR@ @PYTHON@ - @DOWNLOAD_ARGS@ <<'VLLM_WS_PY'
 @DOWNLOAD_PY@
 VLLM_WS_PY
   echo 'verifying checksums' >&2
