@@ -11,6 +11,7 @@ import { parseConfig } from "../components/config";
 import * as cudaEnv from "../components/cudaEnv";
 import { containerScripts, dockerPreflightProbe } from "../components/dockerRuntime";
 import { layout as modelLayout, modelScripts } from "../components/model";
+import { renderProbeBatch } from "../components/observe";
 import { gatherFacts } from "../components/preflight";
 import { writeFile } from "../components/shell";
 import { plan12, revision } from "./helpers/plans";
@@ -42,6 +43,7 @@ function rendered(): Record<string, string> {
         "container-keyless.apply.sh": `${containerScripts({ config: { ...docker, dockerHost: null }, plan: plan12, snapshotPath: l.snapshot, tiktokenDir: l.tiktokenDir, apiKeyId: null }).apply}\n`,
         "docker-preflight.probe.sh": `${dockerPreflightProbe(docker).probe}\n`,
         "preflight.probe.sh": gatherFacts({ claims: [{ path: "/var/lib/vllm-workstation/hf", kind: "dir", sha256: null, option: "model.cacheDir" }] }),
+        "probe-batch.sh": `${renderProbeBatch([cudaEnv.cudaPiece(config.cuda), { what: "a probe that quotes", probe: "echo 'it''s'\nexit 3" }])}\n`,
         "write-file.sh": `${writeFile("/etc/vllm-workstation/example.conf", "a = 'b'\n$(not expanded)\n", "0600", "root:vllm")}\n`,
     };
 }
