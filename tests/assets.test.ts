@@ -1,6 +1,9 @@
-// The scripts of components/assets and the scripts the stack renders from them, through their languages'
-// linters: shellcheck for bash, ruff for Python (rules in ruff.toml). Both are installed by
-// scripts/lint-tools.sh, which npm test runs; a missing linter fails these tests, it never skips them.
+// The files of components/assets and the scripts the stack renders from them, through their languages'
+// linters: shellcheck for bash and sh, ruff for Python (rules in ruff.toml), Go's text/template parser
+// for docker's --format templates (tests/lint/gotemplate.go), and systemd's KEY=value grammar for env
+// files. shellcheck and ruff are installed by scripts/lint-tools.sh, which npm test runs, and go comes
+// with the toolchain; a missing linter fails these tests, it never skips them. The last tests check that
+// no TypeScript file holds another language's code instead.
 import test from "ava";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
@@ -110,6 +113,44 @@ test("every shell script and template of components/assets is clean under shellc
         })
         .filter((f) => f !== "");
     t.deepEqual(findings, []);
+});
+
+test("every Go template of components/assets parses as the docker CLI's --format parses it", (t) => {
+    const files = assetFiles(".tmpl");
+    t.true(files.includes("container_inspect.tmpl"), files.join(" "));
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-ws-tmpl-"));
+    t.teardown(() => fs.rmSync(scratch, { recursive: true, force: true }));
+    // Markers are filled with a Go string, as the code fills them (JSON.stringify of a label).
+    const filled = files.map((f) => {
+        const file = path.join(scratch, f);
+        fs.writeFileSync(file, fs.readFileSync(path.join(assets, f), "utf8").replace(/^(#[^\n]*\n)+\n/, "").replace(/@([A-Z][A-Z0-9_]*)@/g, '"$1"'));
+        return file;
+    });
+    t.is(lint("go", ["run", path.join("tests", "lint", "gotemplate.go"), ...filled]), "");
+    fs.writeFileSync(path.join(scratch, "broken.tmpl"), "a={{index .Config.Labels}\n");
+    t.regex(lint("go", ["run", path.join("tests", "lint", "gotemplate.go"), path.join(scratch, "broken.tmpl")]), /broken\.tmpl:1: bad character/);
+});
+
+test("every env file template of components/assets is KEY=value lines that systemd and a shell read alike", (t) => {
+    const files = assetFiles(".env");
+    t.true(files.includes("cuda.env"), files.join(" "));
+    const bad = files.flatMap((f) =>
+        fs
+            .readFileSync(path.join(assets, f), "utf8")
+            .replace(/^(#[^\n]*\n)+\n/, "")
+            .replace(/\n$/, "")
+            .split("\n")
+            .filter((line) => !/^[A-Z_][A-Z0-9_]*=([A-Za-z0-9_.,:/+-]|@[A-Z][A-Z0-9_]*@)*$/.test(line))
+            .map((line) => `${f}: ${line}`),
+    );
+    t.deepEqual(bad, []);
+});
+
+test("every file of components/assets is of a language these tests check", (t) => {
+    t.deepEqual(
+        fs.readdirSync(assets).filter((f) => ![".sh", ".py", ".tmpl", ".env"].some((ext) => f.endsWith(ext))),
+        [],
+    );
 });
 
 /**
