@@ -13,7 +13,8 @@ import { parseConfig } from "../components/config";
 import * as cudaEnv from "../components/cudaEnv";
 import { containerScripts, dockerPreflightProbe } from "../components/dockerRuntime";
 import { renderStdin } from "../components/host";
-import { layout as modelLayout, modelProbe, modelScripts } from "../components/model";
+import { layout as modelLayout, modelPiece, modelProbe, modelScripts } from "../components/model";
+import { renderProbeBatch } from "../components/observe";
 import { gatherFacts } from "../components/preflight";
 import { packageScripts, uvScripts } from "../components/python";
 import { serviceScripts } from "../components/vllmService";
@@ -96,6 +97,7 @@ function renderedScripts(): Array<{ label: string; text: string }> {
         { label: "preflight probe", text: gatherFacts() },
         { label: "preflight probe with claims", text: gatherFacts({ claims }) },
         { label: "docker preflight probe", text: renderStdin(dockerPreflightProbe(docker).probe) },
+        { label: "probe batch", text: renderStdin(renderProbeBatch([cudaEnv.cudaPiece(config.cuda), modelPiece(config.model), dockerPreflightProbe(docker)])) },
     ];
 }
 
@@ -168,7 +170,7 @@ const accepted: Readonly<Record<string, readonly string[]>> = {
 
 test("every script the stack runs on the workstation is clean under shellcheck, as rendered", (t) => {
     const scripts = renderedScripts();
-    t.is(scripts.length, 30);
+    t.is(scripts.length, 31);
     const findings = scripts
         .map(({ label, text }) => {
             const excluded = accepted[label.replace(/ \(.*\)/, "")] ?? [];
