@@ -9,6 +9,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import * as ts from "typescript";
 import { parseConfig } from "../components/config";
 import * as cudaEnv from "../components/cudaEnv";
 import { containerScripts, dockerPreflightProbe } from "../components/dockerRuntime";
@@ -241,7 +242,6 @@ test("the linters find what they are there for", (t) => {
 // `KEY=value` lines, which would also match every list of container variables), and a single line with
 // several commands (`a; b; c`), which is allowed on purpose: a one-line command built in TypeScript is
 // fine. Prose with a newline passes unless two of its lines carry such a mark.
-import * as ts from "typescript";
 
 const shellMarks = [
     /(^|[;&|]\s*)(then|do|else|fi|done|esac)(\s|;|$)/,
@@ -254,7 +254,7 @@ const otherMarks = [/^\[(Unit|Service|Install)\]$/, /\{\{.*\}\}/];
 const codeLine = (line: string) => [...shellMarks, ...pythonMarks, ...otherMarks].some((m) => m.test(line));
 
 /** Stretches of another language's code a TypeScript source spells out: where each starts and its code lines. */
-export function embeddedCode(fileName: string, source: string): Array<{ line: number; code: string[] }> {
+function embeddedCode(fileName: string, source: string): Array<{ line: number; code: string[] }> {
     const sf = ts.createSourceFile(fileName, source, ts.ScriptTarget.ES2022, true);
     const literal = (n: ts.Node): string | null => {
         if (ts.isStringLiteral(n) || ts.isNoSubstitutionTemplateLiteral(n)) return n.text;
