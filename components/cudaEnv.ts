@@ -9,36 +9,22 @@ import type { WorkstationConfig } from "./config";
 import type { Connection } from "./host";
 import { HostState, ready } from "./hostState";
 import type { Observed, Piece } from "./observe";
-import { contentSha, expectFile, managedHeader, ownFile, probeFile, q, writeFile } from "./shell";
+import { contentSha, expectFile, fillFragment, managedHeader, ownFile, probeFile, q, writeFile } from "./shell";
 
 export const profilePath = "/etc/profile.d/vllm-workstation-cuda.sh";
 /** The stack's own config directory; the service's files live here too. */
 export const etcDir = "/etc/vllm-workstation";
 export const serviceEnvPath = `${etcDir}/cuda.env`;
 
-/** For login shells: prepends without duplicating, so sourcing it twice changes nothing. */
+/** For login shells (components/assets/cuda_profile.sh): prepends without duplicating. */
 export function renderProfile(cuda: WorkstationConfig["cuda"]): string {
-    return (
-        managedHeader() +
-        `export CUDA_HOME=${q(cuda.home)}\n` +
-        `case ":$PATH:" in *":$CUDA_HOME/bin:"*) ;; *) export PATH="$CUDA_HOME/bin:$PATH" ;; esac\n` +
-        // Each directory is prepended in turn, so WSL's libcuda comes last in the loop to end up first.
-        `for d in "$CUDA_HOME/lib64" ${q(cuda.wslLibDir)}; do\n` +
-        `  case ":\${LD_LIBRARY_PATH:-}:" in *":$d:"*) ;; *) export LD_LIBRARY_PATH="$d\${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;; esac\n` +
-        `done\n`
-    );
+    return `${managedHeader()}${fillFragment("cuda_profile.sh", { CUDA_HOME: q(cuda.home), WSL_LIB: q(cuda.wslLibDir) })}\n`;
 }
 
-/** For systemd's EnvironmentFile=: plain KEY=value lines, no shell expansion. */
+/** For systemd's EnvironmentFile= (components/assets/cuda.env): plain KEY=value lines, no shell expansion. */
 export function renderServiceEnv(cuda: WorkstationConfig["cuda"]): string {
-    const path = [`${cuda.home}/bin`, "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
-    return (
-        managedHeader() +
-        `CUDA_HOME=${cuda.home}\n` +
-        `PATH=${path.join(":")}\n` +
-        // WSL's libcuda first: a stub libcuda from the toolkit would shadow the real driver.
-        `LD_LIBRARY_PATH=${cuda.wslLibDir}:${cuda.home}/lib64\n`
-    );
+    // Unquoted: the config's grammar keeps these paths to characters neither systemd nor a shell reads.
+    return `${managedHeader()}${fillFragment("cuda.env", { CUDA_HOME: cuda.home, WSL_LIB: cuda.wslLibDir })}\n`;
 }
 
 export function scripts(cuda: WorkstationConfig["cuda"]) {
@@ -49,8 +35,7 @@ export function scripts(cuda: WorkstationConfig["cuda"]) {
         apply: [`own_dir ${q(etcDir)}`, ownFile(profilePath, profile), writeFile(profilePath, profile), writeFile(serviceEnvPath, env)].join("\n"),
         probe: [probeFile("profile", profilePath), probeFile("service-env", serviceEnvPath)].join("\n"),
         expected: [expectFile("profile", profile), expectFile("service-env", env)].join("\n"),
-        // The service's files are gone by now: destroy removes the service before the environment it uses.
-        remove: [`own_remove_file ${q(profilePath)}`, `rm -f ${q(serviceEnvPath)}`, `own_release_dir ${q(etcDir)}`].join("\n"),
+        remove: fillFragment("cuda_remove.sh", { PROFILE: q(profilePath), SERVICE_ENV: q(serviceEnvPath), ETC_DIR: q(etcDir) }),
     };
 }
 

@@ -17,7 +17,7 @@ import { pieceState, ready } from "./hostState";
 import type { Observed, Piece } from "./observe";
 import { layout } from "./python";
 import { Check } from "./preflight/checks";
-import { expectFile, probeFile, q, say, sha256, writeFile } from "./shell";
+import { expectFile, fillFragment, probeFile, q, sha256, writeFile } from "./shell";
 import { apiKeyId, authModuleName, endpointUrl, probeHost, readAsset, servedModelName, ServingPlan, serviceFlags, vllmVariables } from "./vllmService";
 
 export const containerName = "vllm-workstation";
@@ -102,40 +102,13 @@ export function pulledTag(image: string): string {
     return `vllm-workstation-pulled:${sha256(image).slice(0, 16)}`;
 }
 
-// What the probe prints of the container, one `key=value` per line, in the form `expected` renders; the
-// API key's value shows only as its id. Read-only and always exits 0, so an engine that is down reads
-// as "absent" (the preflight names that problem).
+// The probe (components/assets/container_inspect.sh): what the container is, in the form `expected`
+// renders. The container's name is a constant of the code, a plain word, so it goes in unquoted.
 function inspectScript(c: WorkstationConfig): string {
-    const format = [
-        `managed={{index .Config.Labels ${JSON.stringify(managedLabel)}}}`,
-        "entrypoint={{json .Config.Entrypoint}}",
-        "args={{json .Args}}",
-        "ports={{json .HostConfig.PortBindings}}",
-        "gpus={{range .HostConfig.DeviceRequests}}{{.Count}}{{.Capabilities}}{{end}}",
-        "ipc={{.HostConfig.IpcMode}}",
-        "restart={{.HostConfig.RestartPolicy.Name}}",
-        "image-id={{.Image}}",
-        "running={{.State.Running}}",
-    ].join("\n");
+    const format = fillFragment("container_inspect.tmpl", { LABEL: JSON.stringify(managedLabel) });
     const ours = ["HF_HUB_OFFLINE", "HF_HUB_CACHE", "TIKTOKEN_ENCODINGS_BASE", "VLLM_NO_USAGE_STATS", "DO_NOT_TRACK", "PYTHONPATH", "VLLM_ATTENTION_BACKEND", "VLLM_WSL2_ENABLE_PIN_MEMORY"];
-    return [
-        dockerEnv(c),
-        `if live=$(docker container inspect --format ${q(format)} ${containerName} 2>/dev/null); then`,
-        `  printf '%s\\n' "$live" | grep -v '^image-id='`,
-        `  want=$(docker image inspect --format '{{.Id}}' ${q(c.dockerImage)} 2>/dev/null || true)`,
-        `  if [ "$(printf '%s\\n' "$live" | sed -n 's/^image-id=//p')" = "$want" ]; then echo image=${q(c.dockerImage)}; else echo image=other; fi`,
-        // Docker keeps the volumes in no fixed order: sorted, one a line.
-        `  docker container inspect --format '{{range .HostConfig.Binds}}{{println .}}{{end}}' ${containerName} | grep . | LC_ALL=C sort | sed 's/^/bind=/' || true`,
-        `  envs=$(docker container inspect --format '{{range .Config.Env}}{{println .}}{{end}}' ${containerName})`,
-        `  printf '%s\\n' "$envs" | grep -E ${q(`^(${ours.join("|")})=`)} | LC_ALL=C sort | sed 's/^/env=/' || true`,
-        `  key=$(printf '%s\\n' "$envs" | sed -n 's/^VLLM_API_KEY=//p')`,
-        `  if [ -n "$key" ]; then echo "api-key=$(printf 'vllm-workstation:%s' "$key" | sha256sum | cut -c1-12)"; else echo api-key=none; fi`,
-        `else`,
-        `  echo container=absent`,
-        `fi`,
-    ]
-        .filter(Boolean)
-        .join("\n");
+    const probe = fillFragment("container_inspect.sh", { FORMAT: q(format), NAME: containerName, IMAGE: q(c.dockerImage), OURS: q(`^(${ours.join("|")})=`) });
+    return [dockerEnv(c), probe].filter(Boolean).join("\n");
 }
 
 export interface ContainerInputs {
@@ -186,8 +159,6 @@ export function containerScripts(s: ContainerInputs) {
     const expected = [expectFile("auth-module", authModule), expectedContainer].join("\n");
     const base = `http://${probeHost(address)}:${c.server.port}`;
     const name = servedModelName(c);
-    const authedGet = (url: string) =>
-        `curl -fsS --max-time 10 \${VLLM_WS_API_KEY:+-K -} ${q(url)} <<<"header = \\"Authorization: Bearer \${VLLM_WS_API_KEY:-}\\""`;
     const create = [
         "docker",
         "create",
@@ -206,112 +177,55 @@ export function containerScripts(s: ContainerInputs) {
         .map(q)
         .join(" ");
     const probe = inspectScript(c);
+    const common = { NAME: containerName, IMAGE: q(c.dockerImage), PULLED_TAG: q(pulledTag(c.dockerImage)), MODULE: q(hostAuthModulePath(c)), MODULE_DIR: q(hostPythonDir(c)) };
+    const apply = fillFragment("container_apply.sh", {
+        ...common,
+        API_KEY_ID: s.apiKeyId ?? "none",
+        PULLING: q(`pulling ${c.dockerImage}`),
+        CANNOT_PULL: q(`cannot pull ${c.dockerImage}: check the name (dockerImage), the network and the registry's login (docker login), or load the image (docker load), then run pulumi up again`),
+        WRITE_MODULE: writeFile(hostAuthModulePath(c), authModule),
+        PROBE: probe,
+        NOT_OURS: q(`a container named ${containerName} exists that the stack did not make; the stack leaves it alone: remove or rename it (docker rm -f ${containerName}), then run pulumi up again`),
+        EXPECTED: q(expectedContainer.split("\n").filter((l) => !l.startsWith("running=")).join("\n")),
+        REMOVING: q(`removing the container ${containerName}: it differs from the stack's`),
+        CREATING: q(`creating the container ${containerName} from ${c.dockerImage}`),
+        CREATE: create,
+        ARGS: args.map(q).join(" "),
+        STARTING: q(`starting the container ${containerName}`),
+        NOT_STARTED: q(`the container ${containerName} did not start; if the error above is about the GPU, install the NVIDIA Container Toolkit, register its runtime (nvidia-ctk runtime configure --runtime=docker) and restart the engine, then run pulumi up again`),
+        WAITING: q(`waiting for ${base}/health (up to ${c.server.healthTimeoutSeconds}s: loading the weights takes minutes)`),
+        TIMEOUT: String(c.server.healthTimeoutSeconds),
+        HEALTH_URL: q(`${base}/health`),
+        MODELS_URL: q(`${base}/v1/models`),
+        LISTED_NAME: q(`"${name}"`),
+        NOT_LISTED: q(`GET /v1/models does not list ${name}: `),
+        SERVING: q(`serving ${name} at ${base}/v1`),
+    });
+    const remove = fillFragment("container_remove.sh", {
+        ...common,
+        LABEL_FORMAT: q(`{{index .Config.Labels ${JSON.stringify(managedLabel)}}}`),
+        LEAVING_CONTAINER: q(`leaving the container ${containerName}: the stack did not make it`),
+        LEAVING_IMAGE: q(`leaving the image ${c.dockerImage}: another container uses it`),
+    });
     return {
-        apply: [
-            dockerEnv(c),
-            // Changes with the key, so a rotated key recreates the container.
-            `# api-key: ${s.apiKeyId ?? "none"}`,
-            `if ! docker image inspect ${q(c.dockerImage)} >/dev/null 2>&1; then`,
-            `  ${say(`pulling ${c.dockerImage}`)}`,
-            `  docker pull ${q(c.dockerImage)} >&2 || { echo ${q(`cannot pull ${c.dockerImage}: check the name (dockerImage), the network and the registry's login (docker login), or load the image (docker load), then run pulumi up again`)} >&2; exit 1; }`,
-            `  docker tag ${q(c.dockerImage)} ${q(pulledTag(c.dockerImage))}`,
-            `fi`,
-            // The middleware's module, in a directory of the stack's own (own.sh); a new module needs a
-            // new process, so a change of it makes the container anew.
-            `module_before=$(sha256sum ${q(hostAuthModulePath(c))} 2>/dev/null || echo missing)`,
-            `own_dir ${q(hostPythonDir(c))}`,
-            writeFile(hostAuthModulePath(c), authModule),
-            `module_after=$(sha256sum ${q(hostAuthModulePath(c))})`,
-            `seen=$(bash -euo pipefail <<'VLLM_WS_PROBE'`,
-            probe,
-            `VLLM_WS_PROBE`,
-            `)`,
-            `if [ "$seen" != "container=absent" ]; then`,
-            `  if [ "$(printf '%s\\n' "$seen" | sed -n 's/^managed=//p')" != true ]; then`,
-            `    echo ${q(`a container named ${containerName} exists that the stack did not make; the stack leaves it alone: remove or rename it (docker rm -f ${containerName}), then run pulumi up again`)} >&2`,
-            `    exit 1`,
-            `  fi`,
-            // A container that differs in anything but running is made anew; a stopped one is started.
-            `  if [ "$(printf '%s\\n' "$seen" | grep -v '^running=')" != ${q(expectedContainer.split("\n").filter((l) => !l.startsWith("running=")).join("\n"))} ] || [ "$module_before" != "$module_after" ]; then`,
-            `    ${say(`removing the container ${containerName}: it differs from the stack's`)}`,
-            `    docker rm -f ${containerName} >/dev/null`,
-            `    seen=container=absent`,
-            `  fi`,
-            `fi`,
-            `if [ "$seen" = "container=absent" ]; then`,
-            `  ${say(`creating the container ${containerName} from ${c.dockerImage}`)}`,
-            // The key reaches docker as a variable it copies (`-e NAME`), never on a command line.
-            `  VLLM_API_KEY="\${VLLM_WS_API_KEY:-}" ${create} \${VLLM_WS_API_KEY:+-e VLLM_API_KEY} ${q(c.dockerImage)} ${args.map(q).join(" ")} >/dev/null`,
-            `fi`,
-            `if [ "$(docker container inspect --format '{{.State.Running}}' ${containerName})" != true ]; then`,
-            `  ${say(`starting the container ${containerName}`)}`,
-            `  docker start ${containerName} >/dev/null || { echo ${q(`the container ${containerName} did not start; if the error above is about the GPU, install the NVIDIA Container Toolkit, register its runtime (nvidia-ctk runtime configure --runtime=docker) and restart the engine, then run pulumi up again`)} >&2; exit 1; }`,
-            `fi`,
-            say(`waiting for ${base}/health (up to ${c.server.healthTimeoutSeconds}s: loading the weights takes minutes)`),
-            `deadline=$((SECONDS + ${c.server.healthTimeoutSeconds}))`,
-            `until curl -fsS -o /dev/null --max-time 5 ${q(`${base}/health`)}; do`,
-            `  state=$(docker container inspect --format '{{.State.Status}} {{.RestartCount}}' ${containerName} 2>/dev/null || echo gone)`,
-            `  if [ $SECONDS -ge $deadline ] || [ "\${state%% *}" = exited ] || [ "\${state%% *}" = dead ] || [ "\${state%% *}" = gone ] || [ "\${state#* }" -gt 0 ] 2>/dev/null; then`,
-            `    echo "the container ${containerName} did not become healthy (state: $state); its last log lines:" >&2`,
-            `    docker logs --tail 40 ${containerName} >&2 2>&1 || true`,
-            `    echo "Fix the cause above (see also: npm run doctor), then run pulumi up again." >&2`,
-            `    exit 1`,
-            `  fi`,
-            `  sleep 1`,
-            `done`,
-            `models=$(${authedGet(`${base}/v1/models`)}) || { echo "GET /v1/models failed" >&2; exit 1; }`,
-            `case "$models" in *${q(`"${name}"`)}*) ;; *) echo ${q(`GET /v1/models does not list ${name}: `)}"$models" >&2; exit 1 ;; esac`,
-            say(`serving ${name} at ${base}/v1`),
-        ]
-            .filter(Boolean)
-            .join("\n"),
+        apply: [dockerEnv(c), apply].filter(Boolean).join("\n"),
         probe,
         expected,
-        remove: [
-            dockerEnv(c),
-            `if managed=$(docker container inspect --format ${q(`{{index .Config.Labels ${JSON.stringify(managedLabel)}}}`)} ${containerName} 2>/dev/null); then`,
-            `  if [ "$managed" = true ]; then docker rm -f ${containerName} >/dev/null; else ${say(`leaving the container ${containerName}: the stack did not make it`)}; fi`,
-            `fi`,
-            // Only an image the stack pulled goes; one that was there before stays.
-            `if docker image inspect ${q(pulledTag(c.dockerImage))} >/dev/null 2>&1; then`,
-            `  docker rmi ${q(pulledTag(c.dockerImage))} >/dev/null`,
-            `  docker rmi ${q(c.dockerImage)} >/dev/null 2>&1 || ${say(`leaving the image ${c.dockerImage}: another container uses it`)}`,
-            `fi`,
-            // The module only from a directory the stack holds; the directory as own.sh releases it.
-            `if [ -n "$(own_kind ${q(hostPythonDir(c))})" ]; then rm -f ${q(hostAuthModulePath(c))}; fi`,
-            `own_release_dir ${q(hostPythonDir(c))}`,
-        ]
-            .filter(Boolean)
-            .join("\n"),
+        remove: [dockerEnv(c), remove].filter(Boolean).join("\n"),
     };
 }
 
 // --- preflight -------------------------------------------------------------------------------------
 
 /**
- * The docker runtime's part of the preflight: the docker CLI, the engine, the NVIDIA runtime and the
- * image, as `docker-*=` lines. Read-only (it looks the image up in the registry without pulling) and
- * always exits 0.
+ * The docker runtime's part of the preflight (components/assets/docker_preflight_probe.sh): the docker
+ * CLI, the engine, the NVIDIA runtime and the image, as `docker-*=` lines. Read-only; always exits 0.
  */
 export function dockerPreflightProbe(c: WorkstationConfig): Piece {
     return {
         name: "docker-engine",
         what: "the Docker engine",
-        probe: [
-            dockerEnv(c),
-            `b64() { base64 | tr -d '\\n'; }`,
-            `if ! command -v docker >/dev/null 2>&1; then echo docker-cli=missing; exit 0; fi`,
-            `echo docker-cli=present`,
-            `if ! info=$(docker info --format '{{.ServerVersion}}' 2>&1); then echo "docker-engine=unreachable $(printf '%s' "$info" | b64)"; exit 0; fi`,
-            `echo "docker-engine=$info"`,
-            `runtimes=$(docker info --format '{{range $k, $v := .Runtimes}}{{$k}} {{end}}' 2>/dev/null || true)`,
-            `echo "docker-runtimes=$runtimes"`,
-            `if docker image inspect ${q(c.dockerImage)} >/dev/null 2>&1; then echo docker-image=present`,
-            `elif out=$(timeout 30 docker manifest inspect ${q(c.dockerImage)} 2>&1 >/dev/null); then echo docker-image=pullable`,
-            `else echo "docker-image=unavailable $(printf '%s' "$out" | b64)"; fi`,
-        ]
-            .filter(Boolean)
-            .join("\n"),
+        probe: [dockerEnv(c), fillFragment("docker_preflight_probe.sh", { IMAGE: q(c.dockerImage) })].filter(Boolean).join("\n"),
     };
 }
 

@@ -10,7 +10,7 @@ import type { Connection } from "./host";
 import { pieceState, ready } from "./hostState";
 import type { Observed, Piece } from "./observe";
 import { originAuthPy } from "./python";
-import { asset, q, say } from "./shell";
+import { asset, fillFragment, q, say } from "./shell";
 import { redactUrl } from "./urls";
 
 type ModelConfig = WorkstationConfig["model"];
@@ -46,14 +46,9 @@ const probePy = asset("model_probe.py");
 /** Stats the snapshot against the manifest and looks for the encodings: no venv, no hashing. */
 export function modelProbe(model: ModelConfig): string {
     const l = layout(model);
-    return [
-        `python3 - ${q(l.snapshot)} ${q(l.manifest)} ${q(model.revision)} ${model.exclude.map(q).join(" ")} <<'VLLM_WS_PY'`,
-        probePy.trim(),
-        `VLLM_WS_PY`,
-        ...Object.keys(model.tiktoken.files)
-            .sort((a, b) => a.localeCompare(b))
-            .map((file) => `[ -f ${q(`${l.tiktokenDir}/${file}`)} ] && echo ${q(`${file}=present`)} || echo ${q(`${file}=missing`)}`),
-    ].join("\n");
+    const probe = fillFragment("model_probe.sh", { SNAPSHOT: q(l.snapshot), MANIFEST: q(l.manifest), REVISION: q(model.revision), EXCLUDE: model.exclude.map(q).join(" "), PROBE_PY: probePy.trim() });
+    const present = (file: string) => `[ -f ${q(`${l.tiktokenDir}/${file}`)} ] && echo ${q(`${file}=present`)} || echo ${q(`${file}=missing`)}`;
+    return [probe, ...Object.keys(model.tiktoken.files).sort((a, b) => a.localeCompare(b)).map(present)].join("\n");
 }
 
 /** The piece this component declares, as the program looks at it first (observe.ts). */
@@ -78,64 +73,47 @@ export function modelEnv(model: ModelConfig): Record<string, string> {
 
 export function modelScripts(model: ModelConfig, venvPath: string) {
     const l = layout(model);
-    const hfEnv = `HF_HUB_CACHE=${q(model.cacheDir)}`;
     const shownBase = redactUrl(model.tiktoken.baseUrl);
     const tiktoken = Object.entries(model.tiktoken.files).sort(([a], [b]) => a.localeCompare(b));
-    const excludeArgs = model.exclude.map(q).join(" ");
+    const fetch = ([file, sum]: [string, string]) =>
+        fillFragment("model_tiktoken.sh", {
+            SUM_LINE: q(`${sum}  ${l.tiktokenDir}/${file}`),
+            FETCHING: q(`fetching ${file}`),
+            PART: q(`${l.tiktokenDir}/${file}.part`),
+            FILE: q(file),
+            PART_SUM_LINE: q(`${sum}  ${l.tiktokenDir}/${file}.part`),
+            MISMATCH: q(`${file} from ${shownBase} does not match sha256 ${sum}`),
+            DEST: q(`${l.tiktokenDir}/${file}`),
+        });
+    const common = { CACHE_DIR: q(model.cacheDir), REPO: q(model.repo), REVISION: q(model.revision) };
     return {
-        apply: [
-            // Where it fetches from, credentials left out (they travel in modelEnv): another endpoint is a change.
-            `# endpoint: ${model.endpoint === null ? "the Hub" : q(redactUrl(model.endpoint))}; tiktoken: ${q(shownBase)}`,
-            `own_dir ${q(model.cacheDir)}`,
-            `own_dir ${q(l.tiktokenDir)}`,
-            // The URL reaches curl as a config on stdin, quoted for it: not on its command line. curl sends
-            // the URL's credentials as basic auth, and not across a redirect to another host.
-            `tiktoken_url=\${VLLM_WS_TIKTOKEN_BASE//\\\\/\\\\\\\\}; tiktoken_url=\${tiktoken_url//\\"/\\\\\\"}`,
-            ...tiktoken.map(([file, sum]) =>
-                [
-                    `if ! echo ${q(`${sum}  ${l.tiktokenDir}/${file}`)} | sha256sum -c --status 2>/dev/null; then`,
-                    `  ${say(`fetching ${file}`)}`,
-                    `  curl -fsSL --retry 3 -o ${q(`${l.tiktokenDir}/${file}.part`)} -K - <<<"url = \\"$tiktoken_url/"${q(file)}"\\""`,
-                    `  echo ${q(`${sum}  ${l.tiktokenDir}/${file}.part`)} | sha256sum -c --status || { echo ${q(`${file} from ${shownBase} does not match sha256 ${sum}`)} >&2; rm -f ${q(`${l.tiktokenDir}/${file}.part`)}; exit 1; }`,
-                    `  mv -f ${q(`${l.tiktokenDir}/${file}.part`)} ${q(`${l.tiktokenDir}/${file}`)}`,
-                    `fi`,
-                ].join("\n"),
-            ),
-            `if [ "$(VLLM_WS_REMOVE_CHANGED=1 python3 - ${q(l.snapshot)} ${q(l.manifest)} ${q(model.revision)} ${excludeArgs} <<'VLLM_WS_PY'`,
-            probePy.trim(),
-            `VLLM_WS_PY`,
-            `)" != ${q(`model=${model.revision} files=verified`)} ]; then`,
-            `  ${say(`downloading ${model.repo}@${model.revision} into ${model.cacheDir}${model.endpoint ? ` from ${redactUrl(model.endpoint)}` : ""}`)}`,
-            // After a kill: huggingface_hub up to 1.17 resumes <etag>.incomplete with a Range request;
-            // from 1.18 each run writes <etag>.<random>.incomplete and starts over, so a killed run's
-            // partial file is only dead weight (up to a whole shard): clear those, keep the resumable
-            // kinds (the download script's own <etag>.vllm-ws.incomplete, and hf's older one).
-            `  [ -d ${q(`${l.repoDir}/blobs`)} ] && find ${q(`${l.repoDir}/blobs`)} -maxdepth 1 -name '*.*.incomplete' ! -name '*.vllm-ws.incomplete' -delete`,
-            `  ${[hfEnv, q(`${venvPath}/bin/python`), "-", q(model.repo), q(model.revision), q(model.cacheDir), String(model.connections), ...model.exclude.map(q)].join(" ")} <<'VLLM_WS_PY'`,
-            originAuthPy.trim(),
-            downloadPy.trim(),
-            `VLLM_WS_PY`,
-            `  ${say("verifying checksums")}`,
-            `  if ! ${hfEnv} ${q(`${venvPath}/bin/python`)} - ${q(model.repo)} ${q(model.revision)} ${q(l.snapshot)} ${q(l.manifest)} ${excludeArgs} <<'VLLM_WS_PY'`,
-            verifyPy.trim(),
-            `VLLM_WS_PY`,
-            `  then`,
-            // A corrupt blob would be trusted by the next hf download; move the snapshot away so it refetches.
-            `    own_remove_hf_revision ${q(model.cacheDir)} ${q(model.repo)} ${q(model.revision)}; exit 1`,
-            `  fi`,
-            `fi`,
-        ].join("\n"),
+        apply: fillFragment("model_apply.sh", {
+            ...common,
+            EXCLUDE: model.exclude.map(q).join(" "),
+            ENDPOINT: model.endpoint === null ? "the Hub" : q(redactUrl(model.endpoint)),
+            TIKTOKEN_BASE: q(shownBase),
+            TIKTOKEN_DIR: q(l.tiktokenDir),
+            TIKTOKEN_FETCHES: tiktoken.map(fetch).join("\n"),
+            SNAPSHOT: q(l.snapshot),
+            MANIFEST: q(l.manifest),
+            PROBE_PY: probePy.trim(),
+            VERIFIED: q(`model=${model.revision} files=verified`),
+            DOWNLOADING: q(`downloading ${model.repo}@${model.revision} into ${model.cacheDir}${model.endpoint ? ` from ${redactUrl(model.endpoint)}` : ""}`),
+            BLOBS: q(`${l.repoDir}/blobs`),
+            PYTHON: q(`${venvPath}/bin/python`),
+            DOWNLOAD_ARGS: [q(model.repo), q(model.revision), q(model.cacheDir), String(model.connections), ...model.exclude.map(q)].join(" "),
+            DOWNLOAD_PY: `${originAuthPy.trim()}\n${downloadPy.trim()}`,
+            VERIFY_PY: verifyPy.trim(),
+        }),
         probe: modelProbe(model),
         expected: [`model=${model.revision} files=verified`, ...tiktoken.map(([file]) => `${file}=present`)].join("\n"),
         remove: model.keepOnDestroy
             ? say(`keeping ${model.repo} in ${model.cacheDir} (model.keepOnDestroy)`)
-            : [
-                  // Only the pinned revision: another revision or repository in the same cache stays.
-                  `own_remove_hf_revision ${q(model.cacheDir)} ${q(model.repo)} ${q(model.revision)}`,
-                  `rm -f ${Object.keys(model.tiktoken.files).sort().map((f) => q(`${l.tiktokenDir}/${f}`)).join(" ")}`,
-                  `own_release_dir ${q(l.tiktokenDir)}`,
-                  `own_release_dir ${q(model.cacheDir)}`,
-              ].join("\n"),
+            : fillFragment("model_remove.sh", {
+                  ...common,
+                  TIKTOKEN_FILES: Object.keys(model.tiktoken.files).sort().map((f) => q(`${l.tiktokenDir}/${f}`)).join(" "),
+                  TIKTOKEN_DIR: q(l.tiktokenDir),
+              }),
     };
 }
 

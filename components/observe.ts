@@ -4,7 +4,7 @@
 // without an up-front refresh. A refresh is a deployment of its own (its own provider process,
 // one SSH connection per piece), and made every preview several times slower (see docs/benchmarks.md).
 import { Connection, describe, runOrThrow } from "./host";
-import { q } from "./shell";
+import { fillFragment, q } from "./shell";
 
 /** One piece to look at: its name, what it is (for messages) and its probe (HostState's `probe`). */
 export interface Piece {
@@ -33,15 +33,15 @@ const start = (i: number) => `@@vllm-workstation probe ${i}@@`;
 const endPrefix = (i: number) => `@@vllm-workstation probe ${i} end rc=`;
 
 /**
- * One script running every probe in a bash of its own, with the options HostState's read runs it with,
- * so one probe's failure or `exit` cannot stop the others; each output is fenced by marker lines.
+ * One script running every probe in a bash of its own (components/assets/probe_batch.sh), so one probe's
+ * failure or `exit` cannot stop the others; each output is fenced by marker lines.
  */
 export function renderProbeBatch(pieces: readonly Piece[]): string {
     const names = pieces.map((p) => p.name);
     const twice = names.filter((n, i) => names.indexOf(n) !== i);
     if (twice.length > 0) throw new Error(`two pieces named ${JSON.stringify(twice[0])}: what the look saw is kept by name`);
     return pieces
-        .map((p, i) => [`printf '%s\\n' ${q(start(i))}`, `rc=0; bash -euo pipefail -c ${q(p.probe)} || rc=$?`, `printf '\\n%s%s@@\\n' ${q(endPrefix(i))} "$rc"`].join("\n"))
+        .map((p, i) => fillFragment("probe_batch.sh", { START: q(start(i)), PROBE: q(p.probe), END: q(endPrefix(i)) }))
         .join("\n");
 }
 

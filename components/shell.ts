@@ -19,19 +19,17 @@ export function managedHeader(comment = "#"): string {
 }
 
 /**
- * Writes a file atomically (temp file in the same directory, then rename), so a killed run never leaves
- * a half-written file in place. The content travels in a quoted heredoc: no expansion happens.
+ * Writes a file atomically (components/assets/write_file.sh), so a killed run never leaves a half-written
+ * file in place. The content travels in a quoted heredoc whose marker it cannot hold: no expansion happens.
  */
 export function writeFile(path: string, content: string, mode = "0644", owner = "root:root"): string {
-    const marker = `VLLM_WS_EOF_${sha256(content).slice(0, 12)}`;
-    return [
-        `install -d -m 0755 "$(dirname ${q(path)})"`,
-        `tmp=$(mktemp ${q(path)}.XXXXXX)`,
-        `cat >"$tmp" <<'${marker}'`,
-        content.endsWith("\n") ? content.slice(0, -1) : content,
-        marker,
-        `chmod ${mode} "$tmp" && chown ${owner} "$tmp" && mv -f "$tmp" ${q(path)}`,
-    ].join("\n");
+    return fillFragment("write_file.sh", {
+        PATH: q(path),
+        MARKER: `VLLM_WS_EOF_${sha256(content).slice(0, 12)}`,
+        CONTENT: content.endsWith("\n") ? content.slice(0, -1) : content,
+        MODE: mode,
+        OWNER: owner,
+    });
 }
 
 /** Probe fragment: prints `<label>=<sha256 of the file>` or `<label>=missing`. */
@@ -87,8 +85,23 @@ export function asset(name: string): string {
  * @NAME@ markers itself. Values go in as they are: what comes from the config must already be quoted (q).
  */
 export function fillAsset(name: string, values: Readonly<Record<string, string>>): string {
+    return fill(name, asset(name), values);
+}
+
+/**
+ * A fragment of a step's script from a template of components/assets, filled as fillAsset fills it,
+ * without the template's header (its leading comment lines up to the first empty line, and that line)
+ * and without its final newline. The header tells the template's readers what it does and why; a
+ * step's script is part of the step's state, so it stays out of the text. Steps join their fragments
+ * with newlines.
+ */
+export function fillFragment(name: string, values: Readonly<Record<string, string>>): string {
+    return fill(name, asset(name).replace(/^(#[^\n]*\n)+\n/, ""), values).replace(/\n$/, "");
+}
+
+function fill(name: string, template: string, values: Readonly<Record<string, string>>): string {
     const unused = new Set(Object.keys(values));
-    const text = asset(name).replace(/@([A-Z][A-Z0-9_]*)@/g, (_, key: string) => {
+    const text = template.replace(/@([A-Z][A-Z0-9_]*)@/g, (_, key: string) => {
         if (!Object.prototype.hasOwnProperty.call(values, key)) throw new Error(`components/assets/${name}: no value for @${key}@`);
         unused.delete(key);
         return values[key];

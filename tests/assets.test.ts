@@ -1,16 +1,21 @@
-// The scripts of components/assets and the scripts the stack renders from them, through their languages'
-// linters: shellcheck for bash, ruff for Python (rules in ruff.toml). Both are installed by
-// scripts/lint-tools.sh, which npm test runs; a missing linter fails these tests, it never skips them.
+// The files of components/assets and the scripts the stack renders from them, through their languages'
+// linters: shellcheck for bash and sh, ruff for Python (rules in ruff.toml), Go's text/template parser
+// for docker's --format templates (tests/lint/gotemplate.go), and systemd's KEY=value grammar for env
+// files. shellcheck and ruff are installed by scripts/lint-tools.sh, which npm test runs, and go comes
+// with the toolchain; a missing linter fails these tests, it never skips them. The last tests check that
+// no TypeScript file holds another language's code instead.
 import test from "ava";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import * as ts from "typescript";
 import { parseConfig } from "../components/config";
 import * as cudaEnv from "../components/cudaEnv";
 import { containerScripts, dockerPreflightProbe } from "../components/dockerRuntime";
 import { renderStdin } from "../components/host";
-import { layout as modelLayout, modelProbe, modelScripts } from "../components/model";
+import { layout as modelLayout, modelPiece, modelProbe, modelScripts } from "../components/model";
+import { renderProbeBatch } from "../components/observe";
 import { gatherFacts } from "../components/preflight/facts";
 import { packageScripts, uvScripts } from "../components/python";
 import { serviceScripts } from "../components/vllmService";
@@ -93,13 +98,66 @@ function renderedScripts(): Array<{ label: string; text: string }> {
         { label: "preflight probe", text: gatherFacts() },
         { label: "preflight probe with claims", text: gatherFacts({ claims }) },
         { label: "docker preflight probe", text: renderStdin(dockerPreflightProbe(docker).probe) },
+        { label: "probe batch", text: renderStdin(renderProbeBatch([cudaEnv.cudaPiece(config.cuda), modelPiece(config.model), dockerPreflightProbe(docker)])) },
     ];
 }
 
-test("every shell script of components/assets is clean under shellcheck", (t) => {
+test("every shell script and template of components/assets is clean under shellcheck, in the shell it names", (t) => {
     const files = assetFiles(".sh");
-    t.true(files.includes("own.sh") && files.includes("preflight_probe.sh"), files.join(" "));
-    t.is(shellcheck(files.map((f) => path.join("components", "assets", f))), "");
+    t.true(files.includes("own.sh") && files.includes("preflight_probe.sh") && files.includes("model_apply.sh"), files.join(" "));
+    const findings = files
+        .map((f) => {
+            const text = fs.readFileSync(path.join(assets, f), "utf8");
+            // Each names its shell: bash for the steps' scripts, sh for what a login shell sources.
+            if (!/^(#!\/usr\/bin\/env bash|# shellcheck shell=(bash|sh)\b)/.test(text)) return `${f}: names no shell (a #! line or a "# shellcheck shell=" directive)`;
+            // A template's @NAME@ markers read as plain words: what fills them is linted as rendered below.
+            const found = lint("shellcheck", ["--format=gcc", "-"], text.replace(/@([A-Z][A-Z0-9_]*)@/g, "$1"));
+            return found === "" ? "" : found.replace(/^-:/gm, `components/assets/${f}:`);
+        })
+        .filter((f) => f !== "");
+    t.deepEqual(findings, []);
+});
+
+test("every Go template of components/assets parses as the docker CLI's --format parses it", (t) => {
+    const files = assetFiles(".tmpl");
+    t.true(files.includes("container_inspect.tmpl"), files.join(" "));
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-ws-tmpl-"));
+    t.teardown(() => fs.rmSync(scratch, { recursive: true, force: true }));
+    // Markers are filled with a Go string, as the code fills them (JSON.stringify of a label).
+    const filled = files.map((f) => {
+        const file = path.join(scratch, f);
+        fs.writeFileSync(file, fs.readFileSync(path.join(assets, f), "utf8").replace(/^(#[^\n]*\n)+\n/, "").replace(/@([A-Z][A-Z0-9_]*)@/g, '"$1"'));
+        return file;
+    });
+    t.is(lint("go", ["run", path.join("tests", "lint", "gotemplate.go"), ...filled]), "");
+    fs.writeFileSync(path.join(scratch, "broken.tmpl"), "a={{index .Config.Labels}\n");
+    t.regex(lint("go", ["run", path.join("tests", "lint", "gotemplate.go"), path.join(scratch, "broken.tmpl")]), /broken\.tmpl:1: bad character/);
+});
+
+test("every env file template of components/assets is KEY=value lines that systemd and a shell read alike", (t) => {
+    const files = assetFiles(".env");
+    t.true(files.includes("cuda.env"), files.join(" "));
+    const bad = files.flatMap((f) =>
+        fs
+            .readFileSync(path.join(assets, f), "utf8")
+            .replace(/^(#[^\n]*\n)+\n/, "")
+            .replace(/\n$/, "")
+            .split("\n")
+            .filter((line) => !/^[A-Z_][A-Z0-9_]*=([A-Za-z0-9_.,:/+-]|@[A-Z][A-Z0-9_]*@)*$/.test(line))
+            .map((line) => `${f}: ${line}`),
+    );
+    t.deepEqual(bad, []);
+});
+
+test("every file of components/assets is of a language these tests check", (t) => {
+    t.deepEqual(
+        fs
+            .readdirSync(assets, { withFileTypes: true })
+            .filter((e) => !e.isDirectory() || e.name !== "__pycache__")
+            .map((e) => e.name)
+            .filter((f) => ![".sh", ".py", ".tmpl", ".env"].some((ext) => f.endsWith(ext))),
+        [],
+    );
 });
 
 /**
@@ -117,7 +175,7 @@ const accepted: Readonly<Record<string, readonly string[]>> = {
 
 test("every script the stack runs on the workstation is clean under shellcheck, as rendered", (t) => {
     const scripts = renderedScripts();
-    t.is(scripts.length, 30);
+    t.is(scripts.length, 31);
     const findings = scripts
         .map(({ label, text }) => {
             const excluded = accepted[label.replace(/ \(.*\)/, "")] ?? [];
@@ -166,4 +224,102 @@ test("the linters find what they are there for", (t) => {
     // Without these, a linter that reads nothing (a wrong path, stdin ignored) would pass everything.
     t.regex(shellcheck(["-"], "echo $1\n"), /SC2086/);
     t.regex(ruffCheck(["--stdin-filename", "components/assets/x.py", "-"], "print(undefined_name)\n"), /F821/);
+});
+
+// --- one language per file ---------------------------------------------------------------------------
+//
+// No TypeScript file of components/ or scripts/ spells out another language's code longer than a line:
+// scripts, programs, units and templates are files of components/assets, read by the code that fills
+// them. The test reads each file's syntax tree (TypeScript's own parser) and looks at every stretch of
+// text it spells out: a string or template literal, the literals of a `+` chain, the literal elements of
+// an array (usually joined with newlines). Each such stretch is cut into lines, and a line counts as
+// code when it carries a mark of a language:
+//   - shell: a control word where a command may start or end (`if `, `then`, `do`, `fi`, `done`, `esac`,
+//     `; then`, ...), an expansion or redirection (`$(`, `${`, `$name`, `>&2`, `2>/dev/null`, `||`, `&&`),
+//     or a line that starts with a command the scripts use (own_*, rm, echo, curl, docker, ...);
+//   - Python: `import`, `from x import`, `def f(`, `class C:`, `try:`, `except`;
+//   - a systemd unit: a `[Unit]`, `[Service]` or `[Install]` line; a Go template: `{{ ... }}`.
+// A stretch with two or more such lines is another language's code longer than a line.
+//
+// What it does not see: code built line by line from values that are not literals (`lines.push(x)`
+// of computed text), a language without one of these marks (a YAML or env file spelled out as
+// `KEY=value` lines, which would also match every list of container variables), and a single line with
+// several commands (`a; b; c`), which is allowed on purpose: a one-line command built in TypeScript is
+// fine. Prose with a newline passes unless two of its lines carry such a mark.
+
+const shellMarks = [
+    /(^|[;&|]\s*)(then|do|else|fi|done|esac)(\s|;|$)/,
+    /^\s*(if|elif|while|until|for|case)\s/,
+    /\$\(|\$\{|\$[A-Za-z_]|>&2|2>\/dev\/null|\s\|\|\s|\s&&\s/,
+    /^\s*(own_[a-z_]+|rm|echo|printf|install|chmod|chown|mv|cp|mkdir|curl|docker|systemctl|sed|grep|cat|export|local|set|find|sha256sum|python3?)\s/,
+];
+const pythonMarks = [/^\s*(import [\w.]+|from [\w.]+ import |def \w+\(|class \w+[(:]|try:$|except\b)/];
+const otherMarks = [/^\[(Unit|Service|Install)\]$/, /\{\{.*\}\}/];
+const codeLine = (line: string) => [...shellMarks, ...pythonMarks, ...otherMarks].some((m) => m.test(line));
+
+/** Stretches of another language's code a TypeScript source spells out: where each starts and its code lines. */
+function embeddedCode(fileName: string, source: string): Array<{ line: number; code: string[] }> {
+    const sf = ts.createSourceFile(fileName, source, ts.ScriptTarget.ES2022, true);
+    const literal = (n: ts.Node): string | null => {
+        if (ts.isStringLiteral(n) || ts.isNoSubstitutionTemplateLiteral(n)) return n.text;
+        if (ts.isTemplateExpression(n)) return n.head.text + n.templateSpans.map((s) => `\u00b7${s.literal.text}`).join("");
+        return null;
+    };
+    const isPlus = (n: ts.Node): n is ts.BinaryExpression => ts.isBinaryExpression(n) && n.operatorToken.kind === ts.SyntaxKind.PlusToken;
+    const operands = (n: ts.Expression): ts.Expression[] => (isPlus(n) ? [...operands(n.left), ...operands(n.right)] : [ts.isParenthesizedExpression(n) ? n.expression : n]);
+    const found: Array<{ line: number; code: string[] }> = [];
+    const look = (at: ts.Node, lines: string[]) => {
+        const code = lines.filter(codeLine);
+        if (code.length >= 2) found.push({ line: sf.getLineAndCharacterOfPosition(at.getStart()).line + 1, code });
+    };
+    const visit = (n: ts.Node): void => {
+        if (ts.isArrayLiteralExpression(n)) {
+            look(n, n.elements.flatMap((e) => literal(e)?.split("\n") ?? ["\u00b7"]));
+        } else if (isPlus(n) && !isPlus(n.parent)) {
+            look(n, operands(n).map((e) => literal(e) ?? "\u00b7").join("").split("\n"));
+        } else if (literal(n) !== null && !ts.isArrayLiteralExpression(n.parent) && !isPlus(n.parent)) {
+            look(n, (literal(n) ?? "").split("\n"));
+        }
+        ts.forEachChild(n, visit);
+    };
+    visit(sf);
+    return found;
+}
+
+/**
+ * Files that still hold another language's code, each with why. The list may only shrink: a file
+ * named here that no longer needs it fails the test below.
+ */
+const embeddedExempt: Readonly<Record<string, string>> = {
+    "components/python.ts": "the uv and package steps' scripts, still arrays of shell lines",
+    "components/vllmService.ts": "the unit file in a template literal, and the service steps' scripts as arrays of shell lines",
+};
+
+const typescriptSources = (): string[] =>
+    ["components", "scripts"].flatMap((d) =>
+        (fs.readdirSync(path.join(root, d), { recursive: true }) as string[]).filter((f) => f.endsWith(".ts")).map((f) => path.join(d, f)),
+    );
+
+test("no TypeScript file of components/ or scripts/ holds another language's code longer than a line", (t) => {
+    const files = typescriptSources();
+    t.true(files.includes(path.join("components", "model.ts")), files.join(" "));
+    const found = files
+        .map((f) => ({ file: f, stretches: embeddedCode(f, fs.readFileSync(path.join(root, f), "utf8")) }))
+        .filter(({ stretches }) => stretches.length > 0);
+    const report = (list: typeof found) => list.map(({ file, stretches }) => `${file}:${stretches.map((s) => `\n  line ${s.line}: ${s.code.slice(0, 3).join(" | ")}`).join("")}`);
+    t.deepEqual(report(found.filter(({ file }) => !(file in embeddedExempt))), [], "move each into a file of components/assets (asset, fillAsset)");
+    t.deepEqual(Object.keys(embeddedExempt).filter((f) => !found.some(({ file }) => file === f)), [], "exempt, yet holds no other language's code: take it off the list");
+});
+
+test("the one-language check finds shell, Python, a unit and a Go template spelled out in TypeScript", (t) => {
+    const lines = (src: string) => embeddedCode("x.ts", src).map((s) => s.line);
+    t.deepEqual(lines('const a = [\n  `if [ -f ${p} ]; then`,\n  "  rm -f x",\n  "fi",\n].join("\\n");'), [1]);
+    t.deepEqual(lines("const py = `import sys\ndef main():\n    return 0\n`;"), [1]);
+    t.deepEqual(lines('const unit = "[Unit]\\nDescription=x\\n" +\n  "[Service]\\nExecStart=/bin/true\\n";'), [1]);
+    t.deepEqual(lines('const f = ["a={{.A}}", "b={{.B}}"].join("\\n");'), [1]);
+    t.deepEqual(lines('const s = ["set -e", `echo ${x} >&2`];'), [1]);
+    // A one-line command, prose and data stay.
+    t.deepEqual(lines('const one = `if [ -f ${q(p)} ]; then echo ok; else echo missing; fi`;'), []);
+    t.deepEqual(lines('const fix = "install the toolkit, then restart the engine\\nand run pulumi up again";'), []);
+    t.deepEqual(lines('const env = ["HF_HUB_OFFLINE=1", `HF_HUB_CACHE=${dir}`, "DO_NOT_TRACK=1"];'), []);
 });

@@ -27,7 +27,7 @@ function call(requests: Request[], env: Record<string, string> = { VLLM_API_KEY:
     const r = spawnSync("python3", [path.join(root, "tests", "helpers", "asgi_call.py"), authMiddleware], {
         input: JSON.stringify(requests),
         encoding: "utf8",
-        env: { PATH: process.env.PATH, PYTHONPATH: path.join(root, "components", "assets"), ...env },
+        env: { PATH: process.env.PATH, PYTHONDONTWRITEBYTECODE: "1", PYTHONPATH: path.join(root, "components", "assets"), ...env },
     });
     if (r.status !== 0) throw new Error(r.stderr);
     return JSON.parse(r.stdout);

@@ -32,7 +32,7 @@ import * as os from "os";
 import * as path from "path";
 import { parseConfig, WorkstationConfig } from "../components/config";
 import * as cudaEnv from "../components/cudaEnv";
-import { containerArgs, containerEnv } from "../components/dockerRuntime";
+import { containerArgs, containerEnv, containerScripts, dockerPreflightProbe } from "../components/dockerRuntime";
 import { Connection, shellArgv } from "../components/host";
 import { layout as modelLayout, modelProbe, modelScripts } from "../components/model";
 import { gatherFacts } from "../components/preflight/facts";
@@ -331,6 +331,7 @@ function render(c: WorkstationConfig, p: ServingPlan, lock: string | null, keyId
     const pkgs = packageScripts(c.python, lock);
     const model = modelScripts(c.model, c.python.venvPath);
     const service = serviceScripts({ config: c, plan: p, snapshotPath: l.snapshot, tiktokenDir: l.tiktokenDir, apiKeyId: keyId, runsOn: { cuda: "0123456789ab", packages: "0123456789ab", model: "0123456789ab" } });
+    const container = containerScripts({ config: c, plan: p, snapshotPath: l.snapshot, tiktokenDir: l.tiktokenDir, apiKeyId: keyId });
     const flags = vllmFlags(c, p);
     fs.rmSync(path.join(scratch, "known_hosts"), { force: true });
     const sshArgv = c.target.kind === "ssh" ? shellArgv(c.target as Connection, scratch) : [];
@@ -353,6 +354,10 @@ function render(c: WorkstationConfig, p: ServingPlan, lock: string | null, keyId
             "service probe": service.probe,
             "service remove": service.remove,
             "example request": exampleRequest(endpointUrl(c), servedModelName(c), keyId !== null),
+            "container apply": container.apply,
+            "container probe": container.probe,
+            "container remove": container.remove,
+            "docker preflight probe": dockerPreflightProbe(c).probe,
             "preflight probe": gatherFacts({
                 modelDir: c.model.cacheDir,
                 venvDir: c.python.venvPath,

@@ -2,7 +2,7 @@ import test from "ava";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { asset, expectFile, fillAsset, managedHeader, probeFile, q, say, sha256, writeFile } from "../components/shell";
+import { asset, expectFile, fillAsset, fillFragment, managedHeader, probeFile, q, say, sha256, writeFile } from "../components/shell";
 import { tempDir } from "./helpers/tempDir";
 
 /** Runs a script the way host.ts does: `bash -s` reading it on stdin under `set -euo pipefail`. */
@@ -168,4 +168,21 @@ test("fillAsset() refuses a template placeholder without a value, and a value wi
     const { VENV_DIR: _, ...missing } = probeValues;
     t.throws(() => fillAsset("preflight_probe.sh", missing), { message: "components/assets/preflight_probe.sh: no value for @VENV_DIR@" });
     t.throws(() => fillAsset("preflight_probe.sh", { ...probeValues, EXTRA: "x" }), { message: "components/assets/preflight_probe.sh: no @NAME@ marker for EXTRA" });
+});
+
+test("fillFragment() leaves out the template's header and final newline, and keeps a comment after the header", (t) => {
+    t.true(asset("write_file.sh").startsWith("# shellcheck shell=bash\n# A file written atomically"));
+    const w = writeFile("/etc/x", "y\n");
+    t.true(w.startsWith(`install -d -m 0755 "$(dirname '/etc/x')"\n`), w);
+    t.false(w.includes("atomically") || w.includes("shellcheck") || w.endsWith("\n"));
+    t.true(asset("model_apply.sh").includes("\n\n# endpoint: @ENDPOINT@;"));
+    const apply = fillFragment("model_apply.sh", Object.fromEntries([...asset("model_apply.sh").split("\n\n").slice(1).join("\n\n").matchAll(/@([A-Z][A-Z0-9_]*)@/g)].map((m) => [m[1], "v"])));
+    t.true(apply.startsWith("# endpoint: v; tiktoken: v\nown_dir v\n"), apply.slice(0, 80));
+});
+
+test("fillFragment() refuses a marker without a value, and a value without a marker", (t) => {
+    t.throws(() => fillFragment("write_file.sh", { PATH: "p", MARKER: "M", CONTENT: "c", MODE: "0644", OWNER: "root:root", EXTRA: "x" }), {
+        message: "components/assets/write_file.sh: no @NAME@ marker for EXTRA",
+    });
+    t.throws(() => fillFragment("model_apply.sh", { ENDPOINT: "x" }), { message: /^components\/assets\/model_apply\.sh: no value for @/ });
 });

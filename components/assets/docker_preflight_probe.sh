@@ -1,0 +1,15 @@
+# shellcheck shell=bash
+# The docker runtime's part of the preflight: the docker CLI, the engine, the NVIDIA runtime and the
+# image, as docker-*= lines (multi-line values base64). Read-only (it looks the image up in the
+# registry without pulling) and always exits 0.
+
+b64() { base64 | tr -d '\n'; }
+if ! command -v docker >/dev/null 2>&1; then echo docker-cli=missing; exit 0; fi
+echo docker-cli=present
+if ! info=$(docker info --format '{{.ServerVersion}}' 2>&1); then echo "docker-engine=unreachable $(printf '%s' "$info" | b64)"; exit 0; fi
+echo "docker-engine=$info"
+runtimes=$(docker info --format '{{range $k, $v := .Runtimes}}{{$k}} {{end}}' 2>/dev/null || true)
+echo "docker-runtimes=$runtimes"
+if docker image inspect @IMAGE@ >/dev/null 2>&1; then echo docker-image=present
+elif out=$(timeout 30 docker manifest inspect @IMAGE@ 2>&1 >/dev/null); then echo docker-image=pullable
+else echo "docker-image=unavailable $(printf '%s' "$out" | b64)"; fi
