@@ -5,18 +5,18 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as yaml from "js-yaml";
-import { ConfigError, parseConfig, WorkstationConfig } from "./config";
-import type { Connection } from "./host";
-import { AUTO_OPTIONS, PLANNER_CONSTANTS, plan, PlanInput, PlanResult } from "./planner";
+import { ConfigError, parseConfig, WorkstationConfig } from "./config/schema";
+import type { Connection } from "./host/connection";
+import { AUTO_OPTIONS, PLANNER_CONSTANTS, plan, PlanInput, PlanResult } from "./plan/planner";
 import { Check, runChecks } from "./preflight/checks";
 import { Facts, gatherFacts, parseProbeOutput, wslKind } from "./preflight/facts";
-import { loadStackConfig, SECRET_STAND_IN, stackFileLayer, withTeamLayer } from "./stackConfig";
-import type { ServingPlan } from "./vllmService";
-import { has, servedVllmVersion } from "./vllmVersion";
-import { Claim, Observed, observeAfter, Piece } from "./observe";
+import { loadStackConfig, SECRET_STAND_IN, stackFileLayer, withTeamLayer } from "./config/stackFiles";
+import type { ServingPlan } from "./pieces/vllmService";
+import { has, servedVllmVersion } from "./plan/vllmVersion";
+import { Claim, Observed, observeAfter, Piece } from "./pieces/observe";
 import { Workstation, workstationPieces } from "./workstation";
-import { dockerChecks, dockerPreflightProbe } from "./dockerRuntime";
-import { describe } from "./host";
+import { dockerChecks, dockerPreflightProbe } from "./pieces/dockerRuntime";
+import { describe } from "./host/connection";
 
 export function connectionFor(target: WorkstationConfig["target"]): Connection {
     return target.kind === "local" ? { kind: "local" } : { ...target };

@@ -1,15 +1,15 @@
 // The whole workstation: CUDA environment, uv and the venv, the model, and vLLM as a systemd service or
 // a container. Each piece is a child of this component and depends on the ones it needs.
 import * as pulumi from "@pulumi/pulumi";
-import type { WorkstationConfig } from "./config";
-import { CudaEnvironment, cudaPiece, scripts as cudaScripts } from "./cudaEnv";
-import { containerPiece, DockerVllm } from "./dockerRuntime";
-import type { Connection } from "./host";
-import { ModelCache, modelPiece, modelScripts } from "./model";
-import type { Observed, Piece } from "./observe";
-import { packageScripts, PythonEnvironment, pythonPieces } from "./python";
-import { q, sha256 } from "./shell";
-import { ServingPlan, servedModelName, servicePiece, VllmService, vllmFlags } from "./vllmService";
+import type { WorkstationConfig } from "./config/schema";
+import { CudaEnvironment, cudaPiece, scripts as cudaScripts } from "./pieces/cudaEnv";
+import { containerPiece, DockerVllm } from "./pieces/dockerRuntime";
+import type { Connection } from "./host/connection";
+import { ModelCache, modelPiece, modelScripts } from "./pieces/model";
+import type { Observed, Piece } from "./pieces/observe";
+import { packageScripts, PythonEnvironment, pythonPieces } from "./pieces/python";
+import { q, sha256 } from "./host/shell";
+import { ServingPlan, servedModelName, servicePiece, VllmService, vllmFlags } from "./pieces/vllmService";
 
 export interface WorkstationArgs {
     /** The parsed config; its secrets are blanked, they come in apiKey and hfToken. */

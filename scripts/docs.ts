@@ -1,10 +1,10 @@
-// `npm run docs`: writes README.md's configuration table from the config schema (components/config.ts),
+// `npm run docs`: writes README.md's configuration table from the config schema (components/config/schema.ts),
 // between its `<!-- options:begin -->` and `<!-- options:end -->` markers. tests/docs.test.ts fails when
 // the README's table and the schema differ.
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
-import { WorkstationConfig } from "../components/config";
+import { WorkstationConfig } from "../components/config/schema";
 
 export const BEGIN = "<!-- options:begin -->";
 export const END = "<!-- options:end -->";
@@ -147,7 +147,7 @@ const cell = (s: string): string => s.replace(/\|/g, "\\|");
 /** The table as README.md holds it between the markers. */
 export function optionsTable(): string {
     const lines = [
-        "<!-- generated from components/config.ts by `npm run docs`: change the schema, not this table -->",
+        "<!-- generated from components/config/schema.ts by `npm run docs`: change the schema, not this table -->",
         "| option | type | default | what it is |",
         "|---|---|---|---|",
         ...optionRows().map((r) => `| \`${r.option}\` | ${cell(r.type)} | ${cell(r.default)} | ${cell(r.description)} |`),

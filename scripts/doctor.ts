@@ -10,8 +10,8 @@
 // output (`bash -c "$(...gatherFacts())" > F` on the workstation), for diagnosing a machine from afar.
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import { NVIDIA_SMI_QUERY, parseNvidiaSmiCsv } from "../components/gpu";
-import { AUTO_OPTIONS, Plan, PlanResult, TIERS, Tier, plan } from "../components/planner";
+import { NVIDIA_SMI_QUERY, parseNvidiaSmiCsv } from "../components/plan/gpu";
+import { AUTO_OPTIONS, Plan, PlanResult, TIERS, Tier, plan } from "../components/plan/planner";
 import { Check, runChecks } from "../components/preflight/checks";
 import { Facts, gatherFacts, parseProbeOutput, wslKind } from "../components/preflight/facts";
 

@@ -12,7 +12,7 @@ rm -rf dist && node node_modules/typescript/bin/tsc -p tsconfig.json
 # The HostState provider's own tests (tools/provider); -trimpath as the toolchain builds it, so its
 # compiled dependencies are shared.
 (cd tools/provider && GOFLAGS=-mod=mod go test -trimpath -count=1 ./...)
-bash scripts/box.sh rootfs
-[[ -x scripts/wheelhouse.sh ]] && bash scripts/wheelhouse.sh
-bash scripts/lint-tools.sh >/dev/null
+bash tests/infra/box.sh rootfs
+[[ -x tests/infra/wheelhouse.sh ]] && bash tests/infra/wheelhouse.sh
+bash tests/infra/lint-tools.sh >/dev/null
 exec node node_modules/ava/entrypoints/cli.mjs "$@"

@@ -1,7 +1,7 @@
-// The files of components/assets and the scripts the stack renders from them, through their languages'
+// The files of components/pieces/assets and the scripts the stack renders from them, through their languages'
 // linters: shellcheck for bash and sh, ruff for Python (rules in ruff.toml), Go's text/template parser
-// for docker's --format templates (tests/lint/gotemplate.go), and systemd's KEY=value grammar for env
-// files. shellcheck and ruff are installed by scripts/lint-tools.sh, which npm test runs, and go comes
+// for docker's --format templates (tests/infra/lint/gotemplate.go), and systemd's KEY=value grammar for env
+// files. shellcheck and ruff are installed by tests/infra/lint-tools.sh, which npm test runs, and go comes
 // with the toolchain; a missing linter fails these tests, it never skips them. The last tests check that
 // no TypeScript file holds another language's code instead.
 import test from "ava";
@@ -10,19 +10,19 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as ts from "typescript";
-import { parseConfig } from "../components/config";
-import * as cudaEnv from "../components/cudaEnv";
-import { containerScripts, dockerPreflightProbe } from "../components/dockerRuntime";
-import { renderStdin } from "../components/host";
-import { layout as modelLayout, modelPiece, modelProbe, modelScripts } from "../components/model";
-import { renderProbeBatch } from "../components/observe";
+import { parseConfig } from "../components/config/schema";
+import * as cudaEnv from "../components/pieces/cudaEnv";
+import { containerScripts, dockerPreflightProbe } from "../components/pieces/dockerRuntime";
+import { renderStdin } from "../components/host/connection";
+import { layout as modelLayout, modelPiece, modelProbe, modelScripts } from "../components/pieces/model";
+import { renderProbeBatch } from "../components/pieces/observe";
 import { gatherFacts } from "../components/preflight/facts";
-import { packageScripts, uvScripts } from "../components/python";
-import { serviceScripts } from "../components/vllmService";
+import { packageScripts, uvScripts } from "../components/pieces/python";
+import { serviceScripts } from "../components/pieces/vllmService";
 import { plan12, revision } from "./helpers/plans";
 
 const root = path.join(__dirname, "..", "..");
-const assets = path.join(root, "components", "assets");
+const assets = path.join(root, "components", "pieces", "assets");
 const cache = process.env.VLLM_WS_CACHE ?? path.join(os.homedir(), ".cache", "vllm-workstation");
 const ruff = path.join(cache, "lint", "venv", "bin", "ruff");
 
@@ -36,7 +36,7 @@ const assetFiles = (ext: string) =>
 function lint(cmd: string, args: string[], input?: string): string {
     const r = spawnSync(cmd, args, { cwd: root, input, encoding: "utf8" });
     if (r.error && (r.error as NodeJS.ErrnoException).code === "ENOENT") {
-        throw new Error(`${cmd} is not installed: scripts/lint-tools.sh installs it (npm test runs it first)`);
+        throw new Error(`${cmd} is not installed: tests/infra/lint-tools.sh installs it (npm test runs it first)`);
     }
     if (r.error) throw r.error;
     return r.status === 0 ? "" : `${r.stdout}${r.stderr}`.trim() || `${cmd} exited with ${r.status}`;
@@ -102,7 +102,7 @@ function renderedScripts(): Array<{ label: string; text: string }> {
     ];
 }
 
-test("every shell script and template of components/assets is clean under shellcheck, in the shell it names", (t) => {
+test("every shell script and template of components/pieces/assets is clean under shellcheck, in the shell it names", (t) => {
     const files = assetFiles(".sh");
     t.true(files.includes("own.sh") && files.includes("preflight_probe.sh") && files.includes("model_apply.sh"), files.join(" "));
     const findings = files
@@ -112,13 +112,13 @@ test("every shell script and template of components/assets is clean under shellc
             if (!/^(#!\/usr\/bin\/env bash|# shellcheck shell=(bash|sh)\b)/.test(text)) return `${f}: names no shell (a #! line or a "# shellcheck shell=" directive)`;
             // A template's @NAME@ markers read as plain words: what fills them is linted as rendered below.
             const found = lint("shellcheck", ["--format=gcc", "-"], text.replace(/@([A-Z][A-Z0-9_]*)@/g, "$1"));
-            return found === "" ? "" : found.replace(/^-:/gm, `components/assets/${f}:`);
+            return found === "" ? "" : found.replace(/^-:/gm, `components/pieces/assets/${f}:`);
         })
         .filter((f) => f !== "");
     t.deepEqual(findings, []);
 });
 
-test("every Go template of components/assets parses as the docker CLI's --format parses it", (t) => {
+test("every Go template of components/pieces/assets parses as the docker CLI's --format parses it", (t) => {
     const files = assetFiles(".tmpl");
     t.true(files.includes("container_inspect.tmpl"), files.join(" "));
     const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-ws-tmpl-"));
@@ -129,12 +129,12 @@ test("every Go template of components/assets parses as the docker CLI's --format
         fs.writeFileSync(file, fs.readFileSync(path.join(assets, f), "utf8").replace(/^(#[^\n]*\n)+\n/, "").replace(/@([A-Z][A-Z0-9_]*)@/g, '"$1"'));
         return file;
     });
-    t.is(lint("go", ["run", path.join("tests", "lint", "gotemplate.go"), ...filled]), "");
+    t.is(lint("go", ["run", path.join("tests", "infra", "lint", "gotemplate.go"), ...filled]), "");
     fs.writeFileSync(path.join(scratch, "broken.tmpl"), "a={{index .Config.Labels}\n");
-    t.regex(lint("go", ["run", path.join("tests", "lint", "gotemplate.go"), path.join(scratch, "broken.tmpl")]), /broken\.tmpl:1: bad character/);
+    t.regex(lint("go", ["run", path.join("tests", "infra", "lint", "gotemplate.go"), path.join(scratch, "broken.tmpl")]), /broken\.tmpl:1: bad character/);
 });
 
-test("every env file template of components/assets is KEY=value lines that systemd and a shell read alike", (t) => {
+test("every env file template of components/pieces/assets is KEY=value lines that systemd and a shell read alike", (t) => {
     const files = assetFiles(".env");
     t.true(files.includes("cuda.env"), files.join(" "));
     const bad = files.flatMap((f) =>
@@ -149,7 +149,7 @@ test("every env file template of components/assets is KEY=value lines that syste
     t.deepEqual(bad, []);
 });
 
-test("every file of components/assets is of a language these tests check", (t) => {
+test("every file of components/pieces/assets is of a language these tests check", (t) => {
     t.deepEqual(
         fs
             .readdirSync(assets, { withFileTypes: true })
@@ -200,11 +200,11 @@ test("every Python program the stack runs is clean under ruff, as rendered", (t)
     const programs = renderedScripts().flatMap(({ text }) => pythonPrograms(text));
     // The download and the uv fetch start with origin_auth.py; the probe runs in two scripts.
     t.true(programs.length >= 5, String(programs.length));
-    const findings = [...new Set(programs)].map((p, i) => ruffCheck(["--stdin-filename", `components/assets/program-${i}.py`, "-"], p)).filter((f) => f !== "");
+    const findings = [...new Set(programs)].map((p, i) => ruffCheck(["--stdin-filename", `components/pieces/assets/program-${i}.py`, "-"], p)).filter((f) => f !== "");
     t.deepEqual(findings, []);
 });
 
-test("every Python file of components/assets is clean under ruff, in the program it runs in", (t) => {
+test("every Python file of components/pieces/assets is clean under ruff, in the program it runs in", (t) => {
     const programs = renderedScripts().flatMap(({ text }) => pythonPrograms(text));
     const files = assetFiles(".py");
     t.true(files.length >= 6, files.join(" "));
@@ -213,23 +213,23 @@ test("every Python file of components/assets is clean under ruff, in the program
     // alone and fail on the names it expects from the rest: a script nothing renders is found out.
     const alone = files.filter((f) => !programs.some((p) => p.includes(fs.readFileSync(path.join(assets, f), "utf8").trim())));
     t.deepEqual(alone, ["vllm_workstation_auth.py"]);
-    t.is(ruffCheck(alone.map((f) => path.join("components", "assets", f))), "");
+    t.is(ruffCheck(alone.map((f) => path.join("components", "pieces", "assets", f))), "");
 });
 
 test("a missing linter fails with a message naming it and how to install it", (t) => {
-    t.throws(() => lint(path.join(cache, "lint", "no-such-linter"), []), { message: /no-such-linter is not installed: scripts\/lint-tools\.sh installs it/ });
+    t.throws(() => lint(path.join(cache, "lint", "no-such-linter"), []), { message: /no-such-linter is not installed: tests\/infra\/lint-tools\.sh installs it/ });
 });
 
 test("the linters find what they are there for", (t) => {
     // Without these, a linter that reads nothing (a wrong path, stdin ignored) would pass everything.
     t.regex(shellcheck(["-"], "echo $1\n"), /SC2086/);
-    t.regex(ruffCheck(["--stdin-filename", "components/assets/x.py", "-"], "print(undefined_name)\n"), /F821/);
+    t.regex(ruffCheck(["--stdin-filename", "components/pieces/assets/x.py", "-"], "print(undefined_name)\n"), /F821/);
 });
 
 // --- one language per file ---------------------------------------------------------------------------
 //
 // No TypeScript file of components/ or scripts/ spells out another language's code longer than a line:
-// scripts, programs, units and templates are files of components/assets, read by the code that fills
+// scripts, programs, units and templates are files of components/pieces/assets, read by the code that fills
 // them. The test reads each file's syntax tree (TypeScript's own parser) and looks at every stretch of
 // text it spells out: a string or template literal, the literals of a `+` chain, the literal elements of
 // an array (usually joined with newlines). Each such stretch is cut into lines, and a line counts as
@@ -291,8 +291,8 @@ function embeddedCode(fileName: string, source: string): Array<{ line: number; c
  * named here that no longer needs it fails the test below.
  */
 const embeddedExempt: Readonly<Record<string, string>> = {
-    "components/python.ts": "the uv and package steps' scripts, still arrays of shell lines",
-    "components/vllmService.ts": "the unit file in a template literal, and the service steps' scripts as arrays of shell lines",
+    "components/pieces/python.ts": "the uv and package steps' scripts, still arrays of shell lines",
+    "components/pieces/vllmService.ts": "the unit file in a template literal, and the service steps' scripts as arrays of shell lines",
 };
 
 const typescriptSources = (): string[] =>
@@ -302,12 +302,12 @@ const typescriptSources = (): string[] =>
 
 test("no TypeScript file of components/ or scripts/ holds another language's code longer than a line", (t) => {
     const files = typescriptSources();
-    t.true(files.includes(path.join("components", "model.ts")), files.join(" "));
+    t.true(files.includes(path.join("components", "pieces", "model.ts")), files.join(" "));
     const found = files
         .map((f) => ({ file: f, stretches: embeddedCode(f, fs.readFileSync(path.join(root, f), "utf8")) }))
         .filter(({ stretches }) => stretches.length > 0);
     const report = (list: typeof found) => list.map(({ file, stretches }) => `${file}:${stretches.map((s) => `\n  line ${s.line}: ${s.code.slice(0, 3).join(" | ")}`).join("")}`);
-    t.deepEqual(report(found.filter(({ file }) => !(file in embeddedExempt))), [], "move each into a file of components/assets (asset, fillAsset)");
+    t.deepEqual(report(found.filter(({ file }) => !(file in embeddedExempt))), [], "move each into a file of components/pieces/assets (asset, fillAsset)");
     t.deepEqual(Object.keys(embeddedExempt).filter((f) => !found.some(({ file }) => file === f)), [], "exempt, yet holds no other language's code: take it off the list");
 });
 

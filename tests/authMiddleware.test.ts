@@ -1,9 +1,9 @@
-// The API key middleware the service loads into vLLM (components/assets/vllm_workstation_auth.py),
+// The API key middleware the service loads into vLLM (components/pieces/assets/vllm_workstation_auth.py),
 // called as vLLM's ASGI server calls it, one scope per request (tests/helpers/asgi_call.py).
 import test from "ava";
 import { spawnSync } from "child_process";
 import * as path from "path";
-import { authMiddleware } from "../components/vllmService";
+import { authMiddleware } from "../components/pieces/vllmService";
 
 const root = path.join(__dirname, "..", "..");
 const KEY = "k3y-0123456789abcdef";
@@ -27,7 +27,7 @@ function call(requests: Request[], env: Record<string, string> = { VLLM_API_KEY:
     const r = spawnSync("python3", [path.join(root, "tests", "helpers", "asgi_call.py"), authMiddleware], {
         input: JSON.stringify(requests),
         encoding: "utf8",
-        env: { PATH: process.env.PATH, PYTHONDONTWRITEBYTECODE: "1", PYTHONPATH: path.join(root, "components", "assets"), ...env },
+        env: { PATH: process.env.PATH, PYTHONDONTWRITEBYTECODE: "1", PYTHONPATH: path.join(root, "components", "pieces", "assets"), ...env },
     });
     if (r.status !== 0) throw new Error(r.stderr);
     return JSON.parse(r.stdout);

@@ -1,7 +1,7 @@
 import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
-import { parseNvidiaSmiCsv } from "../components/gpu";
+import { parseNvidiaSmiCsv } from "../components/plan/gpu";
 import {
     KvCacheDtype,
     Plan,
@@ -13,7 +13,7 @@ import {
     kvTokensFor,
     plan,
     weightsOnGpuGiB,
-} from "../components/planner";
+} from "../components/plan/planner";
 
 // What real vLLM did for each recorded plan (scripts/calibrate/calibrate.py on a GPU); see docs/calibration.md.
 const DIR = path.resolve(__dirname, "../../tests/fixtures/calibration/vllm-0.24.0");

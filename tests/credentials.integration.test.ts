@@ -16,7 +16,7 @@ import type { LocalWorkspace } from "@pulumi/pulumi/automation";
 import { workstationProgram } from "../components/program";
 import { Box, startBox } from "./helpers/box";
 import { testStack, TestStack } from "./helpers/stack";
-import { BasicAuth, HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex, withUserinfo } from "./servers";
+import { BasicAuth, HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex, withUserinfo } from "./infra/servers/index";
 import { boxStackConfig, installGpuDoubles, wheelhouse } from "./helpers/workstation";
 
 // Distinctive values, nowhere else by chance; each password needs %-encoding in a URL.

@@ -4,9 +4,9 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { parseConfig } from "../components/config";
-import { profilePath, renderProfile, renderServiceEnv, scripts, serviceEnvPath } from "../components/cudaEnv";
-import { expectFile, managedHeader } from "../components/shell";
+import { parseConfig } from "../components/config/schema";
+import { profilePath, renderProfile, renderServiceEnv, scripts, serviceEnvPath } from "../components/pieces/cudaEnv";
+import { expectFile, managedHeader } from "../components/host/shell";
 
 const revision = "0123456789abcdef0123456789abcdef01234567";
 const cuda = parseConfig({ model: { revision } }).cuda;

@@ -15,7 +15,7 @@ import { repoRoot, startBox } from "./helpers/box";
 import { buildStandinImage, Engine, startEngine } from "./helpers/docker";
 import { sshTarget, testStack, TestStack } from "./helpers/stack";
 import { wheelhouse } from "./helpers/workstation";
-import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./servers";
+import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./infra/servers/index";
 
 const image = "vllm/vllm-openai:v0.11.0";
 const apiKey = "sk-test-docker-0123456789abcdef";
@@ -43,7 +43,7 @@ test.before(async () => {
     dockerBefore = await dockerState();
     home = fs.mkdtempSync("/var/lib/vllm-ws-docker-test-");
     record = path.join(home, "record");
-    // Read by every script the stack runs here (components/assets/own.sh), through the engine and the provider.
+    // Read by every script the stack runs here (components/pieces/assets/own.sh), through the engine and the provider.
     process.env.VLLM_WS_RECORD = record;
     // TEST DOUBLE of WSL's nvidia-smi: the box's, reading the RTX 4090 fixture from this directory.
     const wslLib = path.join(home, "wsl-lib");

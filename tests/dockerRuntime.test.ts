@@ -1,8 +1,8 @@
 import test from "ava";
-import { parseConfig } from "../components/config";
-import { containerArgs, containerEnv, containerScripts, dockerChecks, hostAuthModulePath, hostPythonDir, publishSpec, pulledTag } from "../components/dockerRuntime";
-import { authMiddleware } from "../components/vllmService";
-import type { ServingPlan } from "../components/vllmService";
+import { parseConfig } from "../components/config/schema";
+import { containerArgs, containerEnv, containerScripts, dockerChecks, hostAuthModulePath, hostPythonDir, publishSpec, pulledTag } from "../components/pieces/dockerRuntime";
+import { authMiddleware } from "../components/pieces/vllmService";
+import type { ServingPlan } from "../components/pieces/vllmService";
 import { plan12, revision, snapshot, tiktokenDir } from "./helpers/plans";
 
 const config = parseConfig({ model: { revision }, runtime: "docker" });

@@ -6,7 +6,7 @@ import { BEGIN, END, optionRows, optionsTable, readmePath, withOptionsTable } fr
 test("README.md's configuration table is the one the schema renders", (t) => {
     const readme = fs.readFileSync(readmePath, "utf8");
     const shown = readme.slice(readme.indexOf(BEGIN) + BEGIN.length + 1, readme.indexOf(END));
-    t.is(shown, optionsTable(), "README.md's configuration table differs from components/config.ts: run `npm run docs` and commit README.md");
+    t.is(shown, optionsTable(), "README.md's configuration table differs from components/config/schema.ts: run `npm run docs` and commit README.md");
 });
 
 test("the table has a row for every option, the defaults and bounds taken from the schema", (t) => {

@@ -1,8 +1,8 @@
 // The real engine (the Pulumi CLI built from source, HostState's provider) against the real box.
 import test from "ava";
 import { execFileSync } from "child_process";
-import { HostState } from "../components/hostState";
-import { observe } from "../components/observe";
+import { HostState } from "../components/host/hostState";
+import { observe } from "../components/pieces/observe";
 import { startBox, Box } from "./helpers/box";
 import { sshTarget, testStack, TestStack } from "./helpers/stack";
 

@@ -21,7 +21,7 @@ import { openStack, projectRoot } from "../scripts/engine";
 import { Box, startBox } from "./helpers/box";
 import { testStack, TestStack } from "./helpers/stack";
 import { boxStackConfig, installGpuDoubles, wheelhouse } from "./helpers/workstation";
-import { HfEndpoint, PackageIndex, RequestLogEntry, startHfEndpoint, startPackageIndex } from "./servers";
+import { HfEndpoint, PackageIndex, RequestLogEntry, startHfEndpoint, startPackageIndex } from "./infra/servers/index";
 
 let box: Box;
 let index: PackageIndex;

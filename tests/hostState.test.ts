@@ -5,9 +5,9 @@ import test, { ExecutionContext } from "ava";
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { DYNAMIC_TYPE, HOSTSTATE_TYPE, HostState } from "../components/hostState";
-import type { HostStateInputs } from "../components/hostStateProvider";
-import { q } from "../components/shell";
+import { DYNAMIC_TYPE, HOSTSTATE_TYPE, HostState } from "../components/host/hostState";
+import type { HostStateInputs } from "../components/host/provider";
+import { q } from "../components/host/shell";
 import { testStack, TestStack } from "./helpers/stack";
 import { tempDir } from "./helpers/tempDir";
 

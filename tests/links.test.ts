@@ -89,7 +89,7 @@ function missingPaths(base: string, markdown: string): string[] {
         .filter((p) => !/[<>{}]/.test(p) && !builtPaths.some((b) => p === b || p.startsWith(`${b}/`)));
     return [...new Set(quoted)].filter((p) => {
         if (!p.includes("*")) return !fs.existsSync(path.join(base, p));
-        // A glob in the last part (`components/assets/*.sh`): at least one file matches.
+        // A glob in the last part (`components/pieces/assets/*.sh`): at least one file matches.
         const dir = path.join(base, path.posix.dirname(p));
         const pattern = new RegExp(`^${path.posix.basename(p).replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*")}$`);
         return !fs.existsSync(dir) || !fs.readdirSync(dir).some((f) => pattern.test(f));

@@ -4,8 +4,8 @@ import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
 import * as yaml from "js-yaml";
-import { parseConfig } from "../components/config";
-import { rawFromPulumiConfig } from "../components/stackConfig";
+import { parseConfig } from "../components/config/schema";
+import { rawFromPulumiConfig } from "../components/config/stackFiles";
 
 const root = path.join(__dirname, "..", "..");
 

@@ -1,4 +1,4 @@
-// The model step's download script (components/model.ts), run as the apply script runs it, with the real
+// The model step's download script (components/pieces/model.ts), run as the apply script runs it, with the real
 // huggingface_hub 1.33.0 (the release the stack's vLLM pins bring) against the Hub double, on this
 // machine: the ranged fetch of a large file, a cut connection, a redirect to a CDN, and hf alone. The
 // lifecycle on the box (kill and resume, a full disk) is in faults.integration.test.ts.
@@ -6,10 +6,10 @@ import test, { ExecutionContext } from "ava";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { Model, parseConfig } from "../components/config";
-import { layout, modelScripts } from "../components/model";
+import { Model, parseConfig } from "../components/config/schema";
+import { layout, modelScripts } from "../components/pieces/model";
 import { tempDir } from "./helpers/tempDir";
-import { ensureWheelhouse, getsOf, HfEndpoint, HfEndpointOptions, RequestLogEntry, run, sha256File, startHfEndpoint, withUserinfo } from "./servers";
+import { ensureWheelhouse, getsOf, HfEndpoint, HfEndpointOptions, RequestLogEntry, run, sha256File, startHfEndpoint, withUserinfo } from "./infra/servers/index";
 
 const REPO = "openai/gpt-oss-20b";
 const WEIGHTS = "model-00000-of-00001.safetensors";

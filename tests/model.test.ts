@@ -4,9 +4,9 @@ import { spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { Model, parseConfig } from "../components/config";
-import { layout, modelEnv, modelScripts } from "../components/model";
-import { q } from "../components/shell";
+import { Model, parseConfig } from "../components/config/schema";
+import { layout, modelEnv, modelScripts } from "../components/pieces/model";
+import { q } from "../components/host/shell";
 import { tempDir } from "./helpers/tempDir";
 
 const revision = "0123456789abcdef0123456789abcdef01234567";

@@ -17,7 +17,7 @@ import { Box, startBox } from "./helpers/box";
 import { sshTarget } from "./helpers/stack";
 import { tempDir } from "./helpers/tempDir";
 import { installGpuDoubles, wheelhouse } from "./helpers/workstation";
-import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./servers";
+import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./infra/servers/index";
 
 /** ../shared beside the checkout (VLLM_WS_SHARED moves it): real Pulumi plugins the registries here do not serve. */
 const sharedTools = path.join(process.env.VLLM_WS_SHARED ?? path.join(projectRoot, "..", "shared"), "tools");

@@ -9,7 +9,7 @@ import * as crypto from "crypto";
 import { workstationProgram } from "../components/program";
 import { Box, startBox } from "./helpers/box";
 import { testStack, TestStack } from "./helpers/stack";
-import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./servers";
+import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./infra/servers/index";
 import { boxSnapshot, boxStackConfig, installGpuDoubles, wheelhouse } from "./helpers/workstation";
 
 let box: Box;

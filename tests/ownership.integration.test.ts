@@ -7,7 +7,7 @@ import test from "ava";
 import { workstationProgram } from "../components/program";
 import { Box, startBox } from "./helpers/box";
 import { testStack, TestStack } from "./helpers/stack";
-import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./servers";
+import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./infra/servers/index";
 import { boxSnapshot, boxStackConfig, installGpuDoubles, wheelhouse } from "./helpers/workstation";
 
 let box: Box;

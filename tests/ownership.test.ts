@@ -1,9 +1,9 @@
-// components/assets/own.sh: the stack takes only what is free or its own, records what it made, and
+// components/pieces/assets/own.sh: the stack takes only what is free or its own, records what it made, and
 // removes exactly that. Run on this machine in temp dirs, with the record in a temp dir too.
 import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
-import { q } from "../components/shell";
+import { q } from "../components/host/shell";
 import { runScript, testRecord } from "./helpers/script";
 import { tempDir } from "./helpers/tempDir";
 

@@ -1,8 +1,8 @@
 import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
-import { parseNvidiaSmiCsv } from "../components/gpu";
-import { Plan, PlanGpu, PlanInput, PlanOptions, kvBytesPerToken, plan, weightsOnGpuGiB } from "../components/planner";
+import { parseNvidiaSmiCsv } from "../components/plan/gpu";
+import { Plan, PlanGpu, PlanInput, PlanOptions, kvBytesPerToken, plan, weightsOnGpuGiB } from "../components/plan/planner";
 
 const FIXTURES = path.resolve(__dirname, "../../tests/fixtures/nvidia-smi");
 

@@ -3,8 +3,8 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { GpuRecord } from "../components/gpu";
-import { PlanResult, plan } from "../components/planner";
+import { GpuRecord } from "../components/plan/gpu";
+import { PlanResult, plan } from "../components/plan/planner";
 import {
     DISK_NEEDS,
     Level,

@@ -2,7 +2,7 @@ import test, { ExecutionContext } from "ava";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { ConfigError, parseConfig } from "../components/config";
+import { ConfigError, parseConfig } from "../components/config/schema";
 import { lockTextFor, lookFor } from "../components/program";
 
 const revision = "6cee5e81ee83917806bbde320786a8fb61efebee";

@@ -7,9 +7,9 @@ import * as http from "http";
 import type { AddressInfo } from "net";
 import * as os from "os";
 import * as path from "path";
-import { parseConfig, Python } from "../components/config";
-import { indexArgs, indexEnv, indexHint, layout, packageScripts, renderRequirements, shownUrl, uvScripts } from "../components/python";
-import { q, sha256 } from "../components/shell";
+import { parseConfig, Python } from "../components/config/schema";
+import { indexArgs, indexEnv, indexHint, layout, packageScripts, renderRequirements, shownUrl, uvScripts } from "../components/pieces/python";
+import { q, sha256 } from "../components/host/shell";
 import { tempDir } from "./helpers/tempDir";
 
 const revision = "0123456789abcdef0123456789abcdef01234567";

@@ -1,4 +1,4 @@
-// The scripts and files the stack renders from its templates (components/assets), for one config, kept
+// The scripts and files the stack renders from its templates (components/pieces/assets), for one config, kept
 // as files in tests/fixtures/rendered and compared byte for byte: a change to a template or to what
 // fills it shows in a diff that reads like the script itself. A step's script is part of its state (a
 // change makes every workstation run the step again), so every change here should be meant.
@@ -7,13 +7,13 @@
 import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
-import { parseConfig } from "../components/config";
-import * as cudaEnv from "../components/cudaEnv";
-import { containerScripts, dockerPreflightProbe } from "../components/dockerRuntime";
-import { layout as modelLayout, modelScripts } from "../components/model";
-import { renderProbeBatch } from "../components/observe";
+import { parseConfig } from "../components/config/schema";
+import * as cudaEnv from "../components/pieces/cudaEnv";
+import { containerScripts, dockerPreflightProbe } from "../components/pieces/dockerRuntime";
+import { layout as modelLayout, modelScripts } from "../components/pieces/model";
+import { renderProbeBatch } from "../components/pieces/observe";
 import { gatherFacts } from "../components/preflight/facts";
-import { writeFile } from "../components/shell";
+import { writeFile } from "../components/host/shell";
 import { plan12, revision } from "./helpers/plans";
 
 const dir = path.join(__dirname, "..", "..", "tests", "fixtures", "rendered");

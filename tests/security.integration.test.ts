@@ -18,7 +18,7 @@ import type { LocalWorkspace } from "@pulumi/pulumi/automation";
 import { workstationProgram } from "../components/program";
 import { Box, freePort, startBox } from "./helpers/box";
 import { sshTarget, testStack, TestStack } from "./helpers/stack";
-import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./servers";
+import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./infra/servers/index";
 import { boxSnapshot, installGpuDoubles, wheelhouse } from "./helpers/workstation";
 
 // Distinctive values: 32 hex characters each, nowhere else by chance.

@@ -21,7 +21,7 @@ import {
     sha256File,
     startHfEndpoint,
     startPackageIndex,
-} from "./servers";
+} from "./infra/servers/index";
 import { partialBytes } from "./helpers/workstation";
 
 const REPO = "openai/gpt-oss-20b";
@@ -401,7 +401,7 @@ test("the vllm test double serves /health and /v1/models from its --config and r
     const work = tmp("serve");
     const port = await freePort();
     const config = path.join(work, "vllm.yaml");
-    // The shape components/vllmService.ts renders: a comment header, JSON-quoted strings, bare numbers.
+    // The shape components/pieces/vllmService.ts renders: a comment header, JSON-quoted strings, bare numbers.
     fs.writeFileSync(
         config,
         `# managed by vllm-workstation\nserved-model-name: "gpt-oss-20b"\nhost: "127.0.0.1"\nport: ${port}\ngpu-memory-utilization: 0.9\nmax-model-len: 8192\nkv-cache-dtype: "auto"\nenforce-eager: true\n`,

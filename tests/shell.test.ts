@@ -2,7 +2,7 @@ import test from "ava";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { asset, expectFile, fillAsset, fillFragment, managedHeader, probeFile, q, say, sha256, writeFile } from "../components/shell";
+import { asset, expectFile, fillAsset, fillFragment, managedHeader, probeFile, q, say, sha256, writeFile } from "../components/host/shell";
 import { tempDir } from "./helpers/tempDir";
 
 /** Runs a script the way host.ts does: `bash -s` reading it on stdin under `set -euo pipefail`. */
@@ -166,8 +166,8 @@ test("fillAsset() fills each placeholder of a template once, never a placeholder
 
 test("fillAsset() refuses a template placeholder without a value, and a value without a placeholder", (t) => {
     const { VENV_DIR: _, ...missing } = probeValues;
-    t.throws(() => fillAsset("preflight_probe.sh", missing), { message: "components/assets/preflight_probe.sh: no value for @VENV_DIR@" });
-    t.throws(() => fillAsset("preflight_probe.sh", { ...probeValues, EXTRA: "x" }), { message: "components/assets/preflight_probe.sh: no @NAME@ marker for EXTRA" });
+    t.throws(() => fillAsset("preflight_probe.sh", missing), { message: "components/pieces/assets/preflight_probe.sh: no value for @VENV_DIR@" });
+    t.throws(() => fillAsset("preflight_probe.sh", { ...probeValues, EXTRA: "x" }), { message: "components/pieces/assets/preflight_probe.sh: no @NAME@ marker for EXTRA" });
 });
 
 test("fillFragment() leaves out the template's header and final newline, and keeps a comment after the header", (t) => {
@@ -182,7 +182,7 @@ test("fillFragment() leaves out the template's header and final newline, and kee
 
 test("fillFragment() refuses a marker without a value, and a value without a marker", (t) => {
     t.throws(() => fillFragment("write_file.sh", { PATH: "p", MARKER: "M", CONTENT: "c", MODE: "0644", OWNER: "root:root", EXTRA: "x" }), {
-        message: "components/assets/write_file.sh: no @NAME@ marker for EXTRA",
+        message: "components/pieces/assets/write_file.sh: no @NAME@ marker for EXTRA",
     });
-    t.throws(() => fillFragment("model_apply.sh", { ENDPOINT: "x" }), { message: /^components\/assets\/model_apply\.sh: no value for @/ });
+    t.throws(() => fillFragment("model_apply.sh", { ENDPOINT: "x" }), { message: /^components\/pieces\/assets\/model_apply\.sh: no value for @/ });
 });

@@ -2,8 +2,8 @@ import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
 import * as yaml from "js-yaml";
-import { checkoutRoot, layered, rawFromPulumiConfig, SECRET_STAND_IN, stackFileLayer, withTeamLayer } from "../components/stackConfig";
-import { ConfigError, parseConfig } from "../components/config";
+import { checkoutRoot, layered, rawFromPulumiConfig, SECRET_STAND_IN, stackFileLayer, withTeamLayer } from "../components/config/stackFiles";
+import { ConfigError, parseConfig } from "../components/config/schema";
 import { tempDir } from "./helpers/tempDir";
 
 test("a stack file's scalars read as the strings the engine hands the program", (t) => {

@@ -14,7 +14,7 @@ import { openStack, projectRoot } from "../scripts/engine";
 import { Box, startBox } from "./helpers/box";
 import { sshTarget, testStack, TestStack } from "./helpers/stack";
 import { installGpuDoubles, programLookKey, wheelhouse } from "./helpers/workstation";
-import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./servers";
+import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./infra/servers/index";
 
 const venv = "/opt/vllm-workstation/venv";
 const modelDir = "/var/lib/vllm-workstation/hf";

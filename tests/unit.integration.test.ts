@@ -5,11 +5,11 @@
 import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
-import { parseConfig, WorkstationConfig } from "../components/config";
-import { layout } from "../components/model";
-import { checkoutRoot, stackFileLayer } from "../components/stackConfig";
-import { q } from "../components/shell";
-import { renderUnit, unitName } from "../components/vllmService";
+import { parseConfig, WorkstationConfig } from "../components/config/schema";
+import { layout } from "../components/pieces/model";
+import { checkoutRoot, stackFileLayer } from "../components/config/stackFiles";
+import { q } from "../components/host/shell";
+import { renderUnit, unitName } from "../components/pieces/vllmService";
 import { Box, ensureRootfs, startBox } from "./helpers/box";
 
 function exampleStack(file: string, extra: Record<string, unknown> = {}): WorkstationConfig {

@@ -4,9 +4,9 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { parseConfig } from "../components/config";
-import { serviceEnvPath } from "../components/cudaEnv";
-import { expectFile, managedHeader } from "../components/shell";
+import { parseConfig } from "../components/config/schema";
+import { serviceEnvPath } from "../components/pieces/cudaEnv";
+import { expectFile, managedHeader } from "../components/host/shell";
 import {
     apiKeyId,
     authMiddleware,
@@ -28,9 +28,9 @@ import {
     ServingPlan,
     unitPath,
     vllmFlags,
-} from "../components/vllmService";
+} from "../components/pieces/vllmService";
 import { plan12, revision, snapshot, tiktokenDir } from "./helpers/plans";
-import { ensureServersVenv } from "./servers";
+import { ensureServersVenv } from "./infra/servers/index";
 
 const config = parseConfig({ model: { revision } });
 const apiKey = "sk-local-0123456789abcdef-SECRET";
@@ -260,7 +260,7 @@ test("expected lists the three file hashes, the secrets, and an active, enabled 
             "enabled=enabled",
             "user=present",
             "group=present",
-            expectFile("auth-module", fs.readFileSync(path.join(__dirname, "..", "..", "components", "assets", "vllm_workstation_auth.py"), "utf8")),
+            expectFile("auth-module", fs.readFileSync(path.join(__dirname, "..", "..", "components", "pieces", "assets", "vllm_workstation_auth.py"), "utf8")),
         ].join("\n"),
     );
     t.is(s.probe.split("\n").length, 9, "one probe line per expected line");

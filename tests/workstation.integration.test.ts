@@ -5,7 +5,7 @@ import test from "ava";
 import { lookingAhead, workstationProgram } from "../components/program";
 import { Box, startBox } from "./helpers/box";
 import { testStack, TestStack } from "./helpers/stack";
-import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./servers";
+import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./infra/servers/index";
 import { boxSnapshot, boxStackConfig, installGpuDoubles, serviceRecord, StandinRecord, wheelhouse } from "./helpers/workstation";
 
 let box: Box;

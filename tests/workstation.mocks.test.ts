@@ -29,7 +29,7 @@ pulumi.runtime.setMocks(
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { Workstation, workstationPieces } = require("../components/workstation") as typeof import("../components/workstation");
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { parseConfig } = require("../components/config") as typeof import("../components/config");
+const { parseConfig } = require("../components/config/schema") as typeof import("../components/config/schema");
 import { plan12, revision, snapshot } from "./helpers/plans";
 
 const apiKey = "sk-local-0123456789abcdef-SECRET";

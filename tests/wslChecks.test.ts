@@ -2,7 +2,7 @@ import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
 import { Facts } from "../components/preflight/facts";
-import { WHEEL_CUDA, checkDriverForWheels, checkNatServing, checkWslLifecycle } from "../components/wslChecks";
+import { WHEEL_CUDA, checkDriverForWheels, checkNatServing, checkWslLifecycle } from "../components/preflight/wsl";
 
 const ROOT = path.resolve(__dirname, "../..");
 const WSL2 = "Linux version 5.15.167.4-microsoft-standard-WSL2 (root@f9c826d3017f) (gcc (GCC) 11.2.0) #1 SMP";

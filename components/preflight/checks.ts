@@ -1,9 +1,9 @@
 // The preflight's checks: pure functions of the facts (facts.ts) and the VRAM plan, each answering with a
 // level, what it saw, and what to do about it.
-import { parseComputeCap, smName } from "../gpu";
-import { GPT_OSS_20B, PLANNER_CONSTANTS, PlanResult, computeCapabilityProblem } from "../planner";
-import type { Claim } from "../observe";
-import { checkDriverForWheels, checkNatServing, checkWslLifecycle } from "../wslChecks";
+import { parseComputeCap, smName } from "../plan/gpu";
+import { GPT_OSS_20B, PLANNER_CONSTANTS, PlanResult, computeCapabilityProblem } from "../plan/planner";
+import type { Claim } from "../pieces/observe";
+import { checkDriverForWheels, checkNatServing, checkWslLifecycle } from "./wsl";
 import { DEFAULT_PROBE_OPTIONS, DiskFact, DiskRole, Facts, kernelVersion, parseNvccVersion, wslConfEnablesSystemd, wslKind } from "./facts";
 import { checkOwnership } from "./ownership";
 
@@ -337,7 +337,7 @@ export function runChecks(f: Facts, result: PlanResult | null, options: CheckOpt
         checkPinnedMemory(f, result, options.wslPinSwitch ?? null),
         ...checkOwnership(f, options.claims ?? []),
         ...checkDisk(f),
-        // Windows and WSL: components/wslChecks.ts.
+        // Windows and WSL: components/preflight/wsl.ts.
         checkDriverForWheels(f, options.vllmVersion ?? null),
         checkWslLifecycle(f),
         checkNatServing(f, options.serverHost ?? null),

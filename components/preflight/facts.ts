@@ -1,11 +1,11 @@
-// The preflight's facts: gatherFacts() returns the text of a bash probe (components/assets/preflight_probe.sh)
+// The preflight's facts: gatherFacts() returns the text of a bash probe (components/pieces/assets/preflight_probe.sh)
 // that prints what it finds as key=value lines (multi-line values base64), and parseProbeOutput() turns
 // that text back into Facts. The probe needs no root, changes nothing, and tolerates missing tools (no
 // nvidia-smi, no nvcc), so the same code serves the local doctor and a remote converge.
-import { defaults } from "../config";
-import { GpuRecord, NVIDIA_SMI_QUERY, parseNvidiaSmiCsv } from "../gpu";
-import type { Claim } from "../observe";
-import { fillAsset, q as shellQuote } from "../shell";
+import { defaults } from "../config/schema";
+import { GpuRecord, NVIDIA_SMI_QUERY, parseNvidiaSmiCsv } from "../plan/gpu";
+import type { Claim } from "../pieces/observe";
+import { fillAsset, q as shellQuote } from "../host/shell";
 import { claimsProbe } from "./ownership";
 
 export type DiskRole = "model" | "venv";
@@ -75,7 +75,7 @@ export const DEFAULT_PROBE_OPTIONS: ProbeOptions = {
  */
 export function gatherFacts(options: Partial<ProbeOptions> = {}): string {
     const o = { ...DEFAULT_PROBE_OPTIONS, ...options };
-    // components/assets/preflight_probe.sh; every configured path goes in quoted.
+    // components/pieces/assets/preflight_probe.sh; every configured path goes in quoted.
     return fillAsset("preflight_probe.sh", {
         WSL_LIB: shellQuote(o.wslLibDir),
         NVIDIA_SMI_ARGS: NVIDIA_SMI_QUERY.replace(/^nvidia-smi /, ""),

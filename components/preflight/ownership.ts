@@ -1,8 +1,8 @@
 // The ownership check: every path the stack would take (each piece's claims) is looked at on the box by
 // the preflight's probe (own.sh's own_state), and a path that belongs to someone else is refused before
 // anything changes, so a later destroy can never remove it.
-import type { Claim } from "../observe";
-import { ownershipLibrary, q as shellQuote } from "../shell";
+import type { Claim } from "../pieces/observe";
+import { ownershipLibrary, q as shellQuote } from "../host/shell";
 import type { Check } from "./checks";
 import type { Facts } from "./facts";
 

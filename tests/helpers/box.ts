@@ -1,5 +1,5 @@
 // Throwaway workstation boxes for integration tests: a Debian rootfs booted with systemd as PID 1
-// (scripts/box.sh), reachable as dev@127.0.0.1:<port> with a per-box ed25519 key, looking like WSL2
+// (tests/infra/box.sh), reachable as dev@127.0.0.1:<port> with a per-box ed25519 key, looking like WSL2
 // Ubuntu where the product looks. Needs root on the host.
 //
 //     const box = await startBox({ name: "converge" });
@@ -65,13 +65,13 @@ const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
 function findRepoRoot(): string {
     // Compiled to dist/tests/helpers, run from tests/helpers by ts tooling: walk up to the script.
     for (let d = __dirname; d !== path.dirname(d); d = path.dirname(d)) {
-        if (fs.existsSync(path.join(d, "scripts", "box.sh"))) return d;
+        if (fs.existsSync(path.join(d, "tests", "infra", "box.sh"))) return d;
     }
-    throw new Error(`scripts/box.sh not found above ${__dirname}`);
+    throw new Error(`tests/infra/box.sh not found above ${__dirname}`);
 }
 
 export const repoRoot = findRepoRoot();
-export const boxScript = path.join(repoRoot, "scripts", "box.sh");
+export const boxScript = path.join(repoRoot, "tests", "infra", "box.sh");
 
 export function cacheDir(): string {
     return process.env.VLLM_WS_CACHE ?? path.join(os.homedir(), ".cache", "vllm-workstation");

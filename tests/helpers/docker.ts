@@ -11,7 +11,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { cacheDir, ensureRootfs, repoRoot } from "./box";
-import { ensureWheelhouse, WheelhouseOptions } from "../servers";
+import { ensureWheelhouse, WheelhouseOptions } from "../infra/servers/index";
 
 export interface CmdResult {
     readonly code: number;

@@ -1,5 +1,5 @@
 // ServingPlans shaped like the planner's output for the two card classes the stack ships examples for.
-import type { ServingPlan } from "../../components/vllmService";
+import type { ServingPlan } from "../../components/pieces/vllmService";
 
 export const revision = "0123456789abcdef0123456789abcdef01234567";
 export const snapshot = `/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b/snapshots/${revision}`;

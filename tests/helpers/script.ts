@@ -5,7 +5,7 @@ import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { renderStdin } from "../../components/host";
+import { renderStdin } from "../../components/host/connection";
 
 export interface Ran {
     code: number | null;

@@ -2,10 +2,10 @@
 import * as fs from "fs";
 import * as path from "path";
 import { lockTextFor, lookFor } from "../../components/program";
-import { loadStackConfig } from "../../components/stackConfig";
+import { loadStackConfig } from "../../components/config/stackFiles";
 import type { Box } from "./box";
 import { repoRoot } from "./box";
-import type { HfEndpoint, PackageIndex } from "../servers";
+import type { HfEndpoint, PackageIndex } from "../infra/servers/index";
 import { sshTarget } from "./stack";
 
 /** The wheelhouse versions the lifecycle tests pin: 0.24.0 is the first vLLM that can offload under WSL2. */

@@ -1,11 +1,11 @@
-// pulumi-resource-hoststate: the provider of HostState (components/hostState.ts), a piece of
+// pulumi-resource-hoststate: the provider of HostState (components/host/hostState.ts), a piece of
 // workstation state that the engine converges, reads back and removes.
 //
 // Why a native provider: the engine starts a resource's provider at every `up` and `preview`, and the
 // Node dynamic provider took about 0.65 s of each to start (Node, then all of @pulumi/pulumi) before the
 // first diff; a preview of a converged box does nothing else with it. This one starts in milliseconds
 // and answers Check and Diff itself. The steps that touch the box (Create, Read, Update, Delete) run
-// components/hostStateProvider.js in Node, the same code the program uses to reach the box (host.ts),
+// components/host/provider.js in Node, the same code the program uses to reach the box (host.ts),
 // one short process per step, so there is one implementation of SSH, progress and error messages.
 package main
 
@@ -43,7 +43,7 @@ const hostStateType = "hoststate:index:HostState"
 
 // The program's compiled half, found from the directory the engine starts providers in (the project
 // directory, or a stack directory nested in it, as the tests make).
-const helperRel = "dist/components/hostStateProvider.js"
+const helperRel = "dist/components/host/provider.js"
 
 // Inputs whose change means the piece must be converged again. secretEnv is not among them on purpose:
 // a rotated token must not re-download a model; `what` is only words for messages.

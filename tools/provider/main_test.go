@@ -187,7 +187,7 @@ func TestAFailureWithoutPartialStateStaysABareError(t *testing.T) {
 	}
 }
 
-// The real step (dist/components/hostStateProvider.js, built by `tsc` before these tests run) on this
+// The real step (dist/components/host/provider.js, built by `tsc` before these tests run) on this
 // machine: apply writes a file and fails, as the service step does when the health check fails after it
 // wrote the unit.
 func realServer(t *testing.T) *server {

@@ -1,0 +1,226 @@
+# shellcheck shell=bash
+# What the stack made on this machine, and nothing else, is what it may change and remove.
+#
+# The record is one file per path (or user) the stack took, in a directory no other tool reads; each
+# holds "<kind> <what>": `made` (the stack created it; destroy removes it) or `adopted` (it existed,
+# empty or identical to what the stack writes; destroy leaves it where it was). Every apply and remove
+# script starts with these functions (components/host/shell.ts); the preflight reads the same record
+# (own_state) before anything changes, so a path holding someone else's files is refused up front.
+# Paths reach these functions already validated by the config's grammar (absolute, normalized, from a
+# small character set, never a system directory).
+
+# VLLM_WS_RECORD moves it for the unit tests, which run these scripts on the test machine itself.
+: "${VLLM_WS_RECORD:=/var/lib/vllm-workstation-record}"
+# Before the record, a directory the stack made held this file, and a file it wrote started with the
+# managed header; both still count as made, so a workstation converged then carries over unchanged.
+VLLM_WS_LEGACY_MARKER=.vllm-workstation-made-this
+VLLM_WS_HEADER='# Managed by vllm-workstation (Pulumi).'
+
+own_key() { printf '%s' "$1" | sha256sum | cut -c1-32; }
+
+# The kind recorded for $1 (a path, or user:NAME / group:NAME), or nothing.
+own_kind() {
+  local entry
+  entry="$VLLM_WS_RECORD/$(own_key "$1")"
+  if [ -f "$entry" ]; then
+    cut -d' ' -f1 "$entry"
+  elif [ -d "$1" ] && [ -f "$1/$VLLM_WS_LEGACY_MARKER" ]; then
+    echo made
+  elif [ -f "$1/pyvenv.cfg" ] && [ -f "$1-tools/$VLLM_WS_LEGACY_MARKER" ]; then
+    # The venv beside a tools directory the stack made: it made both.
+    echo made
+  elif [ -f "$1" ] && [ ! -L "$1" ] && [ "$(head -c ${#VLLM_WS_HEADER} "$1")" = "$VLLM_WS_HEADER" ]; then
+    echo made
+  fi
+}
+
+# Writes what own_kind found into the record, for a path it knows only from an older release's marks.
+own_keep() {
+  local kind
+  kind=$(own_kind "$1")
+  if [ -n "$kind" ] && [ ! -f "$VLLM_WS_RECORD/$(own_key "$1")" ]; then own_note "$kind" "$1"; fi
+  [ -n "$kind" ]
+}
+
+own_note() {
+  local kind=$1 what=$2 entry tmp
+  install -d -m 0755 "$VLLM_WS_RECORD"
+  entry="$VLLM_WS_RECORD/$(own_key "$what")"
+  tmp=$(mktemp "$entry.XXXXXX")
+  printf '%s %s\n' "$kind" "$what" >"$tmp"
+  chmod 0644 "$tmp"
+  mv -f "$tmp" "$entry"
+  # A legacy marker inside a directory confuses tools that scan it (the Hugging Face cache does).
+  if [ -d "$what" ]; then rm -f "$what/$VLLM_WS_LEGACY_MARKER"; fi
+}
+
+own_forget() {
+  rm -f "$VLLM_WS_RECORD/$(own_key "$1")"
+  if [ -d "$1" ]; then rm -f "$1/$VLLM_WS_LEGACY_MARKER"; fi
+  rmdir "$VLLM_WS_RECORD" 2>/dev/null || true
+}
+
+# For the preflight: what is at $1 as far as the stack is concerned, on one line.
+#   absent | owned | empty | file <sha256> | holds <first few names> | other <type>
+own_state() {
+  local p=$1
+  if [ -n "$(own_kind "$p")" ]; then echo owned
+  elif [ ! -e "$p" ] && [ ! -L "$p" ]; then echo absent
+  elif [ -L "$p" ]; then echo "other symbolic link"
+  elif [ -d "$p" ]; then
+    local names
+    # The first few names, sorted, for a person to read: ls is the tool for that (SC2012 is about parsing).
+    # shellcheck disable=SC2012
+    names=$(ls -A "$p" 2>/dev/null | head -n 4 | tr '\n' ' ') || names="(unreadable)"
+    if [ -z "$names" ]; then echo empty; else echo "holds ${names% }"; fi
+  elif [ -f "$p" ]; then echo "file $(sha256sum "$p" | cut -c1-64)"
+  else echo "other $(stat -c %F "$p" 2>/dev/null)"
+  fi
+}
+
+own_refuse() {
+  echo "refusing to take $1: $2. It was not made by vllm-workstation; move it away or pick another path in the stack config, then run pulumi up again." >&2
+  exit 1
+}
+
+# Claims directory $1 for the stack without creating it (a tool such as uv creates it next): its
+# missing parents are made and recorded, $1 itself is recorded as made when absent and as adopted
+# when it exists empty; anything else there is refused.
+own_claim_dir() {
+  local dir=$1
+  if own_keep "$dir"; then return 0; fi
+  own_dir "$(dirname "$dir")" parent
+  if [ -L "$dir" ]; then own_refuse "$dir" "it is a symbolic link"; fi
+  if [ ! -e "$dir" ]; then own_note made "$dir"; return 0; fi
+  if [ -d "$dir" ] && [ -z "$(ls -A "$dir")" ]; then own_note adopted "$dir"; return 0; fi
+  # shellcheck disable=SC2012
+  own_refuse "$dir" "it already holds $(ls -A "$dir" | head -n 4 | tr '\n' ' ')"
+}
+
+# Makes directory $1 and any missing parent, recording each it made. An existing $1 is claimed as
+# own_claim_dir does, unless $2 is "parent": an existing parent is only passed through.
+own_dir() {
+  local dir=$1 role=${2:-} d made=()
+  d=$dir
+  while [ ! -e "$d" ] && [ ! -L "$d" ]; do made+=("$d"); d=$(dirname "$d"); done
+  if [ "${#made[@]}" -eq 0 ] && [ "$role" != parent ]; then own_claim_dir "$dir"; return 0; fi
+  [ -d "$d" ] || own_refuse "$d" "it is not a directory"
+  install -d -m 0755 "$dir"
+  for d in "${made[@]}"; do own_note made "$d"; done
+}
+
+# Before writing file $1 whose new content has sha256 $2: a file the stack did not write is refused,
+# unless it already holds exactly that content (then it is adopted, and left in place on destroy).
+own_file() {
+  local path=$1 sha=$2
+  if own_keep "$path"; then return 0; fi
+  if [ ! -e "$path" ] && [ ! -L "$path" ]; then own_note made "$path"; return 0; fi
+  if [ -f "$path" ] && [ ! -L "$path" ] && [ "$(sha256sum "$path" | cut -c1-64)" = "$sha" ]; then own_note adopted "$path"; return 0; fi
+  own_refuse "$path" "a file with other content is there"
+}
+
+own_remove_file() {
+  local path=$1
+  case "$(own_kind "$path")" in
+    made) rm -f "$path"; own_forget "$path" ;;
+    adopted) own_forget "$path" ;;
+    *) [ -e "$path" ] && echo "leaving $path: vllm-workstation did not make it" >&2 ;;
+  esac
+  return 0
+}
+
+# After a piece removed what it put in directory $1: the directory goes if the stack made it and it is
+# empty now, and so does each parent the stack made, as far as they are empty; an adopted directory
+# stays where it was.
+own_release_dir() {
+  local d=$1 kind
+  while :; do
+    kind=$(own_kind "$d")
+    case "$kind" in
+      made)
+        rm -f "$d/$VLLM_WS_LEGACY_MARKER"
+        if [ -d "$d" ] && [ -n "$(ls -A "$d")" ]; then
+          # A parent still holds the stack's other pieces (the venv beside its tools dir): no news.
+          [ "$d" = "$1" ] && echo "leaving $d: it holds files vllm-workstation did not put there" >&2
+          return 0
+        fi
+        rmdir "$d" 2>/dev/null || true
+        own_forget "$d"
+        ;;
+      adopted) own_forget "$d"; return 0 ;;
+      *) return 0 ;;
+    esac
+    d=$(dirname "$d")
+  done
+}
+
+# Removes a whole tree the stack filled by itself (the venv, the uv cache, the service's caches):
+# everything in it when the stack made or adopted it, then the directory as own_release_dir does.
+own_remove_tree() {
+  local dir=$1
+  case "$(own_kind "$dir")" in
+    made | adopted) find "$dir" -mindepth 1 -delete 2>/dev/null || find "$dir" -mindepth 1 -maxdepth 1 -exec rm -rf {} + ;;
+    *) [ -e "$dir" ] && echo "leaving $dir: vllm-workstation did not make it" >&2; return 0 ;;
+  esac
+  own_release_dir "$dir"
+}
+
+# The service's account: made (and recorded) only when missing; removed only if the stack made it.
+own_user() {
+  local user=$1 home=$2
+  if ! getent group "$user" >/dev/null; then groupadd --system "$user"; own_note made "group:$user"; fi
+  if ! id -u "$user" >/dev/null 2>&1; then
+    useradd --system --gid "$user" --home-dir "$home" --no-create-home --shell /usr/sbin/nologin "$user"
+    own_note made "user:$user"
+  fi
+}
+
+own_remove_user() {
+  local user=$1 legacy_dir=$2
+  # Older releases noted the account with a file in the stack's config directory.
+  if [ "$(own_kind "user:$user")" = made ] || [ -f "$legacy_dir/.made-user-$user" ]; then
+    userdel "$user" 2>/dev/null || true
+  fi
+  if [ "$(own_kind "group:$user")" = made ] || [ -f "$legacy_dir/.made-group-$user" ]; then
+    groupdel "$user" 2>/dev/null || true
+  fi
+  own_forget "user:$user"
+  own_forget "group:$user"
+  rm -f "$legacy_dir/.made-user-$user" "$legacy_dir/.made-group-$user"
+}
+
+# Removes revision $3 of Hugging Face repository $2 (owner/name) from the hub cache $1: its snapshot,
+# the refs that point at it, and the blobs it links that no other snapshot links to. Other revisions,
+# and other repositories, stay as they are; the repository's folder goes only once it is empty.
+own_remove_hf_revision() {
+  local cache=$1 repo=$2 rev=$3 dir ours theirs
+  dir="$cache/models--${repo/\//--}"
+  [ -d "$dir" ] || return 0
+  ours=$(mktemp); theirs=$(mktemp)
+  if [ -d "$dir/snapshots/$rev" ]; then
+    find "$dir/snapshots/$rev" -type l -exec readlink {} + | sed 's|.*/||' | sort -u >"$ours"
+  fi
+  # Partial downloads of this revision's files (the ranged download's own and its records).
+  find "$dir/blobs" -maxdepth 1 -name '*.vllm-ws.incomplete*' -delete 2>/dev/null || true
+  # hf 1.x keeps the revision's file listing in trees/<revision>.json.
+  rm -rf "${dir:?}/snapshots/$rev" "$dir/.no_exist/$rev" "$dir/trees/$rev.json" "$dir/.vllm-workstation-manifest.json"
+  if [ -d "$dir/refs" ]; then
+    { grep -rlxF "$rev" "$dir/refs" 2>/dev/null || true; } | while read -r ref; do rm -f "$ref"; done
+  fi
+  if [ -d "$dir/snapshots" ]; then
+    find "$dir/snapshots" -type l -exec readlink {} + 2>/dev/null | sed 's|.*/||' | sort -u >"$theirs"
+  fi
+  comm -23 "$ours" "$theirs" | while read -r blob; do rm -f "$dir/blobs/$blob"; done
+  rm -f "$ours" "$theirs"
+  # Empty folders hf made for this repository, then its lock folder once the repository is gone.
+  find "$dir" -mindepth 1 -type d -empty -delete 2>/dev/null || true
+  if rmdir "$dir" 2>/dev/null; then
+    rm -rf "$cache/.locks/models--${repo/\//--}"
+    rmdir "$cache/.locks" 2>/dev/null || true
+  fi
+  # hf tags the cache directory on first use; the tag goes with the last repository.
+  if ! compgen -G "$cache/models--*" >/dev/null && ! compgen -G "$cache/datasets--*" >/dev/null && ! compgen -G "$cache/spaces--*" >/dev/null; then
+    rm -f "$cache/CACHEDIR.TAG"
+  fi
+  return 0
+}
