@@ -15,7 +15,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as yaml from "js-yaml";
-import { EngineEvent, LocalWorkspace, OpType, PulumiFn } from "@pulumi/pulumi/automation";
+import { EngineEvent, LocalWorkspace, OpType, PulumiFn, Stack } from "@pulumi/pulumi/automation";
 import { parseConfig, WorkstationConfig } from "../components/config";
 import { containerPiece } from "../components/dockerRuntime";
 import { describe, UnreachableError } from "../components/host";
@@ -110,7 +110,7 @@ export function exitCode(rows: readonly FleetRow[]): 0 | 1 | 2 {
 
 const REASON_WIDTH = 100;
 
-function resultCell(r: FleetRow): string {
+function resultCell(r: Pick<FleetRow, "result" | "reason">): string {
     if (r.reason === null || r.result === "unreachable") return r.result;
     const reason = r.reason.length > REASON_WIDTH ? `${r.reason.slice(0, REASON_WIDTH - 3)}...` : r.reason;
     return `${r.result}: ${reason}`;
@@ -261,7 +261,8 @@ export class StepLog {
     readonly onEvent = (e: EngineEvent): void => {
         const m = e.resourcePreEvent?.metadata;
         // Pieces only: not the stack, its providers or the components that group the pieces.
-        if (m && CHANGING.has(m.op) && m.type !== "pulumi:pulumi:Stack" && !m.type.startsWith("pulumi:providers:") && (m.new ?? m.old)?.custom !== false) {
+        // (The engine's JSON leaves `custom` out when it is false.)
+        if (m && CHANGING.has(m.op) && m.type !== "pulumi:pulumi:Stack" && !m.type.startsWith("pulumi:providers:") && (m.new ?? m.old)?.custom === true) {
             this.changing.add(pieceName(m.urn));
         }
         const d = e.diagnosticEvent;
@@ -336,26 +337,36 @@ export interface FleetContext {
     readonly progress: (stack: string, line: string) => void;
 }
 
-/** The stack's outputs from its last up, without reaching the workstation: what the table shows of a box it cannot reach. */
-async function lastKnown(opened: Promise<{ outputs(): Promise<Record<string, { value: unknown }>> }>): Promise<Pick<FleetRow, "card" | "plan" | "model" | "lastKnown">> {
+/**
+ * What the stack's outputs said at its last up (card, plan, model), read from the backend without
+ * reaching the workstation: what the table shows of one it cannot reach. The export leaves secrets
+ * encrypted; none of these outputs is one.
+ */
+async function lastKnown(opened: Promise<Stack>): Promise<Pick<FleetRow, "card" | "plan" | "model" | "lastKnown">> {
     try {
-        const out = await (await opened).outputs();
-        const gpu = out.gpu?.value as { name: string; memoryTotalMiB: number } | undefined;
-        const model = typeof out.model?.value === "string" ? out.model.value.split("@").pop() ?? null : null;
-        const card = gpu && typeof gpu.name === "string" ? cardCell(gpu) : null;
-        const planText = planFromFlags(out.vllmFlags?.value as Record<string, unknown> | undefined);
-        return { card, plan: planText, model: model && short(model), lastKnown: card !== null || planText !== null || model !== null };
+        const exported = await (await opened).exportStack();
+        const root = (exported.deployment?.resources ?? []).find((r: { type?: string }) => r.type === "pulumi:pulumi:Stack");
+        return lastKnownCells(root?.outputs ?? {});
     } catch {
         return { card: null, plan: null, model: null, lastKnown: false };
     }
+}
+
+export function lastKnownCells(outputs: Record<string, unknown>): Pick<FleetRow, "card" | "plan" | "model" | "lastKnown"> {
+    const gpu = outputs.gpu as { name?: unknown; memoryTotalMiB?: unknown } | undefined;
+    const card = gpu && typeof gpu.name === "string" && typeof gpu.memoryTotalMiB === "number" ? cardCell({ name: gpu.name, memoryTotalMiB: gpu.memoryTotalMiB }) : null;
+    const planText = planFromFlags(outputs.vllmFlags as Record<string, unknown> | undefined);
+    const model = typeof outputs.model === "string" && outputs.model.includes("@") ? short(outputs.model.slice(outputs.model.lastIndexOf("@") + 1)) : null;
+    return { card, plan: planText, model, lastKnown: card !== null || planText !== null || model !== null };
 }
 
 /** One stack: the look, then (if it answered) the engine. Never throws: a failure is a row. */
 export async function runStack(stack: string, op: FleetOp, ctx: FleetContext): Promise<FleetRow> {
     const t0 = Date.now();
     const say = (line: string) => ctx.progress(stack, line);
+    const sayDone = (row: Pick<FleetRow, "result" | "reason">) => say(`done in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${resultCell(row)}`);
     const done = (row: FleetRow): FleetRow => {
-        say(`done in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${resultCell(row)}`);
+        sayDone(row);
         return row;
     };
     say(`${op} started`);
@@ -377,16 +388,18 @@ export async function runStack(stack: string, op: FleetOp, ctx: FleetContext): P
             const message = e instanceof Error ? e.message : String(e);
             for (const l of message.split("\n")) say(l);
             const unreachable = e instanceof UnreachableError;
-            return done({
+            const outcome = { result: unreachable ? ("unreachable" as const) : ("failed" as const), reason: firstLine(e) };
+            // Its result is known now; the table's cells from the stack's outputs follow without the box.
+            sayDone(outcome);
+            return {
                 stack,
                 target,
                 reachable: unreachable || /^host key mismatch/.test(message) ? false : true,
                 vllm: null,
                 pieces: [],
-                result: unreachable ? "unreachable" : "failed",
-                reason: firstLine(e),
+                ...outcome,
                 ...(unreachable ? await lastKnown(opened) : { card: null, plan: null, model: null, lastKnown: false }),
-            });
+            };
         }
     }
 
