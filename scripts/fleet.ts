@@ -333,6 +333,8 @@ export function engineError(e: unknown): string {
 
 export interface FleetContext {
     readonly workDir: string;
+    /** The backend's directory; undefined: npm run up's (PULUMI_BACKEND_URL, else the cache's). */
+    readonly stateDir?: string;
     /** One line of a stack's progress. */
     readonly progress: (stack: string, line: string) => void;
 }
@@ -378,7 +380,7 @@ export async function runStack(stack: string, op: FleetOp, ctx: FleetContext): P
         say(`the stack file could not be read ahead of the engine (${firstLine(e)}); the program looks at the workstation itself`);
     }
     const target = fl === null ? null : describe(connectionFor(fl.config.target));
-    const opened = openStack({ stack, program: workstationProgram, workDir: ctx.workDir });
+    const opened = openStack({ stack, program: workstationProgram, workDir: ctx.workDir, stateDir: ctx.stateDir });
     opened.catch(() => undefined); // awaited below, or not at all when the look fails
     let seen: Seen | null = null;
     if (fl !== null) {
@@ -445,7 +447,7 @@ export async function runStack(stack: string, op: FleetOp, ctx: FleetContext): P
 }
 
 /** The project's stacks: the stack files in its directory (the team's and this machine's) and the stacks in the backend. */
-export async function projectStacks(workDir: string): Promise<string[]> {
+export async function projectStacks(workDir: string, stateDir?: string): Promise<string[]> {
     const names = new Set<string>();
     const fromDir = (dir: string) => {
         if (!fs.existsSync(dir)) return;
@@ -457,15 +459,15 @@ export async function projectStacks(workDir: string): Promise<string[]> {
     fromDir(workDir);
     const doc = yaml.load(fs.readFileSync(path.join(workDir, "Pulumi.yaml"), "utf8")) as { stackConfigDir?: unknown };
     if (typeof doc.stackConfigDir === "string") fromDir(path.join(workDir, doc.stackConfigDir));
-    const ws = await LocalWorkspace.create({ workDir, envVars: engineEnv({}) });
+    const ws = await LocalWorkspace.create({ workDir, envVars: engineEnv({ stateDir }) });
     for (const s of await ws.listStacks()) names.add(s.name.split("/").pop() ?? s.name);
     return [...names].sort();
 }
 
-export async function fleet(args: FleetArgs, io: { stdout: (s: string) => void; stderr: (s: string) => void }): Promise<number> {
+export async function fleet(args: FleetArgs, io: { stdout: (s: string) => void; stderr: (s: string) => void }, opts: { stateDir?: string } = {}): Promise<number> {
     const workDir = path.resolve(args.cwd ?? projectRoot);
     if (!fs.existsSync(path.join(workDir, "Pulumi.yaml"))) throw new UsageError(`--cwd ${JSON.stringify(args.cwd)}: no Pulumi.yaml in ${workDir}`);
-    const known = await projectStacks(workDir);
+    const known = await projectStacks(workDir, opts.stateDir);
     const unknown = args.stacks.filter((s) => !known.includes(s));
     // A misspelt name would otherwise become a new, empty stack in the backend.
     if (unknown.length > 0) throw new UsageError(`no stack ${unknown.map((s) => JSON.stringify(s)).join(", ")} in this project; its stacks: ${known.join(", ") || "none"}`);
@@ -474,7 +476,7 @@ export async function fleet(args: FleetArgs, io: { stdout: (s: string) => void; 
     const width = Math.max(...stacks.map((s) => s.length));
     const progress = (stack: string, line: string) => io.stderr(`[${stack.padEnd(width)}] ${line}\n`);
     io.stderr(`${args.op} of ${stacks.length} stack${stacks.length === 1 ? "" : "s"} (${stacks.join(", ")}), ${Math.min(args.concurrency, stacks.length)} at a time\n`);
-    const rows = await pool(stacks, args.concurrency, (s) => runStack(s, args.op, { workDir, progress }));
+    const rows = await pool(stacks, args.concurrency, (s) => runStack(s, args.op, { workDir, stateDir: opts.stateDir, progress }));
     io.stdout(renderTable(args.op, rows));
     return exitCode(rows);
 }

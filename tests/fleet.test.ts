@@ -12,6 +12,7 @@ import {
     containerVllmFound,
     engineError,
     exitCode,
+    fleet,
     FleetRow,
     fleetLook,
     installedCell,
@@ -24,10 +25,12 @@ import {
     planCell,
     planFromFlags,
     pool,
+    projectStacks,
     renderTable,
     StepLog,
     vllmFound,
 } from "../scripts/fleet";
+import { openStack } from "../scripts/engine";
 import { tempDir } from "./helpers/tempDir";
 
 const row = (over: Partial<FleetRow>): FleetRow => ({
@@ -250,4 +253,34 @@ test("the pool runs at most the limit at once and keeps the items' order", async
     t.deepEqual(out, [50, 10, 40, 20, 30]);
     t.is(most, 2);
     t.deepEqual(await pool([], 3, async (n: number) => n), []);
+});
+
+// These two run the Pulumi CLI (the toolchain's, on PATH) against a backend in a temp directory.
+function project(t: Parameters<typeof tempDir>[0]): { dir: string; stateDir: string } {
+    const dir = tempDir(t, "fleet");
+    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), "name: vllm-workstation\nruntime: nodejs\nstackConfigDir: .stacks\n");
+    return { dir, stateDir: path.join(dir, "state") };
+}
+
+test("the project's stacks are the team's stack files, this machine's, and the backend's, once each", async (t) => {
+    const { dir, stateDir } = project(t);
+    fs.writeFileSync(path.join(dir, "Pulumi.ws-team.yaml"), "config: {}\n");
+    fs.mkdirSync(path.join(dir, ".stacks"));
+    fs.writeFileSync(path.join(dir, ".stacks", "Pulumi.ws-mine.yaml"), "config: {}\n");
+    await openStack({ stack: "ws-backend", program: async () => ({}), workDir: dir, stateDir });
+    fs.rmSync(path.join(dir, ".stacks", "Pulumi.ws-backend.yaml"), { force: true });
+    await openStack({ stack: "ws-team", program: async () => ({}), workDir: dir, stateDir });
+    t.deepEqual(await projectStacks(dir, stateDir), ["ws-backend", "ws-mine", "ws-team"]);
+});
+
+test("a stack name the project does not have is refused before anything runs, so no new stack is made", async (t) => {
+    const { dir, stateDir } = project(t);
+    fs.writeFileSync(path.join(dir, "Pulumi.ws-alice.yaml"), "config: {}\n");
+    const err: string[] = [];
+    const out: string[] = [];
+    await t.throwsAsync(fleet(parseFleetArgs(["preview", "ws-alcie", "--cwd", dir]), { stdout: (s) => out.push(s), stderr: (s) => err.push(s) }, { stateDir }), {
+        message: 'no stack "ws-alcie" in this project; its stacks: ws-alice',
+    });
+    t.deepEqual(await projectStacks(dir, stateDir), ["ws-alice"], "the backend has no stack of that name");
+    t.deepEqual([out, err], [[], []]);
 });
