@@ -1,4 +1,4 @@
-// npm run fleet -- preview|up [STACK...] [--concurrency N] [--cwd DIR]
+// npm run fleet -- preview|up [STACK...] [--concurrency N] [--look-timeout SECONDS] [--cwd DIR]
 //
 // Runs `preview` or `up` on every stack of the project (or the stacks named) at once, at most N at a
 // time, and prints one table: each workstation, whether it answered, its card and plan, the vLLM and
@@ -36,12 +36,15 @@ export interface FleetArgs {
     /** Empty: every stack of the project. */
     readonly stacks: readonly string[];
     readonly concurrency: number;
+    /** How long the look at one workstation may take before the fleet gives up on it. */
+    readonly lookTimeoutSeconds: number;
     /** The project directory (Pulumi.yaml and the stack files); null: this checkout. */
     readonly cwd: string | null;
 }
 
 export const DEFAULT_CONCURRENCY = 4;
-export const USAGE = `usage: fleet preview|up [STACK...] [--concurrency N (1-64, default ${DEFAULT_CONCURRENCY})] [--cwd DIR]`;
+export const DEFAULT_LOOK_TIMEOUT_SECONDS = 120;
+export const USAGE = `usage: fleet preview|up [STACK...] [--concurrency N (1-64, default ${DEFAULT_CONCURRENCY})] [--look-timeout SECONDS (default ${DEFAULT_LOOK_TIMEOUT_SECONDS})] [--cwd DIR]`;
 
 export class UsageError extends Error {}
 
@@ -53,6 +56,7 @@ export function parseFleetArgs(argv: readonly string[]): FleetArgs {
     if (op !== "preview" && op !== "up") throw new UsageError(op === undefined ? "preview or up is missing" : `unknown command ${JSON.stringify(op)}: preview or up`);
     const stacks: string[] = [];
     let concurrency = DEFAULT_CONCURRENCY;
+    let lookTimeoutSeconds = DEFAULT_LOOK_TIMEOUT_SECONDS;
     let cwd: string | null = null;
     for (let i = 0; i < rest.length; i++) {
         const arg = rest[i];
@@ -65,6 +69,10 @@ export function parseFleetArgs(argv: readonly string[]): FleetArgs {
             const v = value();
             if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 64) throw new UsageError(`--concurrency ${JSON.stringify(v)} is not a whole number from 1 to 64`);
             concurrency = Number(v);
+        } else if (arg === "--look-timeout") {
+            const v = value();
+            if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 3600) throw new UsageError(`--look-timeout ${JSON.stringify(v)} is not a whole number of seconds from 1 to 3600`);
+            lookTimeoutSeconds = Number(v);
         } else if (arg === "--cwd") {
             cwd = value();
         } else if (arg.startsWith("-")) {
@@ -75,7 +83,7 @@ export function parseFleetArgs(argv: readonly string[]): FleetArgs {
             stacks.push(arg);
         }
     }
-    return { op, stacks, concurrency, cwd };
+    return { op, stacks, concurrency, lookTimeoutSeconds, cwd };
 }
 
 // --- what a row holds, and the table ------------------------------------------------------------------
@@ -335,6 +343,7 @@ export interface FleetContext {
     readonly workDir: string;
     /** The backend's directory; undefined: npm run up's (PULUMI_BACKEND_URL, else the cache's). */
     readonly stateDir?: string;
+    readonly lookTimeoutSeconds: number;
     /** One line of a stack's progress. */
     readonly progress: (stack: string, line: string) => void;
 }
@@ -362,6 +371,30 @@ export function lastKnownCells(outputs: Record<string, unknown>): Pick<FleetRow,
     return { card, plan: planText, model, lastKnown: card !== null || planText !== null || model !== null };
 }
 
+/** The look did not finish in time: the workstation answered SSH (its connect timeout is ssh's), then hung. */
+export class LookTimeout extends Error {
+    override name = "LookTimeout";
+}
+
+/**
+ * `look`, or a LookTimeout after `seconds`. ssh bounds only the connection (ConnectTimeout, ServerAlive
+ * in components/host.ts); a workstation that accepts it and then hangs (an nvidia-smi that never
+ * returns, a stuck disk) would hold its slot and the table forever. Its ssh is left to end by itself:
+ * the look is read-only.
+ */
+export async function withDeadline<T>(look: Promise<T>, seconds: number, where: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new LookTimeout(`no answer from the workstation ${where} within ${seconds} s: the look at it (nvidia-smi, the disks, each piece's probe) did not finish; check the machine, or give it longer with --look-timeout`)), seconds * 1000);
+    });
+    look.catch(() => undefined);
+    try {
+        return await Promise.race([look, deadline]);
+    } finally {
+        clearTimeout(timer);
+    }
+}
+
 /** One stack: the look, then (if it answered) the engine. Never throws: a failure is a row. */
 export async function runStack(stack: string, op: FleetOp, ctx: FleetContext): Promise<FleetRow> {
     const t0 = Date.now();
@@ -385,11 +418,11 @@ export async function runStack(stack: string, op: FleetOp, ctx: FleetContext): P
     let seen: Seen | null = null;
     if (fl !== null) {
         try {
-            seen = await observeAfter(fl.look.conn, "look at the workstation (preflight)", fl.look.first, fl.pieces);
+            seen = await withDeadline(observeAfter(fl.look.conn, "look at the workstation (preflight)", fl.look.first, fl.pieces), ctx.lookTimeoutSeconds, target ?? stack);
         } catch (e) {
             const message = e instanceof Error ? e.message : String(e);
             for (const l of message.split("\n")) say(l);
-            const unreachable = e instanceof UnreachableError;
+            const unreachable = e instanceof UnreachableError || e instanceof LookTimeout;
             const outcome = { result: unreachable ? ("unreachable" as const) : ("failed" as const), reason: firstLine(e) };
             // Its result is known now; the table's cells from the stack's outputs follow without the box.
             sayDone(outcome);
@@ -476,7 +509,7 @@ export async function fleet(args: FleetArgs, io: { stdout: (s: string) => void; 
     const width = Math.max(...stacks.map((s) => s.length));
     const progress = (stack: string, line: string) => io.stderr(`[${stack.padEnd(width)}] ${line}\n`);
     io.stderr(`${args.op} of ${stacks.length} stack${stacks.length === 1 ? "" : "s"} (${stacks.join(", ")}), ${Math.min(args.concurrency, stacks.length)} at a time\n`);
-    const rows = await pool(stacks, args.concurrency, (s) => runStack(s, args.op, { workDir, stateDir: opts.stateDir, progress }));
+    const rows = await pool(stacks, args.concurrency, (s) => runStack(s, args.op, { workDir, stateDir: opts.stateDir, lookTimeoutSeconds: args.lookTimeoutSeconds, progress }));
     io.stdout(renderTable(args.op, rows));
     return exitCode(rows);
 }

@@ -2,6 +2,7 @@
 // events and from the look at a workstation, and how many stacks run at once.
 import test from "ava";
 import { execFileSync } from "child_process";
+import * as net from "net";
 import * as fs from "fs";
 import * as path from "path";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
@@ -24,11 +25,14 @@ import {
     pieceName,
     planCell,
     planFromFlags,
+    LookTimeout,
     pool,
     projectStacks,
     renderTable,
+    runStack,
     StepLog,
     vllmFound,
+    withDeadline,
 } from "../scripts/fleet";
 import { openStack } from "../scripts/engine";
 import { tempDir } from "./helpers/tempDir";
@@ -49,11 +53,12 @@ const row = (over: Partial<FleetRow>): FleetRow => ({
 });
 
 test("the arguments: the operation, stack names in order and once each, the concurrency and the project directory", (t) => {
-    t.deepEqual(parseFleetArgs(["preview"]), { op: "preview", stacks: [], concurrency: 4, cwd: null });
-    t.deepEqual(parseFleetArgs(["up", "ws-bob", "ws-alice", "ws-bob", "--concurrency", "2", "--cwd", "/srv/fleet"]), {
+    t.deepEqual(parseFleetArgs(["preview"]), { op: "preview", stacks: [], concurrency: 4, lookTimeoutSeconds: 120, cwd: null });
+    t.deepEqual(parseFleetArgs(["up", "ws-bob", "ws-alice", "ws-bob", "--concurrency", "2", "--look-timeout", "30", "--cwd", "/srv/fleet"]), {
         op: "up",
         stacks: ["ws-bob", "ws-alice"],
         concurrency: 2,
+        lookTimeoutSeconds: 30,
         cwd: "/srv/fleet",
     });
 });
@@ -64,6 +69,8 @@ test("bad arguments are refused, naming the option and the value", (t) => {
     t.throws(() => parseFleetArgs(["preview", "--concurrency", "0"]), { message: /--concurrency "0" is not a whole number from 1 to 64/ });
     t.throws(() => parseFleetArgs(["preview", "--concurrency", "two"]), { message: /--concurrency "two"/ });
     t.throws(() => parseFleetArgs(["preview", "--concurrency"]), { message: /--concurrency needs a value/ });
+    t.throws(() => parseFleetArgs(["preview", "--look-timeout", "0"]), { message: /--look-timeout "0" is not a whole number of seconds from 1 to 3600/ });
+    t.throws(() => parseFleetArgs(["preview", "--look-timeout", "1.5"]), { message: /--look-timeout "1\.5"/ });
     t.throws(() => parseFleetArgs(["preview", "--stack", "x"]), { message: /unknown option "--stack"/ });
     t.throws(() => parseFleetArgs(["preview", "../etc/passwd"]), { message: /stack name "\.\.\/etc\/passwd" is not a stack name/ });
     t.throws(() => parseFleetArgs(["preview", ".."]), { message: /stack name "\.\."/ });
@@ -283,4 +290,62 @@ test("a stack name the project does not have is refused before anything runs, so
     });
     t.deepEqual(await projectStacks(dir, stateDir), ["ws-alice"], "the backend has no stack of that name");
     t.deepEqual([out, err], [[], []]);
+});
+
+test("the look's deadline passes a look that answers in time and gives up on one that does not", async (t) => {
+    t.is(await withDeadline(Promise.resolve("seen"), 1, "x"), "seen");
+    const started = Date.now();
+    await t.throwsAsync(withDeadline(new Promise(() => undefined), 1, "dev@ws:22"), { instanceOf: LookTimeout, message: /^no answer from the workstation dev@ws:22 within 1 s/ });
+    t.true(Date.now() - started < 3000);
+    await t.throwsAsync(withDeadline(Promise.reject(new Error("refused")), 5, "x"), { message: "refused" });
+});
+
+/**
+ * A host that accepts TCP connections and never says a word: what a workstation whose network or sshd
+ * hangs looks like to ssh. Resolves to its port; closed when the test ends.
+ */
+async function silentHost(t: Parameters<typeof tempDir>[0]): Promise<number> {
+    const sockets: net.Socket[] = [];
+    const server = net.createServer((s) => sockets.push(s));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    t.teardown(() => {
+        for (const s of sockets) s.destroy();
+        server.close();
+    });
+    return (server.address() as net.AddressInfo).port;
+}
+
+async function silentStack(t: Parameters<typeof tempDir>[0]) {
+    const { dir, stateDir } = project(t);
+    const port = await silentHost(t);
+    fs.writeFileSync(
+        path.join(dir, "Pulumi.yaml"),
+        "name: vllm-workstation\nruntime: nodejs\n",
+    );
+    // A host key of the right shape: ssh never gets as far as comparing it.
+    const target = { kind: "ssh", host: "127.0.0.1", port, user: "dev", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB5Jq4w3Q8hGz0cTz1d8zL5o1w7Xy9o3Zq8r0YkU0Fz7" };
+    fs.writeFileSync(path.join(dir, "Pulumi.ws-silent.yaml"), `config:\n  vllm-workstation:target: ${JSON.stringify(target)}\n  vllm-workstation:model: {"revision": "6cee5e81ee83917806bbde320786a8fb61efebee"}\n`);
+    const lines: Array<{ at: number; text: string }> = [];
+    const t0 = Date.now();
+    return { dir, stateDir, port, lines, t0, progress: (_: string, text: string) => lines.push({ at: Date.now() - t0, text }) };
+}
+
+test("a workstation that takes the connection and never answers is given up at ssh's connect timeout, without an engine run", async (t) => {
+    const s = await silentStack(t);
+    const row = await runStack("ws-silent", "preview", { workDir: s.dir, stateDir: s.stateDir, lookTimeoutSeconds: 120, progress: s.progress });
+    t.like(row, { target: `dev@127.0.0.1:${s.port}`, reachable: false, result: "unreachable", card: null, lastKnown: false });
+    t.regex(row.reason ?? "", /^cannot reach the workstation dev@127\.0\.0\.1:\d+ over SSH/);
+    const done = s.lines.find((l) => l.text.startsWith("done in "));
+    t.truthy(done);
+    t.true(done!.at < 15_000, `done after ${done!.at} ms: ssh's ConnectTimeout is 10 s`);
+    t.false(s.lines.some((l) => /Previewing update/.test(l.text)), "no engine ran");
+});
+
+test("a workstation whose look does not finish within --look-timeout is given up then", async (t) => {
+    const s = await silentStack(t);
+    const row = await runStack("ws-silent", "preview", { workDir: s.dir, stateDir: s.stateDir, lookTimeoutSeconds: 2, progress: s.progress });
+    t.like(row, { reachable: false, result: "unreachable" });
+    t.regex(row.reason ?? "", new RegExp(`^no answer from the workstation dev@127\\.0\\.0\\.1:${s.port} within 2 s`));
+    const done = s.lines.find((l) => l.text.startsWith("done in "));
+    t.true(done !== undefined && done.at < 5_000, `done after ${done?.at} ms`);
 });
