@@ -10,8 +10,9 @@
 // Every stack runs as `npm run preview` / `npm run up` runs it (scripts/stack.ts): the program's one look
 // at the workstation starts before the engine does. Here it also reads the installed vLLM release, and
 // the table is filled from that same look, so each workstation is reached once for the look. A
-// workstation that cannot be reached fails its look within ssh's connect timeout (components/host.ts)
-// and never starts an engine, so it holds no slot while the others run.
+// workstation that cannot be reached fails its look within ssh's connect timeout (components/host.ts),
+// one that answers and then hangs within --look-timeout; neither starts an engine, its result shows at
+// once, and its slot goes to the next stack after one read of its state in the backend.
 import * as fs from "fs";
 import * as path from "path";
 import * as yaml from "js-yaml";
