@@ -15,6 +15,7 @@ import { boxStackConfig, installGpuDoubles, wheelhouse } from "./helpers/worksta
 import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./servers";
 
 const names = ["fleet-a", "fleet-b", "fleet-c"] as const;
+const badConfig = "fleet-d";
 type Name = (typeof names)[number];
 
 let boxes: Record<Name, Box>;
@@ -37,11 +38,12 @@ test.before(async () => {
     // boxes share the host's loopback, so each service gets a port of its own.
     const configs = await Promise.all(names.map(async (n) => boxStackConfig(boxes[n], index, hub, await freePort())));
     ts = await testStack({ name: "fleet", stackName: "fleet-a", program: workstationProgram, config: configs[0] });
-    for (const [k, n] of names.entries()) {
-        if (k === 0) continue;
-        const cfg = Object.entries(configs[k]).map(([key, v]) => `  vllm-workstation:${key}: ${JSON.stringify(v)}`);
-        fs.writeFileSync(path.join(ts.dir, `Pulumi.${n}.yaml`), `config:\n${cfg.join("\n")}\n`);
-    }
+    const stackFile = (n: string, config: Record<string, unknown>) =>
+        fs.writeFileSync(path.join(ts.dir, `Pulumi.${n}.yaml`), `config:\n${Object.entries(config).map(([key, v]) => `  vllm-workstation:${key}: ${JSON.stringify(v)}`).join("\n")}\n`);
+    stackFile("fleet-b", configs[1]);
+    stackFile("fleet-c", configs[2]);
+    // A fourth stack whose config the program refuses: its failure runs in the same process as the others.
+    stackFile(badConfig, { ...configs[0], gpu: { tier: "24gb", maxModelLen: "lots" } });
 });
 
 test.after.always(async () => {
@@ -142,14 +144,16 @@ test.serial("fleet preview names the drifted piece and exits 2, one stack at a t
     t.true(when(r, "fleet-b", /^preview started$/) >= when(r, "fleet-a", /^done in /), "the second starts once the first is done");
 });
 
-test.serial("a workstation whose sshd is stopped is unreachable within ssh's connect timeout, does not hold up the others, and makes the exit code 1", async (t) => {
+test.serial("a workstation whose sshd is stopped is unreachable within ssh's connect timeout and holds up no other, a refused config fails on its own, and the exit code is 1", async (t) => {
     const c = boxes["fleet-c"];
     await c.sh("systemctl stop ssh.socket ssh.service 2>/dev/null || systemctl stop ssh");
     t.is((await c.ssh("true", { timeoutMs: 30_000 })).code, 255, "sshd no longer answers");
-    // No stack named: every stack of the project.
+    // No stack named: every stack of the project, the one with a refused config among them.
     const r = await fleet(t, ["preview"]);
     t.is(r.code, 1, "one unreachable makes it 1, whatever drifted");
-    t.deepEqual(Object.keys(r.rows), [...names]);
+    t.deepEqual(Object.keys(r.rows), [...names, badConfig]);
+    t.like(r.rows[badConfig], { REACHABLE: "-", CARD: "-" });
+    t.regex(r.rows[badConfig].RESULT, /^failed: invalid stack config \(1 problem\): gpu\.maxModelLen/);
     t.like(r.rows["fleet-a"], { RESULT: "converged" });
     t.like(r.rows["fleet-b"], { DRIFTED: "cuda-files", RESULT: "drifted" });
     // What the table knows of the unreachable box comes from its stack's last up, marked as such.
