@@ -378,19 +378,24 @@ export class LookTimeout extends Error {
 }
 
 /**
- * `look`, or a LookTimeout after `seconds`. ssh bounds only the connection (ConnectTimeout, ServerAlive
- * in components/host.ts); a workstation that accepts it and then hangs (an nvidia-smi that never
- * returns, a stuck disk) would hold its slot and the table forever. Its ssh is left to end by itself:
- * the look is read-only.
+ * What `look` resolves to, or a LookTimeout after `seconds`, when its ssh (or shell) is killed. ssh
+ * bounds only the connection (ConnectTimeout, ServerAlive in components/host.ts); a workstation that
+ * accepts it and then hangs (an nvidia-smi that never returns, a stuck disk) would hold its slot and
+ * the table forever, and leave its ssh behind when the fleet exits.
  */
-export async function withDeadline<T>(look: Promise<T>, seconds: number, where: string): Promise<T> {
+export async function withDeadline<T>(look: (signal: AbortSignal) => Promise<T>, seconds: number, where: string): Promise<T> {
+    const stop = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new LookTimeout(`no answer from the workstation ${where} within ${seconds} s: the look at it (nvidia-smi, the disks, each piece's probe) did not finish; check the machine, or give it longer with --look-timeout`)), seconds * 1000);
+        timer = setTimeout(() => {
+            reject(new LookTimeout(`no answer from the workstation ${where} within ${seconds} s: the look at it (nvidia-smi, the disks, each piece's probe) did not finish; check the machine, or give it longer with --look-timeout`));
+            stop.abort();
+        }, seconds * 1000);
     });
-    look.catch(() => undefined);
+    const seen = look(stop.signal);
+    seen.catch(() => undefined); // after the deadline, its rejection (the kill) is nobody's news
     try {
-        return await Promise.race([look, deadline]);
+        return await Promise.race([seen, deadline]);
     } finally {
         clearTimeout(timer);
     }
@@ -419,7 +424,8 @@ export async function runStack(stack: string, op: FleetOp, ctx: FleetContext): P
     let seen: Seen | null = null;
     if (fl !== null) {
         try {
-            seen = await withDeadline(observeAfter(fl.look.conn, "look at the workstation (preflight)", fl.look.first, fl.pieces), ctx.lookTimeoutSeconds, target ?? stack);
+            const { look, pieces } = fl;
+            seen = await withDeadline((signal) => observeAfter(look.conn, "look at the workstation (preflight)", look.first, pieces, { signal }), ctx.lookTimeoutSeconds, target ?? stack);
         } catch (e) {
             const message = e instanceof Error ? e.message : String(e);
             for (const l of message.split("\n")) say(l);

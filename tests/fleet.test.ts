@@ -292,32 +292,42 @@ test("a stack name the project does not have is refused before anything runs, so
     t.deepEqual([out, err], [[], []]);
 });
 
-test("the look's deadline passes a look that answers in time and gives up on one that does not", async (t) => {
-    t.is(await withDeadline(Promise.resolve("seen"), 1, "x"), "seen");
+test("the look's deadline passes a look that answers in time, and gives up on one that does not and stops it", async (t) => {
+    t.is(await withDeadline(async () => "seen", 1, "x"), "seen");
     const started = Date.now();
-    await t.throwsAsync(withDeadline(new Promise(() => undefined), 1, "dev@ws:22"), { instanceOf: LookTimeout, message: /^no answer from the workstation dev@ws:22 within 1 s/ });
+    let stopped: AbortSignal | undefined;
+    const hanging = (signal: AbortSignal) => {
+        stopped = signal;
+        return new Promise<never>(() => undefined);
+    };
+    await t.throwsAsync(withDeadline(hanging, 1, "dev@ws:22"), { instanceOf: LookTimeout, message: /^no answer from the workstation dev@ws:22 within 1 s/ });
     t.true(Date.now() - started < 3000);
-    await t.throwsAsync(withDeadline(Promise.reject(new Error("refused")), 5, "x"), { message: "refused" });
+    t.true(stopped?.aborted, "the look was told to stop");
+    await t.throwsAsync(withDeadline(async () => Promise.reject(new Error("refused")), 5, "x"), { message: "refused" });
 });
 
 /**
  * A host that accepts TCP connections and never says a word: what a workstation whose network or sshd
  * hangs looks like to ssh. Resolves to its port; closed when the test ends.
  */
-async function silentHost(t: Parameters<typeof tempDir>[0]): Promise<number> {
-    const sockets: net.Socket[] = [];
-    const server = net.createServer((s) => sockets.push(s));
+async function silentHost(t: Parameters<typeof tempDir>[0]): Promise<{ port: number; open: () => number }> {
+    const sockets = new Set<net.Socket>();
+    const server = net.createServer((s) => {
+        sockets.add(s);
+        s.on("close", () => sockets.delete(s));
+        s.resume(); // read (and drop) what comes, so the peer's end is seen
+    });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     t.teardown(() => {
         for (const s of sockets) s.destroy();
         server.close();
     });
-    return (server.address() as net.AddressInfo).port;
+    return { port: (server.address() as net.AddressInfo).port, open: () => sockets.size };
 }
 
 async function silentStack(t: Parameters<typeof tempDir>[0]) {
     const { dir, stateDir } = project(t);
-    const port = await silentHost(t);
+    const { port, open } = await silentHost(t);
     fs.writeFileSync(
         path.join(dir, "Pulumi.yaml"),
         "name: vllm-workstation\nruntime: nodejs\n",
@@ -327,7 +337,13 @@ async function silentStack(t: Parameters<typeof tempDir>[0]) {
     fs.writeFileSync(path.join(dir, "Pulumi.ws-silent.yaml"), `config:\n  vllm-workstation:target: ${JSON.stringify(target)}\n  vllm-workstation:model: {"revision": "6cee5e81ee83917806bbde320786a8fb61efebee"}\n`);
     const lines: Array<{ at: number; text: string }> = [];
     const t0 = Date.now();
-    return { dir, stateDir, port, lines, t0, progress: (_: string, text: string) => lines.push({ at: Date.now() - t0, text }) };
+    // Connections still open a second after the stack's result came, long before ssh's own 10 s timeout.
+    const after: { open: number | null } = { open: null };
+    const progress = (_: string, text: string) => {
+        lines.push({ at: Date.now() - t0, text });
+        if (text.startsWith("done in ")) setTimeout(() => (after.open = open()), 1000);
+    };
+    return { dir, stateDir, port, lines, after, progress };
 }
 
 test("a workstation that takes the connection and never answers is given up at ssh's connect timeout, without an engine run", async (t) => {
@@ -348,4 +364,5 @@ test("a workstation whose look does not finish within --look-timeout is given up
     t.regex(row.reason ?? "", new RegExp(`^no answer from the workstation dev@127\\.0\\.0\\.1:${s.port} within 2 s`));
     const done = s.lines.find((l) => l.text.startsWith("done in "));
     t.true(done !== undefined && done.at < 5_000, `done after ${done?.at} ms`);
+    t.is(s.after.open, 0, "its ssh was stopped: no connection to the host is left open");
 });
