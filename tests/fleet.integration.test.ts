@@ -167,3 +167,15 @@ test.serial("a workstation whose sshd is stopped is unreachable within ssh's con
     const doneC = when(r, "fleet-c", /^done in /);
     for (const n of ["fleet-a", "fleet-b"] as const) t.true(doneC < when(r, n, /^done in /), `fleet-c's row was done before ${n}'s`);
 });
+
+test.serial("fleet up repairs the drifted workstation, names what it changed, leaves the converged one alone, and a preview after it exits 0", async (t) => {
+    t.timeout(10 * 60 * 1000);
+    const r = await fleet(t, ["up", "fleet-a", "fleet-b"]);
+    t.is(r.code, 0);
+    t.like(r.rows["fleet-a"], { VLLM: "0.24.0", CHANGED: "-", RESULT: "converged" });
+    t.like(r.rows["fleet-b"], { VLLM: "0.24.0", CHANGED: "cuda-files", RESULT: "converged" });
+    t.false((await boxes["fleet-b"].sh("cat /etc/profile.d/vllm-workstation-cuda.sh")).includes("/elsewhere"));
+    const again = await fleet(t, ["preview", "fleet-a", "fleet-b"]);
+    t.is(again.code, 0);
+    t.like(again.rows["fleet-b"], { DRIFTED: "-", RESULT: "converged" });
+});
