@@ -75,10 +75,9 @@ export function inProcess(program: PulumiFn): PulumiFn {
     };
 }
 
-export async function openStack(opts: EngineOptions): Promise<Stack> {
-    const workDir = opts.workDir ?? projectRoot;
-    const program = inProcess(opts.program);
-    const envVars = {
+/** The environment every CLI run of a stack gets: the backend, the passphrase and the engine's settings. */
+export function engineEnv(opts: Pick<EngineOptions, "stateDir" | "env">): Record<string, string> {
+    return {
         PULUMI_SKIP_UPDATE_CHECK: "true",
         PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
         // Where this machine's stack file (.stacks/) lost its passphrase salt (deleted, a fresh clone on
@@ -91,6 +90,12 @@ export async function openStack(opts: EngineOptions): Promise<Stack> {
         ...backendEnv(opts.stateDir),
         ...opts.env,
     };
+}
+
+export async function openStack(opts: EngineOptions): Promise<Stack> {
+    const workDir = opts.workDir ?? projectRoot;
+    const program = inProcess(opts.program);
+    const envVars = engineEnv(opts);
     const ws = await LocalWorkspace.create({ workDir, program, envVars });
     const projectName = (await ws.projectSettings()).name;
     return LocalWorkspace.createOrSelectStack({ stackName: opts.stack, projectName, program }, { workDir, envVars });

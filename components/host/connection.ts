@@ -32,6 +32,8 @@ export interface RunOptions {
     readonly env?: Readonly<Record<string, string>>;
     /** Receives stderr as it arrives: scripts report progress there. */
     readonly onProgress?: (line: string) => void;
+    /** Aborting it kills the shell (or ssh): for a caller that stops waiting. */
+    readonly signal?: AbortSignal;
 }
 
 /** Where a connection points, in the words an error message needs. */
@@ -89,7 +91,7 @@ export async function run(conn: Connection, script: string, opts: RunOptions = {
     try {
         const [cmd, ...args] = shellArgv(conn, scratch);
         return await new Promise<RunResult>((resolve, reject) => {
-            const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+            const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"], signal: opts.signal });
             let stdout = "";
             let stderr = "";
             let partial = "";
@@ -102,7 +104,7 @@ export async function run(conn: Connection, script: string, opts: RunOptions = {
                 partial = lines.pop() ?? "";
                 for (const line of lines) if (line.trim()) opts.onProgress(line);
             });
-            child.on("error", (err) => reject(new Error(`cannot start ${cmd} to reach ${describe(conn)}: ${err.message}`)));
+            child.on("error", (err) => reject(err.name === "AbortError" ? err : new Error(`cannot start ${cmd} to reach ${describe(conn)}: ${err.message}`)));
             child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
             child.stdin.on("error", () => undefined); // a refused connection closes stdin early; "close" reports it
             child.stdin.end(renderStdin(script, opts.env));

@@ -3,7 +3,7 @@
 // HostState's diff compares that with what the probe should print, so `pulumi preview` shows drift
 // without an up-front refresh. A refresh is a deployment of its own (its own provider process,
 // one SSH connection per piece), and made every preview several times slower (see docs/benchmarks.md).
-import { Connection, describe, runOrThrow } from "../host/connection";
+import { Connection, describe, RunOptions, runOrThrow } from "../host/connection";
 import { fillFragment, q } from "../host/shell";
 
 /** One piece to look at: its name, what it is (for messages) and its probe (HostState's `probe`). */
@@ -66,8 +66,14 @@ export function parseProbeBatch(pieces: readonly Piece[], out: string, where = "
  * Runs `first`, another read-only script (the program's preflight), then every piece's probe, all in one
  * round trip to the workstation; resolves to what `first` printed and what each probe printed.
  */
-export async function observeAfter(conn: Connection, what: string, first: string, pieces: readonly Piece[]): Promise<{ first: string; observed: Observed }> {
-    const out = await runOrThrow(conn, what, pieces.length === 0 ? first : `${first}\n${renderProbeBatch(pieces)}`);
+export async function observeAfter(
+    conn: Connection,
+    what: string,
+    first: string,
+    pieces: readonly Piece[],
+    opts: Pick<RunOptions, "signal"> = {},
+): Promise<{ first: string; observed: Observed }> {
+    const out = await runOrThrow(conn, what, pieces.length === 0 ? first : `${first}\n${renderProbeBatch(pieces)}`, opts);
     if (pieces.length === 0) return { first: out, observed: new Map() };
     const lines = out.split("\n");
     const at = lines.indexOf(start(0));
