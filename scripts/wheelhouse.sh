@@ -117,7 +117,8 @@ for v in $flashinfer_versions; do build_double flashinfer-standin "$v"; done
 # uv resolves for the target Python and platform (pip download would judge markers such as
 # `python_version > "3.11"` by the Python running it); pip then fetches exactly those pins' wheels.
 download() { # python-version requirements-file
-    local py=$1 reqs=$2 pins="$tmp/pins-$py.txt"
+    local py=$1 reqs=$2
+    local pins="$tmp/pins-$py.txt"
     UV_CACHE_DIR="$cache/servers/uv-cache" "$venv/bin/uv" pip compile -q --no-header --no-annotate \
         --python-version "$py" --python-platform x86_64-manylinux_2_28 --index-url https://pypi.org/simple \
         -c "$src/constraints.txt" -o "$pins" "$reqs" >&2 || die "resolving $(tr '\n' ' ' <"$reqs") for Python $py failed"
