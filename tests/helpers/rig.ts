@@ -67,8 +67,13 @@ export interface Rig<B extends Box | undefined = Box> {
  *     });
  *     test.after.always(() => rig?.stop());
  *
- * A test of a stack of its own beside the rig's (a refused config, a second user) makes it with
- * testStack and removes it itself.
+ * A test's own needs: `index` and `hub` take the servers' options (basicAuth, token, a rate limit, more
+ * repositories), `card` another nvidia-smi fixture, `port` a port of its own, `box: false` no box (the
+ * workstation is this machine); rig.stack({ config, env, program }) another config, environment or
+ * program; rig.stop({ beforeDestroy }) what must go before the destroy, rig.stop({ destroy: false }) a
+ * stack a test destroyed itself. up and preview as npm runs them: upLookingAhead and changesLookingAhead
+ * (./workstation). A stack of its own beside the rig's (a refused config, a second user) a test makes
+ * with testStack and removes itself.
  */
 export function startRig(opts: RigOptions & { box: false }): Promise<Rig<undefined>>;
 export function startRig(opts: RigOptions & { box?: true }): Promise<Rig<Box>>;
