@@ -13,9 +13,9 @@ import * as path from "path";
 import { lookingAhead, workstationProgram } from "../components/program";
 import { repoRoot, startBox } from "./helpers/box";
 import { buildStandinImage, Engine, startEngine } from "./helpers/docker";
-import { Rig, startRig } from "./helpers/rig";
+import { changesLookingAhead, Rig, startRig, upLookingAhead } from "./helpers/rig";
 import { sshTarget, testStack, TestStack } from "./helpers/stack";
-import { changesLookingAhead, upLookingAhead, wheelhouse } from "./helpers/workstation";
+import { wheelhouse } from "./helpers/workstation";
 
 const image = "vllm/vllm-openai:v0.11.0";
 const apiKey = "sk-test-docker-0123456789abcdef";

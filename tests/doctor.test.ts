@@ -1,10 +1,10 @@
 import test from "ava";
 import { spawnSync } from "child_process";
+import { healthy as ready } from "./helpers/facts";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { Facts, formatProbeOutput } from "../components/preflight";
-import { healthy as ready } from "./helpers/facts";
 
 const ROOT = path.resolve(__dirname, "../..");
 const DOCTOR = path.join(ROOT, "dist", "scripts", "doctor.js");

@@ -5,6 +5,7 @@ import * as os from "os";
 import * as path from "path";
 import { GpuRecord } from "../components/gpu";
 import { PlanResult, plan } from "../components/planner";
+import { healthy, NVCC_128, RTX4090, WSL2 } from "./helpers/facts";
 import {
     DISK_NEEDS,
     Facts,
@@ -29,7 +30,6 @@ import {
     wslConfEnablesSystemd,
     wslKind,
 } from "../components/preflight";
-import { healthy, NVCC_128, RTX4090, WSL2 } from "./helpers/facts";
 
 const WSL2_OLD = "Linux version 4.19.104-microsoft-standard (oe-user@oe-host) (gcc version 8.2.0 (GCC)) #1 SMP Wed Feb 19 06:37:35 UTC 2020\n";
 const WSL1 = "Linux version 4.4.0-19041-Microsoft (Microsoft@Microsoft.com) (gcc version 5.4.0 (GCC) ) #1237-Microsoft Sat Sep 11 14:32:00 PST 2021\n";

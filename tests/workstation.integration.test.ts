@@ -3,9 +3,9 @@
 // Test doubles (no GPU here): the box's nvidia-smi and nvcc, the vLLM and FlashInfer wheels, the Hub.
 import test, { ExecutionContext } from "ava";
 import type { Box } from "./helpers/box";
-import { Rig, startRig } from "./helpers/rig";
+import { changesLookingAhead, Rig, startRig, upLookingAhead } from "./helpers/rig";
 import type { TestStack } from "./helpers/stack";
-import { boxSnapshot, changesLookingAhead, serviceRecord, StandinRecord, upLookingAhead } from "./helpers/workstation";
+import { boxSnapshot, serviceRecord, StandinRecord } from "./helpers/workstation";
 
 let rig: Rig;
 let box: Box;

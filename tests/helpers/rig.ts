@@ -1,7 +1,7 @@
 // The rig a workstation integration test runs on: the throwaway box with the GPU doubles, the package
 // index and the Hub double, started together, and the test stack made on them, all gone with one stop().
 import type { PulumiFn } from "@pulumi/pulumi/automation";
-import { workstationProgram } from "../../components/program";
+import { lookingAhead, workstationProgram } from "../../components/program";
 import { HfEndpoint, HfEndpointOptions, PackageIndex, PackageIndexOptions, startHfEndpoint, startPackageIndex } from "../servers";
 import { Box, startBox } from "./box";
 import { testStack, TestStack } from "./stack";
@@ -72,7 +72,7 @@ export interface Rig<B extends Box | undefined = Box> {
  * workstation is this machine); rig.stack({ config, env, program }) another config, environment or
  * program; rig.stop({ beforeDestroy }) what must go before the destroy, rig.stop({ destroy: false }) a
  * stack a test destroyed itself. up and preview as npm runs them: upLookingAhead and changesLookingAhead
- * (./workstation). A stack of its own beside the rig's (a refused config, a second user) a test makes
+ * (below). A stack of its own beside the rig's (a refused config, a second user) a test makes
  * with testStack and removes itself.
  */
 export function startRig(opts: RigOptions & { box: false }): Promise<Rig<undefined>>;
@@ -129,4 +129,23 @@ export async function startRig(opts: RigOptions): Promise<Rig<Box | undefined>> 
             await Promise.all([box?.stop(), index.stop(), hub.stop()]);
         },
     };
+}
+
+// As npm run up and preview run them: the look at the box started from the stack file before the CLI
+// (program.ts, lookingAhead), so drift is seen by that early look.
+
+/** `up` on the test stack as npm run up runs it; on a failure the engine's last output goes to the test's log. */
+export async function upLookingAhead(ts: TestStack, t: { log: (...a: unknown[]) => void }, opts: { expectNoChanges?: boolean } = {}) {
+    try {
+        return await ts.stack.up({ onOutput: ts.onOutput, ...opts, program: lookingAhead(ts.dir, "test") });
+    } catch (e) {
+        t.log(ts.output.join("").slice(-6000));
+        throw e;
+    }
+}
+
+/** What a plain preview, as npm run preview runs it, would change (`same` left out): {} when the workstation is converged. */
+export async function changesLookingAhead(ts: TestStack): Promise<Record<string, number>> {
+    const pv = await ts.stack.preview({ onOutput: ts.onOutput, program: lookingAhead(ts.dir, "test") });
+    return Object.fromEntries(Object.entries(pv.changeSummary).filter(([k]) => k !== "same"));
 }

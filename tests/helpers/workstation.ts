@@ -1,11 +1,10 @@
 // Helpers for the workstation lifecycle tests on the box.
 import * as fs from "fs";
 import * as path from "path";
-import { lookingAhead } from "../../components/program";
 import type { Box } from "./box";
 import { repoRoot } from "./box";
 import type { HfEndpoint, PackageIndex } from "../servers";
-import { sshTarget, TestStack } from "./stack";
+import { sshTarget } from "./stack";
 
 /** The wheelhouse versions the lifecycle tests pin: 0.24.0 is the first vLLM that can offload under WSL2. */
 export const wheelhouse = { vllmVersions: ["0.11.0", "0.24.0"], flashinferVersions: ["0.3.1", "0.6.12"] };
@@ -100,23 +99,4 @@ export async function serviceRecord(box: Box): Promise<StandinRecord> {
     const environ = await box.sh(`tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value vllm-workstation)/environ`);
     const env = Object.fromEntries(environ.split("\n").filter(Boolean).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
     return { argv: raw.argv, flags, config: raw.config ?? {}, env, user };
-}
-
-// As npm run up and preview run them: the look at the box started from the stack file before the CLI
-// (program.ts, lookingAhead), so drift is seen by that early look.
-
-/** `up` on the test stack as npm run up runs it; on a failure the engine's last output goes to the test's log. */
-export async function upLookingAhead(ts: TestStack, t: { log: (...a: unknown[]) => void }, opts: { expectNoChanges?: boolean } = {}) {
-    try {
-        return await ts.stack.up({ onOutput: ts.onOutput, ...opts, program: lookingAhead(ts.dir, "test") });
-    } catch (e) {
-        t.log(ts.output.join("").slice(-6000));
-        throw e;
-    }
-}
-
-/** What a plain preview, as npm run preview runs it, would change (`same` left out): {} when the workstation is converged. */
-export async function changesLookingAhead(ts: TestStack): Promise<Record<string, number>> {
-    const pv = await ts.stack.preview({ onOutput: ts.onOutput, program: lookingAhead(ts.dir, "test") });
-    return Object.fromEntries(Object.entries(pv.changeSummary).filter(([k]) => k !== "same"));
 }
