@@ -15,7 +15,7 @@ import * as yaml from "js-yaml";
 import { workstationProgram } from "../components/program";
 import { Box, freePort } from "./helpers/box";
 import { Rig, startRig } from "./helpers/rig";
-import { plainExport, readTree, sshTarget, testStack, TestStack } from "./helpers/stack";
+import { plainExport, readTree, testStack, TestStack } from "./helpers/stack";
 import { boxSnapshot } from "./helpers/workstation";
 
 // Distinctive values: 32 hex characters each, nowhere else by chance.
@@ -60,16 +60,10 @@ let destroyed = false;
 /** The command lines of every curl the stack ran on the box during both ups. */
 let curlCommandLines = "";
 
+/** The lifecycle tests' config (boxStackConfig) with the venv at venvA. */
 function config(extra: Record<string, unknown> = {}): Record<string, unknown> {
-    return {
-        target: sshTarget(box),
-        // Debian's Python on the box, and the wheels the lifecycle test's wheelhouse holds.
-        python: { version: "3.11", indexUrl: rig.index.url, venvPath: venvA, vllmVersion: "0.24.0", flashinferVersion: "0.6.12" },
-        model: { revision: rig.hub.commitSha, endpoint: rig.hub.url, tiktoken: { baseUrl: rig.hub.tiktoken.baseUrl, files: rig.hub.tiktoken.files } },
-        gpu: { tier: "24gb" },
-        server: { port, healthTimeoutSeconds: 120 },
-        ...extra,
-    };
+    const base = rig.config();
+    return { ...base, python: { ...base.python, venvPath: venvA }, ...extra };
 }
 
 /** Which of the secrets occur in `text`, by name. */
