@@ -1,11 +1,8 @@
 import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
-import { parseNvidiaSmiCsv } from "../components/plan/gpu";
 import {
     KvCacheDtype,
-    Plan,
-    PlanGpu,
     PlanInput,
     activationsGiB,
     kvBlockBytes,
@@ -14,10 +11,10 @@ import {
     plan,
     weightsOnGpuGiB,
 } from "../components/plan/planner";
+import { card, planned } from "./helpers/plans";
 
 // What real vLLM did for each recorded plan (scripts/calibrate/calibrate.py on a GPU); see docs/calibration.md.
 const DIR = path.resolve(__dirname, "../../tests/fixtures/calibration/vllm-0.24.0");
-const SMI = path.resolve(__dirname, "../../tests/fixtures/nvidia-smi");
 
 interface Fixture {
     readonly name: string;
@@ -81,18 +78,6 @@ for (const f of fixtures) {
             t.true(Math.abs(p.kv - f.measured.availableKvGiB) <= 0.05, `predicted ${p.kv} GiB, vLLM ${f.measured.availableKvGiB}`);
         });
     }
-}
-
-function card(file: string): PlanGpu {
-    const r = parseNvidiaSmiCsv(fs.readFileSync(path.join(SMI, file), "utf8"));
-    if (!r.ok) throw new Error(r.errors.join("\n"));
-    return r.gpus[0];
-}
-
-function planned(input: PlanInput): Plan {
-    const r = plan(input);
-    if (!r.ok) throw new Error(r.errors.join("\n"));
-    return r.plan;
 }
 
 // Each stack's plan and each card of the card table (docs/design.md) is a recorded plan that started.

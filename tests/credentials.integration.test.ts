@@ -7,17 +7,12 @@
 // exported or stored, the box's process list while up runs, or any file on the box.
 // Test doubles (no GPU here): the box's nvidia-smi and nvcc, the vLLM and FlashInfer wheels, the Hub.
 import test, { ExecutionContext } from "ava";
-import { execFile } from "child_process";
 import * as crypto from "crypto";
-import * as fs from "fs";
 import * as path from "path";
-import * as zlib from "zlib";
-import type { LocalWorkspace } from "@pulumi/pulumi/automation";
-import { workstationProgram } from "../components/program";
-import { Box, startBox } from "./helpers/box";
-import { testStack, TestStack } from "./helpers/stack";
-import { BasicAuth, HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex, withUserinfo } from "./infra/servers/index";
-import { boxStackConfig, installGpuDoubles, wheelhouse } from "./helpers/workstation";
+import type { Box } from "./helpers/box";
+import { Rig, startRig } from "./helpers/rig";
+import { plainExport, readTree, TestStack } from "./helpers/stack";
+import { BasicAuth, withUserinfo } from "./infra/servers";
 
 // Distinctive values, nowhere else by chance; each password needs %-encoding in a URL.
 const indexAuth: BasicAuth = { user: `ci-${crypto.randomBytes(4).toString("hex")}`, password: `ix%${crypto.randomBytes(12).toString("hex")}` };
@@ -31,9 +26,8 @@ const credentialTexts: Array<[string, string]> = [indexAuth, hubAuth].flatMap((a
 // Everything on the box a file could sit in (its /proc, /sys and /dev are the kernel's).
 const scanned = "/etc /opt /var /home /tmp /run /root /srv /usr/local";
 
+let rig: Rig;
 let box: Box;
-let index: PackageIndex;
-let hub: HfEndpoint;
 let ts: TestStack;
 let port: number;
 /** Every command line seen on the box while up ran. */
@@ -41,30 +35,6 @@ const processLists: string[] = [];
 
 function leaked(text: string): string[] {
     return credentialTexts.filter(([, v]) => text.includes(v)).map(([name]) => name);
-}
-
-/** Every regular file under `dir`, decompressed where gzipped, as text. */
-function readTree(dir: string): Array<[string, string]> {
-    const out: Array<[string, string]> = [];
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-        const p = path.join(dir, e.name);
-        if (e.isDirectory()) out.push(...readTree(p));
-        else if (e.isFile()) {
-            const raw = fs.readFileSync(p);
-            out.push([p, (p.endsWith(".gz") ? zlib.gunzipSync(raw) : raw).toString("latin1")]);
-        }
-    }
-    return out;
-}
-
-/** `pulumi stack export` as anyone runs it: without --show-secrets. */
-function plainExport(): Promise<string> {
-    const env = { ...process.env, ...(ts.stack.workspace as LocalWorkspace).envVars };
-    return new Promise((resolve, reject) =>
-        execFile("pulumi", ["stack", "export", "--stack", ts.stack.name, "--non-interactive"], { cwd: ts.dir, env, maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
-            err ? reject(new Error(`pulumi stack export: ${err.message}\n${stderr}`)) : resolve(stdout),
-        ),
-    );
 }
 
 async function up(t: ExecutionContext, opts: { expectNoChanges?: boolean } = {}) {
@@ -95,41 +65,32 @@ async function watchingProcesses<T>(during: () => Promise<T>): Promise<T> {
 }
 
 test.before(async () => {
-    [box, index, hub] = await Promise.all([
-        startBox({ name: "credentials" }),
-        startPackageIndex({ wheelhouse, basicAuth: indexAuth }),
+    rig = await startRig({
+        name: "credentials",
+        index: { basicAuth: indexAuth },
         // The Hub's LFS files redirect to a "CDN" (the same server as localhost), where no credentials belong.
-        startHfEndpoint({ basicAuth: hubAuth, cdnHost: "localhost" }),
-    ]);
-    await installGpuDoubles(box, "rtx4090");
-    port = 18000 + Math.floor(Math.random() * 1000);
-    ts = await testStack({ name: "credentials", program: workstationProgram, config: boxStackConfig(box, index, hub, port) });
+        hub: { basicAuth: hubAuth, cdnHost: "localhost" },
+    });
+    ({ box, port } = rig);
+    ts = await rig.stack();
     // The credentialed URLs are secrets in the stack file, as the README says to set them.
-    await ts.stack.setConfig("python.indexUrl", { value: withUserinfo(index.url, indexAuth), secret: true }, true);
-    await ts.stack.setConfig("model.endpoint", { value: withUserinfo(hub.url, hubAuth), secret: true }, true);
-    await ts.stack.setConfig("model.tiktoken.baseUrl", { value: withUserinfo(hub.tiktoken.baseUrl, hubAuth), secret: true }, true);
+    await ts.stack.setConfig("python.indexUrl", { value: withUserinfo(rig.index.url, indexAuth), secret: true }, true);
+    await ts.stack.setConfig("model.endpoint", { value: withUserinfo(rig.hub.url, hubAuth), secret: true }, true);
+    await ts.stack.setConfig("model.tiktoken.baseUrl", { value: withUserinfo(rig.hub.tiktoken.baseUrl, hubAuth), secret: true }, true);
 });
 
-test.after.always(async () => {
-    try {
-        await ts?.stack.destroy({ onOutput: ts.onOutput });
-    } catch {
-        // the box goes away anyway
-    }
-    ts?.remove();
-    await Promise.all([box?.stop(), index?.stop(), hub?.stop()]);
-});
+test.after.always(() => rig?.stop());
 
 test.serial("the index and the Hub refuse requests without the credentials", async (t) => {
-    t.is((await fetch(`${index.url}uv/`)).status, 401);
-    t.is((await fetch(`${hub.url}/api/models/${hub.repoId}`)).status, 401);
-    t.is((await fetch(`${hub.tiktoken.baseUrl}/o200k_base.tiktoken`)).status, 401);
+    t.is((await fetch(`${rig.index.url}uv/`)).status, 401);
+    t.is((await fetch(`${rig.hub.url}/api/models/${rig.hub.repoId}`)).status, 401);
+    t.is((await fetch(`${rig.hub.tiktoken.baseUrl}/o200k_base.tiktoken`)).status, 401);
     const basic = `Basic ${Buffer.from(`${hubAuth.user}:${hubAuth.password}`).toString("base64")}`;
-    t.is((await fetch(`${hub.url}/api/models/${hub.repoId}`, { headers: { Authorization: basic } })).status, 200);
+    t.is((await fetch(`${rig.hub.url}/api/models/${rig.hub.repoId}`, { headers: { Authorization: basic } })).status, 200);
 });
 
 test.serial("up converges the box from an index and a Hub that require basic auth, the credentials in their URLs", async (t) => {
-    await hub.clearRequestLog();
+    await rig.hub.clearRequestLog();
     const r = await watchingProcesses(() => up(t));
     t.is(r.summary.result, "succeeded");
     t.is(r.outputs.endpoint.value, `http://127.0.0.1:${port}/v1`);
@@ -140,7 +101,7 @@ test.serial("up converges the box from an index and a Hub that require basic aut
 });
 
 test.serial("the Hub's credentials went to the Hub and the tiktoken store, and never to the CDN it redirected to", async (t) => {
-    const log = await hub.requestLog();
+    const log = await rig.hub.requestLog();
     const home = log.filter((e) => e.host?.startsWith("127.0.0.1:"));
     const cdn = log.filter((e) => e.host?.startsWith("localhost:"));
     t.true(home.some((e) => e.path.includes("/resolve/")), "the model's files were asked of the Hub");
@@ -171,7 +132,7 @@ test.serial("the engine printed no credential", (t) => {
 test.serial("the state holds the credentials only encrypted", async (t) => {
     // Decrypted (what the Automation API's exportStack does), the state holds them: in secretEnv.
     t.true(leaked(JSON.stringify(await ts.stack.exportStack())).length > 0);
-    const exported = await plainExport();
+    const exported = await plainExport(ts);
     t.true(exported.includes('"ciphertext"'));
     t.deepEqual(leaked(exported), []);
     // The backend's files, the stack file, backups and history: the whole project directory.

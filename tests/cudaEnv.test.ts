@@ -1,5 +1,5 @@
 import test from "ava";
-import { runScript } from "./helpers/script";
+import { runScript, syntaxOk } from "./helpers/script";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -14,11 +14,6 @@ const cuda = parseConfig({ model: { revision } }).cuda;
 function bash(script: string, env: NodeJS.ProcessEnv = {}): { code: number | null; stdout: string; stderr: string } {
     const r = spawnSync("bash", ["--noprofile", "--norc", "-c", script], { encoding: "utf8", env: { PATH: "/usr/bin:/bin", ...env } });
     return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function syntaxOk(script: string): string {
-    const r = spawnSync("bash", ["-n"], { input: script, encoding: "utf8" });
-    return r.status === 0 ? "ok" : r.stderr;
 }
 
 function withProfile<T>(profile: string, fn: (file: string) => T): T {

@@ -6,23 +6,22 @@
 // test's own, outside /root (the grammar keeps the stack's directories out of people's homes), and the
 // ownership record (own.sh) in it too. Test doubles (no GPU, no registry here): nvidia-smi, the NVIDIA toolkit's hook and
 // runtime, the image (the vLLM test double on Debian), the Hub and the package index.
-import test from "ava";
+import test, { ExecutionContext } from "ava";
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { lookingAhead, workstationProgram } from "../components/program";
 import { repoRoot, startBox } from "./helpers/box";
 import { buildStandinImage, Engine, startEngine } from "./helpers/docker";
+import { changesLookingAhead, Rig, startRig, upLookingAhead } from "./helpers/rig";
 import { sshTarget, testStack, TestStack } from "./helpers/stack";
 import { wheelhouse } from "./helpers/workstation";
-import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./infra/servers/index";
 
 const image = "vllm/vllm-openai:v0.11.0";
 const apiKey = "sk-test-docker-0123456789abcdef";
 
+let rig: Rig<undefined>;
 let engine: Engine;
-let index: PackageIndex;
-let hub: HfEndpoint;
 let ts: TestStack;
 let port: number;
 let home: string;
@@ -38,7 +37,8 @@ async function dockerState(): Promise<string> {
 }
 
 test.before(async () => {
-    [engine, index, hub] = await Promise.all([startEngine({ gpuHook: false }), startPackageIndex({ wheelhouse }), startHfEndpoint()]);
+    [engine, rig] = await Promise.all([startEngine({ gpuHook: false }), startRig({ name: "docker", box: false, port: 19000 + Math.floor(Math.random() * 1000) })]);
+    ({ port } = rig);
     imageId = await buildStandinImage(engine, image, { vllmVersion: "0.11.0", wheelhouse });
     dockerBefore = await dockerState();
     home = fs.mkdtempSync("/var/lib/vllm-ws-docker-test-");
@@ -51,17 +51,14 @@ test.before(async () => {
     const smi = fs.readFileSync(path.join(repoRoot, "tests", "fixtures", "box", "nvidia-smi"), "utf8").replace(/^conf=.*$/m, `conf=${wslLib}`);
     fs.writeFileSync(path.join(wslLib, "nvidia-smi"), smi, { mode: 0o755 });
     fs.copyFileSync(path.join(repoRoot, "tests", "fixtures", "nvidia-smi", "rtx4090.csv"), path.join(wslLib, "nvidia-smi.csv"));
-    port = 19000 + Math.floor(Math.random() * 1000);
-    ts = await testStack({
-        name: "docker",
-        program: workstationProgram,
+    ts = await rig.stack({
         config: {
             runtime: "docker",
             dockerImage: image,
             dockerHost: engine.host,
             cuda: { wslLibDir: wslLib },
-            python: { version: "3.11", indexUrl: index.url, venvPath: path.join(home, "venv") },
-            model: { revision: hub.commitSha, endpoint: hub.url, cacheDir: path.join(home, "hf"), tiktoken: { baseUrl: hub.tiktoken.baseUrl, files: hub.tiktoken.files } },
+            python: { version: "3.11", indexUrl: rig.index.url, venvPath: path.join(home, "venv") },
+            model: { revision: rig.hub.commitSha, endpoint: rig.hub.url, cacheDir: path.join(home, "hf"), tiktoken: { baseUrl: rig.hub.tiktoken.baseUrl, files: rig.hub.tiktoken.files } },
             gpu: { tier: "24gb" },
             // Shorter than Docker's default 30 s health interval: the wait must not hang on it.
             server: { host: "localhost", port, healthTimeoutSeconds: 20 },
@@ -72,28 +69,16 @@ test.before(async () => {
 
 test.after.always(async () => {
     try {
-        await ts?.stack.destroy({ onOutput: ts.onOutput });
-    } catch {
-        // the destroy test reports destroy's own failures
+        await rig?.stop();
+    } finally {
+        if (home) fs.rmSync(home, { recursive: true, force: true });
+        await engine?.stop();
     }
-    ts?.remove();
-    if (home) fs.rmSync(home, { recursive: true, force: true });
-    await Promise.all([engine?.stop(), index?.stop(), hub?.stop()]);
 });
 
-async function up(t: { log: (...a: unknown[]) => void }, opts: { expectNoChanges?: boolean } = {}) {
-    try {
-        return await ts.stack.up({ onOutput: ts.onOutput, ...opts, program: lookingAhead(ts.dir, "test") });
-    } catch (e) {
-        t.log(ts.output.join("").slice(-6000));
-        throw e;
-    }
-}
-
-async function changed() {
-    const pv = await ts.stack.preview({ onOutput: ts.onOutput, program: lookingAhead(ts.dir, "test") });
-    return Object.fromEntries(Object.entries(pv.changeSummary).filter(([k]) => k !== "same"));
-}
+// Every up and preview runs as npm run up and preview run it.
+const up = (t: ExecutionContext, opts?: { expectNoChanges?: boolean }) => upLookingAhead(ts, t, opts);
+const changed = () => changesLookingAhead(ts);
 
 const inspect = (format: string) => engine.dockerOk("container", "inspect", "--format", format, "vllm-workstation");
 const models = (key?: string) => fetch(`http://127.0.0.1:${port}/v1/models`, { headers: key ? { Authorization: `Bearer ${key}` } : {} });
@@ -239,8 +224,8 @@ test.serial("over SSH the docker runtime looks at the workstation's own Docker, 
         config: {
             target: sshTarget(box),
             runtime: "docker",
-            python: { version: "3.11", indexUrl: index.url },
-            model: { revision: hub.commitSha, endpoint: hub.url },
+            python: { version: "3.11", indexUrl: rig.index.url },
+            model: { revision: rig.hub.commitSha, endpoint: rig.hub.url },
             gpu: { tier: "24gb" },
         },
     });

@@ -1,5 +1,6 @@
 import test from "ava";
 import { spawnSync } from "child_process";
+import { healthy as ready } from "./helpers/facts";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -10,21 +11,7 @@ const DOCTOR = path.join(ROOT, "dist", "scripts", "doctor.js");
 const smi = (card: string): string => path.join(ROOT, "tests", "fixtures", "nvidia-smi", `${card}.csv`);
 
 /** A ready WSL2 box; the GPU comes from --nvidia-smi-file. */
-const healthy: Facts = {
-    gpus: null,
-    nvidiaSmiError: "nvidia-smi not found",
-    procVersion: "Linux version 5.15.167.4-microsoft-standard-WSL2 (root@f9c826d3017f) (gcc (GCC) 11.2.0) #1 SMP\n",
-    wslConf: "[boot]\nsystemd=true\n",
-    libcudaPresent: true,
-    nvccVersion: "Cuda compilation tools, release 12.8, V12.8.93\n",
-    memTotalKiB: 32 * 1024 * 1024,
-    disks: [
-        { role: "model", path: "/var/lib/vllm-workstation/hf", device: "2080", freeBytes: 200e9, usedBytes: 0 },
-        { role: "venv", path: "/opt/vllm-workstation/venv", device: "2080", freeBytes: 200e9, usedBytes: 0 },
-    ],
-    pid1Comm: "systemd",
-    claims: [],
-};
+const healthy: Facts = { ...ready, gpus: null, nvidiaSmiError: "nvidia-smi not found" };
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "doctor-"));
 

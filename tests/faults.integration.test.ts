@@ -18,14 +18,13 @@ import * as fs from "fs";
 import * as path from "path";
 import { workstationProgram } from "../components/program";
 import { openStack, projectRoot } from "../scripts/engine";
-import { Box, startBox } from "./helpers/box";
-import { testStack, TestStack } from "./helpers/stack";
-import { boxStackConfig, installGpuDoubles, wheelhouse } from "./helpers/workstation";
-import { HfEndpoint, PackageIndex, RequestLogEntry, startHfEndpoint, startPackageIndex } from "./infra/servers/index";
+import type { Box } from "./helpers/box";
+import { Rig, startRig } from "./helpers/rig";
+import type { TestStack } from "./helpers/stack";
+import type { RequestLogEntry } from "./infra/servers";
 
+let rig: Rig;
 let box: Box;
-let index: PackageIndex;
-let hub: HfEndpoint;
 let ts: TestStack;
 let port: number;
 
@@ -50,33 +49,17 @@ function recordedBytes(record: string): number {
 const packagesUrn = /workstation-python-packages$/;
 
 test.before(async () => {
-    [box, index, hub] = await Promise.all([
-        startBox({ name: "faults" }),
-        startPackageIndex({ wheelhouse }),
+    rig = await startRig({
+        name: "faults",
         // 20 MiB of weights at 1 MiB/s per connection, 4 MiB/s over the default 4: a download that lasts
         // long enough (5 s) to be killed in the middle.
-        startHfEndpoint({ rateLimitBytesPerSec: 1024 * 1024, repos: [{ repoId: "openai/gpt-oss-20b", weightsBytes }] }),
-    ]);
-    await installGpuDoubles(box, "rtx4090");
-    port = 18000 + Math.floor(Math.random() * 1000);
-    ts = await testStack({
-        name: "faults",
-        program: workstationProgram,
-        config: boxStackConfig(box, index, hub, port),
-        env: { PULUMI_CONFIG_PASSPHRASE: passphrase },
+        hub: { rateLimitBytesPerSec: 1024 * 1024, repos: [{ repoId: "openai/gpt-oss-20b", weightsBytes }] },
     });
+    ({ box, port } = rig);
+    ts = await rig.stack({ env: { PULUMI_CONFIG_PASSPHRASE: passphrase } });
 });
 
-test.after.always(async () => {
-    try {
-        await ts?.stack.cancel();
-        await ts?.stack.destroy({ onOutput: ts.onOutput });
-    } catch {
-        // the box goes away anyway
-    }
-    ts?.remove();
-    await Promise.all([box?.stop(), index?.stop(), hub?.stop()]);
-});
+test.after.always(() => rig?.stop({ beforeDestroy: (s) => s.stack.cancel() }));
 
 // --- helpers -----------------------------------------------------------------------------------------
 
@@ -221,9 +204,9 @@ async function killOnBox(pattern: string): Promise<void> {
 function indexPid(): number {
     const pid = allPids().find((p) => {
         const c = proc(p)?.cmdline ?? "";
-        return c.includes("run_index.py") && c.includes(` -p ${index.port} `);
+        return c.includes("run_index.py") && c.includes(` -p ${rig.index.port} `);
     });
-    if (pid === undefined) throw new Error(`no pypiserver on port ${index.port}`);
+    if (pid === undefined) throw new Error(`no pypiserver on port ${rig.index.port}`);
     return pid;
 }
 
@@ -273,7 +256,7 @@ test.serial("a vLLM pin the package index does not have fails at the package ste
 // tell a typo in the pin from an index that lacks the release: the stack adds where it looked.
 test.serial("the missing-pin error names the package index that was asked", (t) => {
     const error = resourceError(missingPinMessage, "workstation-python-packages");
-    t.true(error.includes("vllm==9.9.9") && error.includes(index.url), `the error does not name ${index.url}:\n${error}`);
+    t.true(error.includes("vllm==9.9.9") && error.includes(rig.index.url), `the error does not name ${rig.index.url}:\n${error}`);
 });
 
 // --- killed during the model download ----------------------------------------------------------------
@@ -281,7 +264,7 @@ test.serial("the missing-pin error names the package index that was asked", (t) 
 let killedAt = 0;
 
 test.serial("pulumi up killed during the model download leaves the stack locked with a pending create, and the next up says to run pulumi cancel", async (t) => {
-    await hub.clearRequestLog();
+    await rig.hub.clearRequestLog();
     const run = ts.stack.up({ onOutput: ts.onOutput }).then(
         () => null,
         (e: unknown) => e,
@@ -300,7 +283,7 @@ test.serial("pulumi up killed during the model download leaves the stack locked 
 
     // The killed GET of the weights shows in the Hub's log as cut short; nothing else was.
     const log = await waitFor("the cut-off weights request in the Hub's log", async () => {
-        const entries = await hub.requestLog();
+        const entries = await rig.hub.requestLog();
         return entries.some((e) => e.method === "GET" && e.path.endsWith(`/${weights}`)) && entries;
     }, 15_000);
     // Cut short: the weights' ranges (model.connections of them) and nothing else.
@@ -347,16 +330,16 @@ test.serial("after pulumi cancel the rerun converges, fetches only the rest of t
     // The rerun asked the Hub for the rest of the weights (the ranges the killed run had not recorded as
     // written) and for nothing else of the repo: the files finished before the kill, and the tiktoken
     // files, were kept.
-    const rerun = (await hub.requestLog()).filter((e: RequestLogEntry) => e.t >= rerunFrom && e.method === "GET");
+    const rerun = (await rig.hub.requestLog()).filter((e: RequestLogEntry) => e.t >= rerunFrom && e.method === "GET");
     const files = rerun.filter((e) => e.path.includes("/resolve/") || e.path.startsWith("/tiktoken/"));
     t.log(rerun.map((e) => `${e.method} ${e.path} ${e.range ?? ""} ${e.bytes}`).join("\n"));
     t.deepEqual([...new Set(files.map((e) => path.basename(e.path)))], [weights]);
     t.true(files.every((e) => e.range !== null), "the weights were resumed with Range requests");
-    t.true(files.reduce((n, e) => n + e.bytes, 0) <= hub.repo.files[weights].size - 4 * MiB, "the 4 MiB and more recorded before the kill were not fetched again");
+    t.true(files.reduce((n, e) => n + e.bytes, 0) <= rig.hub.repo.files[weights].size - 4 * MiB, "the 4 MiB and more recorded before the kill were not fetched again");
 
     // The model verified: its probe says so, and a plain preview has nothing to do.
     const model = (await state()).resources.find((res) => modelUrn.test(res.urn));
-    t.regex(String(model?.outputs?.observed), new RegExp(`model=${hub.commitSha} files=verified`));
+    t.regex(String(model?.outputs?.observed), new RegExp(`model=${rig.hub.commitSha} files=verified`));
     t.deepEqual(await changes(), {});
 
     // Pulumi keeps an interrupted create as pending until a refresh is told to clear it (the engine
@@ -508,7 +491,7 @@ test.serial("the disk filling up during the model download fails with No space l
         const message = await run;
         const error = resourceError(message, "workstation-model-files");
         t.log(error);
-        t.regex(error, new RegExp(`error: (1 error occurred:\\s+\\* )?set up the model openai/gpt-oss-20b@${hub.commitSha.slice(0, 12)} failed on dev@127\\.0\\.0\\.1:${box.port}`));
+        t.regex(error, new RegExp(`error: (1 error occurred:\\s+\\* )?set up the model openai/gpt-oss-20b@${rig.hub.commitSha.slice(0, 12)} failed on dev@127\\.0\\.0\\.1:${box.port}`));
         t.regex(error, /No space left on device/);
         t.true((await state()).resources.some((res) => res.urn === model?.urn), "the model stays in the state");
 

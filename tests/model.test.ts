@@ -1,6 +1,5 @@
 import test, { ExecutionContext } from "ava";
-import { runScript } from "./helpers/script";
-import { spawnSync } from "child_process";
+import { heredocs, pythonParses, runScript, syntaxOk } from "./helpers/script";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
@@ -14,30 +13,6 @@ const defaults = parseConfig({ model: { revision } }).model;
 const venv = "/opt/vllm-workstation/venv";
 
 const strict = (script: string) => runScript(script);
-
-function syntaxOk(script: string): string {
-    const r = spawnSync("bash", ["-n"], { input: script, encoding: "utf8" });
-    return r.status === 0 ? "ok" : r.stderr;
-}
-
-function heredocs(script: string, marker = "VLLM_WS_PY"): string[] {
-    const out: string[] = [];
-    let cur: string[] | null = null;
-    for (const line of script.split("\n")) {
-        if (cur === null) {
-            if (line.includes(`<<'${marker}'`)) cur = [];
-        } else if (line === marker) {
-            out.push(cur.join("\n"));
-            cur = null;
-        } else cur.push(line);
-    }
-    return out;
-}
-
-function pythonParses(source: string): string {
-    const r = spawnSync("python3", ["-c", "import ast,sys; ast.parse(sys.stdin.read())"], { input: source, encoding: "utf8" });
-    return r.status === 0 ? "ok" : r.stderr;
-}
 
 const hex = (algo: string, data: string | Buffer) => crypto.createHash(algo).update(data).digest("hex");
 

@@ -6,15 +6,13 @@
 // Test doubles (no GPU here): the box's nvidia-smi and nvcc, the vLLM and FlashInfer wheels, the Hub.
 import test, { ExecutionContext } from "ava";
 import * as crypto from "crypto";
-import { workstationProgram } from "../components/program";
-import { Box, startBox } from "./helpers/box";
-import { testStack, TestStack } from "./helpers/stack";
-import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./infra/servers/index";
-import { boxSnapshot, boxStackConfig, installGpuDoubles, wheelhouse } from "./helpers/workstation";
+import type { Box } from "./helpers/box";
+import { Rig, startRig } from "./helpers/rig";
+import type { TestStack } from "./helpers/stack";
+import { boxSnapshot } from "./helpers/workstation";
 
+let rig: Rig;
 let box: Box;
-let index: PackageIndex;
-let hub: HfEndpoint;
 let ts: TestStack;
 let port: number;
 let before: string;
@@ -67,26 +65,16 @@ async function up(t: ExecutionContext) {
 }
 
 test.before(async () => {
-    [box, index, hub] = await Promise.all([startBox({ name: "orphans" }), startPackageIndex({ wheelhouse }), startHfEndpoint()]);
-    await installGpuDoubles(box, "rtx4090");
-    port = 18000 + Math.floor(Math.random() * 1000);
+    rig = await startRig({ name: "orphans" });
+    ({ box, port } = rig);
     before = await boxSnapshot(box);
-    const config = boxStackConfig(box, index, hub, port);
+    const config = rig.config();
     // Beyond loopback with a key, so the failed step has written the root-only secrets file too.
-    ts = await testStack({ name: "orphans", program: workstationProgram, config: { ...config, server: { ...config.server, host: "0.0.0.0", healthTimeoutSeconds: 5 } } });
+    ts = await rig.stack({ config: { ...config, server: { ...config.server, host: "0.0.0.0", healthTimeoutSeconds: 5 } } });
     await ts.stack.setConfig("apiKey", { value: API_KEY, secret: true });
 });
 
-test.after.always(async () => {
-    try {
-        await box?.exec(`systemctl stop port-holder`);
-        await ts?.stack.destroy({ onOutput: ts.onOutput });
-    } catch {
-        // the box goes away anyway
-    }
-    ts?.remove();
-    await Promise.all([box?.stop(), index?.stop(), hub?.stop()]);
-});
+test.after.always(() => rig?.stop({ beforeDestroy: () => box.exec(`systemctl stop port-holder`) }));
 
 test.serial("a service step that fails its health check on a fresh box stays in the state with its error and what it made", async (t) => {
     await holdPort();

@@ -4,17 +4,14 @@
 // the same cache, with the blobs it links.
 // Test doubles (no GPU here): the box's nvidia-smi and nvcc, the vLLM and FlashInfer wheels, the Hub.
 import test from "ava";
-import { workstationProgram } from "../components/program";
-import { Box, startBox } from "./helpers/box";
-import { testStack, TestStack } from "./helpers/stack";
-import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./infra/servers/index";
-import { boxSnapshot, boxStackConfig, installGpuDoubles, wheelhouse } from "./helpers/workstation";
+import type { Box } from "./helpers/box";
+import { Rig, startRig } from "./helpers/rig";
+import type { TestStack } from "./helpers/stack";
+import { boxSnapshot } from "./helpers/workstation";
 
+let rig: Rig;
 let box: Box;
-let index: PackageIndex;
-let hub: HfEndpoint;
 let ts: TestStack;
-let port: number;
 
 const venv = "/opt/vllm-workstation/venv";
 const cache = "/var/lib/vllm-workstation/hf";
@@ -22,31 +19,21 @@ const repoDir = `${cache}/models--openai--gpt-oss-20b`;
 const otherRev = "feedfacefeedfacefeedfacefeedfacefeedface";
 
 test.before(async () => {
-    [box, index, hub] = await Promise.all([startBox({ name: "own" }), startPackageIndex({ wheelhouse }), startHfEndpoint()]);
-    await installGpuDoubles(box, "rtx4090");
-    port = 19000 + Math.floor(Math.random() * 1000);
+    rig = await startRig({ name: "ownership", port: 19000 + Math.floor(Math.random() * 1000) });
+    ({ box } = rig);
 });
 
-test.after.always(async () => {
-    try {
-        await ts?.stack.destroy({ onOutput: ts.onOutput });
-    } catch {
-        // the destroy test reports destroy's own failures
-    }
-    ts?.remove();
-    await Promise.all([box?.stop(), index?.stop(), hub?.stop()]);
-});
+test.after.always(() => rig?.stop());
 
 async function stackWith(config: Record<string, unknown>): Promise<TestStack> {
-    ts?.remove();
-    ts = await testStack({ name: "ownership", program: workstationProgram, config });
+    ts = await rig.stack({ config });
     return ts;
 }
 
 test.serial("up refuses a venvPath and a cache dir that hold someone's files, names both, and changes nothing on the box", async (t) => {
     await box.sh("install -d -o dev -g dev /srv/work /srv/models && echo 'my thesis' > /srv/work/thesis.txt && echo notes > /srv/models/notes.txt");
     const before = await boxSnapshot(box);
-    const base = boxStackConfig(box, index, hub, port);
+    const base = rig.config();
     const s = await stackWith({ ...base, python: { ...base.python, venvPath: "/srv/work" }, model: { ...base.model, cacheDir: "/srv/models" } });
     const err = await t.throwsAsync(s.stack.up({ onOutput: s.onOutput }));
     const printed = `${err?.message ?? ""}\n${s.output.join("")}`;
@@ -58,7 +45,7 @@ test.serial("up refuses a venvPath and a cache dir that hold someone's files, na
 });
 
 test.serial("a converged cache holds no file of the stack's own, and the real huggingface_hub finds it consistent", async (t) => {
-    const s = await stackWith(boxStackConfig(box, index, hub, port));
+    const s = await stackWith(rig.config());
     const r = await s.stack.up({ onOutput: s.onOutput });
     t.is(r.summary.result, "succeeded");
     t.is((await box.exec(`test -e ${cache}/.vllm-workstation-made-this`)).code, 1);
@@ -67,11 +54,11 @@ test.serial("a converged cache holds no file of the stack's own, and the real hu
     );
     t.is(scan.trim(), "0 [('openai/gpt-oss-20b', 1)]");
     // hf's own CLI: the listing reports no inconsistency, and the pinned revision verifies against the Hub.
-    const hf = `HF_ENDPOINT=${hub.url} HF_HUB_DISABLE_TELEMETRY=1 ${venv}/bin/hf`;
+    const hf = `HF_ENDPOINT=${rig.hub.url} HF_HUB_DISABLE_TELEMETRY=1 ${venv}/bin/hf`;
     const listed = await box.exec(`${hf} cache ls --cache-dir ${cache}`);
     t.is(listed.code, 0, listed.stderr);
     t.notRegex(`${listed.stdout}${listed.stderr}`, /inconsisten/i);
-    const verified = await box.exec(`${hf} cache verify openai/gpt-oss-20b --revision ${hub.commitSha} --cache-dir ${cache}`);
+    const verified = await box.exec(`${hf} cache verify openai/gpt-oss-20b --revision ${rig.hub.commitSha} --cache-dir ${cache}`);
     t.is(verified.code, 0, `${verified.stdout}${verified.stderr}`);
     t.regex(await box.sh("cat /var/lib/vllm-workstation-record/*"), new RegExp(`^made ${venv}$`, "m"), "the record names what up made");
 });
@@ -79,7 +66,7 @@ test.serial("a converged cache holds no file of the stack's own, and the real hu
 test.serial("destroy removes the pinned revision only: another revision a person added stays whole, with the blobs it shares", async (t) => {
     // Another revision as hf would lay it out: one file linking a blob the pinned revision links too,
     // one linking a blob of its own.
-    const shared = (await box.sh(`readlink ${repoDir}/snapshots/${hub.commitSha}/config.json`)).trim().replace(/.*\//, "");
+    const shared = (await box.sh(`readlink ${repoDir}/snapshots/${rig.hub.commitSha}/config.json`)).trim().replace(/.*\//, "");
     await box.sh(
         [
             `install -d ${repoDir}/snapshots/${otherRev}`,
@@ -91,7 +78,7 @@ test.serial("destroy removes the pinned revision only: another revision a person
     );
     const configBefore = await box.sh(`cat ${repoDir}/snapshots/${otherRev}/config.json`);
     await ts.stack.destroy({ onOutput: ts.onOutput });
-    t.is((await box.exec(`test -e ${repoDir}/snapshots/${hub.commitSha}`)).code, 1, "the pinned revision is gone");
+    t.is((await box.exec(`test -e ${repoDir}/snapshots/${rig.hub.commitSha}`)).code, 1, "the pinned revision is gone");
     t.is(await box.sh(`cat ${repoDir}/snapshots/${otherRev}/config.json`), configBefore);
     t.is(await box.sh(`cat ${repoDir}/snapshots/${otherRev}/notes.md`), "theirs\n");
     t.is(await box.sh(`cat ${repoDir}/refs/other`), otherRev);

@@ -1,22 +1,6 @@
 import test from "ava";
-import * as fs from "fs";
-import * as path from "path";
-import { parseNvidiaSmiCsv } from "../components/plan/gpu";
 import { Plan, PlanGpu, PlanInput, PlanOptions, kvBytesPerToken, plan, weightsOnGpuGiB } from "../components/plan/planner";
-
-const FIXTURES = path.resolve(__dirname, "../../tests/fixtures/nvidia-smi");
-
-function card(file: string): PlanGpu {
-    const r = parseNvidiaSmiCsv(fs.readFileSync(path.join(FIXTURES, file), "utf8"));
-    if (!r.ok) throw new Error(r.errors.join("\n"));
-    return r.gpus[0];
-}
-
-function planned(input: PlanInput): Plan {
-    const r = plan(input);
-    if (!r.ok) throw new Error(r.errors.join("\n"));
-    return r.plan;
-}
+import { card, planned } from "./helpers/plans";
 
 function errorsOf(input: PlanInput): string[] {
     const r = plan(input);

@@ -5,6 +5,7 @@ import * as os from "os";
 import * as path from "path";
 import { GpuRecord } from "../components/plan/gpu";
 import { PlanResult, plan } from "../components/plan/planner";
+import { healthy, NVCC_128, RTX4090, WSL2 } from "./helpers/facts";
 import {
     DISK_NEEDS,
     Level,
@@ -22,33 +23,13 @@ import {
 } from "../components/preflight/checks";
 import { Facts, WslKind, formatProbeOutput, gatherFacts, kernelVersion, parseNvccVersion, parseProbeOutput, wslConfEnablesSystemd, wslKind } from "../components/preflight/facts";
 
-const WSL2 = "Linux version 5.15.167.4-microsoft-standard-WSL2 (root@f9c826d3017f) (gcc (GCC) 11.2.0, GNU ld (GNU Binutils) 2.37) #1 SMP Tue Nov 5 00:21:55 UTC 2024\n";
 const WSL2_OLD = "Linux version 4.19.104-microsoft-standard (oe-user@oe-host) (gcc version 8.2.0 (GCC)) #1 SMP Wed Feb 19 06:37:35 UTC 2020\n";
 const WSL1 = "Linux version 4.4.0-19041-Microsoft (Microsoft@Microsoft.com) (gcc version 5.4.0 (GCC) ) #1237-Microsoft Sat Sep 11 14:32:00 PST 2021\n";
 const NATIVE = "Linux version 6.8.0-48-generic (buildd@lcy02-amd64-010) (x86_64-linux-gnu-gcc-13 (Ubuntu 13.2.0-23ubuntu4) 13.2.0) #48-Ubuntu SMP\n";
-const NVCC_128 = "nvcc: NVIDIA (R) Cuda compiler driver\nCopyright (c) 2005-2025 NVIDIA Corporation\nBuilt on Fri_Feb_21_20:23:50_PST_2025\nCuda compilation tools, release 12.8, V12.8.93\nBuild cuda_12.8.r12.8/compiler.35583870_0\n";
 
-const RTX4090: GpuRecord = { index: 0, name: "NVIDIA GeForce RTX 4090", memoryTotalMiB: 24564, memoryFreeMiB: 23975, computeCap: "8.9", driverVersion: "576.02" };
 const RTX3060: GpuRecord = { index: 0, name: "NVIDIA GeForce RTX 3060", memoryTotalMiB: 12288, memoryFreeMiB: 11863, computeCap: "8.6", driverVersion: "576.02" };
 const RTX5090: GpuRecord = { index: 0, name: "NVIDIA GeForce RTX 5090", memoryTotalMiB: 32607, memoryFreeMiB: 31842, computeCap: "12.0", driverVersion: "576.88" };
 const T4: GpuRecord = { index: 0, name: "Tesla T4", memoryTotalMiB: 15360, memoryFreeMiB: 14913, computeCap: "7.5", driverVersion: "550.54.15" };
-
-/** A WSL2 box that is ready: every check passes with a 24 GB card. */
-const healthy: Facts = {
-    gpus: [RTX4090],
-    nvidiaSmiError: null,
-    procVersion: WSL2,
-    wslConf: "[boot]\nsystemd=true\n",
-    libcudaPresent: true,
-    nvccVersion: NVCC_128,
-    memTotalKiB: 32 * 1024 * 1024,
-    disks: [
-        { role: "model", path: "/var/lib/vllm-workstation/hf", device: "2080", freeBytes: 200e9, usedBytes: 0 },
-        { role: "venv", path: "/opt/vllm-workstation/venv", device: "2080", freeBytes: 200e9, usedBytes: 0 },
-    ],
-    pid1Comm: "systemd",
-    claims: [],
-};
 
 const planFor = (f: Facts): PlanResult => plan({ gpu: f.gpus?.[0] ?? null, wsl: wslKind(f.procVersion) === "wsl2" });
 

@@ -1,5 +1,5 @@
 import test, { ExecutionContext } from "ava";
-import { runScript, runScriptAsync } from "./helpers/script";
+import { heredocs, pythonParses, runScript, runScriptAsync, syntaxOk } from "./helpers/script";
 import { spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
@@ -40,31 +40,6 @@ const strict = (script: string, env: Record<string, string> = {}): Ran => runScr
 /** Like strict(), without blocking the event loop (a test HTTP server in this process must answer). */
 // The test index is on loopback: keep any configured proxy out of the way.
 const strictAsync = (script: string, env: Record<string, string> = {}): Promise<Ran> => runScriptAsync(script, { no_proxy: "127.0.0.1", NO_PROXY: "127.0.0.1", ...env });
-
-function syntaxOk(script: string): string {
-    const r = spawnSync("bash", ["-n"], { input: script, encoding: "utf8" });
-    return r.status === 0 ? "ok" : r.stderr;
-}
-
-/** The bodies of the quoted heredocs ending with `marker`. */
-function heredocs(script: string, marker = "VLLM_WS_PY"): string[] {
-    const out: string[] = [];
-    let cur: string[] | null = null;
-    for (const line of script.split("\n")) {
-        if (cur === null) {
-            if (line.includes(`<<'${marker}'`)) cur = [];
-        } else if (line === marker) {
-            out.push(cur.join("\n"));
-            cur = null;
-        } else cur.push(line);
-    }
-    return out;
-}
-
-function pythonParses(source: string): string {
-    const r = spawnSync("python3", ["-c", "import ast,sys; ast.parse(sys.stdin.read())"], { input: source, encoding: "utf8" });
-    return r.status === 0 ? "ok" : r.stderr;
-}
 
 function writeExecutable(file: string, text: string): void {
     fs.mkdirSync(path.dirname(file), { recursive: true });

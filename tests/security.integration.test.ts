@@ -8,18 +8,15 @@
 // (an update of the service only), then is destroyed after its venvPath was changed without an up.
 // Test doubles (no GPU here): the box's nvidia-smi and nvcc, the vLLM and FlashInfer wheels, the Hub.
 import test from "ava";
-import { execFile } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import * as zlib from "zlib";
 import * as yaml from "js-yaml";
-import type { LocalWorkspace } from "@pulumi/pulumi/automation";
 import { workstationProgram } from "../components/program";
-import { Box, freePort, startBox } from "./helpers/box";
-import { sshTarget, testStack, TestStack } from "./helpers/stack";
-import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./infra/servers/index";
-import { boxSnapshot, installGpuDoubles, wheelhouse } from "./helpers/workstation";
+import { Box, freePort } from "./helpers/box";
+import { Rig, startRig } from "./helpers/rig";
+import { plainExport, readTree, testStack, TestStack } from "./helpers/stack";
+import { boxSnapshot } from "./helpers/workstation";
 
 // Distinctive values: 32 hex characters each, nowhere else by chance.
 const API_KEY = crypto.randomBytes(16).toString("hex");
@@ -54,9 +51,8 @@ exec /usr/bin/curl "$@"
 // holds files is refused before anything changes: ownership.integration.test.ts.)
 const preexistingCache = { dir: "/var/cache/vllm-workstation" };
 
+let rig: Rig;
 let box: Box;
-let index: PackageIndex;
-let hub: HfEndpoint;
 let ts: TestStack;
 let port: number;
 let before: string;
@@ -64,16 +60,10 @@ let destroyed = false;
 /** The command lines of every curl the stack ran on the box during both ups. */
 let curlCommandLines = "";
 
+/** The lifecycle tests' config (boxStackConfig) with the venv at venvA. */
 function config(extra: Record<string, unknown> = {}): Record<string, unknown> {
-    return {
-        target: sshTarget(box),
-        // Debian's Python on the box, and the wheels the lifecycle test's wheelhouse holds.
-        python: { version: "3.11", indexUrl: index.url, venvPath: venvA, vllmVersion: "0.24.0", flashinferVersion: "0.6.12" },
-        model: { revision: hub.commitSha, endpoint: hub.url, tiktoken: { baseUrl: hub.tiktoken.baseUrl, files: hub.tiktoken.files } },
-        gpu: { tier: "24gb" },
-        server: { port, healthTimeoutSeconds: 120 },
-        ...extra,
-    };
+    const base = rig.config();
+    return { ...base, python: { ...base.python, venvPath: venvA }, ...extra };
 }
 
 /** Which of the secrets occur in `text`, by name. */
@@ -81,38 +71,11 @@ function leaked(text: string): string[] {
     return secrets.filter(([, v]) => text.includes(v)).map(([name]) => name);
 }
 
-/** Every regular file under `dir`, decompressed where gzipped, as text. */
-function readTree(dir: string): Array<[string, string]> {
-    const out: Array<[string, string]> = [];
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-        const p = path.join(dir, e.name);
-        if (e.isDirectory()) out.push(...readTree(p));
-        else if (e.isFile()) {
-            const raw = fs.readFileSync(p);
-            out.push([p, (p.endsWith(".gz") ? zlib.gunzipSync(raw) : raw).toString("latin1")]);
-        }
-    }
-    return out;
-}
-
 /** `grep -rlF value` over the box's file systems as root: the files that hold it. */
 async function filesHolding(value: string): Promise<string[]> {
     // -D skip: FIFOs and sockets under /run would block a plain read.
     const out = await box.sh(`grep -rlF -D skip -e ${value} ${scanned} 2>/dev/null || true`);
     return out.split("\n").filter(Boolean).sort();
-}
-
-/**
- * `pulumi stack export` as a user or a backup job runs it: without --show-secrets. (The Automation API's
- * exportStack always passes --show-secrets, so its JSON holds every secret decrypted, by design.)
- */
-function plainExport(): Promise<string> {
-    const env = { ...process.env, ...(ts.stack.workspace as LocalWorkspace).envVars };
-    return new Promise((resolve, reject) =>
-        execFile("pulumi", ["stack", "export", "--stack", ts.stack.name, "--non-interactive"], { cwd: ts.dir, env, maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
-            err ? reject(new Error(`pulumi stack export: ${err.message}\n${stderr}`)) : resolve(stdout),
-        ),
-    );
 }
 
 async function listeners(): Promise<string[]> {
@@ -130,29 +93,18 @@ async function up(t: { log: (...a: unknown[]) => void }) {
 }
 
 test.before(async () => {
-    [box, index, hub] = await Promise.all([startBox({ name: "security" }), startPackageIndex({ wheelhouse }), startHfEndpoint({ token: HF_TOKEN })]);
-    await installGpuDoubles(box, "rtx4090");
+    rig = await startRig({ name: "security", hub: { token: HF_TOKEN }, port: await freePort() });
+    ({ box, port } = rig);
     await box.sh(`install -d -m 0755 ${preexistingCache.dir}`);
     for (const [file, content] of Object.entries(userFiles)) await box.sh(`install -d ${path.posix.dirname(file)} && cat > ${file}`, { input: content });
     await box.sh(`cat > /usr/local/bin/curl && chmod 755 /usr/local/bin/curl`, { input: curlShim });
     before = await boxSnapshot(box);
-    port = await freePort();
-    ts = await testStack({ name: "security", program: workstationProgram, config: config() });
+    ts = await rig.stack({ config: config() });
     await ts.stack.setConfig("apiKey", { value: API_KEY, secret: true });
     await ts.stack.setConfig("hfToken", { value: HF_TOKEN, secret: true });
 });
 
-test.after.always(async () => {
-    if (!destroyed) {
-        try {
-            await ts?.stack.destroy({ onOutput: ts.onOutput });
-        } catch {
-            // the destroy test reports destroy's own failures
-        }
-    }
-    ts?.remove();
-    await Promise.all([box?.stop(), index?.stop(), hub?.stop()]);
-});
+test.after.always(() => rig?.stop({ destroy: !destroyed }));
 
 test.serial("a non-loopback host without an API key is refused by config validation before any resource", async (t) => {
     const snapshot = await boxSnapshot(box);
@@ -190,11 +142,11 @@ test.serial("by default the service listens on loopback only", async (t) => {
 
 test.serial("the model download used the HF token, which the endpoint requires", async (t) => {
     // The repository's routes; the Hub's open ones (/health, /tiktoken, the CLI's /api/agent-harnesses) need no token.
-    const log = (await hub.requestLog()).filter((e) => e.path.includes(hub.repoId));
+    const log = (await rig.hub.requestLog()).filter((e) => e.path.includes(rig.hub.repoId));
     t.true(log.some((e) => e.path.includes("/resolve/") && e.status !== null && e.status < 400), "the model files were served");
     t.deepEqual(log.filter((e) => !e.auth).map((e) => e.path), [], "every request for the repository carried the token");
     t.deepEqual(log.filter((e) => e.status === 401).map((e) => e.path), []);
-    const anonymous = await fetch(`${hub.url}/api/models/${hub.repoId}/revision/${hub.commitSha}`);
+    const anonymous = await fetch(`${rig.hub.url}/api/models/${rig.hub.repoId}/revision/${rig.hub.commitSha}`);
     t.is(anonymous.status, 401, "without the token the endpoint refuses");
 });
 
@@ -286,7 +238,7 @@ test.serial("the state holds the secrets only encrypted", async (t) => {
     // Decrypted with the stack's passphrase (what exportStack does), the state does hold both secrets...
     t.deepEqual(leaked(JSON.stringify(await ts.stack.exportStack())), ["the API key", "the HF token"]);
     // ...and exported as anyone would, or read from the backend's files, it holds neither.
-    const exported = await plainExport();
+    const exported = await plainExport(ts);
     t.true(exported.includes('"ciphertext"'), "the secrets are in the state, as ciphertext");
     t.deepEqual(leaked(exported), []);
     const files = readTree(path.join(ts.dir, "state"));

@@ -1,5 +1,5 @@
 import test from "ava";
-import { runScript } from "./helpers/script";
+import { runScript, syntaxOk } from "./helpers/script";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -48,11 +48,6 @@ const plan24: ServingPlan = {
 };
 
 const strict = (script: string, env: NodeJS.ProcessEnv = {}) => runScript(script, env);
-
-function syntaxOk(script: string): string {
-    const r = spawnSync("bash", ["-n"], { input: script, encoding: "utf8" });
-    return r.status === 0 ? "ok" : r.stderr;
-}
 
 const runsOn = { cuda: "c0ffee000001", packages: "c0ffee000002", model: "c0ffee000003" };
 

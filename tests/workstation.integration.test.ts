@@ -1,16 +1,14 @@
 // The workstation stack's lifecycle on the throwaway box, through the real engine over SSH: converge from
 // nothing, a no-op second up, drift of every kind in a plain preview, a tier switch, and destroy.
 // Test doubles (no GPU here): the box's nvidia-smi and nvcc, the vLLM and FlashInfer wheels, the Hub.
-import test from "ava";
-import { lookingAhead, workstationProgram } from "../components/program";
-import { Box, startBox } from "./helpers/box";
-import { testStack, TestStack } from "./helpers/stack";
-import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./infra/servers/index";
-import { boxSnapshot, boxStackConfig, installGpuDoubles, serviceRecord, StandinRecord, wheelhouse } from "./helpers/workstation";
+import test, { ExecutionContext } from "ava";
+import type { Box } from "./helpers/box";
+import { changesLookingAhead, Rig, startRig, upLookingAhead } from "./helpers/rig";
+import type { TestStack } from "./helpers/stack";
+import { boxSnapshot, serviceRecord, StandinRecord } from "./helpers/workstation";
 
+let rig: Rig;
 let box: Box;
-let index: PackageIndex;
-let hub: HfEndpoint;
 let ts: TestStack;
 let port: number;
 let before: string;
@@ -18,42 +16,17 @@ let before: string;
 const venv = "/opt/vllm-workstation/venv";
 
 test.before(async () => {
-    [box, index, hub] = await Promise.all([startBox({ name: "ws" }), startPackageIndex({ wheelhouse }), startHfEndpoint()]);
-    await installGpuDoubles(box, "rtx4090");
+    rig = await startRig({ name: "workstation" });
+    ({ box, port } = rig);
     before = await boxSnapshot(box);
-    port = 18000 + Math.floor(Math.random() * 1000);
-    ts = await testStack({
-        name: "workstation",
-        program: workstationProgram,
-        config: boxStackConfig(box, index, hub, port),
-    });
+    ts = await rig.stack();
 });
 
-test.after.always(async () => {
-    try {
-        await ts?.stack.destroy({ onOutput: ts.onOutput });
-    } catch {
-        // the destroy test reports destroy's own failures
-    }
-    ts?.remove();
-    await Promise.all([box?.stop(), index?.stop(), hub?.stop()]);
-});
+test.after.always(() => rig?.stop());
 
-// Every up and preview runs as npm run up and preview run it: the look at the box started from the
-// stack file before the CLI (program.ts, lookingAhead), so drift is seen by that early look.
-async function up(t: { log: (...a: unknown[]) => void }, opts: { expectNoChanges?: boolean } = {}) {
-    try {
-        return await ts.stack.up({ onOutput: ts.onOutput, ...opts, program: lookingAhead(ts.dir, "test") });
-    } catch (e) {
-        t.log(ts.output.join("").slice(-6000));
-        throw e;
-    }
-}
-
-async function changed() {
-    const pv = await ts.stack.preview({ onOutput: ts.onOutput, program: lookingAhead(ts.dir, "test") });
-    return Object.fromEntries(Object.entries(pv.changeSummary).filter(([k]) => k !== "same"));
-}
+// Every up and preview runs as npm run up and preview run it.
+const up = (t: ExecutionContext, opts?: { expectNoChanges?: boolean }) => upLookingAhead(ts, t, opts);
+const changed = () => changesLookingAhead(ts);
 
 test.serial("pulumi up from nothing converges the box and the endpoint answers only after the health check", async (t) => {
     const r = await up(t);
@@ -69,7 +42,7 @@ test.serial("pulumi up from nothing converges the box and the endpoint answers o
 test.serial("the service runs vllm serve with the 24gb tier's flags and the CUDA environment", async (t) => {
     const rec: StandinRecord = await serviceRecord(box);
     t.is(rec.argv[1], "serve");
-    t.regex(rec.argv[2], new RegExp(`/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b/snapshots/${hub.commitSha}$`));
+    t.regex(rec.argv[2], new RegExp(`/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b/snapshots/${rig.hub.commitSha}$`));
     t.is(rec.flags["max-model-len"], "32768");
     t.is(rec.flags["served-model-name"], "gpt-oss-20b");
     t.is(rec.flags["host"], "127.0.0.1");

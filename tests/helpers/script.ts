@@ -42,3 +42,30 @@ export function runScriptAsync(script: string, env: NodeJS.ProcessEnv = {}): Pro
         child.stdin.end(renderStdin(script));
     });
 }
+
+/** "ok" when bash parses the script (`bash -n`), else what bash says. */
+export function syntaxOk(script: string): string {
+    const r = spawnSync("bash", ["-n"], { input: script, encoding: "utf8" });
+    return r.status === 0 ? "ok" : r.stderr;
+}
+
+/** The bodies of the quoted heredocs ending with `marker` (the Python a script runs). */
+export function heredocs(script: string, marker = "VLLM_WS_PY"): string[] {
+    const out: string[] = [];
+    let cur: string[] | null = null;
+    for (const line of script.split("\n")) {
+        if (cur === null) {
+            if (line.includes(`<<'${marker}'`)) cur = [];
+        } else if (line === marker) {
+            out.push(cur.join("\n"));
+            cur = null;
+        } else cur.push(line);
+    }
+    return out;
+}
+
+/** "ok" when python3 parses the source, else what it says. */
+export function pythonParses(source: string): string {
+    const r = spawnSync("python3", ["-c", "import ast,sys; ast.parse(sys.stdin.read())"], { input: source, encoding: "utf8" });
+    return r.status === 0 ? "ok" : r.stderr;
+}

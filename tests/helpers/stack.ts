@@ -1,9 +1,11 @@
 // A throwaway Pulumi project directory for a test: its own Pulumi.yaml, stack file and file backend,
 // nested in the repo, so the providers the engine starts there find the repo's dist/ and node_modules.
+import { execFile } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import type { PulumiFn, Stack } from "@pulumi/pulumi/automation";
+import * as zlib from "zlib";
+import type { LocalWorkspace, PulumiFn, Stack } from "@pulumi/pulumi/automation";
 import { openStack, projectRoot } from "../../scripts/engine";
 import type { Box } from "./box";
 
@@ -62,4 +64,31 @@ export async function testStack(opts: {
 export function sshTarget(box: Box) {
     const hostKey = fs.readFileSync(path.join(box.root, "etc/ssh/ssh_host_ed25519_key.pub"), "utf8").split(" ").slice(0, 2).join(" ");
     return { kind: "ssh" as const, host: box.host, port: box.port, user: box.user, privateKeyPath: box.privateKeyPath, hostKey };
+}
+
+/**
+ * `pulumi stack export` as a user or a backup job runs it: without --show-secrets. (The Automation API's
+ * exportStack always passes --show-secrets, so its JSON holds every secret decrypted, by design.)
+ */
+export function plainExport(ts: TestStack): Promise<string> {
+    const env = { ...process.env, ...(ts.stack.workspace as LocalWorkspace).envVars };
+    return new Promise((resolve, reject) =>
+        execFile("pulumi", ["stack", "export", "--stack", ts.stack.name, "--non-interactive"], { cwd: ts.dir, env, maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
+            err ? reject(new Error(`pulumi stack export: ${err.message}\n${stderr}`)) : resolve(stdout),
+        ),
+    );
+}
+
+/** Every regular file under `dir` (a test stack's directory, its state), decompressed where gzipped, as text. */
+export function readTree(dir: string): Array<[string, string]> {
+    const out: Array<[string, string]> = [];
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+        const p = path.join(dir, e.name);
+        if (e.isDirectory()) out.push(...readTree(p));
+        else if (e.isFile()) {
+            const raw = fs.readFileSync(p);
+            out.push([p, (p.endsWith(".gz") ? zlib.gunzipSync(raw) : raw).toString("latin1")]);
+        }
+    }
+    return out;
 }

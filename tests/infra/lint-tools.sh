@@ -12,6 +12,8 @@ venv="$cache/lint/venv"
 
 log() { echo "[lint-tools] $*" >&2; }
 die() { echo "[lint-tools] error: $*" >&2; exit 1; }
+# shellcheck source=venv.sh source-path=SCRIPTDIR
+source "$root/tests/infra/venv.sh"
 
 mkdir -p "$cache/lint"
 # Parallel test runs may all ask at once; only one of them installs.
@@ -24,14 +26,6 @@ if ! command -v shellcheck >/dev/null; then
         die "could not install shellcheck (apt-get install shellcheck)"
 fi
 
-want=$( { cat "$req"; python3 -c 'import sys; print(sys.version)'; } | sha256sum | cut -c1-64)
-if [[ "$(cat "$venv/.vllm-ws-stamp" 2>/dev/null)" != "$want" ]]; then
-    log "making the linters' venv $venv"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req" >&2 ||
-        { rm -rf "$venv"; die "pip install -r $req failed"; }
-    echo "$want" >"$venv/.vllm-ws-stamp"
-fi
+pinned_venv "the linters' venv" "$venv" "$req"
 flock -u 8
 echo "$venv"

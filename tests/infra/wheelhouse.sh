@@ -46,6 +46,8 @@ export SOURCE_DATE_EPOCH=1577836800
 
 log() { echo "[wheelhouse] $*" >&2; }
 die() { echo "[wheelhouse] error: $*" >&2; exit 1; }
+# shellcheck source=venv.sh source-path=SCRIPTDIR
+source "$root/tests/infra/venv.sh"
 
 servers_req="$root/tests/infra/servers/requirements.txt"
 venv="$cache/servers/venv"
@@ -53,18 +55,9 @@ venv="$cache/servers/venv"
 # --- the servers' venv ---------------------------------------------------------------------------------
 ensure_venv() {
     mkdir -p "$cache/servers"
-    local want
-    want=$( { cat "$servers_req"; python3 -c 'import sys; print(sys.version)'; } | sha256sum | cut -c1-64)
     exec 8>"$cache/servers/.venv.lock"
     flock -x 8
-    if [[ "$(cat "$venv/.vllm-ws-stamp" 2>/dev/null)" != "$want" ]]; then
-        log "making the servers' venv $venv"
-        rm -rf "$venv"
-        python3 -m venv "$venv"
-        "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$servers_req" >&2 ||
-            { rm -rf "$venv"; die "pip install -r $servers_req failed"; }
-        echo "$want" >"$venv/.vllm-ws-stamp"
-    fi
+    pinned_venv "the servers' venv" "$venv" "$servers_req"
     flock -u 8
 }
 
@@ -124,7 +117,8 @@ for v in $flashinfer_versions; do build_double flashinfer-standin "$v"; done
 # uv resolves for the target Python and platform (pip download would judge markers such as
 # `python_version > "3.11"` by the Python running it); pip then fetches exactly those pins' wheels.
 download() { # python-version requirements-file
-    local py=$1 reqs=$2 pins="$tmp/pins-$py.txt"
+    local py=$1 reqs=$2
+    local pins="$tmp/pins-$py.txt"
     UV_CACHE_DIR="$cache/servers/uv-cache" "$venv/bin/uv" pip compile -q --no-header --no-annotate \
         --python-version "$py" --python-platform x86_64-manylinux_2_28 --index-url https://pypi.org/simple \
         -c "$src/constraints.txt" -o "$pins" "$reqs" >&2 || die "resolving $(tr '\n' ' ' <"$reqs") for Python $py failed"

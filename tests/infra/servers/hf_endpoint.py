@@ -62,6 +62,8 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from parent_watch import exit_with
+
 CHUNK = 1 << 20
 
 
@@ -481,17 +483,6 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 64
 
 
-def watch_parent(pid):
-    while True:
-        time.sleep(0.5)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            os._exit(0)
-        except PermissionError:
-            pass
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", required=True)
@@ -513,7 +504,7 @@ def main():
     if not repos:
         sys.exit("no repositories under %s (make them with hf_fixture.py)" % opts.root)
     if opts.parent_pid:
-        threading.Thread(target=watch_parent, args=(opts.parent_pid,), daemon=True).start()
+        exit_with(opts.parent_pid)
     httpd = Server((opts.host, opts.port), make_handler(opts, repos, Log(opts.request_log)))
     print("listening on http://%s:%d" % (opts.host, httpd.server_address[1]), flush=True)
     try:

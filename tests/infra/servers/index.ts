@@ -18,27 +18,17 @@
 import { ChildProcess, execFile, spawn } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
+import { cacheDir, freePort, repoRoot } from "../../helpers/box";
+
+// The checkout, the cache directory and free ports: the box helper's, one definition for both.
+export { cacheDir, freePort, repoRoot };
 
 // --- paths -------------------------------------------------------------------------------------------
 
-function findRepoRoot(): string {
-    // Compiled to dist/tests/infra/servers; run from tests/infra/servers by ts tooling: walk up to the script.
-    for (let d = __dirname; d !== path.dirname(d); d = path.dirname(d)) {
-        if (fs.existsSync(path.join(d, "tests", "infra", "wheelhouse.sh"))) return d;
-    }
-    throw new Error(`tests/infra/wheelhouse.sh not found above ${__dirname}`);
-}
-
-export const repoRoot = findRepoRoot();
 /** The Python sources of the servers (not compiled: dist/ has no copy of them). */
 export const serversDir = path.join(repoRoot, "tests", "infra", "servers");
-
-export function cacheDir(): string {
-    return process.env.VLLM_WS_CACHE ?? path.join(os.homedir(), ".cache", "vllm-workstation");
-}
 
 // --- child processes ---------------------------------------------------------------------------------
 
@@ -95,18 +85,6 @@ async function mustRun(cmd: string, args: readonly string[], opts: { env?: NodeJ
     const r = await run(cmd, args, opts);
     if (r.code !== 0) throw new Error(`${cmd} ${args.join(" ")} exited ${r.code}\n${r.stderr}${r.stdout}`);
     return r.stdout;
-}
-
-/** A port that was free a moment ago on 127.0.0.1. */
-export function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const srv = net.createServer();
-        srv.once("error", reject);
-        srv.listen(0, "127.0.0.1", () => {
-            const port = (srv.address() as net.AddressInfo).port;
-            srv.close(() => resolve(port));
-        });
-    });
 }
 
 // --- the servers' venv and the wheelhouse ------------------------------------------------------------

@@ -15,24 +15,12 @@ passlib in the servers' venv).
 import hmac
 import os
 import sys
-import threading
-import time
 
-
-def watch_parent(pid):
-    while True:
-        time.sleep(0.5)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            os._exit(0)
-        except PermissionError:
-            pass
+from parent_watch import exit_with
 
 
 def main():
-    parent = int(sys.argv[1])
-    threading.Thread(target=watch_parent, args=(parent,), daemon=True).start()
+    exit_with(int(sys.argv[1]))
     from pypiserver.__main__ import main as pypi_server
 
     args = sys.argv[2:]
