@@ -67,7 +67,7 @@ const config = parseConfig({
 
 const docker = parseConfig({ model: { revision }, runtime: "docker", dockerHost: "unix:///run/docker.sock", server: { host: "0.0.0.0" }, apiKey: "sk-0123456789abcdef" });
 
-/** Every script the stack runs on the workstation for `config`, each as it goes to bash (host.ts). */
+/** Every script the stack runs on the workstation for `config`, each as it goes to bash (host/connection.ts). */
 function renderedScripts(): Array<{ label: string; text: string }> {
     const l = modelLayout(config.model);
     const pieces: Record<string, { apply: string; probe: string; remove: string }> = {

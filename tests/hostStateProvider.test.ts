@@ -96,7 +96,7 @@ test("step() dispatches create, read, update and delete, and names the step it d
     t.is(err!.message, 'unknown step "destroy": expected create, read, update or delete');
 });
 
-// What the provider (tools/provider) runs: `node hostStateProvider.js <op>`, JSON in, JSON out.
+// What the provider (tools/provider) runs: `node host/provider.js <op>`, JSON in, JSON out.
 const helper = path.join(__dirname, "..", "components", "host", "provider.js");
 
 test("run as the provider runs it, a step reads its request on stdin and prints its result as JSON, progress on stderr", (t) => {

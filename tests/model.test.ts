@@ -244,7 +244,7 @@ function fakeBox(t: ExecutionContext, opts: { endpoint?: string; keepOnDestroy?:
     fs.writeFileSync(`${venvPath}/bin/python`, `#!/bin/sh\nPYTHONPATH='${dir}/fakehub' exec python3 "$@"\n`, { mode: 0o755 });
     type Call = { repo_id: string; revision: string; cache_dir: string; ignore_patterns: string[] | null; HF_HUB_CACHE: string | null; HF_ENDPOINT: string | null };
     const hfCalls = (): Call[] => (fs.existsSync(`${dir}/hf.log`) ? fs.readFileSync(`${dir}/hf.log`, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Call) : []);
-    // apply with its secret environment exported first, as the provider's step runs it (host.ts).
+    // apply with its secret environment exported first, as the provider's step runs it (host/connection.ts).
     const scripts = modelScripts(m, venvPath);
     const exports = Object.entries(modelEnv(m)).map(([k, v]) => `export ${k}=${q(v)}\n`).join("");
     return { dir, m, l, venvPath, hfCalls, scripts: { ...scripts, apply: exports + scripts.apply } };

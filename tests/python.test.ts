@@ -34,7 +34,7 @@ interface Ran {
     stderr: string;
 }
 
-/** Runs a script as a step does (host.ts): its secret environment exported first. */
+/** Runs a script as a step does (host/connection.ts): its secret environment exported first. */
 const strict = (script: string, env: Record<string, string> = {}): Ran => runScript(script, env);
 
 /** Like strict(), without blocking the event loop (a test HTTP server in this process must answer). */

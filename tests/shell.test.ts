@@ -5,7 +5,7 @@ import * as path from "path";
 import { asset, expectFile, fillAsset, fillFragment, managedHeader, probeFile, q, say, sha256, writeFile } from "../components/host/shell";
 import { tempDir } from "./helpers/tempDir";
 
-/** Runs a script the way host.ts does: `bash -s` reading it on stdin under `set -euo pipefail`. */
+/** Runs a script the way host/connection.ts does: `bash -s` reading it on stdin under `set -euo pipefail`. */
 function runScript(script: string): { code: number | null; stdout: string; stderr: string } {
     const r = spawnSync("bash", ["-s"], { input: `set -euo pipefail\n${script}\n`, encoding: "utf8" });
     return { code: r.status, stdout: r.stdout, stderr: r.stderr };

@@ -1,5 +1,5 @@
 // Runs shell scripts on the workstation, locally or over SSH. The program uses it, and so does each of
-// HostState's provider steps (hostStateProvider.ts, a Node process of its own), so it must stay free of
+// HostState's provider steps (host/provider.ts, a Node process of its own), so it must stay free of
 // Pulumi program state.
 import { spawn } from "child_process";
 import * as fs from "fs";

@@ -1,6 +1,6 @@
 // The box half of HostState's provider: the steps that touch the workstation. The provider
 // (tools/provider, pulumi-resource-hoststate) answers Check and Diff itself and runs each of these as
-// `node hostStateProvider.js <create|read|update|delete>`, the request as JSON on stdin and the reply as
+// `node host/provider.js <create|read|update|delete>`, the request as JSON on stdin and the reply as
 // JSON on stdout; progress goes to stderr, which the provider shows beside the resource. It imports
 // nothing from the program side, so a step loads in tens of milliseconds.
 import { Connection, describe, runOrThrow, UnreachableError } from "./connection";
@@ -116,7 +116,7 @@ export async function remove(_id: string, props: HostStateOutputs): Promise<void
     }
 }
 
-/** One step as the provider asks for it: what `node hostStateProvider.js <op>` does with its stdin. */
+/** One step as the provider asks for it: what `node host/provider.js <op>` does with its stdin. */
 export async function step(op: string, req: Record<string, unknown>): Promise<unknown> {
     const r = req as { id: string; inputs: HostStateInputs; props: HostStateOutputs; olds: HostStateOutputs; news: HostStateInputs };
     switch (op) {
@@ -134,7 +134,7 @@ export async function step(op: string, req: Record<string, unknown>): Promise<un
 }
 
 /**
- * What `node hostStateProvider.js <op>` prints: `{result}`, or `{error}`, with `partial: {id, outs}`
+ * What `node host/provider.js <op>` prints: `{result}`, or `{error}`, with `partial: {id, outs}`
  * when the step failed after it touched the box (the provider hands that to the engine as the
  * resource's partial state).
  */

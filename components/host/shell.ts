@@ -1,5 +1,5 @@
 // Small pure helpers for the shell scripts the components render. Scripts run under `set -euo pipefail`
-// as root on the workstation (host.ts).
+// as root on the workstation (host/connection.ts).
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";

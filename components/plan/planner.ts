@@ -132,7 +132,7 @@ export const PLANNER_CONSTANTS = {
     blockSize: 16,
 } as const;
 
-/** The `gpu` section of the stack config (config.ts's Gpu): every knob null means "let the planner choose". */
+/** The `gpu` section of the stack config (config/schema.ts's Gpu): every knob null means "let the planner choose". */
 export type PlanOptions = Readonly<z.output<typeof Gpu>>;
 export type Tier = PlanOptions["tier"];
 export const TIERS: readonly Tier[] = Gpu.unwrap().shape.tier.unwrap().options;
@@ -612,7 +612,7 @@ function diagnose(card: Card, o: PlanOptions, t: Trial): string[] {
 export function plan(input: PlanInput): PlanResult {
     const o: PlanOptions = { ...AUTO_OPTIONS, ...input.options };
     const wsl = input.wsl ?? true;
-    // The schema's bounds and the rules between these options (config.ts).
+    // The schema's bounds and the rules between these options (config/schema.ts).
     const optionErrors = gpuOptionProblems(o);
     const errors = [...optionErrors];
     const card = cardToPlanFor(input.gpu, o.tier, errors);

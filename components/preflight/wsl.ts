@@ -4,7 +4,7 @@
 import type { Check } from "./checks";
 import { Facts, wslKind } from "./facts";
 
-/** The hosts config.ts treats as loopback. */
+/** The hosts config/schema.ts treats as loopback. */
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 
 /**

@@ -1,4 +1,4 @@
-// Runs a rendered script on this machine as HostState's steps run it on the box (host.ts renderStdin:
+// Runs a rendered script on this machine as HostState's steps run it on the box (host/connection.ts renderStdin:
 // strict mode and the ownership functions first), with the ownership record in a temp dir of this test
 // process instead of /var/lib, so unit tests never touch the test machine's own record.
 import { spawn, spawnSync } from "child_process";

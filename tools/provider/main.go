@@ -5,7 +5,7 @@
 // Node dynamic provider took about 0.65 s of each to start (Node, then all of @pulumi/pulumi) before the
 // first diff; a preview of a converged box does nothing else with it. This one starts in milliseconds
 // and answers Check and Diff itself. The steps that touch the box (Create, Read, Update, Delete) run
-// components/host/provider.js in Node, the same code the program uses to reach the box (host.ts),
+// components/host/provider.js in Node, the same code the program uses to reach the box (host/connection.ts),
 // one short process per step, so there is one implementation of SSH, progress and error messages.
 package main
 
@@ -93,7 +93,7 @@ type server struct {
 	running map[*exec.Cmd]struct{}
 }
 
-// helperReply is what hostStateProvider.js prints on stdout: a result, or the error to report, with
+// helperReply is what host/provider.js prints on stdout: a result, or the error to report, with
 // the partial state when the step failed after its script ran on the box.
 type helperReply struct {
 	Result  map[string]any `json:"result"`
