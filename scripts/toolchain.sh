@@ -17,6 +17,7 @@ PULUMI_VERSION=v3.250.0     # keep equal to @pulumi/pulumi in package.json and t
 NODE_VERSION=22.23.3        # @pulumi/pulumi 3.250 needs Node 22 or later
 GO_VERSION=1.25.11          # the `go` line of tools/pulumi/go.mod and tools/provider/go.mod
 # sha256 of golang.org/toolchain@v0.0.1-go$GO_VERSION.linux-amd64.zip on the Go module proxy
+# shellcheck disable=SC2034 # read as ${!sum} in ensure_go
 GO_ZIP_SHA256_amd64=dbf20d78a456c1a53fc52c06f1660851cb115be9b0807caf1abc4aedf8c77c1b
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -142,8 +143,9 @@ EOF
 # no engine looks for the plugin anywhere else (docs/onboarding.md says why).
 HOSTSTATE_VERSION=0.1.0     # keep equal to Version in tools/provider/main.go
 ensure_provider() {
-  local src=$here/tools/provider hash out
-  hash=$(cat "$src/go.mod" "$src/go.sum" $(ls "$src"/*.go | grep -v _test.go) | sha256sum | cut -c1-16)
+  local src=$here/tools/provider hash out f sources=()
+  for f in "$src"/*.go; do [[ $f == *_test.go ]] || sources+=("$f"); done
+  hash=$(cat "$src/go.mod" "$src/go.sum" "${sources[@]}" | sha256sum | cut -c1-16)
   out=$src/bin/pulumi-resource-hoststate
   [[ -x $out && $(cat "$src/bin/.sources" 2>/dev/null) == "$hash" ]] && return
   log "building the HostState provider from tools/provider"

@@ -8,11 +8,12 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=$here/tests/fixtures/vllm
 cache=${VLLM_WS_CACHE:-$HOME/.cache/vllm-workstation}/vllm-wheels
 mkdir -p "$cache" "$out"
-whl=$(ls "$cache"/vllm-"$version"-*.whl 2>/dev/null | head -n1 || true)
+wheel() { local w; for w in "$cache"/vllm-"$version"-*.whl; do [[ -f $w ]] && { echo "$w"; return 0; }; done; return 0; }
+whl=$(wheel)
 if [[ -z $whl ]]; then
   python3 -m pip download --no-deps --only-binary=:all: --platform manylinux1_x86_64 --platform manylinux_2_28_x86_64 \
     --python-version 3.12 -d "$cache" "vllm==$version"
-  whl=$(ls "$cache"/vllm-"$version"-*.whl | head -n1)
+  whl=$(wheel)
 fi
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 unzip -q -o "$whl" 'vllm/engine/arg_utils.py' 'vllm/entrypoints/openai/cli_args.py' 'vllm/entrypoints/cli/serve.py' 'vllm/envs.py' \

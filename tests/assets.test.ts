@@ -323,3 +323,21 @@ test("the one-language check finds shell, Python, a unit and a Go template spell
     t.deepEqual(lines('const fix = "install the toolkit, then restart the engine\\nand run pulumi up again";'), []);
     t.deepEqual(lines('const env = ["HF_HUB_OFFLINE=1", `HF_HUB_CACHE=${dir}`, "DO_NOT_TRACK=1"];'), []);
 });
+
+/** The project's own shell scripts: its commands, the bench's, the test infrastructure, CI's (the assets and their rendered snapshots have tests of their own above). */
+function projectShellScripts(): string[] {
+    const tracked = spawnSync("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: root, encoding: "utf8" }).stdout.split("\0");
+    const isShell = (f: string) => {
+        if (f.endsWith(".sh")) return true;
+        const head = fs.existsSync(path.join(root, f)) && fs.statSync(path.join(root, f)).isFile() ? fs.readFileSync(path.join(root, f), "utf8").slice(0, 40) : "";
+        return /^#!\/(usr\/)?bin\/(env )?(ba)?sh\b/.test(head);
+    };
+    return tracked.filter((f) => f !== "" && !f.startsWith("components/pieces/assets/") && !f.startsWith("tests/fixtures/rendered/") && !f.startsWith("node_modules/") && !f.startsWith("tools/pulumi/") && isShell(f)).sort();
+}
+
+test("every shell script of the project outside the assets is clean under shellcheck, sourced files followed", (t) => {
+    const files = projectShellScripts();
+    t.true(files.includes(".ci/run") && files.includes("scripts/toolchain.sh") && files.includes("tests/infra/box.sh"), files.join(" "));
+    // Each in the shell its shebang or directive names (no --shell), so the box's POSIX sh doubles are read as sh.
+    t.is(lint("shellcheck", ["--format=gcc", "-x", ...files]), "");
+});
