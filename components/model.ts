@@ -131,6 +131,8 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
             : [
                   // Only the pinned revision: another revision or repository in the same cache stays.
                   `own_remove_hf_revision ${q(model.cacheDir)} ${q(model.repo)} ${q(model.revision)}`,
+                  // And the revision served before it, kept for the way back (the service's switch notes each).
+                  `own_prune_hf_revisions ${q(model.cacheDir)} ${q(model.repo)}`,
                   `rm -f ${Object.keys(model.tiktoken.files).sort().map((f) => q(`${l.tiktokenDir}/${f}`)).join(" ")}`,
                   `own_release_dir ${q(l.tiktokenDir)}`,
                   `own_release_dir ${q(model.cacheDir)}`,

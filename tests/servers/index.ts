@@ -121,7 +121,7 @@ export interface ServersVenv {
 }
 
 export interface WheelhouseOptions {
-    /** Versions of the vllm test double. Default ["0.11.0", "0.10.1+gptoss"]. */
+    /** Versions of the vllm test double. Default ["0.11.0", "0.10.1+gptoss", "0.11.2", "0.11.1+broken"] (0.11.1+broken fails at start). */
     readonly vllmVersions?: readonly string[];
     /** Versions of the flashinfer-python test double. Default ["0.3.1", "0.4.1"]. */
     readonly flashinferVersions?: readonly string[];
