@@ -12,7 +12,7 @@ import { containerScripts, dockerPreflightProbe } from "../components/dockerRunt
 import { renderStdin } from "../components/host";
 import { layout as modelLayout, modelProbe, modelScripts } from "../components/model";
 import { gatherFacts } from "../components/preflight";
-import { packageScripts, uvScripts } from "../components/python";
+import { installPath, packageScripts, uvScripts } from "../components/python";
 import { serviceScripts } from "../components/vllmService";
 import { plan12, revision } from "./helpers/plans";
 
@@ -75,6 +75,7 @@ function renderedScripts(): Array<{ label: string; text: string }> {
         service: serviceScripts({
             config,
             plan: plan12,
+            installPath: installPath(config.python, null),
             snapshotPath: l.snapshot,
             tiktokenDir: l.tiktokenDir,
             apiKeyId: "0123456789abcdef",

@@ -36,7 +36,7 @@ import { containerArgs, containerEnv } from "../components/dockerRuntime";
 import { Connection, shellArgv } from "../components/host";
 import { layout as modelLayout, modelProbe, modelScripts } from "../components/model";
 import { gatherFacts } from "../components/preflight";
-import { packageScripts, renderRequirements, uvScripts } from "../components/python";
+import { installPath, packageScripts, renderRequirements, uvScripts } from "../components/python";
 import { endpointUrl, renderConfigYaml, renderEnv, renderUnit, servedModelName, serviceScripts, ServingPlan, vllmFlags } from "../components/vllmService";
 import { exampleRequest } from "../components/workstation";
 
@@ -330,7 +330,7 @@ function render(c: WorkstationConfig, p: ServingPlan, lock: string | null, keyId
     const uv = uvScripts(c.python);
     const pkgs = packageScripts(c.python, lock);
     const model = modelScripts(c.model, c.python.venvPath);
-    const service = serviceScripts({ config: c, plan: p, snapshotPath: l.snapshot, tiktokenDir: l.tiktokenDir, apiKeyId: keyId, runsOn: { cuda: "0123456789ab", packages: "0123456789ab", model: "0123456789ab" } });
+    const service = serviceScripts({ config: c, plan: p, installPath: installPath(c.python, lock), snapshotPath: l.snapshot, tiktokenDir: l.tiktokenDir, apiKeyId: keyId, runsOn: { cuda: "0123456789ab", packages: "0123456789ab", model: "0123456789ab" } });
     const flags = vllmFlags(c, p);
     fs.rmSync(path.join(scratch, "known_hosts"), { force: true });
     const sshArgv = c.target.kind === "ssh" ? shellArgv(c.target as Connection, scratch) : [];
@@ -362,7 +362,7 @@ function render(c: WorkstationConfig, p: ServingPlan, lock: string | null, keyId
             }),
         },
         env: { "cuda.env": cudaEnv.renderServiceEnv(c.cuda), "vllm.env": renderEnv(c, p, l.tiktokenDir) },
-        unit: renderUnit(c, l.snapshot),
+        unit: renderUnit(c, l.snapshot, installPath(c.python, lock)),
         flags,
         yaml: renderConfigYaml(flags),
         requirements: renderRequirements(c.python),

@@ -29,6 +29,7 @@ import {
     unitPath,
     vllmFlags,
 } from "../components/vllmService";
+import { installPath } from "../components/python";
 import { plan12, revision, snapshot, tiktokenDir } from "./helpers/plans";
 import { ensureServersVenv } from "./servers";
 
@@ -57,7 +58,7 @@ function syntaxOk(script: string): string {
 const runsOn = { cuda: "c0ffee000001", packages: "c0ffee000002", model: "c0ffee000003" };
 
 function scriptsFor(key: string | null, c = config, plan = plan12, on: Record<string, string> = runsOn) {
-    return serviceScripts({ config: c, plan, snapshotPath: snapshot, tiktokenDir, apiKeyId: key === null ? null : apiKeyId(key), runsOn: on });
+    return serviceScripts({ config: c, plan, installPath: installPath(c.python, null), snapshotPath: snapshot, tiktokenDir, apiKeyId: key === null ? null : apiKeyId(key), runsOn: on });
 }
 
 /** The lines of `script` from the first line that starts with `from` to the first after it that starts with `to`. */
@@ -158,7 +159,7 @@ test("the --config YAML parses back to the same flags, even for an awkward serve
 });
 
 test("the unit runs the venv's vllm on the snapshot with the --config file, as the service user", (t) => {
-    const unit = renderUnit(config, snapshot);
+    const unit = renderUnit(config, snapshot, installPath(config.python, null));
     t.true(unit.startsWith(managedHeader()));
     const lines = unit.split("\n");
     t.true(lines.includes("User=vllm"));
@@ -169,7 +170,7 @@ test("the unit runs the venv's vllm on the snapshot with the --config file, as t
 });
 
 test("the unit loads the CUDA env, the vLLM env and, optionally, the secrets file, in that order", (t) => {
-    const envFiles = renderUnit(config, snapshot)
+    const envFiles = renderUnit(config, snapshot, installPath(config.python, null))
         .split("\n")
         .filter((l) => l.startsWith("EnvironmentFile="));
     t.deepEqual(envFiles, [`EnvironmentFile=${serviceEnvPath}`, `EnvironmentFile=${envPath}`, `EnvironmentFile=-${secretsPath}`]);
@@ -178,7 +179,7 @@ test("the unit loads the CUDA env, the vLLM env and, optionally, the secrets fil
 });
 
 test("the unit is locked down except where the GPU needs it", (t) => {
-    const lines = renderUnit(config, snapshot).split("\n");
+    const lines = renderUnit(config, snapshot, installPath(config.python, null)).split("\n");
     for (const l of ["NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "CapabilityBoundingSet=", "UMask=0077"]) {
         t.true(lines.includes(l), l);
     }
@@ -189,14 +190,14 @@ test("the unit is locked down except where the GPU needs it", (t) => {
 
 test("the unit follows the configured user and venv", (t) => {
     const c = parseConfig({ model: { revision }, server: { user: "llm" }, python: { venvPath: "/srv/vllm/venv" } });
-    const lines = renderUnit(c, snapshot).split("\n");
+    const lines = renderUnit(c, snapshot, installPath(c.python, null)).split("\n");
     t.true(lines.includes("User=llm"));
     t.true(lines.some((l) => l.startsWith("ExecStart=/srv/vllm/venv/bin/vllm serve ")));
 });
 
 test("the unit never contains an API key, even when the config holds one", (t) => {
     const c = parseConfig({ model: { revision }, server: { host: "0.0.0.0" }, apiKey });
-    const unit = renderUnit(c, snapshot);
+    const unit = renderUnit(c, snapshot, installPath(c.python, null));
     t.false(unit.includes(apiKey));
     t.false(unit.includes("VLLM_API_KEY"));
     t.false(/--api-key/.test(unit));
@@ -254,7 +255,7 @@ test("expected lists the three file hashes, the secrets, and an active, enabled 
     t.is(
         s.expected,
         [
-            expectFile("unit", renderUnit(config, snapshot)),
+            expectFile("unit", renderUnit(config, snapshot, installPath(config.python, null))),
             expectFile("config", renderConfigYaml(vllmFlags(config, plan12))),
             expectFile("env", renderEnv(config, plan12, tiktokenDir)),
             "secrets=none",

@@ -50,7 +50,8 @@ if [ -d "$venv" ] && [ ! -L "$venv" ]; then
     if [ -e "$to" ]; then own_remove_tree "$to"; fi
     mv -T "$venv" "$to"
     from_re=${venv//./\\.}
-    { grep -lIF -- "$venv/" "$to"/bin/* 2>/dev/null || true; } | while read -r f; do sed -i "s|$from_re/|$to/|g" "$f"; done
+    # The path, where it ends a word of its own (not "$venv-tools"): shebangs, activate scripts.
+    { grep -lIF -- "$venv" "$to"/bin/* 2>/dev/null || true; } | while read -r f; do sed -i -E "s#${from_re}([/'\"[:space:]]|\$)#${to}\\1#g" "$f"; done
     own_note made "$to"
     if [ "$to" = "$install" ] && [ -s "$earlier_lock" ]; then
       cp "$earlier_lock" "$to/requirements.lock"

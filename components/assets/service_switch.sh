@@ -28,15 +28,16 @@ authed_get() {
   curl -fsS --max-time 10 ${VLLM_WS_API_KEY:+-K -} "$1" <<<"header = \"Authorization: Bearer ${VLLM_WS_API_KEY:-}\""
 }
 
-# Waits until /health answers and /v1/models lists the served model; fails at the deadline, or at once
-# when the process died (systemd counts its automatic restarts). Sets `why` when it fails.
+# Waits until /health answers and /v1/models lists the served model; fails at the deadline, or as soon
+# as the process died (systemd waits to restart it, or counted a restart). Sets `why` when it fails.
 wait_healthy() {
   local deadline=$((SECONDS + health_timeout)) restarts models
   restarts=$(systemctl show -p NRestarts --value "$unit_name" 2>/dev/null || echo 0)
   why="vllm-workstation.service did not become healthy within ${health_timeout}s"
   until curl -fsS -o /dev/null --max-time 5 "$base/health"; do
     if systemctl is-failed --quiet "$unit_name"; then why="vllm-workstation.service failed"; return 1; fi
-    if [ "$(systemctl show -p NRestarts --value "$unit_name" 2>/dev/null || echo 0)" != "$restarts" ]; then
+    if [ "$(systemctl show -p SubState --value "$unit_name" 2>/dev/null || true)" = auto-restart ] ||
+      [ "$(systemctl show -p NRestarts --value "$unit_name" 2>/dev/null || echo 0)" != "$restarts" ]; then
       why="vllm-workstation.service exited before it served"
       return 1
     fi
