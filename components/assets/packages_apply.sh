@@ -72,6 +72,10 @@ if [ ! -x "$install/bin/python" ] || [ "$(python_of "$install")" != "$python_ver
   uv venv --clear --python "$python_version" "$install"
 fi
 
+# A first install has no link yet: it points at this install from the start (nothing runs on it yet;
+# the model download will).
+if [ ! -e "$venv" ] && [ ! -L "$venv" ]; then own_link "$venv" "$install"; fi
+
 req=$(mktemp)
 printf '%s' "$requirements" >"$req"
 if [ -n "$lock_text" ]; then
@@ -99,9 +103,8 @@ if ! as_locked "$install" "$install/requirements.lock"; then
     { echo "$hint" >&2; exit 1; }
 fi
 
-# A first install has no link yet: it points at this install (the model download runs with it).
-if [ "$switch" = yes ] || { [ ! -e "$venv" ] && [ ! -L "$venv" ]; }; then
+if [ "$switch" = yes ]; then
   earlier=$(readlink "$venv" || true)
   own_link "$venv" "$install"
-  if [ "$switch" = yes ]; then own_prune_dirs "$installs" "$install" "$earlier"; fi
+  own_prune_dirs "$installs" "$install" "$earlier"
 fi
