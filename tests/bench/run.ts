@@ -47,6 +47,7 @@ import { Box, cacheDir, freePort, startBox } from "../helpers/box";
 import { testStack, TestStack } from "../helpers/stack";
 import { boxStackConfig, installGpuDoubles, partialBytes, wheelhouse } from "../helpers/workstation";
 import { HfEndpoint, makeHfFixture, PackageIndex, RequestLogEntry, startHfEndpoint, startPackageIndex } from "../servers";
+import { upgradeBench, UpgradeRow } from "./upgrade";
 
 // --- options -----------------------------------------------------------------------------------------
 
@@ -541,6 +542,8 @@ async function phaseSizes(o: Options, r: Results, ts: TestStack, sizes: Array<{ 
 
 // --- the table ---------------------------------------------------------------------------------------
 
+let upgradeRows: UpgradeRow[] = [];
+
 interface Row {
     what: string;
     value: string;
@@ -619,6 +622,7 @@ function table(o: Options, r: Results): { markdown: string; rows: Row[]; targets
     } else {
         add("kill -9 mid-download, rerun", "n/a (phase failed)", "", "<= 1.00x the in-flight file", null);
     }
+    for (const u of upgradeRows) add(u.what, u.value, u.samples, u.target, u.pass);
     const esc = (s: string) => s.replace(/\|/g, "\\|");
     const markdown = [
         "| measurement | median | samples (s, MB/s or x) | target | result |",
@@ -714,6 +718,7 @@ async function main(): Promise<number> {
             if (o.large) sizes.push({ bytes: 10e9, hub: () => hubFor(10e9) });
             await phaseSizes(o, r, wsTs, sizes, config, floor);
         });
+        await phase("upgrade", async () => void (upgradeRows = await upgradeBench(o, log)));
         await phase("cleanup", async () => {
             await destroy(wsTs, "final destroy");
         });
