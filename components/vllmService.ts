@@ -126,8 +126,12 @@ export function renderEnv(c: WorkstationConfig, plan: ServingPlan, tiktokenDir: 
     return managedHeader() + lines.join("\n") + "\n";
 }
 
-/** The unit (components/assets/vllm-workstation.service): vLLM of the install `installPath` serving the snapshot. */
-export function renderUnit(c: WorkstationConfig, snapshotPath: string, installPath: string): string {
+/**
+ * The unit (components/assets/vllm-workstation.service): the vllm of the venv path serving the snapshot.
+ * The venv path is a link to the install in service, which the service's step switches (and restarts
+ * the service), so a change of packages leaves the unit as it is.
+ */
+export function renderUnit(c: WorkstationConfig, snapshotPath: string): string {
     return fillAsset("vllm-workstation.service", {
         MANAGED: managedHeader().trimEnd(),
         MODEL_REPO: c.model.repo,
@@ -135,7 +139,7 @@ export function renderUnit(c: WorkstationConfig, snapshotPath: string, installPa
         SERVICE_ENV: serviceEnvPath,
         ENV: envPath,
         SECRETS: secretsPath,
-        INSTALL: installPath,
+        VENV: c.python.venvPath,
         SNAPSHOT: snapshotPath,
         CONFIG: configPath,
     });
@@ -211,7 +215,7 @@ export function servicePiece(c: WorkstationConfig): Piece {
 
 export function serviceScripts(s: ServiceInputs) {
     const c = s.config;
-    const unit = renderUnit(c, s.snapshotPath, s.installPath);
+    const unit = renderUnit(c, s.snapshotPath);
     const yaml = renderConfigYaml(serviceFlags(c, s.plan, s.apiKeyId !== null));
     const env = renderEnv(c, s.plan, s.tiktokenDir);
     const authModule = readAsset(`${authModuleName}.py`);

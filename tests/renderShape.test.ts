@@ -362,7 +362,7 @@ function render(c: WorkstationConfig, p: ServingPlan, lock: string | null, keyId
             }),
         },
         env: { "cuda.env": cudaEnv.renderServiceEnv(c.cuda), "vllm.env": renderEnv(c, p, l.tiktokenDir) },
-        unit: renderUnit(c, l.snapshot, installPath(c.python, lock)),
+        unit: renderUnit(c, l.snapshot),
         flags,
         yaml: renderConfigYaml(flags),
         requirements: renderRequirements(c.python),

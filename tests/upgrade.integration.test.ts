@@ -68,6 +68,9 @@ function installOf(vllmVersion: string): string {
 const servedVersion = async () => ((await (await fetch(`http://127.0.0.1:${port}/version`)).json()) as { version: string }).version;
 const link = async () => (await box.sh(`readlink ${venv}`)).trim();
 const execStart = async () => (await box.sh("systemctl show -p ExecStart --value vllm-workstation")).trim();
+/** The install the running vLLM came from: the interpreter its script's shebang names, first on its command line. */
+const servedFrom = async () =>
+    (await box.sh(`tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value vllm-workstation)/cmdline | head -n 1`)).trim().replace(/\/bin\/python[0-9.]*$/, "");
 const onDisk = async () => (await box.sh(`ls -1 ${installs}`)).trim().split("\n").filter(Boolean).sort();
 /** The requests pypiserver logged, from byte `from` of its log on. */
 const indexRequests = (from: number) =>
@@ -82,7 +85,8 @@ test.serial("a first up installs the packages beside the venv path, which links 
     t.is(r.summary.result, "succeeded");
     t.is(await servedVersion(), "0.11.0");
     t.is(await link(), installOf("0.11.0"));
-    t.true((await execStart()).includes(`${installOf("0.11.0")}/bin/vllm serve `));
+    t.true((await execStart()).includes(`${venv}/bin/vllm serve `), "the unit runs the venv path's vllm");
+    t.is(await servedFrom(), installOf("0.11.0"));
     t.true(indexRequests(0).length > 0, "the index logs the requests of the install");
 });
 
@@ -94,7 +98,7 @@ test.serial("an upgrade to a vLLM that fails to start rolls back: up fails sayin
     t.regex(said, /built to fail at start/, "the service's last log lines are in the message");
     t.is(await servedVersion(), "0.11.0", "the old stand-in answers");
     t.is(await link(), installOf("0.11.0"));
-    t.true((await execStart()).includes(`${installOf("0.11.0")}/bin/vllm serve `), "the unit runs the old install");
+    t.is(await servedFrom(), installOf("0.11.0"), "the service runs the old install");
     t.is((await box.sh("systemctl is-active vllm-workstation || true")).trim(), "active");
     t.deepEqual(await onDisk(), [installOf("0.11.0"), installOf("0.11.1+broken")].map((p) => p.split("/").pop()!).sort(), "the new install stays beside, for the next try");
     const c = await changed();
@@ -107,6 +111,7 @@ test.serial("an upgrade to a vLLM that starts converges, a second up is a no-op,
     t.is(r.summary.result, "succeeded");
     t.is(await servedVersion(), "0.11.2");
     t.is(await link(), installOf("0.11.2"));
+    t.is(await servedFrom(), installOf("0.11.2"));
     t.deepEqual(await onDisk(), [installOf("0.11.0"), installOf("0.11.2")].map((p) => p.split("/").pop()!).sort());
     const again = await up(t, { expectNoChanges: true });
     t.deepEqual(Object.keys(again.summary.resourceChanges ?? {}).filter((k) => k !== "same"), []);
@@ -120,6 +125,7 @@ test.serial("going back to the previous version switches to its kept install wit
     t.deepEqual(indexRequests(logged), [], "no request reached the package index");
     t.is(await servedVersion(), "0.11.0");
     t.is(await link(), installOf("0.11.0"));
+    t.is(await servedFrom(), installOf("0.11.0"));
     t.deepEqual(await onDisk(), [installOf("0.11.0"), installOf("0.11.2")].map((p) => p.split("/").pop()!).sort());
     t.deepEqual(await changed(), {});
 });

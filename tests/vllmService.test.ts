@@ -158,20 +158,20 @@ test("the --config YAML parses back to the same flags, even for an awkward serve
     t.deepEqual(JSON.parse(r.stdout), flags);
 });
 
-test("the unit runs the install's vllm on the snapshot with the --config file, as the service user", (t) => {
-    const unit = renderUnit(config, snapshot, installPath(config.python, null));
+test("the unit runs the venv's vllm on the snapshot with the --config file, as the service user", (t) => {
+    const unit = renderUnit(config, snapshot);
     t.true(unit.startsWith(managedHeader()));
     const lines = unit.split("\n");
     t.true(lines.includes("User=vllm"));
     t.true(lines.includes("Group=vllm"));
-    t.true(lines.includes(`ExecStart=${installPath(config.python, null)}/bin/vllm serve ${snapshot} --config /etc/vllm-workstation/vllm.yaml`));
-    t.true(installPath(config.python, null).startsWith("/opt/vllm-workstation/venv-tools/installs/"), "an install of its own, which the venv path links to");
+    // The venv path links to the install in service: a switch of packages leaves the unit as it is.
+    t.true(lines.includes(`ExecStart=/opt/vllm-workstation/venv/bin/vllm serve ${snapshot} --config /etc/vllm-workstation/vllm.yaml`));
     t.true(lines.includes("Restart=on-failure"));
     t.true(lines.includes("WantedBy=multi-user.target"));
 });
 
 test("the unit loads the CUDA env, the vLLM env and, optionally, the secrets file, in that order", (t) => {
-    const envFiles = renderUnit(config, snapshot, installPath(config.python, null))
+    const envFiles = renderUnit(config, snapshot)
         .split("\n")
         .filter((l) => l.startsWith("EnvironmentFile="));
     t.deepEqual(envFiles, [`EnvironmentFile=${serviceEnvPath}`, `EnvironmentFile=${envPath}`, `EnvironmentFile=-${secretsPath}`]);
@@ -180,7 +180,7 @@ test("the unit loads the CUDA env, the vLLM env and, optionally, the secrets fil
 });
 
 test("the unit is locked down except where the GPU needs it", (t) => {
-    const lines = renderUnit(config, snapshot, installPath(config.python, null)).split("\n");
+    const lines = renderUnit(config, snapshot).split("\n");
     for (const l of ["NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "CapabilityBoundingSet=", "UMask=0077"]) {
         t.true(lines.includes(l), l);
     }
@@ -191,14 +191,14 @@ test("the unit is locked down except where the GPU needs it", (t) => {
 
 test("the unit follows the configured user and venv", (t) => {
     const c = parseConfig({ model: { revision }, server: { user: "llm" }, python: { venvPath: "/srv/vllm/venv" } });
-    const lines = renderUnit(c, snapshot, installPath(c.python, null)).split("\n");
+    const lines = renderUnit(c, snapshot).split("\n");
     t.true(lines.includes("User=llm"));
-    t.true(lines.some((l) => l.startsWith("ExecStart=/srv/vllm/venv-tools/installs/") && l.includes("/bin/vllm serve ")));
+    t.true(lines.some((l) => l.startsWith("ExecStart=/srv/vllm/venv/bin/vllm serve ")));
 });
 
 test("the unit never contains an API key, even when the config holds one", (t) => {
     const c = parseConfig({ model: { revision }, server: { host: "0.0.0.0" }, apiKey });
-    const unit = renderUnit(c, snapshot, installPath(c.python, null));
+    const unit = renderUnit(c, snapshot);
     t.false(unit.includes(apiKey));
     t.false(unit.includes("VLLM_API_KEY"));
     t.false(/--api-key/.test(unit));
@@ -256,7 +256,7 @@ test("expected lists the three file hashes, the secrets, an active, enabled serv
     t.is(
         s.expected,
         [
-            expectFile("unit", renderUnit(config, snapshot, installPath(config.python, null))),
+            expectFile("unit", renderUnit(config, snapshot)),
             expectFile("config", renderConfigYaml(vllmFlags(config, plan12))),
             expectFile("env", renderEnv(config, plan12, tiktokenDir)),
             "secrets=none",

@@ -46,10 +46,11 @@ uid_before=$(id -u "$user" 2>/dev/null || echo none)
 # A user or group made here is recorded, so that remove deletes only what the stack made.
 own_user "$user" "$cache_home"
 # WSL2 exposes the GPU as /dev/dxg; native Linux as /dev/nvidia*, group video on some distributions.
-if getent group video >/dev/null; then usermod -aG video "$user" || true; fi
+if getent group video >/dev/null && ! id -nG "$user" | tr ' ' '\n' | grep -qx video; then usermod -aG video "$user" || true; fi
 own_dir "$python_dir"
 
 before=$(served_state | sha256sum)
+unit_before=$(sha256sum "$unit_path" 2>/dev/null || true)
 # What serves now is the set to go back to, if the new one fails; kept until the next switch.
 if serving_now; then save_served "$previous.next"; else rm -rf "$previous.next"; fi
 put_file "$auth_path" "$auth_text" 0644
@@ -72,8 +73,10 @@ if [ "$before" != "$after" ] && [ -d "$previous.next" ]; then
 fi
 rm -rf "$previous.next"
 
-systemctl daemon-reload
-systemctl enable "$unit_name" 2>/dev/null
+# The unit changes with the model revision or the account, not with the packages (it runs the venv
+# path's vllm): a switch of packages needs no reload of systemd.
+if [ "$unit_before" != "$(sha256sum "$unit_path")" ]; then systemctl daemon-reload; fi
+systemctl is-enabled --quiet "$unit_name" 2>/dev/null || systemctl enable "$unit_name" 2>/dev/null
 if [ "$before" != "$after" ] || [ "$uid_before" != "$(id -u "$user")" ] || ! systemctl is-active --quiet "$unit_name"; then
   echo "(re)starting vllm-workstation.service on $install" >&2
   systemctl restart "$unit_name"

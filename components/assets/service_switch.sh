@@ -42,7 +42,7 @@ wait_healthy() {
       return 1
     fi
     if [ $SECONDS -ge $deadline ]; then return 1; fi
-    sleep 1
+    sleep 0.5
   done
   models=$(authed_get "$base/v1/models") || { why="GET /v1/models failed"; return 1; }
   case "$models" in *"\"$served_name\""*) ;; *) why="GET /v1/models does not list $served_name: $models"; return 1 ;; esac

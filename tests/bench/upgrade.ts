@@ -74,7 +74,8 @@ export async function upgradeBench(o: { runs: number }, log: (s: string) => void
         const toOld = await up("0.11.0");
         const b = box;
         const health = `base=${q(`http://127.0.0.1:${port}`)}
-until curl -fsS -o /dev/null --max-time 5 "$base/health"; do sleep 1; done
+# Polled as often as the service step's own check polls.
+until curl -fsS -o /dev/null --max-time 5 "$base/health"; do sleep 0.5; done
 curl -fsS --max-time 10 "$base/v1/models" | grep -q '"gpt-oss-20b"'`;
 
         // The install: a lock of 0.11.2 as the box resolved it, installed by the packages step's script
@@ -89,16 +90,28 @@ curl -fsS --max-time 10 "$base/v1/models" | grep -q '"gpt-oss-20b"'`;
 ${q(UV)} venv -q --python 3.11 /root/bench-venv
 ${q(UV)} pip sync -q --require-hashes --compile-bytecode --python /root/bench-venv/bin/python --index-strategy first-index /root/bench.lock`;
 
-        for (let i = 0; i < o.runs; i++) {
-            switchMs.push(await timedSh(b, renderStdin(toNew)));
-            restartMs.push(await timedSh(b, `set -euo pipefail\nsystemctl restart vllm-workstation\n${health}`));
-            switchMs.push(await timedSh(b, renderStdin(toOld)));
-            restartMs.push(await timedSh(b, `set -euo pipefail\nsystemctl restart vllm-workstation\n${health}`));
-
+        const restart = async () => restartMs.push(await timedSh(b, `set -euo pipefail\nsystemctl restart vllm-workstation\n${health}`));
+        const install = async () => {
             await b.sh(renderStdin(`own_remove_tree ${q(fresh)}\nUV_CACHE_DIR=${q(UV_CACHE)} ${q(UV)} cache clean -q`));
             installMs.push(await timedSh(b, renderStdin(pkgs.apply, env)));
+        };
+        const sync = async () => {
             await b.sh(`rm -rf /root/bench-venv && UV_CACHE_DIR=${q(UV_CACHE)} ${q(UV)} cache clean -q`);
             syncMs.push(await timedSh(b, `set -euo pipefail\n${plainSync}`));
+        };
+        // Each pair in both orders, so that neither always runs on a box the other just warmed.
+        for (let i = 0; i < o.runs; i++) {
+            switchMs.push(await timedSh(b, renderStdin(toNew)));
+            await restart();
+            await restart();
+            switchMs.push(await timedSh(b, renderStdin(toOld)));
+            if (i % 2 === 0) {
+                await install();
+                await sync();
+            } else {
+                await sync();
+                await install();
+            }
         }
         await b.sh(renderStdin(`own_remove_tree ${q(fresh)}\nrm -rf /root/bench-venv /root/bench.lock`));
         await ts.stack.destroy({ onOutput: ts.onOutput });
