@@ -321,7 +321,7 @@ test("the /v1/models check sends the key as one Authorization header from stdin,
 
 // curl answers /health, and /v1/models with $MODELS; systemd reports an active unit that never restarted.
 const healthyFakes = `curl() { case "$*" in *"/v1/models"*) printf '%s' "$MODELS" ;; *) return 0 ;; esac; }
-systemctl() { case "$*" in *NRestarts*) echo 0 ;; *SubState*) echo running ;; *is-failed*) return 1 ;; *) return 0 ;; esac; }`;
+systemctl() { case "$*" in *"-p ActiveState"*) printf 'ActiveState=active\\nSubState=running\\nNRestarts=0\\n' ;; *NRestarts*) echo 0 ;; *) return 0 ;; esac; }`;
 
 test("the health check passes when /v1/models lists the served model and fails naming it otherwise", (t) => {
     const check = `${switchLib(healthyFakes)}\nif wait_healthy; then echo fine; else echo "$why"; fi`;
@@ -341,11 +341,22 @@ test("the /v1/models failure message shows a served model name with $ and quotes
 });
 
 test("the health check stops waiting as soon as the service exited and systemd waits to restart it", (t) => {
-    const fakes = `curl() { return 7; }\nsystemctl() { case "$*" in *NRestarts*) echo 0 ;; *SubState*) echo auto-restart ;; *) return 1 ;; esac; }`;
+    const fakes = `curl() { return 7; }\nsystemctl() { case "$*" in *"-p ActiveState"*) printf 'NRestarts=0\\nActiveState=activating\\nSubState=auto-restart\\n' ;; *NRestarts*) echo 0 ;; *) return 1 ;; esac; }`;
     const started = Date.now();
     const r = strict(`${switchLib(fakes)}\nwait_healthy || echo "$why"`);
     t.is(r.stdout, "vllm-workstation.service exited before it served\n");
     t.true(Date.now() - started < 5000, "not the whole timeout");
+});
+
+test("the health check waits while the service starts, and fails once systemd counted a restart", (t) => {
+    // Starting: no answer yet, systemd reports it activating with no restart; then it answers.
+    const starting = `n=0\ncurl() { n=$((n + 1)); case "$*" in *"/v1/models"*) printf '%s' '{"data":[{"id":"gpt-oss-20b"}]}' ;; *) [ "$n" -gt 2 ] ;; esac; }
+systemctl() { case "$*" in *"-p ActiveState"*) printf 'NRestarts=3\\nActiveState=activating\\nSubState=start\\n' ;; *NRestarts*) echo 3 ;; *) return 0 ;; esac; }`;
+    const ok = strict(`${switchLib(starting)}\nif wait_healthy; then echo fine; else echo "$why"; fi`);
+    t.is(ok.stdout, "fine\n", ok.stderr);
+    const restarted = `curl() { return 7; }\nn=0\nsystemctl() { case "$*" in *"-p ActiveState"*) printf 'NRestarts=4\\nActiveState=active\\nSubState=running\\n' ;; *NRestarts*) echo 3 ;; *) return 0 ;; esac; }`;
+    const bad = strict(`${switchLib(restarted)}\nwait_healthy || echo "$why"`);
+    t.is(bad.stdout, "vllm-workstation.service exited before it served (restarted by systemd)\n");
 });
 
 test("the health check waits on the loopback address of a wildcard listener and honours the timeout", (t) => {

@@ -14,10 +14,13 @@ served_state() {
   readlink "$venv" 2>/dev/null || true
 }
 
+# Writes a file atomically (a temporary file beside it, then a rename), unless it holds the text already:
+# a switch changes few of the service's files, and every process counts in its time.
 put_file() { # path text mode
-  local tmp
-  install -d -m 0755 "$(dirname "$1")"
-  tmp=$(mktemp "$1.XXXXXX")
+  local tmp="$1.vllm-ws-new"
+  if [ -f "$1" ] && [ ! -L "$1" ] && [ "$(<"$1")" = "${2%$'\n'}" ] && [ "$(stat -c '%a %U:%G' "$1")" = "${3#0} root:root" ]; then return 0; fi
+  [ -d "${1%/*}" ] || install -d -m 0755 "${1%/*}"
+  rm -f "$tmp"
   printf '%s' "$2" >"$tmp"
   chmod "$3" "$tmp" && chown root:root "$tmp" && mv -f "$tmp" "$1"
 }
@@ -30,17 +33,19 @@ authed_get() {
 
 # Waits until /health answers and /v1/models lists the served model; fails at the deadline, or as soon
 # as the process died (systemd waits to restart it, or counted a restart). Sets `why` when it fails.
+# One look at systemd per round: each systemctl is a round trip to it.
 wait_healthy() {
-  local deadline=$((SECONDS + health_timeout)) restarts models
+  local deadline=$((SECONDS + health_timeout)) restarts models state
   restarts=$(systemctl show -p NRestarts --value "$unit_name" 2>/dev/null || echo 0)
   why="vllm-workstation.service did not become healthy within ${health_timeout}s"
   until curl -fsS -o /dev/null --max-time 5 "$base/health"; do
-    if systemctl is-failed --quiet "$unit_name"; then why="vllm-workstation.service failed"; return 1; fi
-    if [ "$(systemctl show -p SubState --value "$unit_name" 2>/dev/null || true)" = auto-restart ] ||
-      [ "$(systemctl show -p NRestarts --value "$unit_name" 2>/dev/null || echo 0)" != "$restarts" ]; then
-      why="vllm-workstation.service exited before it served"
-      return 1
-    fi
+    state=" $(systemctl show -p ActiveState -p SubState -p NRestarts "$unit_name" 2>/dev/null | tr '\n' ' ' || true)"
+    case "$state" in
+      *" ActiveState=failed "*) why="vllm-workstation.service failed"; return 1 ;;
+      *" SubState=auto-restart "*) why="vllm-workstation.service exited before it served"; return 1 ;;
+      *" NRestarts=$restarts "*) ;;
+      *) why="vllm-workstation.service exited before it served (restarted by systemd)"; return 1 ;;
+    esac
     if [ $SECONDS -ge $deadline ]; then return 1; fi
     sleep 0.5
   done
@@ -61,7 +66,7 @@ save_served() {
   rm -rf "$1"
   install -d -m 0700 "$1"
   while read -r f; do
-    name=$(basename "$f")
+    name=${f##*/}
     if [ -f "$f" ]; then cp -p "$f" "$1/$name"; else : >"$1/$name.absent"; fi
   done < <(served_files)
   readlink "$venv" >"$1/link" 2>/dev/null || true
@@ -71,7 +76,7 @@ save_served() {
 restore_served() {
   local f name
   while read -r f; do
-    name=$(basename "$f")
+    name=${f##*/}
     if [ -f "$1/$name" ]; then cp -p "$1/$name" "$f.vllm-ws-back" && mv -f "$f.vllm-ws-back" "$f"; elif [ -e "$1/$name.absent" ]; then rm -f "$f"; fi
   done < <(served_files)
   if [ -s "$1/link" ]; then own_link "$venv" "$(cat "$1/link")"; fi
