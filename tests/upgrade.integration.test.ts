@@ -94,6 +94,7 @@ test.serial("an upgrade to a vLLM that fails to start rolls back: up fails sayin
     await ts.stack.setConfig("python.vllmVersion", { value: "0.11.1+broken" }, true);
     const err = await t.throwsAsync(ts.stack.up({ onOutput: ts.onOutput, program: lookingAhead(ts.dir, "test") }));
     const said = `${err?.message ?? ""}\n${ts.output.join("")}`;
+    t.log(err?.message);
     t.regex(said, /rolled back: vllm-workstation\.service serves again on the previous packages/);
     t.regex(said, /built to fail at start/, "the service's last log lines are in the message");
     t.is(await servedVersion(), "0.11.0", "the old stand-in answers");
