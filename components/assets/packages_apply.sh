@@ -70,6 +70,7 @@ if [ ! -x "$install/bin/python" ] || [ "$(python_of "$install")" != "$python_ver
   own_claim_dir "$install"
   # --clear: an install of another Python the stack made here before is replaced, in place.
   uv venv --clear --python "$python_version" "$install"
+  made_now=yes
 fi
 
 # A first install has no link yet: it points at this install from the start (nothing runs on it yet;
@@ -94,7 +95,7 @@ mv -f "$req" "$install/requirements.in"
 chmod 0644 "$install/requirements.in" "$install/requirements.lock"
 
 # Installed already (an install kept to go back to): nothing to fetch, nothing asked of the index.
-if ! as_locked "$install" "$install/requirements.lock"; then
+if [ "${made_now:-no}" = yes ] || ! as_locked "$install" "$install/requirements.lock"; then
   echo "installing the locked packages into $install" >&2
   # --compile-bytecode: the service runs as server.user under ProtectSystem=strict, so it cannot
   # write __pycache__ into this root-owned venv; without .pyc files every start of vLLM would

@@ -7,10 +7,12 @@
 # The files whose change must restart the running service.
 served_files() { printf '%s\n' "$unit_path" "$config_path" "$env_path" "$secrets_path" "$auth_path" "$runs_on_path" "$serves_path"; }
 
-# One line that changes with any served file or with the venv link's target.
+# What changes with any served file (or its absence) or with the venv link's target; one cat for all.
 served_state() {
-  local f
-  while read -r f; do cat "$f" 2>/dev/null || true; done < <(served_files)
+  local f present=()
+  while read -r f; do if [ -f "$f" ]; then present+=("$f"); fi; done < <(served_files)
+  printf '%s\n' "${present[@]}"
+  if [ "${#present[@]}" -gt 0 ]; then cat -- "${present[@]}"; fi
   readlink "$venv" 2>/dev/null || true
 }
 
@@ -62,13 +64,14 @@ serving_now() {
 # Copies what the service runs on now into $1: each served file (or a note that it is absent) and the
 # venv link's target.
 save_served() {
-  local f name
+  local f name present=()
   rm -rf "$1"
   install -d -m 0700 "$1"
   while read -r f; do
     name=${f##*/}
-    if [ -f "$f" ]; then cp -p "$f" "$1/$name"; else : >"$1/$name.absent"; fi
+    if [ -f "$f" ]; then present+=("$f"); else : >"$1/$name.absent"; fi
   done < <(served_files)
+  if [ "${#present[@]}" -gt 0 ]; then cp -p -- "${present[@]}" "$1/"; fi
   readlink "$venv" >"$1/link" 2>/dev/null || true
 }
 
