@@ -364,7 +364,7 @@ test("the health check waits on the loopback address of a wildcard listener and 
     const apply = scriptsFor(apiKey, c).apply;
     t.true(apply.split("\n").includes("base='http://127.0.0.1:8001'"));
     t.true(apply.split("\n").includes("health_timeout=120"));
-    t.true(apply.includes('until curl -fsS -o /dev/null --max-time 5 "$base/health"; do'));
+    t.true(apply.includes('until curl -fs -o /dev/null --max-time 5 "$base/health"; do'));
     t.true(apply.includes("local deadline=$((SECONDS + health_timeout))"));
 });
 

@@ -40,7 +40,8 @@ wait_healthy() {
   local deadline=$((SECONDS + health_timeout)) restarts models state
   restarts=$(systemctl show -p NRestarts --value "$unit_name" 2>/dev/null || echo 0)
   why="vllm-workstation.service did not become healthy within ${health_timeout}s"
-  until curl -fsS -o /dev/null --max-time 5 "$base/health"; do
+  # Quiet: a refused connection while it starts is no news, and the message's tail is for the service's log.
+  until curl -fs -o /dev/null --max-time 5 "$base/health"; do
     state=" $(systemctl show -p ActiveState -p SubState -p NRestarts "$unit_name" 2>/dev/null | tr '\n' ' ' || true)"
     case "$state" in
       *" ActiveState=failed "*) why="vllm-workstation.service failed"; return 1 ;;
@@ -57,7 +58,7 @@ wait_healthy() {
 
 # Whether the service serves now, as the health check sees it in one look: a set worth going back to.
 serving_now() {
-  systemctl is-active --quiet "$unit_name" && curl -fsS -o /dev/null --max-time 5 "$base/health" &&
+  systemctl is-active --quiet "$unit_name" && curl -fs -o /dev/null --max-time 5 "$base/health" &&
     case "$(authed_get "$base/v1/models" 2>/dev/null || true)" in *"\"$served_name\""*) true ;; *) false ;; esac
 }
 
