@@ -443,12 +443,16 @@ test("uv's apply says which version is missing when the index does not serve it"
     }
 });
 
-// The fake uv's `pip sync` installs the lock's pins: what `pip freeze` prints afterwards.
+// The fake uv's `pip sync` installs the lock's pins into the venv it names: what `pip freeze` of that
+// venv prints afterwards (a venv never synced prints freeze.txt's).
 function syncingBox(py: ReturnType<typeof pythonIn>, opts: Parameters<typeof fakeBox>[1] = {}) {
     const box = fakeBox(py, opts);
+    const venvOf = `v=; p=; for a in "$@"; do [ "$p" = --python ] && v=\${a%/bin/python}; p=$a; last=$a; done`;
     const uv = fs.readFileSync(box.l.uv, "utf8").replace(
         'case "$1 $2" in',
-        `case "$1 $2" in\n  "pip sync") for a in "$@"; do last=$a; done; grep -E '^[A-Za-z0-9._-]+==' "$last" | sed 's/ .*//' >"$here/freeze.txt" ;;`,
+        `case "$1 $2" in
+  "pip sync") ${venvOf}; grep -E '^[A-Za-z0-9._-]+==' "$last" | sed 's/ .*//' >"$v/freeze.txt" ;;
+  "pip freeze") ${venvOf}; if [ -f "$v/freeze.txt" ]; then cat "$v/freeze.txt"; else cat "$here/freeze.txt"; fi ;;`,
     );
     writeExecutable(box.l.uv, uv);
     return box;
@@ -500,6 +504,23 @@ test("a first install points the venv path at itself; a later one is made beside
     t.deepEqual(fs.readdirSync(l.installs).sort(), [installPath(py, first), installPath(py, second)].map((p) => path.basename(p)).sort());
 });
 
+test("a link left at an install that never completed moves to the one this apply completed", (t) => {
+    const dir = tempDir(t, "py");
+    const py = pythonIn(dir);
+    const failed = lockFor("9.9.9");
+    const { l } = syncingBox(py, { lock: failed });
+    // The first install's sync failed: the link was made, its packages never were.
+    const broken = fs.readFileSync(l.uv, "utf8").replace('"pip sync")', '"pip sync") echo "no version of vllm==9.9.9" >&2; exit 1 ;;\n  "pip never")');
+    writeExecutable(l.uv, broken);
+    fs.writeFileSync(`${l.home}/freeze.txt`, "");
+    t.is(strict(packageScripts(py, failed).apply).code, 1);
+    t.is(fs.readlinkSync(py.venvPath), installPath(py, failed));
+    syncingBox(py, { lock: lockFor("0.11.0"), freeze: "" });
+    const r = strict(packageScripts(py, lockFor("0.11.0")).apply);
+    t.is(r.code, 0, r.stderr);
+    t.is(fs.readlinkSync(py.venvPath), installPath(py, lockFor("0.11.0")));
+});
+
 test("the docker runtime's packages step points the link at its install itself", (t) => {
     const dir = tempDir(t, "py");
     const py = pythonIn(dir);
@@ -546,6 +567,8 @@ test("an earlier release's venv of other packages is kept as the install to go b
     writeExecutable(l.uv, fakeUv);
     fs.writeFileSync(`${l.home}/freeze.txt`, "vllm==0.10.2\n");
     fs.writeFileSync(`${l.home}/compiled.lock`, lockFor("0.11.0"));
+    // What the earlier release installed it from, beside uv.
+    fs.writeFileSync(`${l.home}/requirements.lock`, "vllm==0.10.2 \\\n    --hash=sha256:5555555555555555555555555555555555555555555555555555555555555555\n");
     fs.writeFileSync(`${py.venvPath}/pyvenv.cfg`, "home = /usr/bin\n");
     writeExecutable(`${py.venvPath}/bin/python`, fakePython(py.version));
     const lock = lockFor("0.11.0");
@@ -555,6 +578,8 @@ test("an earlier release's venv of other packages is kept as the install to go b
     t.is(r.code, 0, r.stderr);
     t.is(fs.readlinkSync(py.venvPath), `${l.installs}/earlier`, "the service still runs on it until its switch");
     t.true(fs.existsSync(`${l.installs}/earlier/pyvenv.cfg`));
+    t.true(fs.existsSync(`${l.installs}/earlier/requirements.lock`), "with the lock it was installed from");
+    t.false(fs.existsSync(`${l.home}/requirements.lock`));
 });
 
 test("the packages' apply without a lock compiles once and compiles again only when the request changes", (t) => {

@@ -56,6 +56,10 @@ if [ -d "$venv" ] && [ ! -L "$venv" ]; then
     if [ "$to" = "$install" ] && [ -s "$earlier_lock" ]; then
       cp "$earlier_lock" "$to/requirements.lock"
       printf '%s' "$requirements" >"$to/requirements.in"
+    elif [ -f "$home/requirements.lock" ]; then
+      # What it was installed from, so that it counts as a complete install to go back to.
+      cp "$home/requirements.lock" "$to/requirements.lock"
+      if [ -f "$home/requirements.in" ]; then cp "$home/requirements.in" "$to/requirements.in"; fi
     fi
     rm -f "$earlier_lock" "$home/requirements.lock" "$home/requirements.in"
     own_link "$venv" "$to"
@@ -104,8 +108,12 @@ if [ "${made_now:-no}" = yes ] || ! as_locked "$install" "$install/requirements.
     { echo "$hint" >&2; exit 1; }
 fi
 
+earlier=$(readlink "$venv" || true)
 if [ "$switch" = yes ]; then
-  earlier=$(readlink "$venv" || true)
   own_link "$venv" "$install"
   own_prune_dirs "$installs" "$install" "$earlier"
+elif [ "$earlier" != "$install" ] && ! as_locked "$earlier" "$earlier/requirements.lock"; then
+  # The link is at an install that never completed (a first install that failed, say): nothing runs on
+  # it, and the model download needs a complete one.
+  own_link "$venv" "$install"
 fi
