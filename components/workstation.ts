@@ -82,7 +82,7 @@ export class Workstation extends pulumi.ComponentResource {
             cuda !== null
                 ? new VllmService(
                       `${name}-vllm`,
-                      { connection: conn, config: c, plan: args.plan, snapshotPath: model.snapshotPath, tiktokenDir: model.tiktokenDir, apiKey: args.apiKey, runsOn: serviceRunsOn(c, args.lockText), observed },
+                      { connection: conn, config: c, plan: args.plan, installPath: python.installPath, snapshotPath: model.snapshotPath, tiktokenDir: model.tiktokenDir, apiKey: args.apiKey, runsOn: serviceRunsOn(c, args.lockText), observed },
                       { parent: this, dependsOn: [cuda, python] },
                   )
                 : new DockerVllm(`${name}-docker`, { connection: conn, config: c, plan: args.plan, snapshotPath: model.snapshotPath, tiktokenDir: model.tiktokenDir, apiKey: args.apiKey, observed }, { parent: this });

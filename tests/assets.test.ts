@@ -17,7 +17,7 @@ import { renderStdin } from "../components/host/connection";
 import { layout as modelLayout, modelPiece, modelProbe, modelScripts } from "../components/pieces/model";
 import { renderProbeBatch } from "../components/pieces/observe";
 import { gatherFacts } from "../components/preflight/facts";
-import { packageScripts, uvScripts } from "../components/pieces/python";
+import { installPath, packageScripts, uvScripts } from "../components/pieces/python";
 import { serviceScripts } from "../components/pieces/vllmService";
 import { plan12, revision } from "./helpers/plans";
 
@@ -80,6 +80,7 @@ function renderedScripts(): Array<{ label: string; text: string }> {
         service: serviceScripts({
             config,
             plan: plan12,
+            installPath: installPath(config.python, null),
             snapshotPath: l.snapshot,
             tiktokenDir: l.tiktokenDir,
             apiKeyId: "0123456789abcdef",
@@ -149,13 +150,14 @@ test("every env file template of components/pieces/assets is KEY=value lines tha
     t.deepEqual(bad, []);
 });
 
+// A .service template is rendered and put through systemd-analyze verify on a booted box (unit.integration).
 test("every file of components/pieces/assets is of a language these tests check", (t) => {
     t.deepEqual(
         fs
             .readdirSync(assets, { withFileTypes: true })
             .filter((e) => !e.isDirectory() || e.name !== "__pycache__")
             .map((e) => e.name)
-            .filter((f) => ![".sh", ".py", ".tmpl", ".env"].some((ext) => f.endsWith(ext))),
+            .filter((f) => ![".sh", ".py", ".tmpl", ".env", ".service"].some((ext) => f.endsWith(ext))),
         [],
     );
 });
@@ -165,12 +167,9 @@ test("every file of components/pieces/assets is of a language these tests check"
  * its step's state: a change makes every workstation run the step again, so only a real fault earns one.
  */
 const accepted: Readonly<Record<string, readonly string[]>> = {
-    // The probe's pins pipeline: `cat lock | ...` mirrors `uv pip freeze | ...` beside it (SC2002), and
-    // Python package names are ASCII, where `tr 'A-Z' 'a-z'` and [:upper:] are the same (SC2018, SC2019).
-    "packages probe": ["SC2002", "SC2018", "SC2019"],
-    // `getent group video && usermod ... || true`: joining the video group is best effort, so `true`
-    // after a failed usermod is what is meant (SC2015).
-    "service apply": ["SC2015"],
+    // The files the service runs with travel as single-quoted values, where `$` and backticks are text
+    // (the managed header's `pulumi up`, the middleware's strings): nothing is meant to expand (SC2016).
+    "service apply": ["SC2016"],
 };
 
 test("every script the stack runs on the workstation is clean under shellcheck, as rendered", (t) => {
@@ -291,8 +290,6 @@ function embeddedCode(fileName: string, source: string): Array<{ line: number; c
  * named here that no longer needs it fails the test below.
  */
 const embeddedExempt: Readonly<Record<string, string>> = {
-    "components/pieces/python.ts": "the uv and package steps' scripts, still arrays of shell lines",
-    "components/pieces/vllmService.ts": "the unit file in a template literal, and the service steps' scripts as arrays of shell lines",
 };
 
 const typescriptSources = (): string[] =>

@@ -238,7 +238,7 @@ test.serial("a vLLM pin the package index does not have fails at the package ste
     // What the steps before it made: uv, and the empty venv the package step creates first.
     t.is((await box.exec(`test -x ${venv}-tools/uv`)).code, 0);
     t.is((await box.sh(`${venv}-tools/uv pip freeze --python ${venv}/bin/python`)).trim(), "", "no package was installed");
-    t.is((await box.exec(`ls ${venv}-tools/requirements.lock* ${venv}-tools/requirements.in`)).code, 2, "no lock, half lock or request was written");
+    t.is((await box.exec(`ls ${venv}/requirements.lock* ${venv}/requirements.in`)).code, 2, "no lock, half lock or request was written");
     // Nothing after it: no model, no service, no service user.
     t.is((await box.exec(`test -e ${cacheRoot}`)).code, 1);
     t.is((await box.exec(`ls /etc/systemd/system/vllm-workstation.service /etc/vllm-workstation/vllm.yaml /etc/vllm-workstation/vllm.env`)).code, 2);
@@ -353,11 +353,11 @@ test.serial("after pulumi cancel the rerun converges, fetches only the rest of t
 // --- killed during the wheel install -------------------------------------------------------------------
 
 test.serial("pulumi up killed during the wheel install converges on the next run with exactly the locked packages", async (t) => {
-    // The venv and uv's cache go, so the package step has to download every wheel again; the index is
+    // The venv's packages and uv's cache go, so the package step has to download every wheel again; the index is
     // frozen (SIGSTOP) while it does, so the kill lands in the middle of `uv pip sync` and not after it
     // (unfrozen, it syncs 17 wheels in well under a second).
-    const lock = await box.sh(`cat ${venv}-tools/requirements.lock`);
-    await box.sh(`rm -rf ${venv} ${venv}-tools/uv-cache`);
+    const lock = await box.sh(`cat ${venv}/requirements.lock`);
+    await box.sh(`${venv}-tools/uv pip freeze --python ${venv}/bin/python | cut -d= -f1 | xargs ${venv}-tools/uv pip uninstall --python ${venv}/bin/python && rm -rf ${venv}-tools/uv-cache`);
     const pypi = indexPid();
     process.kill(pypi, "SIGSTOP");
     try {
@@ -385,7 +385,7 @@ test.serial("pulumi up killed during the wheel install converges on the next run
     const pins = (s: string) => s.split("\n").filter((l) => /^[A-Za-z0-9._-]+==/.test(l)).map((l) => l.split(/[ ;\\]/)[0].toLowerCase().replace(/[-_.]+(?=.*==)/g, "-")).sort();
     const freeze = await box.sh(`${venv}-tools/uv pip freeze --python ${venv}/bin/python`);
     t.deepEqual(pins(freeze), pins(lock), "the venv holds exactly the locked set");
-    t.is(await box.sh(`cat ${venv}-tools/requirements.lock`), lock, "the lock was kept, not resolved again");
+    t.is(await box.sh(`cat ${venv}/requirements.lock`), lock, "the lock was kept, not resolved again");
     t.deepEqual(await partialFiles(), []);
     t.deepEqual((await state()).pending, [], "the converging rerun cleared the interrupted update");
     t.deepEqual(await changes(), {});

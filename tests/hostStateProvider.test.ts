@@ -3,7 +3,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import type { Connection } from "../components/host/connection";
-import { create, HostStateInputs, HostStateOutputs, PartialFailure, read, remove, step, throttled, update } from "../components/host/provider";
+import { create, HostStateInputs, HostStateOutputs, PartialFailure, read, remove, ROLLED_BACK_EXIT, step, throttled, update } from "../components/host/provider";
 import { q } from "../components/host/shell";
 import { tempDir } from "./helpers/tempDir";
 
@@ -161,6 +161,22 @@ test("update() that fails after apply touched the box fails with the new inputs 
     t.is(err!.id, "the widget");
     t.is(err!.outs.apply, news.apply);
     t.is(err!.outs.observed, "state=v2");
+});
+
+// The service's switch: a new set that does not become healthy is switched back before the step fails.
+test("update() whose apply rolled back (exit ROLLED_BACK_EXIT) fails with the old outputs as the partial state, probed again", async (t) => {
+    const dir = tempDir(t, "hsp");
+    const { outs } = await create(fileInputs(dir, "v1"));
+    const v2 = fileInputs(dir, "v2").apply;
+    const news = { ...fileInputs(dir, "v2"), apply: `${v2}\n${fileInputs(dir, "v1").apply}\necho 'rolled back' >&2\nexit ${ROLLED_BACK_EXIT}` };
+    const err = await t.throwsAsync(update("the widget", outs, news), { instanceOf: PartialFailure });
+    t.is(err!.outs.apply, outs.apply, "the state keeps the old scripts: a preview still shows the change");
+    t.is(err!.outs.expected, outs.expected);
+    t.is(err!.outs.observed, "state=v1");
+    t.regex(err!.message, /rolled back$/);
+    const other = { ...fileInputs(dir, "v2"), apply: `${v2}\nexit ${ROLLED_BACK_EXIT}` };
+    const created = await t.throwsAsync(create(other), { instanceOf: PartialFailure });
+    t.is(created!.outs.apply, other.apply, "a create has no old state: what it made is recorded as always");
 });
 
 test("a probe that fails after a failed apply is recorded as not probed, and the failure is still partial", async (t) => {

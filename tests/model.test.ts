@@ -40,10 +40,11 @@ test("with keepOnDestroy the remove script deletes nothing and says so", (t) => 
     t.is(strict(remove).stderr, "keeping openai/gpt-oss-20b in /var/lib/vllm-workstation/hf (model.keepOnDestroy)\n");
 });
 
-test("without keepOnDestroy the remove script removes the pinned revision and the encodings, and releases the directories", (t) => {
+test("without keepOnDestroy the remove script removes the pinned revision, the one served before it and the encodings, and releases the directories", (t) => {
     const remove = modelScripts(defaults, venv).remove.split("\n");
     t.deepEqual(remove, [
         "own_remove_hf_revision '/var/lib/vllm-workstation/hf' 'openai/gpt-oss-20b' '0123456789abcdef0123456789abcdef01234567'",
+        "own_prune_hf_revisions '/var/lib/vllm-workstation/hf' 'openai/gpt-oss-20b'",
         "rm -f '/var/lib/vllm-workstation/hf-tiktoken/cl100k_base.tiktoken' '/var/lib/vllm-workstation/hf-tiktoken/o200k_base.tiktoken'",
         "own_release_dir '/var/lib/vllm-workstation/hf-tiktoken'",
         "own_release_dir '/var/lib/vllm-workstation/hf'",

@@ -180,3 +180,61 @@ test("removing the only revision takes the repository's folder and its locks, an
     t.true(fs.existsSync(`${dir}/.locks/models--other--model`));
     t.true(fs.existsSync(`${dir}/CACHEDIR.TAG`), "the cache's tag stays while another repository is there");
 });
+
+test("own_link points a path the stack claimed at a target in one rename, and refuses a path it did not claim", (t) => {
+    const dir = tempDir(t, "own");
+    fs.mkdirSync(`${dir}/a`);
+    fs.mkdirSync(`${dir}/b`);
+    ok(t, `own_claim_dir ${q(`${dir}/venv`)}\nown_link ${q(`${dir}/venv`)} ${q(`${dir}/a`)}`);
+    t.is(fs.readlinkSync(`${dir}/venv`), `${dir}/a`);
+    ok(t, `own_link ${q(`${dir}/venv`)} ${q(`${dir}/b`)}`);
+    t.is(fs.readlinkSync(`${dir}/venv`), `${dir}/b`);
+    t.deepEqual(fs.readdirSync(dir).sort(), ["a", "b", "venv"], "no temporary link is left");
+    fs.symlinkSync(`${dir}/a`, `${dir}/theirs`);
+    const r = runScript(`own_link ${q(`${dir}/theirs`)} ${q(`${dir}/b`)}`);
+    t.is(r.code, 1);
+    t.regex(r.stderr, /refusing to take .*\/theirs/);
+    t.is(fs.readlinkSync(`${dir}/theirs`), `${dir}/a`);
+});
+
+test("own_remove_link removes a link the stack made, and puts back an empty directory it adopted there", (t) => {
+    const dir = tempDir(t, "own");
+    fs.mkdirSync(`${dir}/target`);
+    ok(t, `own_claim_dir ${q(`${dir}/made`)}\nown_link ${q(`${dir}/made`)} ${q(`${dir}/target`)}\nown_remove_link ${q(`${dir}/made`)}`);
+    t.is(fs.lstatSync(`${dir}/made`, { throwIfNoEntry: false }), undefined);
+    fs.mkdirSync(`${dir}/adopted`);
+    ok(t, `own_claim_dir ${q(`${dir}/adopted`)}\nrmdir ${q(`${dir}/adopted`)}\nown_link ${q(`${dir}/adopted`)} ${q(`${dir}/target`)}\nown_remove_link ${q(`${dir}/adopted`)}`);
+    t.true(fs.lstatSync(`${dir}/adopted`).isDirectory());
+    t.deepEqual(fs.readdirSync(`${dir}/adopted`), []);
+    t.false(recorded().some((l) => l.includes(dir)), "nothing of it is left in the record");
+});
+
+test("own_prune_dirs removes the directories the stack made but the ones kept, and leaves someone else's", (t) => {
+    const dir = tempDir(t, "own");
+    const installs = `${dir}/installs`;
+    ok(t, ["one", "two", "three"].map((n) => `own_dir ${q(`${installs}/${n}`)}`).join("\n"));
+    for (const n of ["one", "two", "three"]) fs.writeFileSync(`${installs}/${n}/pyvenv.cfg`, "");
+    fs.mkdirSync(`${installs}/theirs`);
+    const r = runScript(`own_prune_dirs ${q(installs)} ${q(`${installs}/one`)} ${q(`${installs}/three`)} ''`);
+    t.is(r.code, 0, r.stderr);
+    t.deepEqual(fs.readdirSync(installs).sort(), ["one", "theirs", "three"]);
+    t.true(r.stderr.includes(`leaving ${installs}/theirs: vllm-workstation did not make it`));
+});
+
+test("pruning model revisions removes only the revisions the stack noted, keeps the ones named and the cache's manifest", (t) => {
+    const dir = tempDir(t, "own");
+    const [a, b, c, users] = ["a".repeat(40), "b".repeat(40), "c".repeat(40), "d".repeat(40)];
+    const repoDir = hubCache(dir, "openai/gpt-oss-20b", { [a]: ["shared", "only-a"], [b]: ["shared", "only-b"], [c]: ["shared", "only-c"], [users]: ["mine"] });
+    fs.writeFileSync(`${repoDir}/.vllm-workstation-manifest.json`, `{"revision": "${c}"}`);
+    ok(t, [a, b, c].map((rev) => `own_note_hf_revision ${q(dir)} openai/gpt-oss-20b ${rev}`).join("\n"));
+    t.deepEqual(ok(t, `own_hf_revisions ${q(dir)} openai/gpt-oss-20b | sort`).split("\n"), [a, b, c]);
+    ok(t, `own_prune_hf_revisions ${q(dir)} openai/gpt-oss-20b ${c} ${b}`);
+    t.deepEqual(fs.readdirSync(`${repoDir}/snapshots`).sort(), [b, c, users], "a revision the stack never served stays");
+    t.false(fs.existsSync(`${repoDir}/blobs/only-a`));
+    t.true(fs.existsSync(`${repoDir}/blobs/shared`));
+    t.is(fs.readFileSync(`${repoDir}/.vllm-workstation-manifest.json`, "utf8"), `{"revision": "${c}"}`);
+    t.deepEqual(ok(t, `own_hf_revisions ${q(dir)} openai/gpt-oss-20b | sort`).split("\n"), [b, c]);
+    ok(t, `own_prune_hf_revisions ${q(dir)} openai/gpt-oss-20b`);
+    t.deepEqual(fs.readdirSync(`${repoDir}/snapshots`), [users], "with none kept, every noted revision goes");
+    t.is(ok(t, `own_hf_revisions ${q(dir)} openai/gpt-oss-20b`), "");
+});

@@ -5,10 +5,9 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as http from "http";
 import type { AddressInfo } from "net";
-import * as os from "os";
 import * as path from "path";
 import { parseConfig, Python } from "../components/config/schema";
-import { indexArgs, indexEnv, indexHint, layout, packageScripts, renderRequirements, shownUrl, uvScripts } from "../components/pieces/python";
+import { indexArgs, indexEnv, indexHint, installPath, layout, packageScripts, renderRequirements, shownUrl, uvScripts } from "../components/pieces/python";
 import { q, sha256 } from "../components/host/shell";
 import { tempDir } from "./helpers/tempDir";
 
@@ -75,28 +74,41 @@ vllm==${vllm} \\
     # via -r requirements.in
 `;
 
-/** A venv-tools dir with the fake uv and a venv with the fake interpreter. */
-function fakeBox(py: ReturnType<typeof pythonIn>, opts: { freeze?: string; compiled?: string; pythonVersion?: string } = {}) {
+/** A venv-tools dir with the fake uv, and the install of `lock` (null: made on the box) with the fake interpreter. */
+function fakeBox(py: ReturnType<typeof pythonIn>, opts: { freeze?: string; compiled?: string; pythonVersion?: string; lock?: string | null } = {}) {
     const l = layout(py);
+    const install = installPath(py, opts.lock === undefined ? null : opts.lock);
     // What an earlier apply made, as the ownership record has it.
-    const made = strict([l.home, l.cache].map((d) => `own_dir ${q(d)}`).concat(`own_claim_dir ${q(py.venvPath)}`).join("\n"));
+    const made = strict([l.home, l.cache, l.installs, install].map((d) => `own_dir ${q(d)}`).concat(`own_claim_dir ${q(py.venvPath)}`).join("\n"));
     if (made.code !== 0) throw new Error(made.stderr);
     writeExecutable(l.uv, fakeUv);
-    writeExecutable(`${py.venvPath}/bin/python`, fakePython(opts.pythonVersion ?? py.version));
+    writeExecutable(`${install}/bin/python`, fakePython(opts.pythonVersion ?? py.version));
     fs.writeFileSync(`${l.home}/freeze.txt`, opts.freeze ?? "flashinfer-python==0.3.1\ntorch==2.8.0+cu128\nvllm==0.11.0\n");
     fs.writeFileSync(`${l.home}/compiled.lock`, opts.compiled ?? lockFor("0.11.0"));
     const calls = () => (fs.existsSync(`${l.home}/calls.log`) ? fs.readFileSync(`${l.home}/calls.log`, "utf8").trim().split("\n") : []);
-    return { l, calls };
+    return { l, install, calls };
 }
 
-test("the tools dir sits beside the venv and holds uv, the request, the lock and the uv cache", (t) => {
+test("the tools dir sits beside the venv and holds uv, the uv cache and the installs", (t) => {
     t.deepEqual(layout(defaults), {
         home: "/opt/vllm-workstation/venv-tools",
         uv: "/opt/vllm-workstation/venv-tools/uv",
-        requirementsIn: "/opt/vllm-workstation/venv-tools/requirements.in",
-        lock: "/opt/vllm-workstation/venv-tools/requirements.lock",
         cache: "/opt/vllm-workstation/venv-tools/uv-cache",
+        installs: "/opt/vllm-workstation/venv-tools/installs",
     });
+});
+
+test("an install is keyed by the lock (or the request and indexes), the Python and uv: anything else is the same install", (t) => {
+    const lock = lockFor("0.11.0");
+    t.regex(installPath(defaults, lock), /^\/opt\/vllm-workstation\/venv-tools\/installs\/[0-9a-f]{16}$/);
+    t.is(installPath(defaults, lock), installPath({ ...defaults, vllmVersion: "0.24.0" }, lock), "the lock decides, not the pins beside it");
+    t.not(installPath(defaults, lock), installPath(defaults, lockFor("0.11.2")));
+    t.not(installPath(defaults, lock), installPath({ ...defaults, version: "3.11" }, lock));
+    t.not(installPath(defaults, lock), installPath({ ...defaults, uvVersion: "0.9.6" }, lock));
+    t.not(installPath(defaults, null), installPath({ ...defaults, vllmVersion: "0.11.2" }, null));
+    t.not(installPath(defaults, null), installPath({ ...defaults, indexUrl: "https://mirror.example/simple" }, null));
+    t.is(installPath({ ...defaults, indexUrl: "https://u:one@pypi.example/simple" }, null), installPath({ ...defaults, indexUrl: "https://u:two@pypi.example/simple" }, null), "a rotated password is the same install");
+    t.is(installPath(defaults, "vllm==0.11.0"), installPath(defaults, "vllm==0.11.0\n"), "a final newline is no other lock");
 });
 
 test("the requirements pin vllm and flashinfer-python to the configured versions", (t) => {
@@ -136,25 +148,23 @@ test("without a lock file the packages are compiled with hashes on the workstati
     const s = packageScripts(seeds, null);
     const compile = s.apply.split("\n").find((l) => l.includes(' pip compile "$req"'));
     t.truthy(compile);
-    t.true(compile!.includes(' pip compile "$req" --generate-hashes '));
-    t.true(compile!.includes(indexArgs(seeds)));
-    t.false(compile!.includes("--index-url") || compile!.includes("--extra-index-url"), "the indexes come from uv's environment");
-    t.true(compile!.includes("-o '/opt/vllm-workstation/venv-tools/requirements.lock'.part"));
+    t.true(compile!.includes(' pip compile "$req" --generate-hashes --python "$install/bin/python" --index-strategy "$index_strategy" -o "$install/requirements.lock.part"'));
+    t.false(s.apply.includes("--index-url") || s.apply.includes("--extra-index-url"), "the indexes come from uv's environment");
+    t.true(s.apply.split("\n").includes("index_strategy='unsafe-best-match'"));
     const sync = s.apply.split("\n").find((l) => l.includes(" pip sync "));
     t.true(sync!.includes(" pip sync --require-hashes --compile-bytecode "), "the venv gets its .pyc files: the service user cannot write them");
-    t.true(sync!.includes(indexArgs(seeds)));
-    t.true(sync!.includes(" '/opt/vllm-workstation/venv-tools/requirements.lock' || {"));
+    t.true(sync!.includes('--index-strategy "$index_strategy" "$install/requirements.lock"'));
+    t.true(s.apply.split("\n").includes("lock_text=''"));
     t.true(s.expected.split("\n").includes("lock=present"));
-    t.true(s.probe.includes("echo lock=present || echo lock=missing"));
+    t.true(s.probe.split("\n").includes("shared_lock=no"));
 });
 
 test("with a lock file the lock is written as given and expected carries its sha256", (t) => {
     const lock = lockFor("0.10.1+gptoss");
     const s = packageScripts(seeds, lock);
-    t.false(s.apply.includes('pip compile "$req"'));
-    t.true(s.apply.includes(lock.trimEnd()));
-    t.true(s.apply.includes(`mv -f "$tmp" '/opt/vllm-workstation/venv-tools/requirements.lock'`));
+    t.true(s.apply.includes(`lock_text=${q(lock)}`));
     t.true(s.expected.split("\n").includes(`lock=${sha256(lock)}`));
+    t.true(s.probe.split("\n").includes("shared_lock=yes"));
 });
 
 test("a lock file without a final newline is expected with the newline the write adds", (t) => {
@@ -165,7 +175,6 @@ test("a lock file without a final newline is expected with the newline the write
 test("expected lists the Python version, the request's hash, the lock and the package check, in the probe's order", (t) => {
     const s = packageScripts(seeds, null);
     t.is(s.expected, ["python=3.12", `request=${sha256(renderRequirements(seeds))}`, "lock=present", "packages=as-locked"].join("\n"));
-    t.is(s.probe.split("\n").length, 4);
 });
 
 test("every python script is valid bash", (t) => {
@@ -240,7 +249,7 @@ test("uv's remove leaves a tools dir that was there before apply", (t) => {
 test("uv's apply records each directory it makes, and only those", (t) => {
     const dir = tempDir(t, "py");
     const py = pythonIn(dir, { venvPath: `${dir}/new/parent/venv` });
-    const first = uvScripts(py).apply.split("\n")[0];
+    const first = uvScripts(py).apply.split("\n").find((l) => l.startsWith("own_dir "))!;
     t.is(first, `own_dir ${q(`${dir}/new/parent/venv-tools`)}`);
     const r = strict(`${first}\nfor d in ${q(dir)} ${q(`${dir}/new`)} ${q(`${dir}/new/parent`)} ${q(`${dir}/new/parent/venv-tools`)}; do echo "$(own_kind "$d")"; done`);
     t.is(r.code, 0, r.stderr);
@@ -409,63 +418,186 @@ test("uv's apply says which version is missing when the index does not serve it"
     }
 });
 
-test("the packages' apply with a given lock writes it, records the request and syncs with hashes; the probe then matches expected", (t) => {
+// The fake uv's `pip sync` installs the lock's pins into the venv it names: what `pip freeze` of that
+// venv prints afterwards (a venv never synced prints freeze.txt's).
+function syncingBox(py: ReturnType<typeof pythonIn>, opts: Parameters<typeof fakeBox>[1] = {}) {
+    const box = fakeBox(py, opts);
+    const venvOf = `v=; p=; for a in "$@"; do [ "$p" = --python ] && v=\${a%/bin/python}; p=$a; last=$a; done`;
+    const uv = fs.readFileSync(box.l.uv, "utf8").replace(
+        'case "$1 $2" in',
+        `case "$1 $2" in
+  "pip sync") ${venvOf}; grep -E '^[A-Za-z0-9._-]+==' "$last" | sed 's/ .*//' >"$v/freeze.txt" ;;
+  "pip freeze") ${venvOf}; if [ -f "$v/freeze.txt" ]; then cat "$v/freeze.txt"; else cat "$here/freeze.txt"; fi ;;`,
+    );
+    writeExecutable(box.l.uv, uv);
+    return box;
+}
+
+test("the packages' apply with a given lock writes it into the install of its key, records the request and syncs with hashes; the probe then matches expected", (t) => {
     const dir = tempDir(t, "py");
     const py = pythonIn(dir);
     const lock = lockFor("0.11.0");
     const s = packageScripts(py, lock);
-    const { l, calls } = fakeBox(py);
+    const { l, install, calls } = syncingBox(py, { lock, freeze: "" });
     const r = strict(s.apply, indexEnv({ ...py, extraIndexUrls: ["https://x:tok@wheels.example/"] }));
     t.is(r.code, 0, r.stderr);
-    t.is(fs.readFileSync(l.lock, "utf8"), lock);
-    t.is(fs.readFileSync(`${l.home}/env.log`, "utf8"), "UV_INDEX_URL=https://pypi.org/simple UV_EXTRA_INDEX_URL=https://x:tok@wheels.example/\n", "uv found the indexes in its environment");
-    t.is(fs.readFileSync(l.requirementsIn, "utf8"), renderRequirements(py));
-    t.deepEqual(calls(), [`UV_CACHE_DIR=${l.cache} pip sync --require-hashes --compile-bytecode --python ${py.venvPath}/bin/python --index-strategy first-index ${l.lock}`]);
-    t.false(calls().some((c) => c.includes(" venv ")), "the venv of the right Python is kept");
+    t.is(fs.readFileSync(`${install}/requirements.lock`, "utf8"), lock);
+    t.is(fs.readFileSync(`${l.home}/env.log`, "utf8").split("\n")[0], "UV_INDEX_URL=https://pypi.org/simple UV_EXTRA_INDEX_URL=https://x:tok@wheels.example/", "uv found the indexes in its environment");
+    t.is(fs.readFileSync(`${install}/requirements.in`, "utf8"), renderRequirements(py));
+    t.deepEqual(
+        calls().filter((c) => !c.includes("pip freeze")),
+        [`UV_CACHE_DIR=${l.cache} pip sync --require-hashes --compile-bytecode --python ${install}/bin/python --index-strategy first-index ${install}/requirements.lock`],
+    );
     const probe = strict(s.probe);
     t.is(probe.code, 0, probe.stderr);
     t.is(probe.stdout.trim(), s.expected);
 });
 
+test("an install that holds its lock already is not synced again: going back to it asks nothing of the index", (t) => {
+    const dir = tempDir(t, "py");
+    // An index nobody serves: any request would fail.
+    const py = pythonIn(dir, { indexUrl: "http://127.0.0.1:1/simple" });
+    const lock = lockFor("0.11.0");
+    const { calls } = syncingBox(py, { lock });
+    const r = strict(packageScripts(py, lock).apply);
+    t.is(r.code, 0, r.stderr);
+    t.deepEqual(calls().filter((c) => !c.includes("pip freeze")), [], "no venv, no compile, no sync");
+});
+
+test("a first install points the venv path at itself; a later one is made beside it and leaves the link to the service's switch", (t) => {
+    const dir = tempDir(t, "py");
+    const py = pythonIn(dir);
+    const first = lockFor("0.11.0");
+    const { l } = syncingBox(py, { lock: first });
+    t.is(strict(packageScripts(py, first).apply).code, 0);
+    t.is(fs.readlinkSync(py.venvPath), installPath(py, first));
+    const second = lockFor("0.11.2");
+    writeExecutable(`${installPath(py, second)}/bin/python`, fakePython(py.version));
+    const r = strict(packageScripts(py, second).apply);
+    t.is(r.code, 0, r.stderr);
+    t.is(fs.readlinkSync(py.venvPath), installPath(py, first), "the service's step switches it, health-gated");
+    t.deepEqual(fs.readdirSync(l.installs).sort(), [installPath(py, first), installPath(py, second)].map((p) => path.basename(p)).sort());
+});
+
+test("a link left at an install that never completed moves to the one this apply completed", (t) => {
+    const dir = tempDir(t, "py");
+    const py = pythonIn(dir);
+    const failed = lockFor("9.9.9");
+    const { l } = syncingBox(py, { lock: failed });
+    // The first install's sync failed: the link was made, its packages never were.
+    const broken = fs.readFileSync(l.uv, "utf8").replace('"pip sync")', '"pip sync") echo "no version of vllm==9.9.9" >&2; exit 1 ;;\n  "pip never")');
+    writeExecutable(l.uv, broken);
+    fs.writeFileSync(`${l.home}/freeze.txt`, "");
+    t.is(strict(packageScripts(py, failed).apply).code, 1);
+    t.is(fs.readlinkSync(py.venvPath), installPath(py, failed));
+    syncingBox(py, { lock: lockFor("0.11.0"), freeze: "" });
+    const r = strict(packageScripts(py, lockFor("0.11.0")).apply);
+    t.is(r.code, 0, r.stderr);
+    t.is(fs.readlinkSync(py.venvPath), installPath(py, lockFor("0.11.0")));
+});
+
+test("the docker runtime's packages step points the link at its install itself", (t) => {
+    const dir = tempDir(t, "py");
+    const py = pythonIn(dir);
+    const install = installPath(py, null, "docker");
+    const { l } = syncingBox(py);
+    writeExecutable(`${install}/bin/python`, fakePython(py.version));
+    fs.writeFileSync(`${l.home}/compiled.lock`, `huggingface-hub==0.36.0 \\\n    --hash=sha256:${"4".repeat(64)}\n`);
+    const r = strict(packageScripts(py, null, "docker").apply);
+    t.is(r.code, 0, r.stderr);
+    t.is(fs.readlinkSync(py.venvPath), install);
+    t.is(installPath({ ...py, vllmVersion: "0.24.0" }, null, "docker"), install, "its request does not name vLLM: one install");
+});
+
+test("an earlier release's venv at the venv path moves among the installs, its scripts follow it, and the link takes its place", (t) => {
+    const dir = tempDir(t, "py");
+    const py = pythonIn(dir);
+    const lock = lockFor("0.11.0");
+    const l = layout(py);
+    // As an earlier release left it: the venv itself at the venv path, the tools dir beside it.
+    const made = strict([l.home, l.cache, py.venvPath].map((d) => `own_dir ${q(d)}`).join("\n"));
+    t.is(made.code, 0, made.stderr);
+    writeExecutable(l.uv, fakeUv);
+    fs.writeFileSync(`${l.home}/freeze.txt`, "flashinfer-python==0.3.1\ntorch==2.8.0+cu128\nvllm==0.11.0\n");
+    fs.writeFileSync(`${py.venvPath}/pyvenv.cfg`, "home = /usr/bin\n");
+    writeExecutable(`${py.venvPath}/bin/python`, fakePython(py.version));
+    writeExecutable(`${py.venvPath}/bin/vllm`, `#!${py.venvPath}/bin/python\nimport sys\n`);
+    fs.writeFileSync(`${py.venvPath}/bin/activate`, `VIRTUAL_ENV='${py.venvPath}'\n`);
+    const r = strict(packageScripts(py, lock).apply);
+    t.is(r.code, 0, r.stderr);
+    const install = installPath(py, lock);
+    t.is(fs.readlinkSync(py.venvPath), install);
+    t.is(fs.readFileSync(`${install}/bin/vllm`, "utf8").split("\n")[0], `#!${install}/bin/python`);
+    t.is(fs.readFileSync(`${install}/bin/activate`, "utf8"), `VIRTUAL_ENV='${install}'\n`);
+    const probe = strict(packageScripts(py, lock).probe);
+    t.is(probe.stdout.trim(), packageScripts(py, lock).expected, "it holds the lock: nothing to reinstall");
+    t.is(strict(`own_kind ${q(py.venvPath)}; own_kind ${q(install)}`).stdout, "made\nmade\n");
+});
+
+test("an earlier release's venv of other packages is kept as the install to go back to", (t) => {
+    const dir = tempDir(t, "py");
+    const py = pythonIn(dir);
+    const l = layout(py);
+    t.is(strict([l.home, l.cache, py.venvPath].map((d) => `own_dir ${q(d)}`).join("\n")).code, 0);
+    writeExecutable(l.uv, fakeUv);
+    fs.writeFileSync(`${l.home}/freeze.txt`, "vllm==0.10.2\n");
+    fs.writeFileSync(`${l.home}/compiled.lock`, lockFor("0.11.0"));
+    // What the earlier release installed it from, beside uv.
+    fs.writeFileSync(`${l.home}/requirements.lock`, "vllm==0.10.2 \\\n    --hash=sha256:5555555555555555555555555555555555555555555555555555555555555555\n");
+    fs.writeFileSync(`${py.venvPath}/pyvenv.cfg`, "home = /usr/bin\n");
+    writeExecutable(`${py.venvPath}/bin/python`, fakePython(py.version));
+    const lock = lockFor("0.11.0");
+    t.is(strict(`own_dir ${q(installPath(py, lock))}`).code, 0);
+    writeExecutable(`${installPath(py, lock)}/bin/python`, fakePython(py.version));
+    const r = strict(packageScripts(py, lock).apply);
+    t.is(r.code, 0, r.stderr);
+    t.is(fs.readlinkSync(py.venvPath), `${l.installs}/earlier`, "the service still runs on it until its switch");
+    t.true(fs.existsSync(`${l.installs}/earlier/pyvenv.cfg`));
+    t.true(fs.existsSync(`${l.installs}/earlier/requirements.lock`), "with the lock it was installed from");
+    t.false(fs.existsSync(`${l.home}/requirements.lock`));
+});
+
 test("the packages' apply without a lock compiles once and compiles again only when the request changes", (t) => {
     const dir = tempDir(t, "py");
     const py = pythonIn(dir);
-    const { l, calls } = fakeBox(py);
+    const { install, calls } = fakeBox(py);
     const compiles = () => calls().filter((c) => c.includes("pip compile"));
 
     t.is(strict(packageScripts(py, null).apply).code, 0);
     t.is(compiles().length, 1);
     t.true(compiles()[0].includes(" --generate-hashes "));
-    t.is(fs.readFileSync(l.lock, "utf8"), lockFor("0.11.0"));
-    t.false(fs.existsSync(`${l.lock}.part`));
+    t.is(fs.readFileSync(`${install}/requirements.lock`, "utf8"), lockFor("0.11.0"));
+    t.false(fs.existsSync(`${install}/requirements.lock.part`));
     t.is(strict(packageScripts(py, null).probe).stdout.trim(), packageScripts(py, null).expected);
 
     t.is(strict(packageScripts(py, null).apply).code, 0);
     t.is(compiles().length, 1, "an unchanged request keeps the lock");
 
     const newer = pythonIn(dir, { vllmVersion: "0.11.1" });
+    writeExecutable(`${installPath(newer, null)}/bin/python`, fakePython(py.version));
     t.is(strict(packageScripts(newer, null).apply).code, 0);
-    t.is(compiles().length, 2, "a changed request resolves again");
-    t.is(fs.readFileSync(l.requirementsIn, "utf8"), renderRequirements(newer));
+    t.is(compiles().length, 2, "a changed request resolves again, into its own install");
+    t.is(fs.readFileSync(`${installPath(newer, null)}/requirements.in`, "utf8"), renderRequirements(newer));
 });
 
-test("the packages' apply recreates a venv of another Python version", (t) => {
+test("the packages' apply recreates an install of another Python version", (t) => {
     const dir = tempDir(t, "py");
     const py = pythonIn(dir);
-    const { l, calls } = fakeBox(py, { pythonVersion: "3.10" });
-    const r = strict(packageScripts(py, lockFor("0.11.0")).apply);
+    const lock = lockFor("0.11.0");
+    const { l, install, calls } = fakeBox(py, { pythonVersion: "3.10", lock });
+    const r = strict(packageScripts(py, lock).apply);
     t.is(r.code, 0, r.stderr);
-    t.true(r.stderr.includes(`creating the venv ${py.venvPath} with Python 3.12`));
+    t.true(r.stderr.includes(`creating the venv ${install} with Python 3.12`));
     // --clear: uv replaces the old venv in place, inside the directory the stack claimed.
-    t.is(calls()[0], `UV_CACHE_DIR=${l.cache} venv --clear --python 3.12 ${py.venvPath}`);
+    t.is(calls()[0], `UV_CACHE_DIR=${l.cache} venv --clear --python 3.12 ${install}`);
 });
 
-test("the packages' probe sees the venv as locked despite case and separator differences in names", (t) => {
+test("the packages' probe sees the install as locked despite case and separator differences in names", (t) => {
     const dir = tempDir(t, "py");
     const py = pythonIn(dir);
     const lock = lockFor("0.11.0");
     const s = packageScripts(py, lock);
-    fakeBox(py, { freeze: "Flashinfer_Python==0.3.1\nTorch==2.8.0+cu128\nvLLM==0.11.0\n" });
+    fakeBox(py, { lock, freeze: "Flashinfer_Python==0.3.1\nTorch==2.8.0+cu128\nvLLM==0.11.0\n" });
     t.is(strict(s.apply).code, 0);
     t.is(strict(s.probe).stdout.trim().split("\n")[3], "packages=as-locked");
 });
@@ -473,8 +605,9 @@ test("the packages' probe sees the venv as locked despite case and separator dif
 test("the packages' probe reports drift for a changed version or an extra package", (t) => {
     const dir = tempDir(t, "py");
     const py = pythonIn(dir);
-    const s = packageScripts(py, lockFor("0.11.0"));
-    const { l } = fakeBox(py);
+    const lock = lockFor("0.11.0");
+    const s = packageScripts(py, lock);
+    const { l } = fakeBox(py, { lock });
     t.is(strict(s.apply).code, 0);
     fs.writeFileSync(`${l.home}/freeze.txt`, "flashinfer-python==0.3.1\ntorch==2.8.0+cu128\nvllm==0.10.2\n");
     t.is(strict(s.probe).stdout.trim().split("\n")[3], "packages=drifted");
@@ -491,33 +624,39 @@ test("the packages' probe on an empty box prints missing everywhere and still su
     t.is(strict(packageScripts(py, null).probe).stdout.split("\n")[2], "lock=missing");
 });
 
-test("the packages' remove deletes the venv, the cache, the lock and the request, and keeps uv", (t) => {
+test("the packages' remove deletes the link, every install the stack made and the cache, and keeps uv and what it did not make", (t) => {
     const dir = tempDir(t, "py");
     const py = pythonIn(dir);
-    const { l } = fakeBox(py);
-    t.is(strict(packageScripts(py, lockFor("0.11.0")).apply).code, 0);
+    const lock = lockFor("0.11.0");
+    const { l, install } = fakeBox(py, { lock });
+    t.is(strict(packageScripts(py, lock).apply).code, 0);
+    const other = installPath(py, lockFor("0.11.2"));
+    t.is(strict(`own_dir ${q(other)}`).code, 0);
+    fs.mkdirSync(`${l.installs}/someone-elses`);
     const r = strict(packageScripts(py, null).remove);
     t.is(r.code, 0, r.stderr);
-    for (const gone of [py.venvPath, l.cache, l.lock, l.requirementsIn]) t.false(fs.existsSync(gone), gone);
+    for (const gone of [install, other, l.cache]) t.false(fs.existsSync(gone), gone);
+    t.is(fs.lstatSync(py.venvPath, { throwIfNoEntry: false }), undefined, "the link is gone");
+    t.true(fs.existsSync(`${l.installs}/someone-elses`));
+    t.true(r.stderr.includes(`leaving ${l.installs}/someone-elses: vllm-workstation did not make it`));
     t.true(fs.existsSync(l.uv));
 });
 
 test("a pin the index cannot serve fails naming the pins and every index that was asked, and leaves no half lock", (t) => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-ws-py-test-"));
-    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-    const s = packageScripts(seeds, null);
-    for (const step of [' pip compile "$req"', " pip sync "]) {
-        const line = s.apply.split("\n").find((l) => l.includes(step))!.trim().split("/opt/vllm-workstation/venv-tools").join(dir);
+    for (const step of ["pip compile", "pip sync"]) {
+        const dir = tempDir(t, "py");
+        const py = { ...seeds, venvPath: `${dir}/venv` };
+        const { l, install } = fakeBox(py, { freeze: "" });
         // The uv double writes a partial lock and fails, as uv does when the resolver finds no version.
-        const fakeUv = `uv() { echo "partial" >"${dir}/requirements.lock.part"; echo "error: no version of vllm==0.10.1+gptoss" >&2; return 1; }\n`;
-        const r = spawnSync("bash", ["-s"], { input: `set -euo pipefail\nreq=requirements.in\n${fakeUv}${line.replace(/^UV_CACHE_DIR=\S+ '[^']*'/, "uv")}\necho unreachable\n`, encoding: "utf8" });
-        t.is(r.status, 1, step);
-        t.false(r.stdout.includes("unreachable"));
+        const failing = `case "$1 $2" in\n  "${step}") for a in "$@"; do [ "\${p:-}" = -o ] && echo partial >"$a"; p=$a; done; echo "error: no version of vllm==0.10.1+gptoss" >&2; exit 1 ;;`;
+        writeExecutable(l.uv, fs.readFileSync(l.uv, "utf8").replace('case "$1 $2" in', failing));
+        const r = strict(packageScripts(py, null).apply);
+        t.is(r.code, 1, step);
         t.true(r.stderr.includes("error: no version of vllm==0.10.1+gptoss"), "uv's own message stays");
         t.true(r.stderr.includes("vllm==0.10.1+gptoss / flashinfer-python==0.3.1"), r.stderr);
         t.true(r.stderr.includes("from the package index https://pypi.org/simple, https://wheels.vllm.ai/gpt-oss/, https://download.pytorch.org/whl/nightly/cu128 (strategy unsafe-best-match)"), r.stderr);
         t.true(r.stderr.includes("python.indexUrl"));
-        if (step.includes("compile")) t.false(fs.existsSync(path.join(dir, "requirements.lock.part")), "the compile step removes its partial lock");
+        t.false(fs.existsSync(`${install}/requirements.lock.part`), `${step}: no partial lock is left`);
     }
 });
 

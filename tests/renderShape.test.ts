@@ -36,7 +36,7 @@ import { containerArgs, containerEnv, containerScripts, dockerPreflightProbe } f
 import { Connection, shellArgv } from "../components/host/connection";
 import { layout as modelLayout, modelProbe, modelScripts } from "../components/pieces/model";
 import { gatherFacts } from "../components/preflight/facts";
-import { packageScripts, renderRequirements, uvScripts } from "../components/pieces/python";
+import { installPath, packageScripts, renderRequirements, uvScripts } from "../components/pieces/python";
 import { endpointUrl, renderConfigYaml, renderEnv, renderUnit, servedModelName, serviceScripts, ServingPlan, vllmFlags } from "../components/pieces/vllmService";
 import { exampleRequest } from "../components/workstation";
 
@@ -330,7 +330,7 @@ function render(c: WorkstationConfig, p: ServingPlan, lock: string | null, keyId
     const uv = uvScripts(c.python);
     const pkgs = packageScripts(c.python, lock);
     const model = modelScripts(c.model, c.python.venvPath);
-    const service = serviceScripts({ config: c, plan: p, snapshotPath: l.snapshot, tiktokenDir: l.tiktokenDir, apiKeyId: keyId, runsOn: { cuda: "0123456789ab", packages: "0123456789ab", model: "0123456789ab" } });
+    const service = serviceScripts({ config: c, plan: p, installPath: installPath(c.python, lock), snapshotPath: l.snapshot, tiktokenDir: l.tiktokenDir, apiKeyId: keyId, runsOn: { cuda: "0123456789ab", packages: "0123456789ab", model: "0123456789ab" } });
     const container = containerScripts({ config: c, plan: p, snapshotPath: l.snapshot, tiktokenDir: l.tiktokenDir, apiKeyId: keyId });
     const flags = vllmFlags(c, p);
     fs.rmSync(path.join(scratch, "known_hosts"), { force: true });

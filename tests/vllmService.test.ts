@@ -6,7 +6,7 @@ import * as os from "os";
 import * as path from "path";
 import { parseConfig } from "../components/config/schema";
 import { serviceEnvPath } from "../components/pieces/cudaEnv";
-import { expectFile, managedHeader } from "../components/host/shell";
+import { expectFile, managedHeader, q } from "../components/host/shell";
 import {
     apiKeyId,
     authMiddleware,
@@ -29,6 +29,7 @@ import {
     unitPath,
     vllmFlags,
 } from "../components/pieces/vllmService";
+import { installPath } from "../components/pieces/python";
 import { plan12, revision, snapshot, tiktokenDir } from "./helpers/plans";
 import { ensureServersVenv } from "./infra/servers/index";
 
@@ -52,7 +53,7 @@ const strict = (script: string, env: NodeJS.ProcessEnv = {}) => runScript(script
 const runsOn = { cuda: "c0ffee000001", packages: "c0ffee000002", model: "c0ffee000003" };
 
 function scriptsFor(key: string | null, c = config, plan = plan12, on: Record<string, string> = runsOn) {
-    return serviceScripts({ config: c, plan, snapshotPath: snapshot, tiktokenDir, apiKeyId: key === null ? null : apiKeyId(key), runsOn: on });
+    return serviceScripts({ config: c, plan, installPath: installPath(c.python, null), snapshotPath: snapshot, tiktokenDir, apiKeyId: key === null ? null : apiKeyId(key), runsOn: on });
 }
 
 /** The lines of `script` from the first line that starts with `from` to the first after it that starts with `to`. */
@@ -154,6 +155,7 @@ test("the unit runs the venv's vllm on the snapshot with the --config file, as t
     const lines = unit.split("\n");
     t.true(lines.includes("User=vllm"));
     t.true(lines.includes("Group=vllm"));
+    // The venv path links to the install in service: a switch of packages leaves the unit as it is.
     t.true(lines.includes(`ExecStart=/opt/vllm-workstation/venv/bin/vllm serve ${snapshot} --config /etc/vllm-workstation/vllm.yaml`));
     t.true(lines.includes("Restart=on-failure"));
     t.true(lines.includes("WantedBy=multi-user.target"));
@@ -242,7 +244,7 @@ test("expected has secrets=none without a key and secrets=600 root with one", (t
     t.false(withKey.includes("secrets=none"));
 });
 
-test("expected lists the three file hashes, the secrets, and an active, enabled service", (t) => {
+test("expected lists the three file hashes, the secrets, an active, enabled service, and the venv path linked to its install", (t) => {
     const s = scriptsFor(null, config, plan12);
     t.is(
         s.expected,
@@ -256,21 +258,25 @@ test("expected lists the three file hashes, the secrets, and an active, enabled 
             "user=present",
             "group=present",
             expectFile("auth-module", fs.readFileSync(path.join(__dirname, "..", "..", "components", "pieces", "assets", "vllm_workstation_auth.py"), "utf8")),
+            `link=${installPath(config.python, null)}`,
         ].join("\n"),
     );
-    t.is(s.probe.split("\n").length, 9, "one probe line per expected line");
+    t.is(s.probe.split("\n").length, 10, "one probe line per expected line");
 });
 
 test("the apply script writes the unit, the config and the env file to their fixed paths", (t) => {
-    const s = scriptsFor(null);
-    for (const p of [unitPath, configPath, envPath]) t.true(s.apply.includes(`mv -f "$tmp" '${p}'`), p);
+    const lines = scriptsFor(null).apply.split("\n");
+    for (const [name, p] of [["unit_path", unitPath], ["config_path", configPath], ["env_path", envPath]]) {
+        t.true(lines.includes(`${name}='${p}'`), p);
+        t.true(lines.some((l) => l.startsWith(`put_file "$${name}" `)), name);
+    }
     t.is(unitPath, "/etc/systemd/system/vllm-workstation.service");
 });
 
 test("the secrets step writes VLLM_API_KEY=<key> root-only, and removes the file when there is no key", (t) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-ws-svc-test-"));
     t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-    const step = block(scriptsFor(apiKey).apply, 'if [ -n "${VLLM_WS_API_KEY:-}" ]; then', "else rm -f").split("/etc/vllm-workstation").join(dir);
+    const step = `secrets_path=${q(path.join(dir, "secrets.env"))}\n${block(scriptsFor(apiKey).apply, 'if [ -n "${VLLM_WS_API_KEY:-}" ]; then', "else rm -f")}`;
     t.false(step.includes("/etc/"));
     const key = "k3y with spaces, 'quotes', $dollar and %s";
     const written = strict(step, { VLLM_WS_API_KEY: key });
@@ -283,65 +289,88 @@ test("the secrets step writes VLLM_API_KEY=<key> root-only, and removes the file
     t.deepEqual(fs.readdirSync(dir), []);
 });
 
+/** The switch's functions with the settings they read, and fakes (shell functions) before them. */
+function switchLib(fakes: string, c = config): string {
+    const apply = scriptsFor(null, c).apply.split("\n");
+    const settings = apply.filter((l) => /^(base|served_name|health_timeout|unit_name)=/.test(l));
+    return [fakes, ...settings, fs.readFileSync(path.join(__dirname, "..", "..", "components", "pieces", "assets", "service_switch.sh"), "utf8")].join("\n");
+}
+
 test("the /v1/models check sends the key as one Authorization header from stdin, never on curl's command line, and no header without a key", (t) => {
-    const line = scriptsFor(apiKey)
-        .apply.split("\n")
-        .find((l) => l.startsWith("models=$("))!;
     // The fake curl prints its arguments, then the config it reads from stdin with -K -.
-    const fakeCurl = `curl() { printf '<%s>' "$@"; case " $* " in *" -K - "*) cat ;; esac; }\n`;
-    const withKey = strict(`${fakeCurl}${line}\nprintf '%s' "$models"`, { VLLM_WS_API_KEY: "key.with+token/chars=" });
+    const fakeCurl = `curl() { printf '<%s>' "$@"; case " $* " in *" -K - "*) cat ;; esac; }`;
+    const get = `models=$(authed_get "$base/v1/models")\nprintf '%s' "$models"`;
+    const withKey = strict(`${switchLib(fakeCurl)}\n${get}`, { VLLM_WS_API_KEY: "key.with+token/chars=" });
     t.is(withKey.code, 0, withKey.stderr);
     t.is(withKey.stdout, `<-fsS><--max-time><10><-K><-><http://127.0.0.1:8000/v1/models>header = "Authorization: Bearer key.with+token/chars="`);
-    const without = strict(`unset VLLM_WS_API_KEY\n${fakeCurl}${line}\nprintf '%s' "$models"`);
+    const without = strict(`unset VLLM_WS_API_KEY\n${switchLib(fakeCurl)}\n${get}`);
     t.is(without.code, 0, without.stderr);
     t.is(without.stdout, "<-fsS><--max-time><10><http://127.0.0.1:8000/v1/models>");
     // Once a printf piped into a curl that never read stdin: when curl exited first, SIGPIPE and
     // pipefail failed the check now and then. Many rounds against a curl that exits at once.
-    const quick = `curl() { return 0; }\n`;
-    const rounds = strict(`unset VLLM_WS_API_KEY\n${quick}for i in $(seq 300); do ${line}; done`);
+    const rounds = strict(`unset VLLM_WS_API_KEY\n${switchLib("curl() { return 0; }")}\nfor i in $(seq 300); do authed_get "$base/v1/models"; done`);
     t.is(rounds.code, 0, rounds.stderr);
 });
 
-test("the /v1/models check passes when the served model is listed and fails naming it otherwise", (t) => {
-    const line = scriptsFor(null)
-        .apply.split("\n")
-        .find((l) => l.startsWith('case "$models" in'))!;
-    const ok = strict(`models='{"object":"list","data":[{"id":"gpt-oss-20b","object":"model"}]}'\n${line}\necho fine`);
+// curl answers /health, and /v1/models with $MODELS; systemd reports an active unit that never restarted.
+const healthyFakes = `curl() { case "$*" in *"/v1/models"*) printf '%s' "$MODELS" ;; *) return 0 ;; esac; }
+systemctl() { case "$*" in *"-p ActiveState"*) printf 'ActiveState=active\\nSubState=running\\nNRestarts=0\\n' ;; *NRestarts*) echo 0 ;; *) return 0 ;; esac; }`;
+
+test("the health check passes when /v1/models lists the served model and fails naming it otherwise", (t) => {
+    const check = `${switchLib(healthyFakes)}\nif wait_healthy; then echo fine; else echo "$why"; fi`;
+    const ok = strict(check, { MODELS: '{"object":"list","data":[{"id":"gpt-oss-20b","object":"model"}]}' });
     t.is(ok.code, 0, ok.stderr);
     t.is(ok.stdout, "fine\n");
-    const bad = strict(`models='{"data":[{"id":"gpt-oss-20b-other"}]}'\n${line}\necho fine`);
-    t.is(bad.code, 1);
-    t.true(bad.stderr.startsWith("GET /v1/models does not list gpt-oss-20b: "));
+    const bad = strict(check, { MODELS: '{"data":[{"id":"gpt-oss-20b-other"}]}' });
+    t.is(bad.stdout, 'GET /v1/models does not list gpt-oss-20b: {"data":[{"id":"gpt-oss-20b-other"}]}\n');
 });
 
-// Known bug: the served model name is pasted inside a double-quoted echo without quoting, so `$...`,
-// backticks or a double quote in it are interpreted by bash (a `$(...)` in the name would even run).
 test("the /v1/models failure message shows a served model name with $ and quotes verbatim", (t) => {
     const name = 'my "$HOME" model';
     // Past the schema, which refuses such a name: the script must quote whatever it is given.
     const c = { ...config, server: { ...config.server, servedModelName: name } };
-    const line = scriptsFor(null, c)
-        .apply.split("\n")
-        .find((l) => l.startsWith('case "$models" in'))!;
-    const r = strict(`models='{"data":[]}'\n${line}`, { HOME: "/home/somebody" });
-    t.is(r.code, 1);
-    t.is(r.stderr, `GET /v1/models does not list ${name}: {"data":[]}\n`);
+    const r = strict(`${switchLib(healthyFakes, c)}\nwait_healthy || echo "$why"`, { HOME: "/home/somebody", MODELS: '{"data":[]}' });
+    t.is(r.stdout, `GET /v1/models does not list ${name}: {"data":[]}\n`);
+});
+
+test("the health check stops waiting as soon as the service exited and systemd waits to restart it", (t) => {
+    const fakes = `curl() { return 7; }\nsystemctl() { case "$*" in *"-p ActiveState"*) printf 'NRestarts=0\\nActiveState=activating\\nSubState=auto-restart\\n' ;; *NRestarts*) echo 0 ;; *) return 1 ;; esac; }`;
+    const started = Date.now();
+    const r = strict(`${switchLib(fakes)}\nwait_healthy || echo "$why"`);
+    t.is(r.stdout, "vllm-workstation.service exited before it served\n");
+    t.true(Date.now() - started < 5000, "not the whole timeout");
+});
+
+test("the health check waits while the service starts, and fails once systemd counted a restart", (t) => {
+    // Starting: no answer yet, systemd reports it activating with no restart; then it answers.
+    const starting = `n=0\ncurl() { n=$((n + 1)); case "$*" in *"/v1/models"*) printf '%s' '{"data":[{"id":"gpt-oss-20b"}]}' ;; *) [ "$n" -gt 2 ] ;; esac; }
+systemctl() { case "$*" in *"-p ActiveState"*) printf 'NRestarts=3\\nActiveState=activating\\nSubState=start\\n' ;; *NRestarts*) echo 3 ;; *) return 0 ;; esac; }`;
+    const ok = strict(`${switchLib(starting)}\nif wait_healthy; then echo fine; else echo "$why"; fi`);
+    t.is(ok.stdout, "fine\n", ok.stderr);
+    const restarted = `curl() { return 7; }\nn=0\nsystemctl() { case "$*" in *"-p ActiveState"*) printf 'NRestarts=4\\nActiveState=active\\nSubState=running\\n' ;; *NRestarts*) echo 3 ;; *) return 0 ;; esac; }`;
+    const bad = strict(`${switchLib(restarted)}\nwait_healthy || echo "$why"`);
+    t.is(bad.stdout, "vllm-workstation.service exited before it served (restarted by systemd)\n");
 });
 
 test("the health check waits on the loopback address of a wildcard listener and honours the timeout", (t) => {
     const c = parseConfig({ model: { revision }, server: { host: "0.0.0.0", port: 8001, healthTimeoutSeconds: 120 }, apiKey });
     const apply = scriptsFor(apiKey, c).apply;
-    t.true(apply.includes("until curl -fsS -o /dev/null --max-time 5 'http://127.0.0.1:8001/health'; do"));
-    t.true(apply.split("\n").includes("deadline=$((SECONDS + 120))"));
+    t.true(apply.split("\n").includes("base='http://127.0.0.1:8001'"));
+    t.true(apply.split("\n").includes("health_timeout=120"));
+    t.true(apply.includes('until curl -fs -o /dev/null --max-time 5 "$base/health"; do'));
+    t.true(apply.includes("local deadline=$((SECONDS + health_timeout))"));
 });
 
 test("remove disables the service, deletes its files, cache and user", (t) => {
-    const remove = scriptsFor(apiKey).remove;
-    t.true(remove.startsWith("systemctl disable --now vllm-workstation.service"));
-    t.true(remove.includes(`own_remove_file '${unitPath}'\nrm -f '${configPath}' '${envPath}' '${secretsPath}'`));
-    t.true(remove.includes("own_remove_tree '/var/cache/vllm-workstation'"), "the service's caches go only if the stack made them");
-    t.true(remove.includes("own_remove_user 'vllm' '/etc/vllm-workstation'"), "the user goes only if the stack made it");
-    t.false(/rm -rf '\/etc/.test(remove));
+    const lines = scriptsFor(apiKey).remove.split("\n");
+    t.true(lines.includes(`unit_path='${unitPath}'`));
+    const disable = lines.indexOf('systemctl disable --now "$unit_name" 2>/dev/null || true');
+    t.true(disable >= 0 && disable < lines.indexOf('own_remove_file "$unit_path"'));
+    t.true(lines.some((l) => l.startsWith(`rm -f '${configPath}' '${envPath}' '${secretsPath}'`)));
+    t.true(lines.includes('own_remove_tree "$cache_home"'), "the service's caches go only if the stack made them");
+    t.true(lines.includes('own_remove_user "$user" "$etc_dir"'), "the user goes only if the stack made it");
+    t.true(lines.includes('rm -rf "$etc_dir/previous" "$etc_dir/previous.next"'), "and the set kept to go back to");
+    t.false(lines.some((l) => /rm -rf '\/etc/.test(l)));
 });
 
 test("apiKeyId is 12 hex characters, stable for a key and different for different keys", (t) => {
@@ -384,29 +413,28 @@ test("the probe reports the service user and its group, present or missing, so a
 
 test("a service user made again by up (it was deleted by hand) restarts the service", (t) => {
     const apply = scriptsFor(null).apply.split("\n");
-    const saved = apply.findIndex((l) => l === "uid_before=$(id -u 'vllm' 2>/dev/null || echo none)");
-    const made = apply.findIndex((l) => l.startsWith("own_user 'vllm'"));
+    t.true(apply.includes("user='vllm'"));
+    const saved = apply.findIndex((l) => l === 'uid_before=$(id -u "$user" 2>/dev/null || echo none)');
+    const made = apply.findIndex((l) => l.startsWith('own_user "$user"'));
     t.true(saved >= 0 && saved < made, "the uid is read before the user is made");
-    t.true(apply.some((l) => l.startsWith("if [ \"$before\" != \"$after\" ] || [ \"$uid_before\" != \"$(id -u 'vllm')\" ] ||")));
+    t.true(apply.some((l) => l.startsWith('if [ "$before" != "$after" ] || [ "$uid_before" != "$(id -u "$user")" ] ||')));
 });
 
 test("what the service runs on is stamped on the box, and a changed id changes the stamp and so restarts the service", (t) => {
     t.is(renderRunsOn({ packages: "b", cuda: "a" }), `${managedHeader()}cuda=a\npackages=b\n`);
     const a = scriptsFor(null).apply;
-    t.true(a.includes(`mv -f "$tmp" '${runsOnPath}'`));
+    t.true(a.split("\n").includes(`runs_on_path='${runsOnPath}'`));
+    t.true(a.includes('put_file "$runs_on_path" "$runs_on_text" 0644'));
     t.true(a.includes(renderRunsOn(runsOn).trimEnd()));
     for (const piece of Object.keys(runsOn)) {
         const changed = scriptsFor(null, config, plan12, { ...runsOn, [piece]: "0123456789ab" }).apply;
         t.not(changed, a, piece);
     }
     // The stamp and the middleware are among the files whose change restarts the service.
-    const before = a.split("\n").find((l) => l.startsWith("before=$("))!;
-    const after = a.split("\n").find((l) => l.startsWith("after=$("))!;
-    for (const f of [unitPath, configPath, envPath, secretsPath, runsOnPath, authModulePath]) {
-        t.true(before.includes(`'${f}'`), f);
-        t.true(after.includes(`'${f}'`), f);
-    }
-    t.true(a.indexOf(before) < a.indexOf(`'${runsOnPath}'`, a.indexOf(before) + before.length), "the stamp is written after the before hash");
+    const served = a.split("\n").find((l) => l.startsWith("served_files() {"))!;
+    for (const f of ["unit_path", "config_path", "env_path", "secrets_path", "runs_on_path", "auth_path"]) t.true(served.includes(`"$${f}"`), f);
+    t.true(a.indexOf("before=$(served_state | sha256sum)") < a.indexOf('put_file "$runs_on_path"'), "the stamp is written after the before hash");
+    t.true(a.indexOf('put_file "$unit_path"') < a.indexOf("after=$(served_state | sha256sum)"));
 });
 
 test("with an API key the --config YAML loads the middleware that requires it on every route; without one it does not", (t) => {
@@ -423,8 +451,11 @@ test("the middleware module is written root-owned where the service's PYTHONPATH
     t.is(authModulePath, "/etc/vllm-workstation/python/vllm_workstation_auth.py");
     t.true(renderEnv(config, plan12, tiktokenDir).split("\n").includes("PYTHONPATH=/etc/vllm-workstation/python"));
     const s = scriptsFor(apiKey);
-    t.true(s.apply.includes(`chmod 0644 "$tmp" && chown root:root "$tmp" && mv -f "$tmp" '${authModulePath}'`));
+    t.true(s.apply.split("\n").includes(`auth_path='${authModulePath}'`));
+    t.true(s.apply.includes('put_file "$auth_path" "$auth_text" 0644'));
+    t.true(s.apply.includes('chmod "$3" "$tmp" && chown root:root "$tmp" && mv -f "$tmp" "$1"'));
     t.true(s.apply.includes("class RequireApiKey:"));
     t.true(s.remove.includes(` '${authModulePath}' '${runsOnPath}'`));
-    t.true(s.remove.includes("own_release_dir '/etc/vllm-workstation/python'"));
+    t.true(s.remove.split("\n").includes("python_dir='/etc/vllm-workstation/python'"));
+    t.true(s.remove.includes('own_release_dir "$python_dir"'));
 });

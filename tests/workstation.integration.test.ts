@@ -68,7 +68,7 @@ test.serial("login shells get the CUDA environment from /etc/profile.d", async (
 });
 
 test.serial("the installed packages are the locked set, with hashes", async (t) => {
-    const lock = await box.sh(`cat ${venv}-tools/requirements.lock`);
+    const lock = await box.sh(`cat ${venv}/requirements.lock`);
     t.regex(lock, /^vllm==0\.24\.0 \\$/m);
     t.regex(lock, /--hash=sha256:[0-9a-f]{64}/);
     const freeze = await box.sh(`${venv}-tools/uv pip freeze --python ${venv}/bin/python`);

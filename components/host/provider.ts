@@ -6,6 +6,12 @@
 import { Connection, describe, runOrThrow, UnreachableError } from "./connection";
 import { scrub } from "../config/urls";
 
+/**
+ * The exit status of an apply that changed the piece, found the change unhealthy and put the piece back
+ * as it was (the vLLM service's switch): the step fails, and its state stays the old one.
+ */
+export const ROLLED_BACK_EXIT = 75;
+
 /** Inputs of one HostState, as the provider receives them. */
 export interface HostStateInputs {
     readonly connection: Connection;
@@ -70,7 +76,7 @@ export class PartialFailure extends Error {
     }
 }
 
-async function converge(id: string, inputs: HostStateInputs): Promise<HostStateOutputs> {
+async function converge(id: string, inputs: HostStateInputs, olds?: HostStateOutputs): Promise<HostStateOutputs> {
     const { secretEnv, ...stored } = inputs;
     const secrets = secretEnv ?? {};
     try {
@@ -79,6 +85,12 @@ async function converge(id: string, inputs: HostStateInputs): Promise<HostStateO
         const message = scrub(e instanceof Error ? e.message : String(e), secrets);
         // Not reached: the script never ran, there is nothing to record.
         if (e instanceof UnreachableError) throw new Error(message);
+        // Rolled back: the box is as the last converge left it, so the state stays the old one (and a
+        // preview still shows the wanted change), with what the probe sees now.
+        if (olds !== undefined && message.includes(`(exit ${ROLLED_BACK_EXIT}):`)) {
+            const seen = await probe(olds).catch((p: unknown) => `(not probed after the failure: ${scrub(p instanceof Error ? p.message : String(p), secrets)})`);
+            throw new PartialFailure(message, id, { ...olds, observed: seen });
+        }
         const observed = await probe(inputs).catch((p: unknown) => `(not probed after the failure: ${scrub(p instanceof Error ? p.message : String(p), secrets)})`);
         throw new PartialFailure(message, id, { ...stored, observed });
     }
@@ -104,8 +116,8 @@ export async function read(id: string, props: HostStateOutputs): Promise<{ id: s
     return { id, props: { ...props, observed: await probe(props) } };
 }
 
-export async function update(id: string, _olds: HostStateOutputs, news: HostStateInputs): Promise<{ outs: HostStateOutputs }> {
-    return { outs: await converge(id, news) };
+export async function update(id: string, olds: HostStateOutputs, news: HostStateInputs): Promise<{ outs: HostStateOutputs }> {
+    return { outs: await converge(id, news, olds) };
 }
 
 export async function remove(_id: string, props: HostStateOutputs): Promise<void> {

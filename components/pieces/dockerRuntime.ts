@@ -17,8 +17,8 @@ import { pieceState, ready } from "../host/hostState";
 import type { Observed, Piece } from "./observe";
 import { layout } from "./python";
 import { Check } from "../preflight/checks";
-import { expectFile, fillFragment, probeFile, q, sha256, writeFile } from "../host/shell";
-import { apiKeyId, authModuleName, endpointUrl, probeHost, readAsset, servedModelName, ServingPlan, serviceFlags, vllmVariables } from "./vllmService";
+import { asset, expectFile, fillFragment, probeFile, q, sha256, writeFile } from "../host/shell";
+import { apiKeyId, authModuleName, endpointUrl, probeHost, servedModelName, ServingPlan, serviceFlags, vllmVariables } from "./vllmService";
 
 export const containerName = "vllm-workstation";
 /** The label that marks a container as the stack's: remove and apply touch no other. */
@@ -138,7 +138,7 @@ export function containerScripts(s: ContainerInputs) {
     const withKey = s.apiKeyId !== null;
     const args = containerArgs(c, s.plan, s.snapshotPath, withKey);
     const env = containerEnv(c, s.plan, s.tiktokenDir, withKey);
-    const authModule = readAsset(`${authModuleName}.py`);
+    const authModule = asset(`${authModuleName}.py`);
     const binds = [`${c.model.cacheDir}:${c.model.cacheDir}:ro`, `${s.tiktokenDir}:${s.tiktokenDir}:ro`, `${hostPythonDir(c)}:${containerPythonDir}:ro`];
     const address = publishAddress(c.server.host);
     // The probe's text for this container when it is as declared, in the order the probe prints it.

@@ -5,22 +5,41 @@ import type { WorkstationConfig } from "../config/schema";
 import type { Connection } from "../host/connection";
 import { HostState, ready } from "../host/hostState";
 import type { Observed, Piece } from "./observe";
-import { asset, q, say, sha256, writeFile } from "../host/shell";
+import { asset, fillAsset, fillFragment, q, sha256 } from "../host/shell";
 import { redactUrl } from "../config/urls";
 
 type PythonConfig = WorkstationConfig["python"];
 
-/** The stack's own directory beside the venv (derived from it, so owned too): uv, the lock, the uv cache. */
+/**
+ * The stack's own directory beside the venv path (derived from it, so owned too): uv, the uv cache, and
+ * the installs, one venv per install key. The venv path itself is a link to the install in service.
+ */
 export function layout(py: PythonConfig) {
     const home = `${py.venvPath}-tools`;
     return {
         home,
         uv: `${home}/uv`,
-        requirementsIn: `${home}/requirements.in`,
-        lock: `${home}/requirements.lock`,
         cache: `${home}/uv-cache`,
+        installs: `${home}/installs`,
     };
 }
+
+/**
+ * The key of an install: what decides the packages in it (the lock, or for a lock made on the box the
+ * request and the indexes it is resolved from) and the Python and uv that made it. Another key is
+ * another venv, made beside the one in service; the same key again (going back) finds it installed.
+ */
+export function installKey(py: PythonConfig, lockText: string | null, runtime: Runtime = "systemd"): string {
+    const what = lockText === null ? `request\n${renderRequirements(py, runtime)}${indexComment(py)}\n${indexArgs(py)}` : `lock\n${withNewline(lockText)}`;
+    return sha256(`${what}\npython ${py.version}\nuv ${py.uvVersion}\n`).slice(0, 16);
+}
+
+/** The venv of the packages a config asks for. */
+export function installPath(py: PythonConfig, lockText: string | null, runtime: Runtime = "systemd"): string {
+    return `${layout(py).installs}/${installKey(py, lockText, runtime)}`;
+}
+
+const withNewline = (text: string) => (text.endsWith("\n") ? text : `${text}\n`);
 
 type Runtime = WorkstationConfig["runtime"];
 
@@ -89,77 +108,47 @@ const fetchUvPy = asset("fetch_uv.py");
 export function uvScripts(py: PythonConfig) {
     const l = layout(py);
     return {
-        apply: [
-            `own_dir ${q(l.home)}`,
-            `if [ "$(${q(l.uv)} --version 2>/dev/null | cut -d' ' -f2)" != ${q(py.uvVersion)} ]; then`,
-            `  ${say(`installing uv ${py.uvVersion} from ${redactUrl(py.indexUrl)}`)}`,
-            `  UV_VERSION=${q(py.uvVersion)} UV_DEST=${q(l.uv)} python3 - <<'VLLM_WS_PY'`,
-            originAuthPy.trim(),
-            fetchUvPy.trim(),
-            `VLLM_WS_PY`,
-            `fi`,
-        ].join("\n"),
+        apply: fillAsset("uv_apply.sh", {
+            HOME: q(l.home),
+            UV: q(l.uv),
+            UV_VERSION: q(py.uvVersion),
+            MESSAGE: q(`installing uv ${py.uvVersion} from ${redactUrl(py.indexUrl)}`),
+            FETCH_PY: `${originAuthPy.trim()}\n${fetchUvPy.trim()}`,
+        }),
         probe: `echo "uv=$(${q(l.uv)} --version 2>/dev/null | cut -d' ' -f2 || true)"`,
         expected: `uv=${py.uvVersion}`,
-        remove: `rm -f ${q(l.uv)} ${q(l.uv)}.part\nown_release_dir ${q(l.home)}`,
+        remove: fillFragment("uv_remove.sh", { UV: q(l.uv), HOME: q(l.home) }),
     };
 }
 
-/** Lines `name==version`, normalized as pip does, sorted: what `uv pip freeze` must print for a lock. */
-const pins = (cmd: string) => `${cmd} | grep -E '^[A-Za-z0-9._-]+==' | sed 's/[ ;\\\\].*//' | tr 'A-Z' 'a-z' | sed -E 's/[-_.]+/-/g' | sort`;
-
+/**
+ * The packages step: installs the lock into the install of its key (components/assets/packages_*.sh).
+ * With the systemd runtime the service's step switches the venv link to it, health-gated; the docker
+ * runtime's venv serves only the model download, so this step switches the link itself.
+ */
 export function packageScripts(py: PythonConfig, lockText: string | null, runtime: Runtime = "systemd") {
     const l = layout(py);
     const requirements = renderRequirements(py, runtime);
-    const uv = `UV_CACHE_DIR=${q(l.cache)} ${q(l.uv)}`;
-    const python = `${py.venvPath}/bin/python`;
-    const lockStep =
-        lockText === null
-            ? [
-                  // No shared lock: resolve once on this box and keep it; a changed request resolves again.
-                  `if [ ! -f ${q(l.lock)} ] || ! cmp -s ${q(l.requirementsIn)} "$req"; then`,
-                  `  ${say("resolving the package set (uv pip compile --generate-hashes)")}`,
-                  `  ${uv} pip compile "$req" --generate-hashes --python ${q(python)} ${indexArgs(py)} -o ${q(l.lock)}.part || { rm -f ${q(l.lock)}.part; echo ${q(indexHint(py, runtime))} >&2; exit 1; }`,
-                  `  mv -f ${q(l.lock)}.part ${q(l.lock)}`,
-                  `fi`,
-              ].join("\n")
-            : writeFile(l.lock, lockText);
+    const install = installPath(py, lockText, runtime);
     return {
-        apply: [
-            indexComment(py),
-            `own_dir ${q(l.home)}`,
-            `own_dir ${q(l.cache)}`,
-            // uv makes the venv's directory itself; the stack claims it first (refused if someone else's).
-            `own_claim_dir ${q(py.venvPath)}`,
-            `if [ ! -x ${q(python)} ] || [ "$(${q(python)} -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != ${q(py.version)} ]; then`,
-            `  ${say(`creating the venv ${py.venvPath} with Python ${py.version}`)}`,
-            // --clear: a venv of another Python the stack made here before is replaced, in place.
-            `  ${uv} venv --clear --python ${q(py.version)} ${q(py.venvPath)}`,
-            `fi`,
-            `req=$(mktemp)`,
-            `printf '%s' ${q(requirements)} >"$req"`,
-            lockStep,
-            `mv -f "$req" ${q(l.requirementsIn)}`,
-            say(`installing the locked packages into ${py.venvPath}`),
-            // --compile-bytecode: the service runs as server.user under ProtectSystem=strict, so it cannot
-            // write __pycache__ into this root-owned venv; without .pyc files every start of vLLM would
-            // compile vllm, torch and transformers from source again (the hf download too, once).
-            `${uv} pip sync --require-hashes --compile-bytecode --python ${q(python)} ${indexArgs(py)} ${q(l.lock)} || { echo ${q(indexHint(py, runtime))} >&2; exit 1; }`,
-        ].join("\n"),
-        probe: [
-            `echo "python=$(${q(python)} -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo missing)"`,
-            `echo "request=$(sha256sum ${q(l.requirementsIn)} 2>/dev/null | cut -c1-64 || echo missing)"`,
-            lockText === null ? `[ -f ${q(l.lock)} ] && echo lock=present || echo lock=missing` : `echo "lock=$(sha256sum ${q(l.lock)} 2>/dev/null | cut -c1-64 || echo missing)"`,
-            // Cheap: compares the venv's installed versions with the lock's pins; no network, no hashing.
-            `if [ -x ${q(python)} ] && [ -f ${q(l.lock)} ] && diff -q <(${pins(`cat ${q(l.lock)}`)}) <(${pins(`${q(l.uv)} pip freeze --python ${q(python)} 2>/dev/null`)}) >/dev/null; then echo packages=as-locked; else echo packages=drifted; fi`,
-        ].join("\n"),
-        expected: [
-            `python=${py.version}`,
-            `request=${sha256(requirements)}`,
-            lockText === null ? "lock=present" : `lock=${sha256(lockText.endsWith("\n") ? lockText : lockText + "\n")}`,
-            "packages=as-locked",
-        ].join("\n"),
-        remove: [`own_remove_tree ${q(py.venvPath)}`, `own_remove_tree ${q(l.cache)}`, `rm -f ${q(l.lock)} ${q(l.requirementsIn)}`, `own_release_dir ${q(l.home)}`].join("\n"),
+        apply: fillAsset("packages_apply.sh", {
+            INDEXES: indexComment(py),
+            HOME: q(l.home),
+            CACHE: q(l.cache),
+            UV: q(l.uv),
+            VENV: q(py.venvPath),
+            INSTALLS: q(l.installs),
+            INSTALL: q(install),
+            PYTHON_VERSION: q(py.version),
+            REQUIREMENTS: q(requirements),
+            LOCK_TEXT: q(lockText === null ? "" : withNewline(lockText)),
+            INDEX_STRATEGY: q(py.indexStrategy),
+            HINT: q(indexHint(py, runtime)),
+            SWITCH: runtime === "docker" ? "yes" : "no",
+        }),
+        probe: fillAsset("packages_probe.sh", { INSTALL: q(install), UV: q(l.uv), SHARED_LOCK: lockText === null ? "no" : "yes" }),
+        expected: [`python=${py.version}`, `request=${sha256(requirements)}`, lockText === null ? "lock=present" : `lock=${sha256(withNewline(lockText))}`, "packages=as-locked"].join("\n"),
+        remove: fillAsset("packages_remove.sh", { HOME: q(l.home), CACHE: q(l.cache), VENV: q(py.venvPath), INSTALLS: q(l.installs) }),
     };
 }
 
@@ -169,7 +158,7 @@ export function pythonPieces(py: PythonConfig, lockText: string | null, runtime:
     const dir = (path: string) => ({ path, kind: "dir" as const, sha256: null, option: "python.venvPath" });
     return {
         uv: { name: "uv", what: `uv ${py.uvVersion}`, probe: uvScripts(py).probe, claims: [dir(l.home)] },
-        packages: { name: "packages", what: `the venv ${py.venvPath}`, probe: packageScripts(py, lockText, runtime).probe, claims: [dir(l.home), dir(l.cache), dir(py.venvPath)] },
+        packages: { name: "packages", what: `the venv ${py.venvPath}`, probe: packageScripts(py, lockText, runtime).probe, claims: [dir(l.home), dir(l.cache), dir(l.installs), dir(py.venvPath)] },
     };
 }
 
@@ -185,8 +174,10 @@ export interface PythonEnvironmentArgs {
 }
 
 export class PythonEnvironment extends pulumi.ComponentResource {
-    /** The venv's root; vllm and hf are in its bin/. Known once the packages are installed. */
+    /** The venv's root (a link to the install in service); vllm and hf are in its bin/. Known once the packages are installed. */
     public readonly venvPath: pulumi.Output<string>;
+    /** The install of this config's packages, which the service is switched to. Known once installed. */
+    public readonly installPath: pulumi.Output<string>;
 
     constructor(name: string, args: PythonEnvironmentArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vllm-workstation:index:PythonEnvironment", name, {}, opts);
@@ -209,6 +200,7 @@ export class PythonEnvironment extends pulumi.ComponentResource {
             { parent: this, dependsOn: [uv] },
         );
         this.venvPath = ready(packages, args.python.venvPath);
-        this.registerOutputs({ venvPath: this.venvPath });
+        this.installPath = ready(packages, installPath(args.python, args.lockText, args.runtime));
+        this.registerOutputs({ venvPath: this.venvPath, installPath: this.installPath });
     }
 }

@@ -1,14 +1,13 @@
 // The vLLM service: a systemd unit over the venv, a vLLM --config YAML whose flags come from the VRAM
 // plan, a root-only file for the API key, and a health check that gates the endpoint output.
-import * as fs from "fs";
-import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "../config/schema";
 import type { Connection } from "../host/connection";
 import { pieceState, ready } from "../host/hostState";
 import type { Observed, Piece } from "./observe";
 import type { Plan } from "../plan/planner";
-import { expectFile, managedHeader, ownFile, probeFile, q, say, sha256, writeFile } from "../host/shell";
+import { asset, expectFile, fillAsset, fillFragment, managedHeader, q, sha256 } from "../host/shell";
+import { ROLLED_BACK_EXIT } from "../host/provider";
 import { etcDir, serviceEnvPath } from "./cudaEnv";
 import { has, servedVllmVersion } from "../plan/vllmVersion";
 
@@ -31,19 +30,6 @@ export const authModuleName = "vllm_workstation_auth";
 export const authModulePath = `${pythonDir}/${authModuleName}.py`;
 /** vLLM's --middleware value: the class that requires the key on every route but /health. */
 export const authMiddleware = `${authModuleName}.RequireApiKey`;
-
-/** The path of a file of components/pieces/assets, found from the compiled module (dist/components) or the source. */
-export function assetPath(name: string): string {
-    for (let d = __dirname; d !== path.dirname(d); d = path.dirname(d)) {
-        const file = path.join(d, "components", "pieces", "assets", name);
-        if (fs.existsSync(file)) return file;
-    }
-    throw new Error(`components/pieces/assets/${name} not found above ${__dirname}`);
-}
-
-export function readAsset(name: string): string {
-    return fs.readFileSync(assetPath(name), "utf8");
-}
 
 export function servedModelName(c: WorkstationConfig): string {
     return c.server.servedModelName ?? c.model.repo.split("/")[1];
@@ -114,54 +100,23 @@ export function renderEnv(c: WorkstationConfig, plan: ServingPlan, tiktokenDir: 
     return managedHeader() + lines.join("\n") + "\n";
 }
 
+/**
+ * The unit (components/assets/vllm-workstation.service): the vllm of the venv path serving the snapshot.
+ * The venv path is a link to the install in service, which the service's step switches (and restarts
+ * the service), so a change of packages leaves the unit as it is.
+ */
 export function renderUnit(c: WorkstationConfig, snapshotPath: string): string {
-    return `${managedHeader()}[Unit]
-Description=vLLM OpenAI-compatible server for ${c.model.repo} (vllm-workstation)
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-Type=simple
-User=${c.server.user}
-Group=${c.server.user}
-EnvironmentFile=${serviceEnvPath}
-EnvironmentFile=${envPath}
-EnvironmentFile=-${secretsPath}
-ExecStart=${c.python.venvPath}/bin/vllm serve ${snapshotPath} --config ${configPath}
-Restart=on-failure
-RestartSec=10
-TimeoutStopSec=60
-StandardOutput=journal
-StandardError=journal
-SyslogIdentifier=vllm-workstation
-CacheDirectory=vllm-workstation
-
-# Locked down by default.
-NoNewPrivileges=yes
-ProtectSystem=strict
-ProtectHome=yes
-PrivateTmp=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-RestrictSUIDSGID=yes
-RestrictRealtime=yes
-RestrictNamespaces=yes
-LockPersonality=yes
-CapabilityBoundingSet=
-AmbientCapabilities=
-UMask=0077
-# Relaxed because of the GPU:
-# - PrivateDevices stays off: the card is /dev/dxg under WSL2 and /dev/nvidia* on native Linux.
-# - MemoryDenyWriteExecute stays off: Triton and FlashInfer compile kernels at run time and map them executable.
-# - SystemCallFilter is not set: the CUDA driver and PyTorch's allocators use calls outside @system-service.
-
-[Install]
-WantedBy=multi-user.target
-`;
+    return fillAsset("vllm-workstation.service", {
+        MANAGED: managedHeader().trimEnd(),
+        MODEL_REPO: c.model.repo,
+        USER: c.server.user,
+        SERVICE_ENV: serviceEnvPath,
+        ENV: envPath,
+        SECRETS: secretsPath,
+        VENV: c.python.venvPath,
+        SNAPSHOT: snapshotPath,
+        CONFIG: configPath,
+    });
 }
 
 /** The address the health check on the box uses: wildcard listeners answer on loopback. */
@@ -178,6 +133,8 @@ export function endpointUrl(c: WorkstationConfig): string {
 export interface ServiceInputs {
     readonly config: WorkstationConfig;
     readonly plan: ServingPlan;
+    /** The install the service runs (python.ts installPath); the venv link is switched to it. */
+    readonly installPath: string;
     readonly snapshotPath: string;
     readonly tiktokenDir: string;
     /** true when an API key is set; the key itself travels in secretEnv. */
@@ -188,6 +145,13 @@ export interface ServiceInputs {
      * the libraries, variables and weights it loaded at its start.
      */
     readonly runsOn: Readonly<Record<string, string>>;
+}
+
+/** What the service serves, for the way back after a failed switch: the install and the model revision. */
+export const servesPath = `${etcDir}/service.serves`;
+
+export function renderServes(installPath: string, revision: string): string {
+    return `${managedHeader()}install=${installPath}\nrevision=${revision}\n`;
 }
 
 /** The stamp runsOn leaves on the box. */
@@ -201,18 +165,16 @@ export function servicePiece(c: WorkstationConfig): Piece {
     return {
         name: "service",
         what: "the vLLM service",
-        probe: [
-            probeFile("unit", unitPath),
-            probeFile("config", configPath),
-            probeFile("env", envPath),
-            `if [ -f ${q(secretsPath)} ]; then echo "secrets=$(stat -c '%a %U' ${q(secretsPath)})"; else echo secrets=none; fi`,
-            `echo "active=$(systemctl is-active ${unitName} 2>/dev/null || true)"`,
-            `echo "enabled=$(systemctl is-enabled ${unitName} 2>/dev/null || true)"`,
-            // The unit's User= and Group=: without them the next start fails (217/USER).
-            `if getent passwd ${user} >/dev/null; then echo user=present; else echo user=missing; fi`,
-            `if getent group ${user} >/dev/null; then echo group=present; else echo group=missing; fi`,
-            probeFile("auth-module", authModulePath),
-        ].join("\n"),
+        probe: fillFragment("service_probe.sh", {
+            UNIT_PATH: q(unitPath),
+            CONFIG_PATH: q(configPath),
+            ENV_PATH: q(envPath),
+            SECRETS_PATH: q(secretsPath),
+            UNIT_NAME: unitName,
+            USER: user,
+            AUTH_MODULE_PATH: q(authModulePath),
+            VENV_PATH: q(c.python.venvPath),
+        }),
         claims: [
             { path: cacheHome, kind: "dir", sha256: null, option: null },
             { path: etcDir, kind: "dir", sha256: null, option: null },
@@ -227,66 +189,44 @@ export function serviceScripts(s: ServiceInputs) {
     const unit = renderUnit(c, s.snapshotPath);
     const yaml = renderConfigYaml(serviceFlags(c, s.plan, s.apiKeyId !== null));
     const env = renderEnv(c, s.plan, s.tiktokenDir);
-    const authModule = readAsset(`${authModuleName}.py`);
+    const authModule = asset(`${authModuleName}.py`);
     const runsOn = renderRunsOn(s.runsOn);
-    // Every file whose change must restart the running service.
-    const served = [unitPath, configPath, envPath, secretsPath, authModulePath, runsOnPath].map(q).join(" ");
-    const base = `http://${probeHost(c.server.host)}:${c.server.port}`;
-    // The key reaches curl as a config on stdin (-K -), from a here-string: on a command line (-H) it
-    // would show in ps and /proc/PID/cmdline to every user on the box while curl runs. Not a pipe from
-    // printf: without a key curl never reads stdin, and a printf that writes after curl exited dies of
-    // SIGPIPE, which pipefail turned into a spurious "GET /v1/models failed".
-    const authedGet = (url: string) =>
-        `curl -fsS --max-time 10 \${VLLM_WS_API_KEY:+-K -} ${q(url)} <<<"header = \\"Authorization: Bearer \${VLLM_WS_API_KEY:-}\\""`;
+    const serves = renderServes(s.installPath, c.model.revision);
     const user = q(c.server.user);
+    const text = (t: string) => q(t.endsWith("\n") ? t : `${t}\n`);
     return {
-        apply: [
-            // Changes the API key's id when the key changes, so a rotated key restarts the service.
-            `# api-key: ${s.apiKeyId ?? "none"}`,
-            // Made here, before systemd's CacheDirectory= would make it, so that the record says whether
-            // the stack made it or it was there before (then left in place).
-            `own_dir ${q(cacheHome)}`,
-            `own_dir ${q(etcDir)}`,
-            // A user made again (deleted by hand) has a new uid: the running process must not keep the old one.
-            `uid_before=$(id -u ${user} 2>/dev/null || echo none)`,
-            // A user or group made here is recorded, so that remove deletes only what the stack made.
-            `own_user ${user} ${q(cacheHome)}`,
-            // WSL2 exposes the GPU as /dev/dxg; native Linux as /dev/nvidia*, group video on some distributions.
-            `getent group video >/dev/null && usermod -aG video ${user} || true`,
-            // Missing files (a first run) are part of the "before" state, not an error under pipefail.
-            `before=$({ cat ${served} 2>/dev/null || true; } | sha256sum)`,
-            `own_dir ${q(pythonDir)}`,
-            writeFile(authModulePath, authModule),
-            writeFile(runsOnPath, runsOn),
-            writeFile(configPath, yaml),
-            writeFile(envPath, env),
-            `if [ -n "\${VLLM_WS_API_KEY:-}" ]; then`,
-            `  umask 077; printf 'VLLM_API_KEY=%s\\n' "$VLLM_WS_API_KEY" >${q(secretsPath)}.part && chmod 0600 ${q(secretsPath)}.part && mv -f ${q(secretsPath)}.part ${q(secretsPath)}`,
-            `else rm -f ${q(secretsPath)}; fi`,
-            ownFile(unitPath, unit),
-            writeFile(unitPath, unit),
-            `after=$({ cat ${served} 2>/dev/null || true; } | sha256sum)`,
-            `systemctl daemon-reload`,
-            `systemctl enable ${unitName} 2>/dev/null`,
-            `if [ "$before" != "$after" ] || [ "$uid_before" != "$(id -u ${user})" ] || ! systemctl is-active --quiet ${unitName}; then`,
-            `  ${say("(re)starting vllm-workstation.service")}`,
-            `  systemctl restart ${unitName}`,
-            `fi`,
-            say(`waiting for ${base}/health (up to ${c.server.healthTimeoutSeconds}s: loading the weights takes minutes)`),
-            `deadline=$((SECONDS + ${c.server.healthTimeoutSeconds}))`,
-            `until curl -fsS -o /dev/null --max-time 5 ${q(`${base}/health`)}; do`,
-            `  if systemctl is-failed --quiet ${unitName} || [ $SECONDS -ge $deadline ]; then`,
-            `    echo "vllm-workstation.service did not become healthy; its last log lines:" >&2`,
-            `    journalctl -u ${unitName} -n 40 --no-pager >&2 || true`,
-            `    echo "Fix the cause above (see also: npm run doctor), then run pulumi up again." >&2`,
-            `    exit 1`,
-            `  fi`,
-            `  sleep 2`,
-            `done`,
-            `models=$(${authedGet(`${base}/v1/models`)}) || { echo "GET /v1/models failed" >&2; exit 1; }`,
-            `case "$models" in *${q(`"${servedModelName(c)}"`)}*) ;; *) echo ${q(`GET /v1/models does not list ${servedModelName(c)}: `)}"$models" >&2; exit 1 ;; esac`,
-            say(`serving ${servedModelName(c)} at ${base}/v1`),
-        ].join("\n"),
+        apply: fillAsset("service_apply.sh", {
+            // Changes with the API key, so a rotated key restarts the service.
+            API_KEY_ID: s.apiKeyId ?? "none",
+            UNIT_PATH: q(unitPath),
+            CONFIG_PATH: q(configPath),
+            ENV_PATH: q(envPath),
+            SECRETS_PATH: q(secretsPath),
+            AUTH_PATH: q(authModulePath),
+            RUNS_ON_PATH: q(runsOnPath),
+            SERVES_PATH: q(servesPath),
+            PYTHON_DIR: q(pythonDir),
+            ETC_DIR: q(etcDir),
+            CACHE_HOME: q(cacheHome),
+            USER: user,
+            VENV: q(c.python.venvPath),
+            INSTALLS: q(`${c.python.venvPath}-tools/installs`),
+            INSTALL: q(s.installPath),
+            HF_CACHE: q(c.model.cacheDir),
+            MODEL_REPO: q(c.model.repo),
+            REVISION: q(c.model.revision),
+            BASE: q(`http://${probeHost(c.server.host)}:${c.server.port}`),
+            SERVED_NAME: q(servedModelName(c)),
+            HEALTH_TIMEOUT: String(c.server.healthTimeoutSeconds),
+            ROLLED_BACK_EXIT: String(ROLLED_BACK_EXIT),
+            UNIT_TEXT: text(unit),
+            CONFIG_TEXT: text(yaml),
+            ENV_TEXT: text(env),
+            AUTH_TEXT: text(authModule),
+            RUNS_ON_TEXT: text(runsOn),
+            SERVES_TEXT: text(serves),
+            SWITCH_LIB: asset("service_switch.sh").trim(),
+        }),
         probe: servicePiece(c).probe,
         expected: [
             expectFile("unit", unit),
@@ -298,16 +238,16 @@ export function serviceScripts(s: ServiceInputs) {
             "user=present",
             "group=present",
             expectFile("auth-module", authModule),
+            `link=${s.installPath}`,
         ].join("\n"),
-        remove: [
-            `systemctl disable --now ${unitName} 2>/dev/null || true`,
-            `own_remove_file ${q(unitPath)}`,
-            `rm -f ${q(configPath)} ${q(envPath)} ${q(secretsPath)} ${q(authModulePath)} ${q(runsOnPath)}`,
-            `own_release_dir ${q(pythonDir)}`,
-            `systemctl daemon-reload`,
-            `own_remove_tree ${q(cacheHome)}`,
-            `own_remove_user ${user} ${q(etcDir)}`,
-        ].join("\n"),
+        remove: fillAsset("service_remove.sh", {
+            UNIT_PATH: q(unitPath),
+            PYTHON_DIR: q(pythonDir),
+            ETC_DIR: q(etcDir),
+            CACHE_HOME: q(cacheHome),
+            USER: user,
+            FILES: [configPath, envPath, secretsPath, authModulePath, runsOnPath, servesPath].map(q).join(" "),
+        }),
     };
 }
 
@@ -320,6 +260,8 @@ export interface VllmServiceArgs {
     readonly connection: Connection;
     readonly config: WorkstationConfig;
     readonly plan: ServingPlan;
+    /** The install the service runs (python.ts installPath), once installed. */
+    readonly installPath: pulumi.Input<string>;
     readonly snapshotPath: pulumi.Input<string>;
     readonly tiktokenDir: pulumi.Input<string>;
     readonly apiKey: pulumi.Output<string> | null;
@@ -338,8 +280,8 @@ export class VllmService extends pulumi.ComponentResource {
         // The id reveals nothing of the key; left secret, it would hide every script of the unit in diffs.
         const keyId = args.apiKey === null ? pulumi.output(null) : pulumi.unsecret(args.apiKey.apply(apiKeyId));
         const scripts = pulumi
-            .all([args.snapshotPath, args.tiktokenDir, keyId])
-            .apply(([snapshotPath, tiktokenDir, id]) => serviceScripts({ config: args.config, plan: args.plan, snapshotPath, tiktokenDir, apiKeyId: id, runsOn: args.runsOn }));
+            .all([args.installPath, args.snapshotPath, args.tiktokenDir, keyId])
+            .apply(([installPath, snapshotPath, tiktokenDir, id]) => serviceScripts({ config: args.config, plan: args.plan, installPath, snapshotPath, tiktokenDir, apiKeyId: id, runsOn: args.runsOn }));
         const piece = servicePiece(args.config);
         const unit = pieceState(`${name}-unit`, piece, scripts, { connection: args.connection, observed: args.observed, secretEnv: args.apiKey === null ? {} : args.apiKey.apply((k) => ({ VLLM_WS_API_KEY: k })) }, { parent: this });
         this.endpoint = ready(unit, endpointUrl(args.config));

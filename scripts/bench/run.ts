@@ -50,6 +50,7 @@ import { destroy, errText, floorOf, log, workstationStacks, writeConfig } from "
 import { parseArgs, RATE, SMALL, VENV } from "./options";
 import { phaseSizes } from "./sizes";
 import { newResults, report, size } from "./table";
+import { upgradeBench } from "./upgrade";
 
 async function main(): Promise<number> {
     const o = parseArgs(process.argv.slice(2));
@@ -114,6 +115,7 @@ async function main(): Promise<number> {
             if (o.large) sizes.push({ bytes: 10e9, hub: () => hubFor(10e9) });
             await phaseSizes(o, r, wsTs, sizes, config, floor);
         });
+        await phase("upgrade", async () => void (r.upgrade = await upgradeBench(o, log)));
         await phase("cleanup", async () => {
             await destroy(wsTs, "final destroy");
         });

@@ -5,6 +5,7 @@ import * as path from "path";
 import { cacheDir } from "../../tests/helpers/box";
 import { MiB, Options } from "./options";
 import type { Recorder } from "./measure";
+import type { UpgradeRow } from "./upgrade";
 
 export function median(xs: number[]): number | null {
     if (xs.length === 0) return null;
@@ -73,6 +74,8 @@ export interface Results {
     /** Resource steps of some operations, ms from the operation's start. */
     timelines: Array<{ what: string; ms: number; steps: ReturnType<Recorder["timeline"]> }>;
     errors: Array<{ phase: string; error: string }>;
+    /** The upgrade phase's rows (upgrade.ts): a switch against a restart, an install against uv pip sync. */
+    upgrade: UpgradeRow[];
     env: Record<string, string>;
 }
 
@@ -85,6 +88,7 @@ export function newResults(): Results {
         setup: {},
         timelines: [],
         errors: [],
+        upgrade: [],
         env: { node: process.version, cpus: String(os.cpus().length), memGiB: (os.totalmem() / 2 ** 30).toFixed(0), loadavgAtStart: os.loadavg().map((x) => x.toFixed(2)).join(" ") },
     };
 }
@@ -173,6 +177,7 @@ export function table(o: Options, r: Results): { markdown: string; rows: Row[]; 
     } else {
         add("kill -9 mid-download, rerun", "n/a (phase failed)", "", "<= 1.00x the in-flight file", null);
     }
+    for (const u of r.upgrade) add(u.what, u.value, u.samples, u.target, u.pass);
     const esc = (s: string) => s.replace(/\|/g, "\\|");
     const markdown = [
         "| measurement | median | samples (s, MB/s or x) | target | result |",

@@ -7,7 +7,8 @@
 #
 # It holds
 #   - the TEST DOUBLES of vllm and flashinfer-python (tests/fixtures/wheels), built for each version
-#     asked for (a vLLM box cannot be had here: no GPU);
+#     asked for (a vLLM box cannot be had here: no GPU); a vllm version with the local label "broken"
+#     (0.11.1+broken) fails at `vllm serve`, as a release that does not start on the card would;
 #   - the REAL wheels from PyPI that the vllm double depends on (huggingface_hub, which brings the `hf`
 #     CLI the stack downloads the model with, and six), for each Python the stack may pick;
 #   - extra real wheels (a small one, `packaging`, and huggingface_hub 0.36.2, the last release
@@ -21,7 +22,7 @@
 # a lock records) are the same on every machine.
 #
 # Parameters (environment; space-separated lists):
-#   WHEELHOUSE_VLLM_VERSIONS        versions of the vllm double     (default "0.11.0 0.10.1+gptoss")
+#   WHEELHOUSE_VLLM_VERSIONS        versions of the vllm double     (default "0.11.0 0.10.1+gptoss 0.11.2 0.11.1+broken")
 #   WHEELHOUSE_FLASHINFER_VERSIONS  versions of the flashinfer double (default "0.3.1 0.4.1")
 #   WHEELHOUSE_PYTHONS              Pythons to fetch real wheels for (default "3.11 3.12")
 #   WHEELHOUSE_UV_VERSIONS          uv releases to include          (default "0.9.5")
@@ -34,7 +35,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cache=${VLLM_WS_CACHE:-$HOME/.cache/vllm-workstation}
-vllm_versions=${WHEELHOUSE_VLLM_VERSIONS:-"0.11.0 0.10.1+gptoss"}
+vllm_versions=${WHEELHOUSE_VLLM_VERSIONS:-"0.11.0 0.10.1+gptoss 0.11.2 0.11.1+broken"}
 flashinfer_versions=${WHEELHOUSE_FLASHINFER_VERSIONS:-"0.3.1 0.4.1"}
 pythons=${WHEELHOUSE_PYTHONS:-"3.11 3.12"}
 uv_versions=${WHEELHOUSE_UV_VERSIONS:-"0.9.5"}

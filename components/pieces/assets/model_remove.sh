@@ -1,8 +1,10 @@
 # shellcheck shell=bash
 # The model's remove: only the pinned revision (another revision or repository in the same cache
-# stays), the tiktoken files, and the two directories as own.sh releases them.
+# stays), and the revision served before it, kept for the way back (the service's switch notes each);
+# then the tiktoken files, and the two directories as own.sh releases them.
 
 own_remove_hf_revision @CACHE_DIR@ @REPO@ @REVISION@
+own_prune_hf_revisions @CACHE_DIR@ @REPO@
 rm -f @TIKTOKEN_FILES@
 own_release_dir @TIKTOKEN_DIR@
 own_release_dir @CACHE_DIR@

@@ -224,3 +224,80 @@ own_remove_hf_revision() {
   fi
   return 0
 }
+
+# Points the symbolic link $1, a path the stack claimed (own_claim_dir), at $2 in one rename: whoever
+# resolves it meanwhile (a user's shell, a starting service) sees the old target or the new one.
+own_link() {
+  local link=$1 target=$2 tmp
+  [ -n "$(own_kind "$link")" ] || own_refuse "$link" "vllm-workstation did not claim it"
+  if [ -e "$link" ] && [ ! -L "$link" ]; then own_refuse "$link" "it is not a symbolic link"; fi
+  tmp="$link.vllm-ws-switch"
+  rm -f "$tmp"
+  ln -sfn "$target" "$tmp"
+  mv -T "$tmp" "$link"
+}
+
+# Removes a link own_link made: an empty directory the stack adopted there comes back as it was.
+own_remove_link() {
+  local link=$1
+  [ -L "$link" ] || return 0
+  case "$(own_kind "$link")" in
+    made) rm -f "$link"; own_release_dir "$link" ;;
+    adopted) rm -f "$link"; install -d -m 0755 "$link"; own_forget "$link" ;;
+    *) echo "leaving $link: vllm-workstation did not make it" >&2 ;;
+  esac
+  return 0
+}
+
+# Removes every directory in $1 that the stack made, but those named after it (the ones kept).
+own_prune_dirs() {
+  local parent=$1 d k keep
+  shift
+  for d in "$parent"/*/; do
+    d=${d%/}
+    if [ ! -d "$d" ] || [ -L "$d" ]; then continue; fi
+    keep=no
+    for k in "$@"; do if [ "$d" = "$k" ]; then keep=yes; fi; done
+    [ "$keep" = no ] || continue
+    if [ "$(own_kind "$d")" = made ]; then own_remove_tree "$d"; else echo "leaving $d: vllm-workstation did not make it" >&2; fi
+  done
+  return 0
+}
+
+# Notes that the stack served revision $3 of Hugging Face repository $2 from the hub cache $1, so
+# that it may remove that revision once it serves neither it nor the one before.
+own_note_hf_revision() {
+  own_note made "hf-revision $1 $2 $3"
+}
+
+# The revisions of repository $2 in the hub cache $1 that the record holds, one a line.
+own_hf_revisions() {
+  local f kind tag cache repo rev
+  [ -d "$VLLM_WS_RECORD" ] || return 0
+  for f in "$VLLM_WS_RECORD"/*; do
+    [ -f "$f" ] || continue
+    read -r kind tag cache repo rev <"$f" || true
+    if [ "$kind" = made ] && [ "$tag" = hf-revision ] && [ "$cache" = "$1" ] && [ "$repo" = "$2" ]; then echo "$rev"; fi
+  done
+  return 0
+}
+
+# Removes each revision of repository $2 in the hub cache $1 that the record holds, but those named
+# after them (the ones kept). The cache's manifest describes the revision the model piece verified,
+# which is always kept: it stays where it is.
+own_prune_hf_revisions() {
+  local cache=$1 repo=$2 manifest saved rev k keep
+  shift 2
+  manifest="$cache/models--${repo/\//--}/.vllm-workstation-manifest.json"
+  saved=$(mktemp)
+  if [ -f "$manifest" ]; then cp -p "$manifest" "$saved"; fi
+  for rev in $(own_hf_revisions "$cache" "$repo"); do
+    keep=no
+    for k in "$@"; do if [ "$rev" = "$k" ]; then keep=yes; fi; done
+    [ "$keep" = no ] || continue
+    own_remove_hf_revision "$cache" "$repo" "$rev"
+    own_forget "hf-revision $cache $repo $rev"
+  done
+  if [ -s "$saved" ] && [ -d "$(dirname "$manifest")" ] && [ ! -e "$manifest" ]; then cp -p "$saved" "$manifest"; fi
+  rm -f "$saved"
+}

@@ -99,7 +99,7 @@ export interface ServersVenv {
 }
 
 export interface WheelhouseOptions {
-    /** Versions of the vllm test double. Default ["0.11.0", "0.10.1+gptoss"]. */
+    /** Versions of the vllm test double. Default ["0.11.0", "0.10.1+gptoss", "0.11.2", "0.11.1+broken"] (0.11.1+broken fails at start). */
     readonly vllmVersions?: readonly string[];
     /** Versions of the flashinfer-python test double. Default ["0.3.1", "0.4.1"]. */
     readonly flashinferVersions?: readonly string[];
@@ -187,6 +187,8 @@ export interface PackageIndexOptions {
     readonly wheelhouse?: WheelhouseOptions;
     /** Every listing and download then needs these credentials (401 without, 403 with others). */
     readonly basicAuth?: BasicAuth;
+    /** Log every request (`<LocalRequest: GET http://...>`) in logPath, for tests that count them. */
+    readonly logRequests?: boolean;
 }
 
 export interface PackageIndex {
@@ -229,7 +231,7 @@ export async function startPackageIndex(opts: PackageIndexOptions = {}): Promise
         const log = fs.openSync(logPath, "a");
         const child = spawn(
             venv.python,
-            [path.join(serversDir, "run_index.py"), String(process.pid), "run", "-p", String(port), "-i", "127.0.0.1", "--disable-fallback", "--health-endpoint", "/health", dir],
+            [path.join(serversDir, "run_index.py"), String(process.pid), "run", "-p", String(port), "-i", "127.0.0.1", "--disable-fallback", "--health-endpoint", "/health", ...(opts.logRequests ? ["-v"] : []), dir],
             {
                 stdio: ["ignore", log, log],
                 env: opts.basicAuth ? { ...process.env, VLLM_WS_INDEX_BASIC_AUTH: `${opts.basicAuth.user}:${opts.basicAuth.password}` } : process.env,

@@ -1,0 +1,112 @@
+# shellcheck shell=bash
+# Converges the vLLM service: its account, its files, the venv link, and a (re)start that must pass the
+# health check. A switch from a set that served (another install, model revision or config) keeps that
+# set; when the new one does not become healthy, the service goes back to it and the step fails.
+# api-key: @API_KEY_ID@
+unit_name=vllm-workstation.service
+unit_path=@UNIT_PATH@
+config_path=@CONFIG_PATH@
+env_path=@ENV_PATH@
+secrets_path=@SECRETS_PATH@
+auth_path=@AUTH_PATH@
+runs_on_path=@RUNS_ON_PATH@
+serves_path=@SERVES_PATH@
+python_dir=@PYTHON_DIR@
+etc_dir=@ETC_DIR@
+cache_home=@CACHE_HOME@
+user=@USER@
+venv=@VENV@
+installs=@INSTALLS@
+install=@INSTALL@
+hf_cache=@HF_CACHE@
+model_repo=@MODEL_REPO@
+revision=@REVISION@
+base=@BASE@
+served_name=@SERVED_NAME@
+health_timeout=@HEALTH_TIMEOUT@
+rolled_back_exit=@ROLLED_BACK_EXIT@
+unit_text=@UNIT_TEXT@
+config_text=@CONFIG_TEXT@
+env_text=@ENV_TEXT@
+auth_text=@AUTH_TEXT@
+runs_on_text=@RUNS_ON_TEXT@
+serves_text=@SERVES_TEXT@
+previous="$etc_dir/previous"
+# Why the health check failed (wait_healthy sets it).
+why=""
+
+@SWITCH_LIB@
+
+# Made here, before systemd's CacheDirectory= would make it, so that the record says whether the stack
+# made it or it was there before (then left in place).
+own_dir "$cache_home"
+own_dir "$etc_dir"
+# A user made again (deleted by hand) has a new uid: the running process must not keep the old one.
+uid_before=$(id -u "$user" 2>/dev/null || echo none)
+# A user or group made here is recorded, so that remove deletes only what the stack made.
+own_user "$user" "$cache_home"
+# WSL2 exposes the GPU as /dev/dxg; native Linux as /dev/nvidia*, group video on some distributions.
+if getent group video >/dev/null && ! id -nG "$user" | tr ' ' '\n' | grep -qx video; then usermod -aG video "$user" || true; fi
+own_dir "$python_dir"
+
+before=$(served_state | sha256sum)
+unit_before=$(sha256sum "$unit_path" 2>/dev/null || true)
+# What serves now is the set to go back to, if the new one fails; kept until the next switch.
+if serving_now; then save_served "$previous.next"; else rm -rf "$previous.next"; fi
+put_file "$auth_path" "$auth_text" 0644
+put_file "$runs_on_path" "$runs_on_text" 0644
+put_file "$serves_path" "$serves_text" 0644
+put_file "$config_path" "$config_text" 0644
+put_file "$env_path" "$env_text" 0644
+if [ -n "${VLLM_WS_API_KEY:-}" ]; then
+  (umask 077; printf 'VLLM_API_KEY=%s\n' "$VLLM_WS_API_KEY" >"$secrets_path.part") && chmod 0600 "$secrets_path.part" && mv -f "$secrets_path.part" "$secrets_path"
+else rm -f "$secrets_path"; fi
+own_file "$unit_path" "$(printf '%s' "$unit_text" | sha256sum | cut -c1-64)"
+put_file "$unit_path" "$unit_text" 0644
+own_link "$venv" "$install"
+after=$(served_state | sha256sum)
+
+can_roll_back=no
+if [ "$before" != "$after" ] && [ -d "$previous.next" ]; then
+  rm -rf "$previous" && mv -T "$previous.next" "$previous"
+  can_roll_back=yes
+fi
+rm -rf "$previous.next"
+
+# The unit changes with the model revision or the account, not with the packages (it runs the venv
+# path's vllm): a switch of packages needs no reload of systemd.
+if [ "$unit_before" != "$(sha256sum "$unit_path")" ]; then systemctl daemon-reload; fi
+systemctl is-enabled --quiet "$unit_name" 2>/dev/null || systemctl enable "$unit_name" 2>/dev/null
+if [ "$before" != "$after" ] || [ "$uid_before" != "$(id -u "$user")" ] || ! systemctl is-active --quiet "$unit_name"; then
+  echo "(re)starting vllm-workstation.service on $install" >&2
+  systemctl restart "$unit_name"
+fi
+echo "waiting for $base/health (up to ${health_timeout}s: loading the weights takes minutes)" >&2
+if ! wait_healthy; then
+  echo "$why on $install with $model_repo@$revision; its last log lines:" >&2
+  last_log 10 >&2
+  if [ "$can_roll_back" != yes ]; then
+    echo "Fix the cause above (see also: npm run doctor), then run pulumi up again." >&2
+    exit 1
+  fi
+  back_install=$(serves_of "$previous/$(basename "$serves_path")" install)
+  back_revision=$(serves_of "$previous/$(basename "$serves_path")" revision)
+  restore_served "$previous"
+  systemctl daemon-reload
+  systemctl restart "$unit_name"
+  if ! wait_healthy; then
+    echo "rolled back to the previous packages (${back_install:-$(readlink "$venv")}), model revision (${back_revision:-unknown}) and config, but the service did not become healthy on them either: $why" >&2
+    exit 1
+  fi
+  echo "rolled back: vllm-workstation.service serves again on the previous packages (${back_install:-$(readlink "$venv")}), model revision (${back_revision:-unknown}) and config. Fix the cause above (see also: npm run doctor), then run pulumi up again." >&2
+  exit "$rolled_back_exit"
+fi
+
+# Serving on the new set: the revision is noted as the stack's, and only the set in service and the
+# one before it stay on disk (installs, model revisions).
+own_note_hf_revision "$hf_cache" "$model_repo" "$revision"
+kept_install=$(cat "$previous/link" 2>/dev/null || true)
+kept_revision=$(serves_of "$previous/$(basename "$serves_path")" revision)
+own_prune_dirs "$installs" "$install" "$kept_install"
+own_prune_hf_revisions "$hf_cache" "$model_repo" "$revision" "$kept_revision"
+echo "serving $served_name at $base/v1" >&2
