@@ -129,6 +129,8 @@ function resultCell(r: Pick<FleetRow, "result" | "reason">): string {
 export function renderTable(op: FleetOp, rows: readonly FleetRow[]): string {
     const mark = (v: string | null, r: FleetRow) => (v === null ? "-" : r.lastKnown ? `${v}*` : v);
     const header = ["WORKSTATION", "REACHABLE", "CARD", "PLAN", "VLLM", "MODEL", op === "preview" ? "DRIFTED" : "CHANGED", "RESULT"];
+    // Cells carry text from the workstations (a card's name, a package's folder, an error): no control
+    // character of theirs reaches the admin's terminal, where an escape sequence would act.
     const body = rows.map((r) => [
         r.target === null ? r.stack : `${r.stack} (${r.target})`,
         r.reachable === null ? "-" : r.reachable ? "yes" : "no",
@@ -138,7 +140,7 @@ export function renderTable(op: FleetOp, rows: readonly FleetRow[]): string {
         mark(r.model, r),
         r.pieces.length === 0 ? "-" : r.pieces.join(","),
         resultCell(r),
-    ]);
+    ].map(printable));
     const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
     const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join("  ");
     const out = [line(header), ...body.map(line)];
@@ -147,6 +149,11 @@ export function renderTable(op: FleetOp, rows: readonly FleetRow[]): string {
 }
 
 // --- cells ---------------------------------------------------------------------------------------------
+
+/** The text with each control character (C0, DEL, C1) shown as `?`. */
+export function printable(text: string): string {
+    return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?");
+}
 
 /** "NVIDIA GeForce RTX 4090", 24564 MiB -> "RTX 4090 24 GiB". */
 export function cardCell(gpu: { readonly name: string; readonly memoryTotalMiB: number } | null | undefined): string {

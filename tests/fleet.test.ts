@@ -366,3 +366,9 @@ test("a workstation whose look does not finish within --look-timeout is given up
     t.true(done !== undefined && done.at < 5_000, `done after ${done?.at} ms`);
     t.is(s.after.open, 0, "its ssh was stopped: no connection to the host is left open");
 });
+
+test("no control character from a workstation reaches the table: a card name with an escape sequence is shown inert", (t) => {
+    const table = renderTable("preview", [row({ card: "RTX \u001b]0;pwned\u0007 4090", vllm: "0.24.0\u009b2J" })]);
+    t.false(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/.test(table), JSON.stringify(table));
+    t.true(table.includes("RTX ?]0;pwned? 4090"));
+});

@@ -21,7 +21,7 @@ test("the layout follows the Hugging Face cache: models--owner--name/snapshots/<
     t.deepEqual(layout(defaults), {
         repoDir: "/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b",
         snapshot: `/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b/snapshots/${revision}`,
-        manifest: "/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b/.vllm-workstation-manifest.json",
+        manifest: `/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b/.vllm-workstation-manifest-${revision}.json`,
         tiktokenDir: "/var/lib/vllm-workstation/hf-tiktoken",
     });
 });
@@ -106,7 +106,7 @@ test("apply downloads with the venv's Python at the pinned revision into the cac
 test("apply skips the excluded files in the download and in the verification, and passes none when none are", (t) => {
     const { download, verify } = pythonLines(modelScripts(defaults, venv).apply);
     t.true(download.endsWith(` 4 'original/*' 'metal/*' <<'VLLM_WS_PY'`));
-    t.true(verify.endsWith(`'/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b/.vllm-workstation-manifest.json' 'original/*' 'metal/*' <<'VLLM_WS_PY'`));
+    t.true(verify.endsWith(`'/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b/.vllm-workstation-manifest-${revision}.json' 'original/*' 'metal/*' <<'VLLM_WS_PY'`));
     const none = modelScripts(parseConfig({ model: { revision, exclude: [] } }).model, venv).apply;
     t.true(pythonLines(none).download.endsWith(` 4 <<'VLLM_WS_PY'`));
     t.false(none.includes("'original/*'"));
@@ -362,4 +362,19 @@ test("narrowing model.exclude downloads the files it no longer excludes on the n
     strict(`export VLLM_WS_TIKTOKEN_BASE=${q(box.m.tiktoken.baseUrl)}\n${narrowed.apply}`);
     t.is(box.hfCalls().length, 2, "the download runs again for the metal/ files");
     t.deepEqual(box.hfCalls()[1].ignore_patterns, ["original/*"]);
+});
+
+test("each revision has a manifest of its own, so the revision kept for the way back stays verified", (t) => {
+    t.not(layout({ ...defaults, revision: "a".repeat(40) }).manifest, layout({ ...defaults, revision: "b".repeat(40) }).manifest);
+});
+
+test("a manifest that is not the pinned revision's never removes a file: the probe says so and touches nothing", (t) => {
+    const box = fakeBox(t);
+    t.is(strict(box.scripts.apply).code, 0);
+    const m = JSON.parse(fs.readFileSync(box.l.manifest, "utf8"));
+    fs.writeFileSync(box.l.manifest, JSON.stringify({ ...m, revision: "b".repeat(40), files: m.files.map(([name]: [string]) => [name, 1, 1]) }));
+    const before = fs.readdirSync(box.l.snapshot).sort();
+    const r = strict(`export VLLM_WS_REMOVE_CHANGED=1\n${box.scripts.probe}`);
+    t.is(r.stdout.split("\n")[0], `model=${"b".repeat(40)} files=other-revision`);
+    t.deepEqual(fs.readdirSync(box.l.snapshot).sort(), before);
 });

@@ -221,18 +221,19 @@ test("own_prune_dirs removes the directories the stack made but the ones kept, a
     t.true(r.stderr.includes(`leaving ${installs}/theirs: vllm-workstation did not make it`));
 });
 
-test("pruning model revisions removes only the revisions the stack noted, keeps the ones named and the cache's manifest", (t) => {
+test("pruning model revisions removes only the revisions the stack noted, keeps the ones named with their manifests", (t) => {
     const dir = tempDir(t, "own");
     const [a, b, c, users] = ["a".repeat(40), "b".repeat(40), "c".repeat(40), "d".repeat(40)];
     const repoDir = hubCache(dir, "openai/gpt-oss-20b", { [a]: ["shared", "only-a"], [b]: ["shared", "only-b"], [c]: ["shared", "only-c"], [users]: ["mine"] });
-    fs.writeFileSync(`${repoDir}/.vllm-workstation-manifest.json`, `{"revision": "${c}"}`);
+    for (const rev of [a, c]) fs.writeFileSync(`${repoDir}/.vllm-workstation-manifest-${rev}.json`, `{"revision": "${rev}"}`);
     ok(t, [a, b, c].map((rev) => `own_note_hf_revision ${q(dir)} openai/gpt-oss-20b ${rev}`).join("\n"));
     t.deepEqual(ok(t, `own_hf_revisions ${q(dir)} openai/gpt-oss-20b | sort`).split("\n"), [a, b, c]);
     ok(t, `own_prune_hf_revisions ${q(dir)} openai/gpt-oss-20b ${c} ${b}`);
     t.deepEqual(fs.readdirSync(`${repoDir}/snapshots`).sort(), [b, c, users], "a revision the stack never served stays");
     t.false(fs.existsSync(`${repoDir}/blobs/only-a`));
     t.true(fs.existsSync(`${repoDir}/blobs/shared`));
-    t.is(fs.readFileSync(`${repoDir}/.vllm-workstation-manifest.json`, "utf8"), `{"revision": "${c}"}`);
+    t.is(fs.readFileSync(`${repoDir}/.vllm-workstation-manifest-${c}.json`, "utf8"), `{"revision": "${c}"}`);
+    t.false(fs.existsSync(`${repoDir}/.vllm-workstation-manifest-${a}.json`), "a pruned revision's manifest goes with it");
     t.deepEqual(ok(t, `own_hf_revisions ${q(dir)} openai/gpt-oss-20b | sort`).split("\n"), [b, c]);
     ok(t, `own_prune_hf_revisions ${q(dir)} openai/gpt-oss-20b`);
     t.deepEqual(fs.readdirSync(`${repoDir}/snapshots`), [users], "with none kept, every noted revision goes");

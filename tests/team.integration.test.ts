@@ -57,7 +57,7 @@ for record in sorted(glob.glob(site + "/*.dist-info/RECORD")):
     });
     // The stack's manifest of the verified files records each one's mtime, which is this box's own
     // download time: it is compared without it.
-    const manifest = "models--openai--gpt-oss-20b/.vllm-workstation-manifest.json";
+    const manifest = `models--openai--gpt-oss-20b/.vllm-workstation-manifest-${hub.commitSha}.json`;
     const model = await box.sh(
         `cd ${modelDir} && find . \\( -type f -o -type l \\) ! -path ./${manifest} -print0 | sort -z | while IFS= read -r -d '' f; do ` +
             `if [ -L "$f" ]; then echo "link $(readlink "$f")  $f"; else echo "$(sha256sum < "$f" | cut -c1-64)  $f"; fi; done; ` +

@@ -1,5 +1,6 @@
 import test from "ava";
 import { runScript, syntaxOk } from "./helpers/script";
+import { tempDir } from "./helpers/tempDir";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -369,7 +370,7 @@ test("remove disables the service, deletes its files, cache and user", (t) => {
     t.true(lines.some((l) => l.startsWith(`rm -f '${configPath}' '${envPath}' '${secretsPath}'`)));
     t.true(lines.includes('own_remove_tree "$cache_home"'), "the service's caches go only if the stack made them");
     t.true(lines.includes('own_remove_user "$user" "$etc_dir"'), "the user goes only if the stack made it");
-    t.true(lines.includes('rm -rf "$etc_dir/previous" "$etc_dir/previous.next"'), "and the set kept to go back to");
+    t.true(lines.includes('rm -rf "$etc_dir/previous" "$etc_dir/previous.next" "$etc_dir/switch.pending"'), "and the set kept to go back to, and a switch's mark");
     t.false(lines.some((l) => /rm -rf '\/etc/.test(l)));
 });
 
@@ -417,7 +418,7 @@ test("a service user made again by up (it was deleted by hand) restarts the serv
     const saved = apply.findIndex((l) => l === 'uid_before=$(id -u "$user" 2>/dev/null || echo none)');
     const made = apply.findIndex((l) => l.startsWith('own_user "$user"'));
     t.true(saved >= 0 && saved < made, "the uid is read before the user is made");
-    t.true(apply.some((l) => l.startsWith('if [ "$before" != "$after" ] || [ "$uid_before" != "$(id -u "$user")" ] ||')));
+    t.true(apply.some((l) => l.startsWith('if [ "$before" != "$after" ] || [ "$interrupted" = yes ] || [ "$uid_before" != "$(id -u "$user")" ] ||')));
 });
 
 test("what the service runs on is stamped on the box, and a changed id changes the stamp and so restarts the service", (t) => {
@@ -458,4 +459,21 @@ test("the middleware module is written root-owned where the service's PYTHONPATH
     t.true(s.remove.includes(` '${authModulePath}' '${runsOnPath}'`));
     t.true(s.remove.split("\n").includes("python_dir='/etc/vllm-workstation/python'"));
     t.true(s.remove.includes('own_release_dir "$python_dir"'));
+});
+
+test("a switch saves and puts back every served file but the API key: a rollback never brings back a rotated key", (t) => {
+    const dir = tempDir(t, "switch");
+    const files = ["unit", "config", "env", "secrets", "auth", "runs-on", "serves"];
+    const settings = files.map((f) => `${f.replace("-", "_")}_path=${q(`${dir}/live/${f}`)}`).join("\n");
+    const script = `${settings}\nvenv=${q(`${dir}/venv`)}\nown_link() { :; }\n${switchLib("")}
+mkdir -p ${q(`${dir}/live`)}
+for f in ${files.join(" ")}; do echo "old $f" >${q(`${dir}/live`)}/$f; done
+save_served ${q(`${dir}/previous`)}
+for f in ${files.join(" ")}; do echo "new $f" >${q(`${dir}/live`)}/$f; done
+restore_served ${q(`${dir}/previous`)}`;
+    const r = strict(script);
+    t.is(r.code, 0, r.stderr);
+    t.false(fs.readdirSync(path.join(dir, "previous")).some((f) => f.startsWith("secrets")), "no copy of the key is kept");
+    t.is(fs.readFileSync(path.join(dir, "live", "secrets"), "utf8"), "new secrets\n", "the key in force stays");
+    t.is(fs.readFileSync(path.join(dir, "live", "config"), "utf8"), "old config\n", "the rest goes back");
 });

@@ -20,7 +20,8 @@ export function layout(model: ModelConfig) {
     return {
         repoDir,
         snapshot: `${repoDir}/snapshots/${model.revision}`,
-        manifest: `${repoDir}/.vllm-workstation-manifest.json`,
+        // One per revision: the revision kept for the way back stays verified, so going back to it reads no Hub.
+        manifest: `${repoDir}/.vllm-workstation-manifest-${model.revision}.json`,
         tiktokenDir: `${model.cacheDir}-tiktoken`,
     };
 }

@@ -5,6 +5,9 @@ try:
     m = json.load(open(manifest))
 except Exception:
     print("model=missing"); sys.exit(0)
+if m.get("revision") != rev:
+    # Not this revision's: nothing here was checked against it, and nothing of another revision is touched.
+    print("model=%s files=other-revision" % m.get("revision")); sys.exit(0)
 if m.get("exclude") != exclude:
     # Verified for another set of files: what is now wanted was never checked.
     print("model=%s files=other-selection" % m["revision"]); sys.exit(0)

@@ -203,7 +203,8 @@ own_remove_hf_revision() {
   # Partial downloads of this revision's files (the ranged download's own and its records).
   find "$dir/blobs" -maxdepth 1 -name '*.vllm-ws.incomplete*' -delete 2>/dev/null || true
   # hf 1.x keeps the revision's file listing in trees/<revision>.json.
-  rm -rf "${dir:?}/snapshots/$rev" "$dir/.no_exist/$rev" "$dir/trees/$rev.json" "$dir/.vllm-workstation-manifest.json"
+  rm -rf "${dir:?}/snapshots/$rev" "$dir/.no_exist/$rev" "$dir/trees/$rev.json" "$dir/.vllm-workstation-manifest-$rev.json" \
+    "$dir/.vllm-workstation-manifest.json"
   if [ -d "$dir/refs" ]; then
     { grep -rlxF "$rev" "$dir/refs" 2>/dev/null || true; } | while read -r ref; do rm -f "$ref"; done
   fi
@@ -283,14 +284,10 @@ own_hf_revisions() {
 }
 
 # Removes each revision of repository $2 in the hub cache $1 that the record holds, but those named
-# after them (the ones kept). The cache's manifest describes the revision the model piece verified,
-# which is always kept: it stays where it is.
+# after them (the ones kept). Each revision's manifest goes with it; the kept ones' stay.
 own_prune_hf_revisions() {
-  local cache=$1 repo=$2 manifest saved rev k keep
+  local cache=$1 repo=$2 rev k keep
   shift 2
-  manifest="$cache/models--${repo/\//--}/.vllm-workstation-manifest.json"
-  saved=$(mktemp)
-  if [ -f "$manifest" ]; then cp -p "$manifest" "$saved"; fi
   for rev in $(own_hf_revisions "$cache" "$repo"); do
     keep=no
     for k in "$@"; do if [ "$rev" = "$k" ]; then keep=yes; fi; done
@@ -298,6 +295,4 @@ own_prune_hf_revisions() {
     own_remove_hf_revision "$cache" "$repo" "$rev"
     own_forget "hf-revision $cache $repo $rev"
   done
-  if [ -s "$saved" ] && [ -d "$(dirname "$manifest")" ] && [ ! -e "$manifest" ]; then cp -p "$saved" "$manifest"; fi
-  rm -f "$saved"
 }

@@ -48,11 +48,12 @@ if [ -d "$venv" ] && [ ! -L "$venv" ]; then
     if [ "$(python_of "$venv")" = "$python_version" ] && as_locked "$venv" "$earlier_lock"; then to=$install; else to="$installs/earlier"; fi
     echo "moving the venv $venv to $to, where $venv now points" >&2
     if [ -e "$to" ]; then own_remove_tree "$to"; fi
+    # Noted first: a run cut off right after the move must leave the moved venv the stack's own.
+    own_note made "$to"
     mv -T "$venv" "$to"
-    from_re=${venv//./\\.}
+    from_re=$(printf '%s' "$venv" | sed 's/[][\.*^$+?(){}|]/\\&/g')
     # The path, where it ends a word of its own (not "$venv-tools"): shebangs, activate scripts.
     { grep -lIF -- "$venv" "$to"/bin/* 2>/dev/null || true; } | while read -r f; do sed -i -E "s#${from_re}([/'\"[:space:]]|\$)#${to}\\1#g" "$f"; done
-    own_note made "$to"
     if [ "$to" = "$install" ] && [ -s "$earlier_lock" ]; then
       cp "$earlier_lock" "$to/requirements.lock"
       printf '%s' "$requirements" >"$to/requirements.in"

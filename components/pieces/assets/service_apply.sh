@@ -51,8 +51,18 @@ own_dir "$python_dir"
 
 before=$(served_state | sha256sum)
 unit_before=$(sha256sum "$unit_path" 2>/dev/null || true)
-# What serves now is the set to go back to, if the new one fails; kept until the next switch.
-if serving_now; then save_served "$previous.next"; else rm -rf "$previous.next"; fi
+# A switch leaves this mark until its health check has decided: found at the start, an earlier run was
+# cut off mid-switch, so the files may be the new set while the old process still runs. Then what that
+# run saved stays the set to go back to, and the service restarts on what is written now.
+pending="$etc_dir/switch.pending"
+if [ -e "$pending" ]; then
+  interrupted=yes
+else
+  interrupted=no
+  # What serves now is the set to go back to, if the new one fails; kept until the next switch.
+  if serving_now; then save_served "$previous.next"; else rm -rf "$previous.next"; fi
+fi
+: >"$pending"
 put_file "$auth_path" "$auth_text" 0644
 put_file "$runs_on_path" "$runs_on_text" 0644
 put_file "$serves_path" "$serves_text" 0644
@@ -67,8 +77,10 @@ own_link "$venv" "$install"
 after=$(served_state | sha256sum)
 
 can_roll_back=no
-if [ "$before" != "$after" ] && [ -d "$previous.next" ]; then
+if [ -d "$previous.next" ] && { [ "$before" != "$after" ] || [ "$interrupted" = yes ]; }; then
   rm -rf "$previous" && mv -T "$previous.next" "$previous"
+  can_roll_back=yes
+elif [ "$interrupted" = yes ] && [ -d "$previous" ]; then
   can_roll_back=yes
 fi
 rm -rf "$previous.next"
@@ -77,7 +89,7 @@ rm -rf "$previous.next"
 # path's vllm): a switch of packages needs no reload of systemd.
 if [ "$unit_before" != "$(sha256sum "$unit_path")" ]; then systemctl daemon-reload; fi
 systemctl is-enabled --quiet "$unit_name" 2>/dev/null || systemctl enable "$unit_name" 2>/dev/null
-if [ "$before" != "$after" ] || [ "$uid_before" != "$(id -u "$user")" ] || ! systemctl is-active --quiet "$unit_name"; then
+if [ "$before" != "$after" ] || [ "$interrupted" = yes ] || [ "$uid_before" != "$(id -u "$user")" ] || ! systemctl is-active --quiet "$unit_name"; then
   echo "(re)starting vllm-workstation.service on $install" >&2
   systemctl restart "$unit_name"
 fi
@@ -86,6 +98,7 @@ if ! wait_healthy; then
   echo "$why on $install with $model_repo@$revision; its last log lines:" >&2
   last_log 10 >&2
   if [ "$can_roll_back" != yes ]; then
+    rm -f "$pending"
     echo "Fix the cause above (see also: npm run doctor), then run pulumi up again." >&2
     exit 1
   fi
@@ -94,6 +107,7 @@ if ! wait_healthy; then
   restore_served "$previous"
   systemctl daemon-reload
   systemctl restart "$unit_name"
+  rm -f "$pending"
   if ! wait_healthy; then
     echo "rolled back to the previous packages (${back_install:-$(readlink "$venv")}), model revision (${back_revision:-unknown}) and config, but the service did not become healthy on them either: $why" >&2
     exit 1
@@ -102,6 +116,7 @@ if ! wait_healthy; then
   exit "$rolled_back_exit"
 fi
 
+rm -f "$pending"
 # Serving on the new set: the revision is noted as the stack's, and only the set in service and the
 # one before it stay on disk (installs, model revisions).
 own_note_hf_revision "$hf_cache" "$model_repo" "$revision"

@@ -9,7 +9,7 @@ user=@USER@
 systemctl disable --now "$unit_name" 2>/dev/null || true
 own_remove_file "$unit_path"
 rm -f @FILES@
-rm -rf "$etc_dir/previous" "$etc_dir/previous.next"
+rm -rf "$etc_dir/previous" "$etc_dir/previous.next" "$etc_dir/switch.pending"
 own_release_dir "$python_dir"
 systemctl daemon-reload
 own_remove_tree "$cache_home"

@@ -7,6 +7,11 @@
 # The files whose change must restart the running service.
 served_files() { printf '%s\n' "$unit_path" "$config_path" "$env_path" "$secrets_path" "$auth_path" "$runs_on_path" "$serves_path"; }
 
+# The ones a switch saves and puts back: all but the API key. The key is not a version to go back to: a
+# rollback must not bring back a key that was just rotated away (it may have leaked), nor keep a copy of
+# it once it has been replaced.
+saved_files() { served_files | grep -vxF "$secrets_path"; }
+
 # What changes with any served file (or its absence) or with the venv link's target; one cat for all.
 served_state() {
   local f present=()
@@ -71,7 +76,7 @@ save_served() {
   while read -r f; do
     name=${f##*/}
     if [ -f "$f" ]; then present+=("$f"); else : >"$1/$name.absent"; fi
-  done < <(served_files)
+  done < <(saved_files)
   if [ "${#present[@]}" -gt 0 ]; then cp -p -- "${present[@]}" "$1/"; fi
   readlink "$venv" >"$1/link" 2>/dev/null || true
 }
@@ -82,7 +87,7 @@ restore_served() {
   while read -r f; do
     name=${f##*/}
     if [ -f "$1/$name" ]; then cp -p "$1/$name" "$f.vllm-ws-back" && mv -f "$f.vllm-ws-back" "$f"; elif [ -e "$1/$name.absent" ]; then rm -f "$f"; fi
-  done < <(served_files)
+  done < <(saved_files)
   if [ -s "$1/link" ]; then own_link "$venv" "$(cat "$1/link")"; fi
 }
 
