@@ -21,6 +21,7 @@ import { parseConfig, WorkstationConfig } from "../components/config/schema";
 import { containerPiece } from "../components/pieces/dockerRuntime";
 import { describe, UnreachableError } from "../components/host/connection";
 import { modelPiece } from "../components/pieces/model";
+import { servesPath } from "../components/pieces/vllmService";
 import { Observed, observeAfter, Piece } from "../components/pieces/observe";
 import { plan, PlanResult } from "../components/plan/planner";
 import { parseProbeOutput } from "../components/preflight/facts";
@@ -214,6 +215,12 @@ export function modelFound(observed: string | undefined): string {
     return m === null || m[1] === "missing" ? "none" : m[1];
 }
 
+/** The model revision the service serves (installed_vllm.sh, from its serves file): after a rolled-back switch, the one before. */
+export function servedRevision(observed: string | undefined): string | null {
+    const m = /^served-revision=([0-9a-f]{40})$/m.exec(observed ?? "");
+    return m === null ? null : m[1];
+}
+
 /** The vLLM release installed_vllm.sh found in the venv. */
 export function vllmFound(observed: string | undefined): string {
     const m = /^vllm=(\S+)/m.exec(observed ?? "");
@@ -230,8 +237,8 @@ export function containerVllmFound(observed: string | undefined, config: Worksta
 // --- the look ------------------------------------------------------------------------------------------
 
 /** One more read-only probe in the look: the vLLM release in the venv, which no piece's probe prints. */
-export function installedVllmPiece(venvPath: string): Piece {
-    return { name: "installed-vllm", what: `the vLLM release in ${venvPath}`, probe: `set -- ${q(venvPath)}\n${asset("installed_vllm.sh")}` };
+export function installedVllmPiece(venvPath: string, serves: string = servesPath): Piece {
+    return { name: "installed-vllm", what: `the vLLM release in ${venvPath}`, probe: `set -- ${q(venvPath)} ${q(serves)}\n${asset("installed_vllm.sh")}` };
 }
 
 export interface FleetLook {
@@ -481,7 +488,9 @@ export async function runStack(stack: string, op: FleetOp, ctx: FleetContext): P
     const facts = parseProbeOutput(seen.first);
     const card = facts.ok ? facts.facts.gpus?.[0] ?? null : null;
     const ok = failure === null;
-    const model = installedCell(short(modelFound(seen.observed.get(modelPiece(config.model).name))), short(config.model.revision), op, ok);
+    // The revision in service where the service says (a rolled-back switch serves the one before), else the one verified.
+    const served = config.runtime === "systemd" ? servedRevision(seen.observed.get(installedVllmPiece(config.python.venvPath).name)) : null;
+    const model = installedCell(short(served ?? modelFound(seen.observed.get(modelPiece(config.model).name))), short(config.model.revision), op, ok);
     const vllmSeen =
         config.runtime === "systemd" ? vllmFound(seen.observed.get(installedVllmPiece(config.python.venvPath).name)) : containerVllmFound(seen.observed.get(containerPiece(config).name), config);
     return done({

@@ -31,6 +31,7 @@ import {
     renderTable,
     runStack,
     StepLog,
+    servedRevision,
     vllmFound,
     withDeadline,
 } from "../scripts/fleet";
@@ -176,9 +177,21 @@ test("the installed-vLLM probe reads the release from the venv's dist-info, and 
     t.is(run(), "vllm=0.10.1+gptoss");
 });
 
+test("the installed-vLLM probe also reads the revision the service serves from its serves file, and nothing else of it", (t) => {
+    const dir = tempDir(t, "fleet");
+    const serves = path.join(dir, "service.serves");
+    const run = () => execFileSync("bash", ["-euo", "pipefail", "-c", installedVllmPiece(path.join(dir, "venv"), serves).probe], { encoding: "utf8" }).trim();
+    t.is(run(), "vllm=none", "no serves file");
+    const rev = "a".repeat(40);
+    fs.writeFileSync(serves, `# Managed by vllm-workstation\ninstall=/opt/x\nrevision=${rev}\nrevision=not-a-commit\n`);
+    t.is(run(), `vllm=none\nserved-revision=${rev}`);
+    t.is(servedRevision(run()), rev);
+    t.is(servedRevision("vllm=none"), null);
+});
+
 test("a venv path with shell characters stays one argument of the probe", (t) => {
     const probe = installedVllmPiece("/opt/a b/$(touch x)").probe;
-    t.true(probe.startsWith("set -- '/opt/a b/$(touch x)'\n"));
+    t.true(probe.startsWith("set -- '/opt/a b/$(touch x)' '/etc/vllm-workstation/service.serves'\n"));
 });
 
 test("the fleet's look is the program's look for the stack's files, with its own probe after the pieces", (t) => {
