@@ -19,6 +19,10 @@ hint=@HINT@
 # yes: this step points the venv link at its install itself (nothing health-checks a switch here).
 switch=@SWITCH@
 
+# Written into an install once its packages are all in: an install without it never completed. (A
+# package someone added to a complete install by hand does not make it incomplete.)
+complete=.vllm-workstation-complete
+
 uv() { UV_CACHE_DIR="$cache" "$uv_bin" "$@"; }
 python_of() { "$1/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true; }
 # Lines name==version, normalized as pip does, sorted: what `uv pip freeze` prints for a lock.
@@ -51,6 +55,8 @@ if [ -d "$venv" ] && [ ! -L "$venv" ]; then
     # Noted first: a run cut off right after the move must leave the moved venv the stack's own.
     own_note made "$to"
     mv -T "$venv" "$to"
+    # It served: complete, whatever it holds.
+    : >"$to/$complete"
     from_re=$(printf '%s' "$venv" | sed 's/[][\.*^$+?(){}|]/\\&/g')
     # The path, where it ends a word of its own (not "$venv-tools"): shebangs, activate scripts.
     { grep -lIF -- "$venv" "$to"/bin/* 2>/dev/null || true; } | while read -r f; do sed -i -E "s#${from_re}([/'\"[:space:]]|\$)#${to}\\1#g" "$f"; done
@@ -102,18 +108,20 @@ chmod 0644 "$install/requirements.in" "$install/requirements.lock"
 # Installed already (an install kept to go back to): nothing to fetch, nothing asked of the index.
 if [ "${made_now:-no}" = yes ] || ! as_locked "$install" "$install/requirements.lock"; then
   echo "installing the locked packages into $install" >&2
+  rm -f "$install/$complete"
   # --compile-bytecode: the service runs as server.user under ProtectSystem=strict, so it cannot
   # write __pycache__ into this root-owned venv; without .pyc files every start of vLLM would
   # compile vllm, torch and transformers from source again (the hf download too, once).
   uv pip sync --require-hashes --compile-bytecode --python "$install/bin/python" --index-strategy "$index_strategy" "$install/requirements.lock" ||
     { echo "$hint" >&2; exit 1; }
 fi
+: >"$install/$complete"
 
 earlier=$(readlink "$venv" || true)
 if [ "$switch" = yes ]; then
   own_link "$venv" "$install"
   own_prune_dirs "$installs" "$install" "$earlier"
-elif [ "$earlier" != "$install" ] && ! as_locked "$earlier" "$earlier/requirements.lock"; then
+elif [ "$earlier" != "$install" ] && [ ! -e "$earlier/$complete" ] && ! as_locked "$earlier" "$earlier/requirements.lock"; then
   # The link is at an install that never completed (a first install that failed, say): nothing runs on
   # it, and the model download needs a complete one.
   own_link "$venv" "$install"
