@@ -1,5 +1,6 @@
 import test from "ava";
 import * as pulumi from "@pulumi/pulumi";
+import type { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
 
 interface Registered {
     readonly type: string;
@@ -27,7 +28,7 @@ pulumi.runtime.setMocks(
 );
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { Workstation, workstationPieces } = require("../components/workstation") as typeof import("../components/workstation");
+const { declarePieces, Workstation, workstationPieces } = require("../components/workstation") as typeof import("../components/workstation");
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { parseConfig } = require("../components/config/schema") as typeof import("../components/config/schema");
 import { plan12, revision, snapshot } from "./helpers/plans";
@@ -208,16 +209,60 @@ test("the service's apply carries ids of the CUDA environment, the packages and 
 });
 
 for (const runtime of ["systemd", "docker"] as const) {
-    test(`every host state of a ${runtime} workstation gets what the program's look at the box saw of its piece, by the piece's name, and the program looks at exactly those pieces`, async (t) => {
+    test(`every host state of a ${runtime} workstation is a declared piece, with the probe the program's look runs for that piece's name and what the look saw under it`, async (t) => {
         const config = { ...parseConfig({ model: { revision }, runtime }), apiKey: null, hfToken: null };
-        const pieces = workstationPieces(config, null);
-        const seen = new Map(pieces.map((p) => [p.name, `what the probe of ${p.name} printed`]));
-        const { mine } = await build(`obs-${runtime}`, { runtime }, null, seen);
+        const prefix = `obs-${runtime}`;
+        const look = new Map(workstationPieces(config, null).map((p) => [p.name, p]));
+        const seen = new Map([...look.keys()].map((n) => [n, `what the probe of ${n} printed`]));
+        const { mine } = await build(prefix, { runtime }, null, seen);
+        const declared = declarePieces(config, null);
         const states = mine.filter((r) => r.type === "hoststate:index:HostState");
-        t.deepEqual(
-            states.map((r) => [r.inputs.what, r.inputs.probe, r.inputs.observed]).sort(),
-            pieces.map((p) => [p.what, p.probe, seen.get(p.name)]).sort(),
-        );
+        t.deepEqual(states.map((r) => r.name).sort(), declared.map((d) => `${prefix}-${d.group.name}-${d.role}`).sort(), "one host state per declared piece, and no other");
+        t.deepEqual([...look.keys()], declared.map((d) => d.piece.name), "the look looks at exactly the declared pieces");
+        for (const d of declared) {
+            const state = states.find((r) => r.name === `${prefix}-${d.group.name}-${d.role}`)!;
+            t.is(state.inputs.probe, look.get(d.piece.name)!.probe, d.piece.name);
+            t.is(state.inputs.what, look.get(d.piece.name)!.what, d.piece.name);
+            t.is(state.inputs.observed, seen.get(d.piece.name), d.piece.name);
+        }
+    });
+}
+
+// The URNs a stack converged by this package holds: another type, parent or name for any of them
+// would make an upgraded checkout's preview delete that piece and create it again (the venv and the
+// model included). The mocks' URNs name the parent's type, as the engine's name the whole chain.
+const convergedUrns = {
+    systemd: [
+        "vllm-workstation:index:CudaEnvironment$hoststate:index:HostState::urn-systemd-cuda-files",
+        "vllm-workstation:index:ModelCache$hoststate:index:HostState::urn-systemd-model-files",
+        "vllm-workstation:index:PythonEnvironment$hoststate:index:HostState::urn-systemd-python-packages",
+        "vllm-workstation:index:PythonEnvironment$hoststate:index:HostState::urn-systemd-python-uv",
+        "vllm-workstation:index:VllmService$hoststate:index:HostState::urn-systemd-vllm-unit",
+        "vllm-workstation:index:Workstation$vllm-workstation:index:CudaEnvironment::urn-systemd-cuda",
+        "vllm-workstation:index:Workstation$vllm-workstation:index:ModelCache::urn-systemd-model",
+        "vllm-workstation:index:Workstation$vllm-workstation:index:PythonEnvironment::urn-systemd-python",
+        "vllm-workstation:index:Workstation$vllm-workstation:index:VllmService::urn-systemd-vllm",
+        "vllm-workstation:index:Workstation::urn-systemd",
+    ],
+    docker: [
+        "vllm-workstation:index:DockerVllm$hoststate:index:HostState::urn-docker-docker-container",
+        "vllm-workstation:index:ModelCache$hoststate:index:HostState::urn-docker-model-files",
+        "vllm-workstation:index:PythonEnvironment$hoststate:index:HostState::urn-docker-python-packages",
+        "vllm-workstation:index:PythonEnvironment$hoststate:index:HostState::urn-docker-python-uv",
+        "vllm-workstation:index:Workstation$vllm-workstation:index:DockerVllm::urn-docker-docker",
+        "vllm-workstation:index:Workstation$vllm-workstation:index:ModelCache::urn-docker-model",
+        "vllm-workstation:index:Workstation$vllm-workstation:index:PythonEnvironment::urn-docker-python",
+        "vllm-workstation:index:Workstation::urn-docker",
+    ],
+};
+
+for (const runtime of ["systemd", "docker"] as const) {
+    test(`a ${runtime} workstation's resources keep the URNs that stacks converged before hold`, async (t) => {
+        const prefix = `urn-${runtime}`;
+        await build(prefix, { runtime }, null);
+        const monitor = pulumi.runtime.getMonitor() as unknown as MockMonitor;
+        const urns = [...monitor.resources.keys()].filter((u) => u.split("::").pop()!.startsWith(prefix));
+        t.deepEqual(urns.map((u) => u.split("::").slice(2).join("::")).sort(), convergedUrns[runtime]);
     });
 }
 

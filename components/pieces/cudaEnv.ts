@@ -4,11 +4,8 @@
 // kernels with nvcc at run time and fails without CUDA_HOME, so the same values also go to an
 // EnvironmentFile that the unit loads. Login shells get an /etc/profile.d file of their own, which
 // never touches the user's lines.
-import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "../config/schema";
-import type { Connection } from "../host/connection";
-import { HostState, ready } from "../host/hostState";
-import type { Observed, Piece } from "./observe";
+import type { Piece } from "./observe";
 import { contentSha, expectFile, fillFragment, managedHeader, ownFile, probeFile, q, writeFile } from "../host/shell";
 
 export const profilePath = "/etc/profile.d/vllm-workstation-cuda.sh";
@@ -39,7 +36,7 @@ export function scripts(cuda: WorkstationConfig["cuda"]) {
     };
 }
 
-/** The piece this component declares, as the program looks at it first (observe.ts). */
+/** The CUDA environment as a piece: what the program looks at first (observe.ts) and the workstation declares (declarePieces). */
 export function cudaPiece(cuda: WorkstationConfig["cuda"]): Piece {
     return {
         name: "cuda",
@@ -50,28 +47,4 @@ export function cudaPiece(cuda: WorkstationConfig["cuda"]): Piece {
             { path: profilePath, kind: "file", sha256: contentSha(renderProfile(cuda)), option: null },
         ],
     };
-}
-
-export interface CudaEnvironmentArgs {
-    readonly connection: Connection;
-    readonly cuda: WorkstationConfig["cuda"];
-    /** What the program saw of each piece this run, by name (observe.ts); null: the last refresh's. */
-    readonly observed: Observed | null;
-}
-
-export class CudaEnvironment extends pulumi.ComponentResource {
-    /** The EnvironmentFile the service loads. */
-    public readonly serviceEnvFile: pulumi.Output<string>;
-
-    constructor(name: string, args: CudaEnvironmentArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("vllm-workstation:index:CudaEnvironment", name, {}, opts);
-        const piece = cudaPiece(args.cuda);
-        const files = new HostState(
-            `${name}-files`,
-            { connection: args.connection, ...scripts(args.cuda), what: piece.what, observed: args.observed?.get(piece.name) },
-            { parent: this },
-        );
-        this.serviceEnvFile = ready(files, serviceEnvPath);
-        this.registerOutputs({ serviceEnvFile: this.serviceEnvFile });
-    }
 }

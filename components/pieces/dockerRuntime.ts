@@ -10,15 +10,12 @@
 // first interval; and it talks to the engine of the machine that runs Pulumi, not the workstation's.
 // The piece's probe reads the container on every preview (observe.ts), its apply converges whatever it
 // finds, and its remove takes away only what the stack made.
-import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "../config/schema";
-import type { Connection } from "../host/connection";
-import { pieceState, ready } from "../host/hostState";
-import type { Observed, Piece } from "./observe";
+import type { Piece } from "./observe";
 import { layout } from "./python";
 import { Check } from "../preflight/checks";
 import { asset, expectFile, fillFragment, probeFile, q, sha256, writeFile } from "../host/shell";
-import { apiKeyId, authModuleName, endpointUrl, probeHost, servedModelName, ServingPlan, serviceFlags, vllmVariables } from "./vllmService";
+import { authModuleName, probeHost, servedModelName, ServingPlan, serviceFlags, vllmVariables } from "./vllmService";
 
 export const containerName = "vllm-workstation";
 /** The label that marks a container as the stack's: remove and apply touch no other. */
@@ -121,7 +118,7 @@ export interface ContainerInputs {
 }
 
 /**
- * The piece DockerVllm declares, as the program looks at it first (observe.ts): the middleware's
+ * The container as a piece, as the program looks at it first (observe.ts): the middleware's
  * module on the host, then the container.
  */
 export function containerPiece(c: WorkstationConfig): Piece {
@@ -280,37 +277,4 @@ export function dockerChecks(c: WorkstationConfig, out: string, where: string): 
         });
     }
     return checks;
-}
-
-// --- the component ---------------------------------------------------------------------------------
-
-export interface DockerVllmArgs {
-    readonly connection: Connection;
-    readonly config: WorkstationConfig;
-    readonly plan: ServingPlan;
-    readonly snapshotPath: pulumi.Input<string>;
-    readonly tiktokenDir: pulumi.Input<string>;
-    readonly apiKey: pulumi.Output<string> | null;
-    /** What the program saw of each piece this run, by name (observe.ts); null: the last refresh's. */
-    readonly observed: Observed | null;
-}
-
-export class DockerVllm extends pulumi.ComponentResource {
-    /** The OpenAI-compatible base URL; resolves only after /health and /v1/models answered. */
-    public readonly endpoint: pulumi.Output<string>;
-    public readonly containerName: pulumi.Output<string>;
-
-    constructor(name: string, args: DockerVllmArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("vllm-workstation:index:DockerVllm", name, {}, opts);
-        const c = args.config;
-        const keyId = args.apiKey === null ? pulumi.output(null) : pulumi.unsecret(args.apiKey.apply(apiKeyId));
-        const scripts = pulumi
-            .all([args.snapshotPath, args.tiktokenDir, keyId])
-            .apply(([snapshotPath, tiktokenDir, id]) => containerScripts({ config: c, plan: args.plan, snapshotPath, tiktokenDir, apiKeyId: id }));
-        const piece = containerPiece(c);
-        const container = pieceState(`${name}-container`, piece, scripts, { connection: args.connection, observed: args.observed, secretEnv: args.apiKey === null ? {} : args.apiKey.apply((k) => ({ VLLM_WS_API_KEY: k })) }, { parent: this });
-        this.containerName = ready(container, containerName);
-        this.endpoint = ready(container, endpointUrl({ ...c, server: { ...c.server, host: publishAddress(c.server.host) } }));
-        this.registerOutputs({ endpoint: this.endpoint, containerName: this.containerName });
-    }
 }

@@ -4,11 +4,8 @@
 // Verifying 13 GB takes a minute, so it happens once, after the download, and leaves a manifest of each
 // file's size and mtime. The probe that every preview runs only stats the files against that manifest:
 // a deleted, truncated or rewritten file shows as drift without hashing anything.
-import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "../config/schema";
-import type { Connection } from "../host/connection";
-import { pieceState, ready } from "../host/hostState";
-import type { Observed, Piece } from "./observe";
+import type { Piece } from "./observe";
 import { originAuthPy } from "./python";
 import { asset, fillFragment, q, say } from "../host/shell";
 import { redactUrl } from "../config/urls";
@@ -52,7 +49,7 @@ export function modelProbe(model: ModelConfig): string {
     return [probe, ...Object.keys(model.tiktoken.files).sort((a, b) => a.localeCompare(b)).map(present)].join("\n");
 }
 
-/** The piece this component declares, as the program looks at it first (observe.ts). */
+/** The model as a piece: what the program looks at first (observe.ts) and the workstation declares (declarePieces). */
 export function modelPiece(model: ModelConfig): Piece {
     const dir = (path: string) => ({ path, kind: "dir" as const, sha256: null, option: "model.cacheDir" });
     return {
@@ -116,34 +113,4 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
                   TIKTOKEN_DIR: q(l.tiktokenDir),
               }),
     };
-}
-
-export interface ModelCacheArgs {
-    readonly connection: Connection;
-    readonly model: ModelConfig;
-    /** The venv whose hf CLI downloads; an Output so the download waits for the install. */
-    readonly venvPath: pulumi.Input<string>;
-    readonly hfToken: pulumi.Input<string> | null;
-    /** What the program saw of each piece this run, by name (observe.ts); null: the last refresh's. */
-    readonly observed: Observed | null;
-}
-
-export class ModelCache extends pulumi.ComponentResource {
-    /** The snapshot directory vLLM loads, once downloaded and verified. */
-    public readonly snapshotPath: pulumi.Output<string>;
-    /** The directory for TIKTOKEN_ENCODINGS_BASE. */
-    public readonly tiktokenDir: pulumi.Output<string>;
-
-    constructor(name: string, args: ModelCacheArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("vllm-workstation:index:ModelCache", name, {}, opts);
-        const l = layout(args.model);
-        const scripts = pulumi.output(args.venvPath).apply((venv) => modelScripts(args.model, venv));
-        const piece = modelPiece(args.model);
-        // The probe is the piece's, not from `scripts`: it needs no venv, so the program runs it before anything.
-        const secretEnv = args.hfToken === null ? modelEnv(args.model) : pulumi.output(args.hfToken).apply((t) => ({ ...modelEnv(args.model), HF_TOKEN: t }));
-        const files = pieceState(`${name}-files`, piece, scripts, { connection: args.connection, observed: args.observed, secretEnv }, { parent: this });
-        this.snapshotPath = ready(files, l.snapshot);
-        this.tiktokenDir = ready(files, l.tiktokenDir);
-        this.registerOutputs({ snapshotPath: this.snapshotPath, tiktokenDir: this.tiktokenDir });
-    }
 }

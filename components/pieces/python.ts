@@ -1,10 +1,7 @@
 // uv at a pinned version, a venv at a pinned Python, and the vLLM + FlashInfer wheels installed from a
 // hash-locked requirements file.
-import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "../config/schema";
-import type { Connection } from "../host/connection";
-import { HostState, ready } from "../host/hostState";
-import type { Observed, Piece } from "./observe";
+import type { Piece } from "./observe";
 import { asset, fillAsset, fillFragment, q, sha256 } from "../host/shell";
 import { redactUrl } from "../config/urls";
 
@@ -152,7 +149,7 @@ export function packageScripts(py: PythonConfig, lockText: string | null, runtim
     };
 }
 
-/** The pieces this component declares, uv and the venv, as the program looks at them first (observe.ts). */
+/** uv and the venv as pieces: what the program looks at first (observe.ts) and the workstation declares (declarePieces). */
 export function pythonPieces(py: PythonConfig, lockText: string | null, runtime: Runtime = "systemd"): { uv: Piece; packages: Piece } {
     const l = layout(py);
     const dir = (path: string) => ({ path, kind: "dir" as const, sha256: null, option: "python.venvPath" });
@@ -160,47 +157,4 @@ export function pythonPieces(py: PythonConfig, lockText: string | null, runtime:
         uv: { name: "uv", what: `uv ${py.uvVersion}`, probe: uvScripts(py).probe, claims: [dir(l.home)] },
         packages: { name: "packages", what: `the venv ${py.venvPath}`, probe: packageScripts(py, lockText, runtime).probe, claims: [dir(l.home), dir(l.cache), dir(l.installs), dir(py.venvPath)] },
     };
-}
-
-export interface PythonEnvironmentArgs {
-    readonly connection: Connection;
-    readonly python: PythonConfig;
-    /** Contents of python.lockFile, read by the program; null when the lock is made on the box. */
-    readonly lockText: string | null;
-    /** What the program saw of each piece this run, by name (observe.ts); null: the last refresh's. */
-    readonly observed: Observed | null;
-    /** Default "systemd": vLLM and FlashInfer; "docker": only what the model download needs. */
-    readonly runtime?: Runtime;
-}
-
-export class PythonEnvironment extends pulumi.ComponentResource {
-    /** The venv's root (a link to the install in service); vllm and hf are in its bin/. Known once the packages are installed. */
-    public readonly venvPath: pulumi.Output<string>;
-    /** The install of this config's packages, which the service is switched to. Known once installed. */
-    public readonly installPath: pulumi.Output<string>;
-
-    constructor(name: string, args: PythonEnvironmentArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("vllm-workstation:index:PythonEnvironment", name, {}, opts);
-        const pieces = pythonPieces(args.python, args.lockText, args.runtime);
-        const secretEnv = indexEnv(args.python);
-        const uv = new HostState(
-            `${name}-uv`,
-            { connection: args.connection, ...uvScripts(args.python), what: pieces.uv.what, observed: args.observed?.get(pieces.uv.name), secretEnv },
-            { parent: this },
-        );
-        const packages = new HostState(
-            `${name}-packages`,
-            {
-                connection: args.connection,
-                ...packageScripts(args.python, args.lockText, args.runtime),
-                what: pieces.packages.what,
-                observed: args.observed?.get(pieces.packages.name),
-                secretEnv,
-            },
-            { parent: this, dependsOn: [uv] },
-        );
-        this.venvPath = ready(packages, args.python.venvPath);
-        this.installPath = ready(packages, installPath(args.python, args.lockText, args.runtime));
-        this.registerOutputs({ venvPath: this.venvPath, installPath: this.installPath });
-    }
 }

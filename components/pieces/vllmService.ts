@@ -1,10 +1,7 @@
 // The vLLM service: a systemd unit over the venv, a vLLM --config YAML whose flags come from the VRAM
 // plan, a root-only file for the API key, and a health check that gates the endpoint output.
-import * as pulumi from "@pulumi/pulumi";
 import type { WorkstationConfig } from "../config/schema";
-import type { Connection } from "../host/connection";
-import { pieceState, ready } from "../host/hostState";
-import type { Observed, Piece } from "./observe";
+import type { Piece } from "./observe";
 import type { Plan } from "../plan/planner";
 import { asset, expectFile, fillAsset, fillFragment, managedHeader, q, sha256 } from "../host/shell";
 import { ROLLED_BACK_EXIT } from "../host/provider";
@@ -159,7 +156,7 @@ export function renderRunsOn(runsOn: Readonly<Record<string, string>>): string {
     return managedHeader() + Object.keys(runsOn).sort().map((k) => `${k}=${runsOn[k]}\n`).join("");
 }
 
-/** The piece VllmService declares, as the program looks at it first (observe.ts). */
+/** The service as a piece: what the program looks at first (observe.ts) and the workstation declares (declarePieces). */
 export function servicePiece(c: WorkstationConfig): Piece {
     const user = q(c.server.user);
     return {
@@ -254,37 +251,4 @@ export function serviceScripts(s: ServiceInputs) {
 /** A short, non-reversible id of the API key: it changes when the key does, and reveals nothing. */
 export function apiKeyId(key: string): string {
     return sha256(`vllm-workstation:${key}`).slice(0, 12);
-}
-
-export interface VllmServiceArgs {
-    readonly connection: Connection;
-    readonly config: WorkstationConfig;
-    readonly plan: ServingPlan;
-    /** The install the service runs (python.ts installPath), once installed. */
-    readonly installPath: pulumi.Input<string>;
-    readonly snapshotPath: pulumi.Input<string>;
-    readonly tiktokenDir: pulumi.Input<string>;
-    readonly apiKey: pulumi.Output<string> | null;
-    /** Ids of what the service runs on (ServiceInputs.runsOn). */
-    readonly runsOn: Readonly<Record<string, string>>;
-    /** What the program saw of each piece this run, by name (observe.ts); null: the last refresh's. */
-    readonly observed: Observed | null;
-}
-
-export class VllmService extends pulumi.ComponentResource {
-    /** The OpenAI-compatible base URL; resolves only after /health and /v1/models answered. */
-    public readonly endpoint: pulumi.Output<string>;
-
-    constructor(name: string, args: VllmServiceArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("vllm-workstation:index:VllmService", name, {}, opts);
-        // The id reveals nothing of the key; left secret, it would hide every script of the unit in diffs.
-        const keyId = args.apiKey === null ? pulumi.output(null) : pulumi.unsecret(args.apiKey.apply(apiKeyId));
-        const scripts = pulumi
-            .all([args.installPath, args.snapshotPath, args.tiktokenDir, keyId])
-            .apply(([installPath, snapshotPath, tiktokenDir, id]) => serviceScripts({ config: args.config, plan: args.plan, installPath, snapshotPath, tiktokenDir, apiKeyId: id, runsOn: args.runsOn }));
-        const piece = servicePiece(args.config);
-        const unit = pieceState(`${name}-unit`, piece, scripts, { connection: args.connection, observed: args.observed, secretEnv: args.apiKey === null ? {} : args.apiKey.apply((k) => ({ VLLM_WS_API_KEY: k })) }, { parent: this });
-        this.endpoint = ready(unit, endpointUrl(args.config));
-        this.registerOutputs({ endpoint: this.endpoint });
-    }
 }
