@@ -12,6 +12,7 @@ import type { Observed, Piece } from "./pieces/observe";
 import { indexEnv, installPath, packageScripts, pythonPieces, uvScripts } from "./pieces/python";
 import { q, sha256 } from "./host/shell";
 import { apiKeyId, endpointUrl, ServingPlan, servedModelName, serviceScripts, servicePiece, vllmFlags } from "./pieces/vllmService";
+
 export interface WorkstationArgs {
     /** The parsed config; its secrets are blanked, they come in apiKey and hfToken. */
     readonly config: WorkstationConfig;
@@ -210,15 +211,19 @@ export class Workstation extends pulumi.ComponentResource {
         const states = new Map<string, HostState>();
         const given: { -readonly [K in keyof Given]?: pulumi.Output<Given[K]> } = {};
         const outputs = new Map<GroupComponent, Record<string, pulumi.Output<string>>>();
+        // One HostState per declared piece, in the list's order: each finds the outputs it needs and the
+        // pieces it comes after among those declared before it. Its scripts wait for the outputs it needs,
+        // which carry the dependency on the pieces that give them.
         for (const d of declarePieces(c, args.lockText)) {
-            const what = d.piece.name;
+            const piece = d.piece.name;
+            if (states.has(piece)) fail(`two pieces named ${piece}: what the look saw is kept by name`);
             const group = components.get(d.group.name) ?? new GroupComponent(d.group.type, `${name}-${d.group.name}`, { parent: this });
             components.set(d.group.name, group);
-            const needed = d.needs.map((n) => given[n] ?? fail(`the piece ${what} needs ${n}, which no piece before it gives`));
+            const needed = d.needs.map((n) => given[n] ?? fail(`the piece ${piece} needs ${n}, which no piece before it gives`));
             const scripts = pulumi.all([keyId, ...needed]).apply(([id, ...values]) =>
                 d.scripts({ plan: args.plan, apiKeyId: id, given: Object.fromEntries(d.needs.map((n, i) => [n, values[i]])) as unknown as Given }),
             );
-            const after = d.after.map((n) => states.get(n) ?? fail(`the piece ${what} comes after ${n}, which is not declared before it`));
+            const after = d.after.map((n) => states.get(n) ?? fail(`the piece ${piece} comes after ${n}, which is not declared before it`));
             const state = pieceState(
                 `${name}-${d.group.name}-${d.role}`,
                 d.piece,
@@ -226,7 +231,7 @@ export class Workstation extends pulumi.ComponentResource {
                 { connection: args.connection, observed: args.observed, secretEnv: d.secretEnv === undefined ? undefined : secrets.apply(d.secretEnv) },
                 { parent: group, dependsOn: after },
             );
-            states.set(what, state);
+            states.set(piece, state);
             for (const [k, v] of Object.entries(d.gives) as [keyof Given, string][]) {
                 given[k] = ready(state, v);
                 outputs.set(group, { ...outputs.get(group), [k]: given[k] });
@@ -257,7 +262,7 @@ class GroupComponent extends pulumi.ComponentResource {
         super(type, name, {}, opts);
     }
 
-    /** Its pieces' outputs, as the state of a stack converged before shows them. */
+    /** What its pieces give, so the state shows them under the component too. */
     done(outputs: Record<string, pulumi.Output<string>>): void {
         this.registerOutputs(outputs);
     }
