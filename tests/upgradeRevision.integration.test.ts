@@ -123,6 +123,18 @@ test.serial("a new revision with a vLLM that fails to start rolls back to revisi
     t.deepEqual(await changed(), { update: 1 }, "only the service is still to change");
 });
 
+test.serial("going back to revision a after the rollback removes revision b and the failed install, which never served", async (t) => {
+    await set("0.11.0", rev.a);
+    const r = await up(t);
+    t.is(r.summary.result, "succeeded");
+    t.is(await servedSnapshot(), rev.a);
+    await verified(t, rev.a, hub.repo.files);
+    t.deepEqual(await snapshotsOnDisk(), [rev.a], "the revision that never served is gone");
+    t.is((await box.exec(`ls ${repoDir}/.vllm-workstation-manifest-${rev.b}.json`)).code, 2, "with its manifest");
+    t.deepEqual(await installsOnDisk(), [keyOf("0.11.0")], "and so is the install that never served");
+    t.deepEqual(await changed(), {});
+});
+
 test.serial("revision b with a vLLM that starts converges, keeps revision a and its install to go back to, and a second up is a no-op", async (t) => {
     await set("0.11.2", rev.b);
     const r = await up(t);
