@@ -181,3 +181,23 @@ test.serial("an up killed while the health check decides on a vLLM that fails is
     const again = await up(t, { expectNoChanges: true });
     t.deepEqual(Object.keys(again.summary.resourceChanges ?? {}).filter((k) => k !== "same"), []);
 });
+
+test.serial("a switch goes back to the install that serves, as the serves file says, also when the packages step moved the venv link before it", async (t) => {
+    // An install from before installs were marked complete, with a package added by hand (requests, which
+    // the lock does not hold): the packages step takes it for an install that never completed and moves
+    // the link to the new one by itself, before the service's step saves what serves.
+    const served = installOf("0.11.2");
+    t.is((await box.exec(`grep -qi '^requests==' ${served}/requirements.lock`)).code, 1, "the lock does not hold requests");
+    await box.sh(
+        `rm -f ${served}/.vllm-workstation-complete && UV_CACHE_DIR=${venv}-tools/uv-cache UV_INDEX_URL=${index.url} ${venv}-tools/uv pip install --python ${served}/bin/python requests`,
+    );
+    await ts.stack.setConfig("python.vllmVersion", { value: "0.11.1+broken" }, true);
+    ts.output.length = 0;
+    const err = await t.throwsAsync(ts.stack.up({ onOutput: ts.onOutput, program: program() }));
+    const said = `${err?.message}\n${ts.output.join("")}`;
+    t.regex(said, new RegExp(`rolled back: vllm-workstation\\.service serves again on the previous packages \\(${served}\\)`));
+    t.is((await box.sh("cat /etc/vllm-workstation/previous/link")).trim(), served, "the saved set names the install that served, not where the link had moved");
+    t.is(await servedVersion(), "0.11.2");
+    t.is(await link(), served, "the link is back at the install that served");
+    t.is(await servedFrom(), served);
+});
