@@ -557,6 +557,36 @@ test("an earlier release's venv of other packages is kept as the install to go b
     t.false(fs.existsSync(`${l.home}/requirements.lock`));
 });
 
+test("an earlier release's venv moved aside by an up that switches packages is the stack's: pruned by a later switch, and removed by destroy", (t) => {
+    const dir = tempDir(t, "py");
+    const py = pythonIn(dir);
+    const l = layout(py);
+    t.is(strict([l.home, l.cache, py.venvPath].map((d) => `own_dir ${q(d)}`).join("\n")).code, 0);
+    writeExecutable(l.uv, fakeUv);
+    fs.writeFileSync(`${l.home}/freeze.txt`, "vllm==0.10.2\n");
+    fs.writeFileSync(`${l.home}/compiled.lock`, lockFor("0.11.0"));
+    fs.writeFileSync(`${py.venvPath}/pyvenv.cfg`, "home = /usr/bin\n");
+    writeExecutable(`${py.venvPath}/bin/python`, fakePython(py.version));
+    const lock = lockFor("0.11.0");
+    const install = installPath(py, lock);
+    t.is(strict(`own_dir ${q(install)}`).code, 0);
+    writeExecutable(`${install}/bin/python`, fakePython(py.version));
+    const r = strict(packageScripts(py, lock).apply);
+    t.is(r.code, 0, r.stderr);
+    const earlier = `${l.installs}/earlier`;
+    t.is(strict(`own_kind ${q(earlier)}`).stdout, "made\n", "the record holds the moved venv");
+    // A switch that keeps the new install and the one before it (another one by then) prunes it.
+    const other = `${l.installs}/0000000000000000`;
+    t.is(strict(`own_dir ${q(other)}; own_prune_dirs ${q(l.installs)} ${q(install)} ${q(other)}`).code, 0);
+    t.false(fs.existsSync(earlier), "pruned once it is neither in service nor kept");
+    t.is(strict(`own_kind ${q(earlier)}`).stdout, "", "and forgotten");
+    // Moved aside again, then destroy: nothing of the stack's stays.
+    t.is(strict(`own_note made ${q(earlier)}; mkdir -p ${q(earlier)}/bin`).code, 0);
+    const removed = strict(packageScripts(py, lock).remove);
+    t.is(removed.code, 0, removed.stderr);
+    t.false(fs.existsSync(l.installs), "destroy removes every install the stack made");
+});
+
 test("the packages' apply without a lock compiles once and compiles again only when the request changes", (t) => {
     const dir = tempDir(t, "py");
     const py = pythonIn(dir);

@@ -156,6 +156,28 @@ test("the endpoint's model info carries the blob ids and LFS sha256 sums that Hf
     }
 });
 
+test("the endpoint serves another revision of a repository by its sha: its own files and tree, the weights the same blob, main still the first", async (t) => {
+    t.timeout(60_000);
+    const hub = await startHfEndpoint({ repos: [{ repoId: REPO, variants: ["b"] }] });
+    try {
+        const b = hub.repo.variants.b;
+        t.not(b.commitSha, hub.commitSha);
+        t.is(b.files[WEIGHTS].sha256, hub.repo.files[WEIGHTS].sha256, "the weights are shared");
+        t.not(b.files["config.json"].blobId, hub.repo.files["config.json"].blobId);
+        const info = (await (await fetch(`${hub.url}/api/models/${REPO}/revision/${b.commitSha}?blobs=true`)).json()) as { sha: string; siblings: { rfilename: string; blobId: string }[] };
+        t.is(info.sha, b.commitSha);
+        t.deepEqual(Object.fromEntries(info.siblings.map((s) => [s.rfilename, s.blobId])), Object.fromEntries(Object.entries(b.files).map(([rel, f]) => [rel, f.blobId])));
+        const config = await fetch(`${hub.url}/${REPO}/resolve/${b.commitSha}/config.json`);
+        t.is(config.headers.get("x-repo-commit"), b.commitSha);
+        t.is((JSON.parse(await config.text()) as { _revision?: string })._revision, "b");
+        const tree = (await (await fetch(`${hub.url}/api/models/${REPO}/tree/${b.commitSha}?recursive=true`)).json()) as { path: string; oid: string }[];
+        t.is(tree.find((e) => e.path === "config.json")?.oid, b.files["config.json"].blobId);
+        t.is(((await (await fetch(`${hub.url}/api/models/${REPO}/revision/main`)).json()) as { sha: string }).sha, hub.commitSha, "main stays at the first commit");
+    } finally {
+        await hub.stop();
+    }
+});
+
 test("hf download does not check sha256 itself: a corrupted file lands in the cache and hf cache verify names it", async (t) => {
     t.timeout(5 * 60_000);
     const hub = await startHfEndpoint({ corrupt: [`${REPO}/${WEIGHTS}`] });

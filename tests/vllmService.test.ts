@@ -477,3 +477,20 @@ restore_served ${q(`${dir}/previous`)}`;
     t.is(fs.readFileSync(path.join(dir, "live", "secrets"), "utf8"), "new secrets\n", "the key in force stays");
     t.is(fs.readFileSync(path.join(dir, "live", "config"), "utf8"), "old config\n", "the rest goes back");
 });
+
+test("a switch saves the install its serves file names, not where the venv link has moved; without a serves file, the link's target", (t) => {
+    const dir = tempDir(t, "switch");
+    const files = ["unit", "config", "env", "secrets", "auth", "runs-on", "serves"];
+    const settings = files.map((f) => `${f.replace("-", "_")}_path=${q(`${dir}/live/${f}`)}`).join("\n");
+    const script = `${settings}\nvenv=${q(`${dir}/venv`)}\n${switchLib("")}
+mkdir -p ${q(`${dir}/live`)} ${q(`${dir}/served`)} ${q(`${dir}/moved`)}
+ln -s ${q(`${dir}/moved`)} ${q(`${dir}/venv`)}
+printf '# managed\\ninstall=%s\\nrevision=0123\\n' ${q(`${dir}/served`)} >${q(`${dir}/live/serves`)}
+save_served ${q(`${dir}/with`)}
+rm ${q(`${dir}/live/serves`)}
+save_served ${q(`${dir}/without`)}`;
+    const r = strict(script);
+    t.is(r.code, 0, r.stderr);
+    t.is(fs.readFileSync(path.join(dir, "with", "link"), "utf8"), `${dir}/served\n`);
+    t.is(fs.readFileSync(path.join(dir, "without", "link"), "utf8"), `${dir}/moved\n`);
+});

@@ -37,3 +37,6 @@ VLLM_WS_PY
     own_remove_hf_revision @CACHE_DIR@ @REPO@ @REVISION@; exit 1
   fi
 fi
+# In the record from its download on: a revision that never serves (its switch rolled back) is removed
+# by the next switch that succeeds, or by destroy.
+own_note_hf_revision @CACHE_DIR@ @REPO@ @REVISION@

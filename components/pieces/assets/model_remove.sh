@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # The model's remove: only the pinned revision (another revision or repository in the same cache
-# stays), and the revision served before it, kept for the way back (the service's switch notes each);
-# then the tiktoken files, and the two directories as own.sh releases them.
+# stays), and each other revision the record holds (the model's step notes each it downloads: the one
+# kept for the way back, one a rollback left); then the tiktoken files, and the two directories as
+# own.sh releases them.
 
 own_remove_hf_revision @CACHE_DIR@ @REPO@ @REVISION@
 own_prune_hf_revisions @CACHE_DIR@ @REPO@

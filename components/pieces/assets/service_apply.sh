@@ -122,6 +122,12 @@ rm -f "$pending"
 own_note_hf_revision "$hf_cache" "$model_repo" "$revision"
 kept_install=$(cat "$previous/link" 2>/dev/null || true)
 kept_revision=$(serves_of "$previous/$(basename "$serves_path")" revision)
+# A set an earlier release wrote has no serves file: its unit names the snapshot it served (of this
+# repository in this cache), a revision the record does not hold yet.
+if [ -z "$kept_revision" ] && [ -f "$previous/$(basename "$unit_path")" ]; then
+  kept_revision=$(sed -n "s|^ExecStart=.* $hf_cache/models--${model_repo/\//--}/snapshots/\([0-9a-f]\{40\}\) .*|\1|p" "$previous/$(basename "$unit_path")")
+  if [ -n "$kept_revision" ]; then own_note_hf_revision "$hf_cache" "$model_repo" "$kept_revision"; fi
+fi
 own_prune_dirs "$installs" "$install" "$kept_install"
 own_prune_hf_revisions "$hf_cache" "$model_repo" "$revision" "$kept_revision"
 echo "serving $served_name at $base/v1" >&2

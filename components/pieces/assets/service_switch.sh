@@ -68,9 +68,11 @@ serving_now() {
 }
 
 # Copies what the service runs on now into $1: each served file (or a note that it is absent) and the
-# venv link's target.
+# install it serves. That is the serves file's, not the venv link's target: the packages step moves a
+# link it finds at an install that never completed before this step runs. Without a serves file (an
+# earlier release), the link is all there is.
 save_served() {
-  local f name present=()
+  local f name line served="" present=()
   rm -rf "$1"
   install -d -m 0700 "$1"
   while read -r f; do
@@ -78,7 +80,10 @@ save_served() {
     if [ -f "$f" ]; then present+=("$f"); else : >"$1/$name.absent"; fi
   done < <(saved_files)
   if [ "${#present[@]}" -gt 0 ]; then cp -p -- "${present[@]}" "$1/"; fi
-  readlink "$venv" >"$1/link" 2>/dev/null || true
+  if [ -f "$serves_path" ]; then
+    while IFS= read -r line; do case "$line" in install=?*) served=${line#install=} ;; esac; done <"$serves_path"
+  fi
+  if [ -n "$served" ]; then printf '%s\n' "$served" >"$1/link"; else readlink "$venv" >"$1/link" 2>/dev/null || true; fi
 }
 
 # Puts back what save_served kept in $1.

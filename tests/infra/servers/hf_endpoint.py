@@ -9,7 +9,8 @@ repositories made by hf_fixture.py. Stdlib only; a thread per connection; HTTP/1
 
 Prints `listening on http://HOST:PORT` once it accepts connections (port 0 picks a free one).
 
-Routes (REPO is owner/name; REV a branch such as main, or the full commit sha; both may be %-quoted):
+Routes (REPO is owner/name; REV a branch such as main, or the full commit sha of any revision the fixture
+made of it; both may be %-quoted):
   GET  /api/models/REPO[/revision/REV][?blobs=true]   model info: sha, siblings (+ size, blobId, lfs)
   GET  /api/models/REPO/tree/REV[/PATH][?recursive=true&expand=true]  tree listing, as list_repo_tree
   HEAD|GET /REPO/resolve/REV/FILE   the file, with the Hub's headers (ETag, X-Repo-Commit, X-Linked-Etag
@@ -88,11 +89,23 @@ class Repo:
         self.dirs = dirs
         st = os.stat(os.path.join(repo_dir, ".hf-repo.json"))
         self.modified = datetime.datetime.fromtimestamp(st.st_mtime, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        # Other commits of the same repository (hf_fixture.py --variant), each a tree of its own beside it.
+        self.revisions = {self.commit: self}
+        extra = repo_dir + ".revisions"
+        if os.path.isdir(extra):
+            for name in sorted(os.listdir(extra)):
+                if os.path.isfile(os.path.join(extra, name, ".hf-repo.json")):
+                    r = Repo(os.path.join(extra, name))
+                    self.revisions[r.commit] = r
 
     def resolve(self, rev):
         if rev in self.refs:
             return self.refs[rev]
-        return self.commit if rev == self.commit else None
+        return rev if rev in self.revisions else None
+
+    def at(self, commit):
+        """The repository as it is at that commit (its files, its tree)."""
+        return self.revisions[commit]
 
 
 def load_repos(root):
@@ -302,6 +315,7 @@ def make_handler(opts, repos, log):
 
         def model_info(self, repo, rev, q):
             commit = self.find_rev(repo, rev)
+            repo = repo.at(commit)
             blobs = truthy(q, "blobs")
             siblings = []
             for rel, m in repo.files.items():
@@ -343,6 +357,7 @@ def make_handler(opts, repos, log):
 
         def tree(self, repo, rev, path, q):
             commit = self.find_rev(repo, rev)
+            repo = repo.at(commit)
             path = path.strip("/")
             if path and path not in repo.dirs:
                 raise HubError(404, "EntryNotFound", "%s does not exist on %s" % (path, rev), commit)
@@ -371,6 +386,7 @@ def make_handler(opts, repos, log):
 
         def resolve(self, repo, rev, rel, signed=None):
             commit = self.find_rev(repo, rev)
+            repo = repo.at(commit)
             m = repo.files.get(rel)
             if m is None:
                 raise HubError(404, "EntryNotFound", "Entry not found", commit)

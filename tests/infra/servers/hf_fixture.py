@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """Makes a tiny stand-in of a Hugging Face model repository for the HF endpoint double (hf_endpoint.py).
 
-    hf_fixture.py --root DIR [--repo openai/gpt-oss-20b] [--weights-bytes N] [--seed S]
+    hf_fixture.py --root DIR [--repo openai/gpt-oss-20b] [--weights-bytes N] [--seed S] [--variant V ...]
 
 Writes DIR/<org>/<name>/ with the files of a (very) small gpt-oss-like checkpoint, plus
 DIR/<org>/<name>/.hf-repo.json (what the Hub would know: the commit, the refs and each file's size, git
 blob id and, for LFS files, sha256), and DIR/_tiktoken/*.tiktoken, the encodings gpt-oss's tokenizer
 loads from TIKTOKEN_ENCODINGS_BASE. Prints that metadata as JSON on stdout.
+
+Each --variant V makes another commit of the same repository in DIR/<org>/<name>.revisions/V/ (its own
+.hf-repo.json): the same files but config.json and README.md, which name V, so the weights are shared and
+the commit differs, as a later revision on the Hub would. `main` stays at the first commit; the endpoint
+serves every commit by its sha.
 
 Stdlib only. Deterministic: the same arguments give the same bytes and so the same commit sha, which is
 derived from the content like a git commit is, so a different weights size is a different commit.
@@ -104,7 +109,7 @@ def fake_tiktoken(name, n):
     return "".join("%s %d\n" % (base64.b64encode(t).decode(), r) for r, t in enumerate(toks)).encode()
 
 
-def repo_files(repo, weights_bytes):
+def repo_files(repo, weights_bytes, variant=None):
     name = repo.split("/")[-1]
     config = {
         "architectures": ["GptOssForCausalLM"],
@@ -122,9 +127,13 @@ def repo_files(repo, weights_bytes):
         "torch_dtype": "bfloat16",
         "_fixture": "vllm-workstation test fixture of %s: tiny and random, not a model" % repo,
     }
+    readme = "# %s (test fixture)\n\nA few kilobytes standing in for %s in vllm-workstation's tests.\n" % (name, repo)
+    if variant is not None:
+        config["_revision"] = variant
+        readme += "\nRevision %s.\n" % variant
     return {
         ".gitattributes": GITATTRIBUTES.encode(),
-        "README.md": ("# %s (test fixture)\n\nA few kilobytes standing in for %s in vllm-workstation's tests.\n" % (name, repo)).encode(),
+        "README.md": readme.encode(),
         "config.json": (json.dumps(config, indent=2) + "\n").encode(),
         "generation_config.json": b'{\n  "bos_token_id": 199998,\n  "eos_token_id": [200002, 199999, 200012],\n  "pad_token_id": 199999\n}\n',
         "tokenizer_config.json": b'{\n  "model_max_length": 4096,\n  "tokenizer_class": "PreTrainedTokenizerFast"\n}\n',
@@ -141,10 +150,12 @@ def repo_files(repo, weights_bytes):
     }
 
 
-def make(root, repo, weights_bytes, seed):
+def make(root, repo, weights_bytes, seed, variant=None):
     repo_dir = os.path.join(root, *repo.split("/"))
+    if variant is not None:
+        repo_dir = os.path.join(repo_dir + ".revisions", variant)
     meta_path = os.path.join(repo_dir, ".hf-repo.json")
-    params = {"generator": GENERATOR, "repo": repo, "weightsBytes": weights_bytes, "seed": seed}
+    params = {"generator": GENERATOR, "repo": repo, "weightsBytes": weights_bytes, "seed": seed, "variant": variant}
     try:
         with open(meta_path) as f:
             meta = json.load(f)
@@ -156,7 +167,7 @@ def make(root, repo, weights_bytes, seed):
     tmp = repo_dir + ".part"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    for rel, data in repo_files(repo, weights_bytes).items():
+    for rel, data in repo_files(repo, weights_bytes, variant).items():
         p = os.path.join(tmp, rel)
         os.makedirs(os.path.dirname(p), exist_ok=True)
         with open(p, "wb") as f:
@@ -173,7 +184,8 @@ def make(root, repo, weights_bytes, seed):
     # Like a git commit id: a hash over the tree, so the content decides it.
     tree = "".join("%s %s\n" % (rel, m["blobId"]) for rel, m in files.items())
     commit = hashlib.sha1(("commit\0vllm-workstation fixture %s\n%s" % (repo, tree)).encode()).hexdigest()
-    meta = {"params": params, "repoId": repo, "commit": commit, "refs": {"main": commit}, "files": files}
+    # Only the first commit is `main`; a variant is reached by its sha.
+    meta = {"params": params, "repoId": repo, "commit": commit, "refs": {"main": commit} if variant is None else {}, "files": files}
     with open(os.path.join(tmp, ".hf-repo.json"), "w") as f:
         json.dump(meta, f, indent=2)
     shutil.rmtree(repo_dir, ignore_errors=True)
@@ -208,6 +220,7 @@ def main():
     ap.add_argument("--repo", action="append", help="owner/name; repeatable (default openai/gpt-oss-20b)")
     ap.add_argument("--weights-bytes", type=int, default=8 << 20, help="size of the random weights tensor (default 8 MiB)")
     ap.add_argument("--seed", type=int, default=20)
+    ap.add_argument("--variant", action="append", default=[], help="another commit of each repo, named V (repeatable)")
     a = ap.parse_args()
     repos = a.repo or ["openai/gpt-oss-20b"]
     out = {"repos": {}, "tiktoken": make_tiktoken(a.root)}
@@ -215,7 +228,12 @@ def main():
         if r.count("/") != 1:
             sys.exit("--repo must be owner/name, got %r" % r)
         meta = make(a.root, r, a.weights_bytes, a.seed)
-        out["repos"][r] = {"commit": meta["commit"], "refs": meta["refs"], "files": meta["files"], "dir": os.path.join(a.root, *r.split("/"))}
+        out["repos"][r] = {"commit": meta["commit"], "refs": meta["refs"], "files": meta["files"], "dir": os.path.join(a.root, *r.split("/")), "variants": {}}
+        for v in a.variant:
+            if not v or "/" in v or v.startswith("."):
+                sys.exit("--variant must be a plain name, got %r" % v)
+            vm = make(a.root, r, a.weights_bytes, a.seed, v)
+            out["repos"][r]["variants"][v] = {"commit": vm["commit"], "files": vm["files"], "dir": os.path.join(a.root, *r.split("/")) + ".revisions/" + v}
     json.dump(out, sys.stdout, indent=2)
     sys.stdout.write("\n")
 

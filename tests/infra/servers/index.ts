@@ -271,6 +271,11 @@ export interface HfRepoSpec {
     readonly weightsBytes?: number;
     /** Seed of those bytes. Default 20. */
     readonly seed?: number;
+    /**
+     * Names of more commits of the same repository: config.json and README.md name the variant, the
+     * weights are the same blob. `main` stays at the first commit; each is served by its sha.
+     */
+    readonly variants?: readonly string[];
 }
 
 export interface FixtureFile {
@@ -291,6 +296,8 @@ export interface FixtureRepo {
     /** The repo's files on disk (what the endpoint serves). */
     readonly dir: string;
     readonly files: Readonly<Record<string, FixtureFile>>;
+    /** The other commits (HfRepoSpec.variants), by variant name. */
+    readonly variants: Readonly<Record<string, { readonly commitSha: string; readonly dir: string; readonly files: Readonly<Record<string, FixtureFile>> }>>;
 }
 
 export interface HfFixture {
@@ -383,7 +390,7 @@ const defaultRepos: readonly HfRepoSpec[] = [{ repoId: "openai/gpt-oss-20b" }];
 /** Makes (or reuses from the cache) the fixture repositories; keyed by the generator and the specs. */
 export function makeHfFixture(repos: readonly HfRepoSpec[] = defaultRepos): Promise<HfFixture> {
     const generator = path.join(serversDir, "hf_fixture.py");
-    const specs = repos.map((r) => ({ repoId: r.repoId, weightsBytes: r.weightsBytes ?? 8 << 20, seed: r.seed ?? 20 }));
+    const specs = repos.map((r) => ({ repoId: r.repoId, weightsBytes: r.weightsBytes ?? 8 << 20, seed: r.seed ?? 20, variants: r.variants ?? [] }));
     const key = crypto.createHash("sha256").update(fs.readFileSync(generator)).update(JSON.stringify(specs)).digest("hex").slice(0, 16);
     return once(`fixture ${key}`, async () => {
         const root = path.join(cacheDir(), "hf-fixtures", key);
@@ -392,12 +399,15 @@ export function makeHfFixture(repos: readonly HfRepoSpec[] = defaultRepos): Prom
         let tiktoken: Record<string, string> = {};
         for (const s of specs) {
             // flock: ava workers of other test files may make the same fixture at the same time.
-            const json = await mustRun("flock", [path.join(root, ".lock"), "python3", generator, "--root", root, "--repo", s.repoId, "--weights-bytes", String(s.weightsBytes), "--seed", String(s.seed)], {
+            const variants = s.variants.flatMap((v) => ["--variant", v]);
+            const json = await mustRun("flock", [path.join(root, ".lock"), "python3", generator, "--root", root, "--repo", s.repoId, "--weights-bytes", String(s.weightsBytes), "--seed", String(s.seed), ...variants], {
                 timeoutMs: 30 * 60_000,
             });
-            const parsed = JSON.parse(json) as { repos: Record<string, { commit: string; refs: Record<string, string>; files: Record<string, FixtureFile>; dir: string }>; tiktoken: Record<string, string> };
+            type Made = { commit: string; files: Record<string, FixtureFile>; dir: string };
+            const parsed = JSON.parse(json) as { repos: Record<string, Made & { refs: Record<string, string>; variants: Record<string, Made> }>; tiktoken: Record<string, string> };
             const r = parsed.repos[s.repoId];
-            out[s.repoId] = { repoId: s.repoId, commitSha: r.commit, refs: r.refs, dir: r.dir, files: r.files };
+            const made = Object.fromEntries(Object.entries(r.variants).map(([v, m]) => [v, { commitSha: m.commit, dir: m.dir, files: m.files }]));
+            out[s.repoId] = { repoId: s.repoId, commitSha: r.commit, refs: r.refs, dir: r.dir, files: r.files, variants: made };
             tiktoken = parsed.tiktoken;
         }
         return { root, repos: out, tiktoken, tiktokenDir: path.join(root, "_tiktoken") };
