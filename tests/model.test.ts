@@ -378,3 +378,47 @@ test("a manifest that is not the pinned revision's never removes a file: the pro
     t.is(r.stdout.split("\n")[0], `model=${"b".repeat(40)} files=other-revision`);
     t.deepEqual(fs.readdirSync(box.l.snapshot).sort(), before);
 });
+
+test("a changed snapshot entry a person pointed at a file elsewhere loses the link, never that file", (t) => {
+    const box = fakeBox(t);
+    t.is(strict(box.scripts.apply).code, 0);
+    const theirs = path.join(box.dir, "their-weights.safetensors");
+    fs.writeFileSync(theirs, "weights of someone's own\n");
+    const entry = path.join(box.l.snapshot, "model.safetensors");
+    fs.rmSync(entry);
+    fs.symlinkSync(theirs, entry);
+    const r = strict(`export VLLM_WS_REMOVE_CHANGED=1\n${box.scripts.probe}`);
+    t.is(r.stdout.split("\n")[0], `model=${revision} files=changed:model.safetensors`);
+    t.is(fs.readFileSync(theirs, "utf8"), "weights of someone's own\n");
+    t.false(fs.existsSync(entry), "the snapshot's entry goes, so the next download puts the pinned file back");
+});
+
+test("a manifest entry that climbs out of the snapshot removes nothing", (t) => {
+    const box = fakeBox(t);
+    t.is(strict(box.scripts.apply).code, 0);
+    const outside = path.join(box.dir, "outside.txt");
+    fs.writeFileSync(outside, "not the stack's\n");
+    const rel = path.relative(box.l.snapshot, outside);
+    const m = JSON.parse(fs.readFileSync(box.l.manifest, "utf8"));
+    fs.writeFileSync(box.l.manifest, JSON.stringify({ ...m, files: [...m.files, [rel, 1, 1]] }));
+    const r = strict(`export VLLM_WS_REMOVE_CHANGED=1\n${box.scripts.probe}`);
+    // (JSON.parse rounds the other entries' nanosecond mtimes, so they read as changed too.)
+    t.true(r.stdout.split("\n")[0].endsWith(`,${rel}`), r.stdout);
+    t.is(fs.readFileSync(outside, "utf8"), "not the stack's\n");
+});
+
+test("a changed snapshot entry that links into the repository's blobs loses its blob too, so hf fetches it again", (t) => {
+    const box = fakeBox(t);
+    t.is(strict(box.scripts.apply).code, 0);
+    const blobs = path.join(box.l.snapshot, "..", "..", "blobs");
+    fs.mkdirSync(blobs, { recursive: true });
+    const blob = path.join(blobs, "0123abcd");
+    fs.writeFileSync(blob, "bytes rewritten in place\n");
+    const entry = path.join(box.l.snapshot, "config.json");
+    fs.rmSync(entry);
+    fs.symlinkSync(path.relative(box.l.snapshot, blob), entry);
+    const r = strict(`export VLLM_WS_REMOVE_CHANGED=1\n${box.scripts.probe}`);
+    t.is(r.stdout.split("\n")[0], `model=${revision} files=changed:config.json`);
+    t.false(fs.existsSync(blob));
+    t.false(fs.existsSync(entry) || fs.lstatSync(path.dirname(entry)).isFile());
+});

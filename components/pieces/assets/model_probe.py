@@ -21,9 +21,18 @@ for name, size, mtime in m["files"]:
         changed.append(name)
 if changed and os.environ.get("VLLM_WS_REMOVE_CHANGED"):
     # hf trusts a blob that is there, whatever its bytes: take changed files away so they are fetched again.
+    # Only the snapshot's own entry and the blob it links to in this repository's blobs/ go: an entry a
+    # person pointed at a file elsewhere loses the link, never that file, and a name that climbs out of
+    # the snapshot (a manifest edited by someone) touches nothing.
+    top = os.path.realpath(snapshot) + os.sep
+    blobs = os.path.realpath(os.path.join(snapshot, os.pardir, os.pardir, "blobs")) + os.sep
     for name in changed:
         link = os.path.join(snapshot, name)
-        for p in {os.path.realpath(link), link}:
-            if os.path.lexists(p):
-                os.remove(p)
+        if not (os.path.realpath(os.path.dirname(link)) + os.sep).startswith(top) or (os.path.isdir(link) and not os.path.islink(link)):
+            continue
+        target = os.path.realpath(link)
+        if target.startswith(blobs) and os.path.isfile(target):
+            os.remove(target)
+        if os.path.lexists(link):
+            os.remove(link)
 print("model=%s files=%s" % (m["revision"], "changed:" + ",".join(changed) if changed else "verified"))
