@@ -131,7 +131,7 @@ test("a switch keeps the serving container under a fixed name of the stack's and
     t.true(scripts.apply.includes(`previous='${previousContainerName}'\n`));
     // Kept only when it passes the health check with the key wanted now.
     t.regex(scripts.apply, /if \[ "\$can_roll_back" = no \] && serving_now; then/);
-    t.regex(scripts.apply, /docker stop "\$name" >\/dev\/null\n\s+docker rename "\$name" "\$previous"/);
+    t.regex(scripts.apply, /docker rename "\$name" "\$previous"\n\s+docker stop "\$previous" >\/dev\/null/);
     // The probe shows a kept container of the stack's, so a plan after a cut-off switch is not empty.
     t.regex(scripts.probe, /previous=vllm-workstation-previous \(a switch that did not finish\)/);
     t.false(scripts.expected.includes("previous="));

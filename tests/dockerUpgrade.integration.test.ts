@@ -12,6 +12,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { lookingAhead } from "../components/program";
 import { repoRoot } from "./helpers/box";
+import { pulledTag } from "../components/pieces/dockerRuntime";
 import { buildStandinImage, Engine, startEngine } from "./helpers/docker";
 import { changesLookingAhead, Rig, startRig, upLookingAhead } from "./helpers/rig";
 import { TestStack } from "./helpers/stack";
@@ -124,6 +125,18 @@ test.serial("a run cut off after it set the serving container aside goes back to
     t.deepEqual(await containers(), ["vllm-workstation"]);
 });
 
+test.serial("a run cut off before it stopped the container it set aside goes back to that container on the next up", async (t) => {
+    // What a run killed between the rename and the stop leaves: the kept container still serving.
+    const oldId = await inspect("{{.Id}}");
+    await engine.dockerOk("rename", "vllm-workstation", "vllm-workstation-previous");
+    const failed = await upFails(t);
+    t.regex(failed!.message, /found vllm-workstation-previous: an earlier run was cut off/);
+    t.regex(failed!.message, /rolled back: the container vllm-workstation serves again on the previous image \(vllm\/vllm-openai:v0\.11\.0\)/);
+    t.is(await inspect("{{.Id}}"), oldId);
+    t.is(await version(), "0.11.0");
+    t.deepEqual(await containers(), ["vllm-workstation"]);
+});
+
 test.serial("a kept container of the stack's that a cut-off switch left beside a serving one shows in a plain preview, and up removes it", async (t) => {
     // Back on the image that serves: the engine runs the step that failed once more (it does so after
     // any failed step), which finds the container as wanted and leaves it.
@@ -152,18 +165,28 @@ test.serial("a container of the kept name that the stack did not make is never t
     await engine.dockerOk("rm", "vllm-workstation-previous");
 });
 
-test.serial("a good image converges, and no kept container stays", async (t) => {
+test.serial("a good image converges, no kept container stays, and of the images the stack pulled only the one in service stays", async (t) => {
+    // No registry here: the old image is marked as the apply marks an image it pulled (its tag), so the
+    // prune after the switch takes it; the broken one, which the stack did not pull, stays.
+    await engine.dockerOk("tag", good, pulledTag(good));
     const r = await up(t);
     t.is(r.summary.result, "succeeded");
     t.is(await version(), "0.11.2");
     t.is(await inspect("{{.Image}}"), ids[newer]);
     t.deepEqual(await containers(), ["vllm-workstation"]);
+    t.not((await engine.docker("image", "inspect", ids[good])).code, 0, "the image the stack pulled and no longer serves is gone");
+    t.not((await engine.docker("image", "inspect", pulledTag(good))).code, 0);
+    t.is((await engine.docker("image", "inspect", broken)).code, 0, "an image the stack did not pull stays");
     t.deepEqual(await changed(), {});
     await up(t, { expectNoChanges: true });
 });
 
-test.serial("destroy leaves Docker as it was: the images stay, they were there before", async (t) => {
+test.serial("destroy leaves Docker as it was, but for the images the stack pulled", async (t) => {
+    await engine.dockerOk("tag", newer, pulledTag(newer));
     const d = await ts.stack.destroy({ onOutput: ts.onOutput });
     t.is(d.summary.result, "succeeded");
-    t.is(await dockerState(), dockerBefore);
+    const pulled = new Set([ids[good], ids[newer]].map((id) => id.replace(/^sha256:/, "").slice(0, 12)));
+    const expected = dockerBefore.split("\n").filter((l) => !pulled.has(l.split(" ").pop()!)).join("\n");
+    t.is(await dockerState(), expected);
+    t.notRegex(await dockerState(), /vllm-workstation-pulled/);
 });

@@ -63,9 +63,11 @@ if [ "$seen" != "container=absent" ]; then
         echo @PREVIOUS_NOT_OURS@ >&2
         exit 1
       fi
-      echo "stopping the container $name, which serves now, and keeping it as $previous until its successor is healthy" >&2
-      docker stop "$name" >/dev/null
+      echo "keeping the container $name, which serves now, as $previous until its successor is healthy" >&2
+      # Renamed first: a run cut off between the two leaves it under the name that marks it as the one to
+      # go back to, never as a stopped container that looks like nothing worth keeping.
       docker rename "$name" "$previous"
+      docker stop "$previous" >/dev/null
       can_roll_back=yes
     else
       echo @REMOVING@ >&2

@@ -49,9 +49,10 @@ roll_back() {
   back_image=$(docker container inspect --format '{{.Config.Image}}' "$previous")
   back_revision=$(docker container inspect --format '{{index .Args 1}}' "$previous" 2>/dev/null || true)
   back_revision=${back_revision##*/}
-  docker rename "$previous" "$name"
   echo "starting the previous container again as $name" >&2
-  if ! docker start "$name" >/dev/null || ! wait_healthy; then
+  # Started before it gets the name back: a run cut off between the two leaves it running under the
+  # name that marks it as the one to go back to.
+  if ! docker start "$previous" >/dev/null || ! docker rename "$previous" "$name" || ! wait_healthy; then
     echo "rolled back to the previous container (image $back_image, model revision ${back_revision:-unknown}), but it did not become healthy either: $why" >&2
     exit 1
   fi
