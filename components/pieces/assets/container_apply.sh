@@ -78,7 +78,10 @@ if [ "$seen" != "container=absent" ]; then
 fi
 if [ "$seen" = "container=absent" ]; then
   echo @CREATING@ >&2
-  VLLM_API_KEY="${VLLM_WS_API_KEY:-}" @CREATE@ ${VLLM_WS_API_KEY:+-e VLLM_API_KEY} @IMAGE@ @ARGS@ >/dev/null
+  if ! VLLM_API_KEY="${VLLM_WS_API_KEY:-}" @CREATE@ ${VLLM_WS_API_KEY:+-e VLLM_API_KEY} @IMAGE@ @ARGS@ >/dev/null; then
+    if [ "$can_roll_back" = yes ]; then why="the container $name could not be created"; roll_back; fi
+    exit 1
+  fi
 fi
 if [ "$(docker container inspect --format '{{.State.Running}}' "$name")" != true ]; then
   echo @STARTING@ >&2

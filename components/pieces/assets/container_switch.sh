@@ -45,7 +45,7 @@ roll_back() {
   local back_image back_revision
   echo "$why; its last log lines:" >&2
   docker logs --tail 40 "$name" >&2 2>&1 || true
-  docker rm -f "$name" >/dev/null
+  docker rm -f "$name" >/dev/null 2>&1 || true
   back_image=$(docker container inspect --format '{{.Config.Image}}' "$previous")
   back_revision=$(docker container inspect --format '{{index .Args 1}}' "$previous" 2>/dev/null || true)
   back_revision=${back_revision##*/}
