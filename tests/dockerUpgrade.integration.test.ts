@@ -181,8 +181,10 @@ test.serial("a good image converges, no kept container stays, and of the images 
     await up(t, { expectNoChanges: true });
 });
 
-test.serial("destroy leaves Docker as it was, but for the images the stack pulled", async (t) => {
+test.serial("destroy leaves Docker as it was, but for the images the stack pulled, and takes a kept container of the stack's too", async (t) => {
     await engine.dockerOk("tag", newer, pulledTag(newer));
+    // What a switch cut off before it finished leaves beside the container.
+    await engine.dockerOk("create", "--name", "vllm-workstation-previous", "--label", "vllm-workstation.managed=true", broken, "/model");
     const d = await ts.stack.destroy({ onOutput: ts.onOutput });
     t.is(d.summary.result, "succeeded");
     const pulled = new Set([ids[good], ids[newer]].map((id) => id.replace(/^sha256:/, "").slice(0, 12)));
