@@ -159,7 +159,7 @@ async function prepare(early: EarlyLook | null) {
         config,
         look,
         observed,
-        runChecks(facts, result, { wslPinSwitch: has(served, "wslPinMemorySwitch"), vllmVersion: served, serverHost: config.server.host, claims: claimsOf(look.pieces) }),
+        runChecks(facts, result, { wslPinSwitch: has(served, "wslPinMemorySwitch"), vllmVersion: served, runtime: config.runtime, serverHost: config.server.host, claims: claimsOf(look.pieces) }),
     );
     const errors = checks.filter((c) => c.level === "error");
     for (const w of checks.filter((c) => c.level === "warning")) pulumi.log.warn(`[${w.id}] ${w.message}${w.fix ? ` Fix: ${w.fix}` : ""}`);

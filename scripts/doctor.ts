@@ -4,7 +4,11 @@
 //
 //   node dist/scripts/doctor.js [--nvidia-smi-file F] [--facts-file F] [--json]
 //                               [--tier TIER] [--max-model-len N]   (gpu.tier and gpu.maxModelLen)
+//                               [--runtime systemd|docker] [--vllm-version V]
 //
+// --vllm-version is the release that serves (python.vllmVersion, or for the docker runtime the image's:
+// dockerVllmVersion or its tag; default the schema's python.vllmVersion): the driver check holds the
+// card's driver against the CUDA that release is built for, as the preflight of `up` does.
 // --nvidia-smi-file replaces what nvidia-smi says (a saved NVIDIA_SMI_QUERY output), so a plan can be
 // checked for a card that is not in this machine. --facts-file replaces the whole probe with its saved
 // output (`bash -c "$(...gatherFacts())" > F` on the workstation), for diagnosing a machine from afar.
@@ -14,6 +18,10 @@ import { NVIDIA_SMI_QUERY, parseNvidiaSmiCsv } from "../components/plan/gpu";
 import { AUTO_OPTIONS, Plan, PlanResult, TIERS, Tier, plan } from "../components/plan/planner";
 import { Check, runChecks } from "../components/preflight/checks";
 import { Facts, gatherFacts, parseProbeOutput, wslKind } from "../components/preflight/facts";
+import { defaults } from "../components/config/schema";
+
+const RUNTIMES = ["systemd", "docker"] as const;
+type Runtime = (typeof RUNTIMES)[number];
 
 export interface DoctorArgs {
     readonly nvidiaSmiFile: string | null;
@@ -21,9 +29,11 @@ export interface DoctorArgs {
     readonly json: boolean;
     readonly tier: Tier;
     readonly maxModelLen: number | null;
+    readonly runtime: Runtime;
+    readonly vllmVersion: string;
 }
 
-const USAGE = `usage: doctor [--nvidia-smi-file FILE] [--facts-file FILE] [--json] [--tier ${TIERS.join("|")}] [--max-model-len N]`;
+const USAGE = `usage: doctor [--nvidia-smi-file FILE] [--facts-file FILE] [--json] [--tier ${TIERS.join("|")}] [--max-model-len N] [--runtime ${RUNTIMES.join("|")}] [--vllm-version V]`;
 
 class UsageError extends Error {}
 
@@ -33,6 +43,8 @@ export function parseArgs(argv: readonly string[]): DoctorArgs {
     let json = false;
     let tier: Tier = AUTO_OPTIONS.tier;
     let maxModelLen: number | null = null;
+    let runtime: Runtime = "systemd";
+    let vllmVersion = defaults.python.vllmVersion;
     for (let i = 0; i < argv.length; i++) {
         const arg = argv[i];
         const value = (): string => {
@@ -63,6 +75,18 @@ export function parseArgs(argv: readonly string[]): DoctorArgs {
                 maxModelLen = Number(v);
                 break;
             }
+            case "--runtime": {
+                const r = value();
+                if (!RUNTIMES.includes(r as Runtime)) throw new UsageError(`--runtime ${JSON.stringify(r)} is not one of ${RUNTIMES.join(", ")}`);
+                runtime = r as Runtime;
+                break;
+            }
+            case "--vllm-version": {
+                const v = value();
+                if (!/^\d+\.\d+\.\d+[A-Za-z0-9.+-]*$/.test(v)) throw new UsageError(`--vllm-version ${JSON.stringify(v)} is not a vLLM release like 0.11.0`);
+                vllmVersion = v;
+                break;
+            }
             case "-h":
             case "--help":
                 throw new UsageError("");
@@ -70,7 +94,7 @@ export function parseArgs(argv: readonly string[]): DoctorArgs {
                 throw new UsageError(`unknown argument ${JSON.stringify(arg)}`);
         }
     }
-    return { nvidiaSmiFile, factsFile, json, tier, maxModelLen };
+    return { nvidiaSmiFile, factsFile, json, tier, maxModelLen, runtime, vllmVersion };
 }
 
 /** Runs the probe here, as the current user. It is read-only; without nvidia-smi it still answers. */
@@ -101,13 +125,15 @@ export interface Report {
     readonly checks: Check[];
 }
 
-export function diagnose(facts: Facts, args: Pick<DoctorArgs, "tier" | "maxModelLen">): Report {
+export function diagnose(facts: Facts, args: Pick<DoctorArgs, "tier" | "maxModelLen"> & Partial<Pick<DoctorArgs, "runtime" | "vllmVersion">>): Report {
     const result = plan({
         gpu: facts.gpus?.[0] ?? null,
         options: { tier: args.tier, maxModelLen: args.maxModelLen },
         wsl: wslKind(facts.procVersion) === "wsl2",
     });
-    return { facts, plan: result, checks: runChecks(facts, result) };
+    // The driver check is the preflight's (runChecks), held against the release that serves.
+    const checks = runChecks(facts, result, { vllmVersion: args.vllmVersion ?? defaults.python.vllmVersion, runtime: args.runtime ?? "systemd" });
+    return { facts, plan: result, checks };
 }
 
 const pad = (s: string, n: number): string => s + " ".repeat(Math.max(1, n - s.length));

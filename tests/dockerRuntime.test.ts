@@ -1,6 +1,8 @@
 import test from "ava";
+import * as crypto from "crypto";
+import { ROLLED_BACK_EXIT } from "../components/host/provider";
 import { parseConfig } from "../components/config/schema";
-import { containerArgs, containerEnv, containerScripts, dockerChecks, hostAuthModulePath, hostPythonDir, publishSpec, pulledTag } from "../components/pieces/dockerRuntime";
+import { containerArgs, containerEnv, containerScripts, dockerChecks, hostAuthModulePath, hostPythonDir, previousContainerName, publishSpec, pulledTag } from "../components/pieces/dockerRuntime";
 import { authMiddleware } from "../components/pieces/vllmService";
 import type { ServingPlan } from "../components/pieces/vllmService";
 import { plan12, revision, snapshot, tiktokenDir } from "./helpers/plans";
@@ -112,10 +114,27 @@ test("the container's expected probe text names its image, flags, ports, volumes
 
 test("apply never removes a container the stack did not make, and remove takes an image only if the stack pulled it", (t) => {
     t.regex(scripts.apply, /exists that the stack did not make; the stack leaves it alone/);
-    t.regex(scripts.remove, /if \[ "\$managed" = true \]; then docker rm -f vllm-workstation/);
+    t.regex(scripts.apply, new RegExp(`${previousContainerName} exists that the stack did not make`));
+    t.regex(scripts.remove, /for c in "\$name" "\$previous"; do\n  case "\$\(kind_of "\$c"\)" in\n    ours\) docker rm -f "\$c"/);
     t.true(scripts.apply.includes(`docker tag 'vllm/vllm-openai:v0.11.0' '${pulledTag("vllm/vllm-openai:v0.11.0")}'`));
-    t.true(scripts.remove.includes(`if docker image inspect '${pulledTag("vllm/vllm-openai:v0.11.0")}'`));
+    // Pruning goes by the stack's tags only, and takes the name a tag marks by its hash.
+    t.true(scripts.apply.includes(`prune_pulled '${pulledTag("vllm/vllm-openai:v0.11.0")}'`));
+    t.regex(scripts.remove, /docker image ls --format '\{\{\.Repository\}\}:\{\{\.Tag\}\}' vllm-workstation-pulled/);
+    t.regex(scripts.remove, /"vllm-workstation-pulled:\$\(printf '%s' "\$n" \| sha256sum \| cut -c1-16\)" = "\$1"/);
     t.regex(pulledTag("vllm/vllm-openai:v0.11.0"), /^vllm-workstation-pulled:[0-9a-f]{16}$/);
+    t.is(pulledTag("vllm/vllm-openai:v0.11.0").split(":")[1], crypto.createHash("sha256").update("vllm/vllm-openai:v0.11.0").digest("hex").slice(0, 16), "the hash the scripts compute");
+});
+
+test("a switch keeps the serving container under a fixed name of the stack's and fails with the service's rolled-back exit status", (t) => {
+    t.is(previousContainerName, "vllm-workstation-previous");
+    t.true(scripts.apply.includes(`rolled_back_exit=${ROLLED_BACK_EXIT}\n`));
+    t.true(scripts.apply.includes(`previous='${previousContainerName}'\n`));
+    // Kept only when it passes the health check with the key wanted now.
+    t.regex(scripts.apply, /if \[ "\$can_roll_back" = no \] && serving_now; then/);
+    t.regex(scripts.apply, /docker rename "\$name" "\$previous"\n\s+docker stop "\$previous" >\/dev\/null/);
+    // The probe shows a kept container of the stack's, so a plan after a cut-off switch is not empty.
+    t.regex(scripts.probe, /previous=vllm-workstation-previous \(a switch that did not finish\)/);
+    t.false(scripts.expected.includes("previous="));
 });
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");

@@ -128,6 +128,34 @@ test("exits 1 when the facts file was cut off", (t) => {
     t.regex(r.stderr, /end=1 is missing: the probe was cut off/);
 });
 
+test("checks the driver against the release that serves, as the preflight does: R576 runs 0.11.0's CUDA 12.8 wheels", (t) => {
+    const r = doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", HEALTHY);
+    t.is(r.status, 0, r.stdout + r.stderr);
+    t.regex(r.stdout, /ok +driver +driver 576\.02 runs vLLM 0\.11\.0's CUDA 12\.8 wheels\n/);
+});
+
+test("exits 1 when the driver is too old for --vllm-version, with the venv's pin in the fix, or the image's options with --runtime docker", (t) => {
+    const r = doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", HEALTHY, "--vllm-version", "0.24.0");
+    t.is(r.status, 1, r.stdout + r.stderr);
+    t.regex(r.stdout, /error +driver +driver 576\.02 is older than R580, which vLLM 0\.24\.0's CUDA 13\.0 wheels need\n/);
+    t.regex(r.stdout, /fix: update the NVIDIA driver on Windows .* or pin vLLM 0\.11\.0 \(python\.vllmVersion/);
+    const d = doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", HEALTHY, "--vllm-version", "0.24.0", "--runtime", "docker", "--json");
+    t.is(d.status, 1, d.stdout + d.stderr);
+    const driver = (JSON.parse(d.stdout) as { checks: Array<{ id: string; level: string; fix: string | null }> }).checks.find((c) => c.id === "driver");
+    t.is(driver?.level, "error");
+    t.regex(driver?.fix ?? "", /dockerImage vllm\/vllm-openai:v0\.11\.0/);
+    t.notRegex(driver?.fix ?? "", /python\.vllmVersion/);
+});
+
+test("exits 2 on a bad --runtime or --vllm-version, naming the value", (t) => {
+    const r = doctor("--runtime", "podman");
+    t.is(r.status, 2);
+    t.regex(r.stderr, /--runtime "podman" is not one of systemd, docker/);
+    const v = doctor("--vllm-version", "latest");
+    t.is(v.status, 2);
+    t.regex(v.stderr, /--vllm-version "latest" is not a vLLM release/);
+});
+
 test("exits 2 on an unknown argument and on a bad tier", (t) => {
     const a = doctor("--frobnicate");
     t.is(a.status, 2);

@@ -37,6 +37,15 @@ test("refuses a Windows driver older than R580 for vLLM 0.24.0's CUDA 13 wheels,
     t.regex(c?.fix ?? "", /^update the NVIDIA driver on Windows \(WSL uses the Windows driver.*\) to 580 or newer, or pin vLLM 0\.11\.0/);
 });
 
+test("for the docker runtime the driver check's fix names the image options a docker user changes, not the venv's pin", (t) => {
+    const c = checkDriverForWheels(facts("576.02"), "0.24.0", "docker");
+    t.is(c?.level, "error");
+    t.is(c?.message, "driver 576.02 is older than R580, which vLLM 0.24.0's CUDA 13.0 image needs");
+    t.regex(c?.fix ?? "", /to 580 or newer, or use vLLM 0\.11\.0's image, built for CUDA 12\.8 \(dockerImage vllm\/vllm-openai:v0\.11\.0; dockerVllmVersion 0\.11\.0/);
+    t.notRegex(c?.fix ?? "", /python\./);
+    t.is(checkDriverForWheels(facts("581.15"), "0.24.0", "docker")?.message, "driver 581.15 runs vLLM 0.24.0's CUDA 13.0 image");
+});
+
 test("passes a driver of R580 or newer for CUDA 13 and R525 or newer for CUDA 12", (t) => {
     t.is(checkDriverForWheels(facts("581.15"), "0.24.0")?.level, "ok");
     t.is(checkDriverForWheels(facts("576.02"), "0.11.0")?.level, "ok");

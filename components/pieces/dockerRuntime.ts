@@ -14,10 +14,17 @@ import type { WorkstationConfig } from "../config/schema";
 import type { Piece } from "./observe";
 import { layout } from "./python";
 import { Check } from "../preflight/checks";
+import { ROLLED_BACK_EXIT } from "../host/provider";
 import { asset, expectFile, fillFragment, probeFile, q, sha256, writeFile } from "../host/shell";
 import { authModuleName, probeHost, servedModelName, ServingPlan, serviceFlags, vllmVariables } from "./vllmService";
 
 export const containerName = "vllm-workstation";
+/**
+ * The name a switch keeps the container that served under until its successor is healthy (then it is
+ * removed; when the successor fails, it comes back under containerName). Found at the start of an
+ * apply, it means a run was cut off mid-switch.
+ */
+export const previousContainerName = `${containerName}-previous`;
 /** The label that marks a container as the stack's: remove and apply touch no other. */
 export const managedLabel = "vllm-workstation.managed";
 /** The port vLLM listens on inside the container. */
@@ -99,12 +106,22 @@ export function pulledTag(image: string): string {
     return `vllm-workstation-pulled:${sha256(image).slice(0, 16)}`;
 }
 
+/** `docker container inspect --format` for the stack's label: "true" on a container the stack made. */
+const labelFormat = `{{index .Config.Labels ${JSON.stringify(managedLabel)}}}`;
+
 // The probe (components/pieces/assets/container_inspect.sh): what the container is, in the form `expected`
 // renders. The container's name is a constant of the code, a plain word, so it goes in unquoted.
 function inspectScript(c: WorkstationConfig): string {
     const format = fillFragment("container_inspect.tmpl", { LABEL: JSON.stringify(managedLabel) });
     const ours = ["HF_HUB_OFFLINE", "HF_HUB_CACHE", "TIKTOKEN_ENCODINGS_BASE", "VLLM_NO_USAGE_STATS", "DO_NOT_TRACK", "PYTHONPATH", "VLLM_ATTENTION_BACKEND", "VLLM_WSL2_ENABLE_PIN_MEMORY"];
-    const probe = fillFragment("container_inspect.sh", { FORMAT: q(format), NAME: containerName, IMAGE: q(c.dockerImage), OURS: q(`^(${ours.join("|")})=`) });
+    const probe = fillFragment("container_inspect.sh", {
+        FORMAT: q(format),
+        NAME: containerName,
+        PREVIOUS: previousContainerName,
+        LABEL_FORMAT: q(labelFormat),
+        IMAGE: q(c.dockerImage),
+        OURS: q(`^(${ours.join("|")})=`),
+    });
     return [dockerEnv(c), probe].filter(Boolean).join("\n");
 }
 
@@ -174,15 +191,27 @@ export function containerScripts(s: ContainerInputs) {
         .map(q)
         .join(" ");
     const probe = inspectScript(c);
-    const common = { NAME: containerName, IMAGE: q(c.dockerImage), PULLED_TAG: q(pulledTag(c.dockerImage)), MODULE: q(hostAuthModulePath(c)), MODULE_DIR: q(hostPythonDir(c)) };
+    const common = {
+        NAME: q(containerName),
+        PREVIOUS: q(previousContainerName),
+        LABEL_FORMAT: q(labelFormat),
+        MODULE: q(hostAuthModulePath(c)),
+        MODULE_DIR: q(hostPythonDir(c)),
+        CONTAINER_LIB: asset("container_lib.sh").trim(),
+    };
     const apply = fillFragment("container_apply.sh", {
         ...common,
         API_KEY_ID: s.apiKeyId ?? "none",
+        IMAGE: q(c.dockerImage),
+        PULLED_TAG: q(pulledTag(c.dockerImage)),
+        ROLLED_BACK_EXIT: String(ROLLED_BACK_EXIT),
+        SWITCH_LIB: asset("container_switch.sh").trim(),
         PULLING: q(`pulling ${c.dockerImage}`),
         CANNOT_PULL: q(`cannot pull ${c.dockerImage}: check the name (dockerImage), the network and the registry's login (docker login), or load the image (docker load), then run pulumi up again`),
         WRITE_MODULE: writeFile(hostAuthModulePath(c), authModule),
         PROBE: probe,
         NOT_OURS: q(`a container named ${containerName} exists that the stack did not make; the stack leaves it alone: remove or rename it (docker rm -f ${containerName}), then run pulumi up again`),
+        PREVIOUS_NOT_OURS: q(`a container named ${previousContainerName} exists that the stack did not make, and the stack needs that name to keep ${containerName} while it replaces it; the stack leaves it alone: remove or rename it (docker rm -f ${previousContainerName}), then run pulumi up again`),
         EXPECTED: q(expectedContainer.split("\n").filter((l) => !l.startsWith("running=")).join("\n")),
         REMOVING: q(`removing the container ${containerName}: it differs from the stack's`),
         CREATING: q(`creating the container ${containerName} from ${c.dockerImage}`),
@@ -194,16 +223,10 @@ export function containerScripts(s: ContainerInputs) {
         TIMEOUT: String(c.server.healthTimeoutSeconds),
         HEALTH_URL: q(`${base}/health`),
         MODELS_URL: q(`${base}/v1/models`),
-        LISTED_NAME: q(`"${name}"`),
-        NOT_LISTED: q(`GET /v1/models does not list ${name}: `),
+        SERVED_NAME: q(name),
         SERVING: q(`serving ${name} at ${base}/v1`),
     });
-    const remove = fillFragment("container_remove.sh", {
-        ...common,
-        LABEL_FORMAT: q(`{{index .Config.Labels ${JSON.stringify(managedLabel)}}}`),
-        LEAVING_CONTAINER: q(`leaving the container ${containerName}: the stack did not make it`),
-        LEAVING_IMAGE: q(`leaving the image ${c.dockerImage}: another container uses it`),
-    });
+    const remove = fillFragment("container_remove.sh", common);
     return {
         apply: [dockerEnv(c), apply].filter(Boolean).join("\n"),
         probe,

@@ -317,8 +317,10 @@ export interface CheckOptions {
     readonly wslPinSwitch?: boolean | null;
     /** See checkOwnership. */
     readonly claims?: readonly Claim[];
-    /** The vLLM release the stack installs (the driver check); null or absent skips it. */
+    /** The vLLM release that serves (the driver check); null or absent skips it. */
     readonly vllmVersion?: string | null;
+    /** Where that release comes from, for the driver check's fix: the venv (default) or the image. */
+    readonly runtime?: "systemd" | "docker";
     /** server.host (the WSL networking check); null or absent skips it. */
     readonly serverHost?: string | null;
 }
@@ -338,7 +340,7 @@ export function runChecks(f: Facts, result: PlanResult | null, options: CheckOpt
         ...checkOwnership(f, options.claims ?? []),
         ...checkDisk(f),
         // Windows and WSL: components/preflight/wsl.ts.
-        checkDriverForWheels(f, options.vllmVersion ?? null),
+        checkDriverForWheels(f, options.vllmVersion ?? null, options.runtime),
         checkWslLifecycle(f),
         checkNatServing(f, options.serverHost ?? null),
     ];

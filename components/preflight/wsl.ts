@@ -25,29 +25,37 @@ export function minDriverBranch(cudaMajor: number): number {
     return cudaMajor >= 13 ? 580 : 525;
 }
 
-/** The Windows (or Linux) driver is new enough for the CUDA runtime in the wheels the stack installs. */
-export function checkDriverForWheels(f: Facts, vllmVersion: string | null): Check | null {
+/**
+ * The Windows (or Linux) driver is new enough for the CUDA runtime of the vLLM release that serves: the
+ * venv's wheels (runtime systemd) or the image's build of that release (runtime docker). The fix names
+ * what a user of that runtime changes to go back to a CUDA 12 release.
+ */
+export function checkDriverForWheels(f: Facts, vllmVersion: string | null, runtime: "systemd" | "docker" = "systemd"): Check | null {
     const gpu = f.gpus?.[0];
     const cuda = vllmVersion === null ? undefined : WHEEL_CUDA[vllmVersion];
     if (gpu === undefined || cuda === undefined) return null;
     const branch = Number.parseInt(gpu.driverVersion.split(".")[0], 10);
     const need = minDriverBranch(cuda.major);
     const wsl = wslKind(f.procVersion) === "wsl2";
+    const build = runtime === "docker" ? `vLLM ${vllmVersion}'s CUDA ${cuda.major}.${cuda.minor} image` : `vLLM ${vllmVersion}'s CUDA ${cuda.major}.${cuda.minor} wheels`;
     if (!Number.isFinite(branch)) {
         return { id: "driver", level: "warning", message: `driver version ${JSON.stringify(gpu.driverVersion)} is not NNN.NN`, fix: null };
     }
     if (branch >= need) {
-        return { id: "driver", level: "ok", message: `driver ${gpu.driverVersion} runs vLLM ${vllmVersion}'s CUDA ${cuda.major}.${cuda.minor} wheels`, fix: null };
+        return { id: "driver", level: "ok", message: `driver ${gpu.driverVersion} runs ${build}`, fix: null };
     }
+    const cuda12 =
+        runtime === "docker"
+            ? ", or use vLLM 0.11.0's image, built for CUDA 12.8 (dockerImage vllm/vllm-openai:v0.11.0; dockerVllmVersion 0.11.0 for an image whose tag is not the release)"
+            : ", or pin vLLM 0.11.0 (python.vllmVersion and python.lockFile locks/vllm-0.11.0-py3.12-x86_64.txt), built for CUDA 12.8";
     return {
         id: "driver",
         level: "error",
-        message: `driver ${gpu.driverVersion} is older than R${need}, which vLLM ${vllmVersion}'s CUDA ${cuda.major}.${cuda.minor} wheels need`,
+        message: `driver ${gpu.driverVersion} is older than R${need}, which ${build} ${runtime === "docker" ? "needs" : "need"}`,
         fix:
             (wsl
                 ? `update the NVIDIA driver on Windows (WSL uses the Windows driver; never install one inside WSL) to ${need} or newer`
-                : `update the NVIDIA driver to ${need} or newer`) +
-            (cuda.major >= 13 ? `, or pin vLLM 0.11.0 (python.vllmVersion and python.lockFile locks/vllm-0.11.0-py3.12-x86_64.txt), built for CUDA 12.8` : ``),
+                : `update the NVIDIA driver to ${need} or newer`) + (cuda.major >= 13 ? cuda12 : ""),
     };
 }
 

@@ -74,6 +74,29 @@ export async function startEngine(opts: { gpuHook?: boolean } = {}): Promise<Eng
     fs.mkdirSync(bin, { recursive: true });
     fs.writeFileSync(path.join(bin, "nvidia-container-runtime-hook"), "#!/bin/sh\n# TEST DOUBLE of the NVIDIA Container Toolkit's hook: no GPU here.\nexit 0\n", { mode: 0o755 });
     fs.writeFileSync(path.join(bin, "nvidia-container-runtime"), "#!/bin/sh\n# TEST DOUBLE of the NVIDIA Container Toolkit's runtime: runc, without a GPU to add.\nexec runc \"$@\"\n", { mode: 0o755 });
+    // A bridge and subnet of its own: two engines on one bridge (docker0) would hand out the same
+    // addresses, and a published port could reach the other engine's container.
+    const bridge = `vws${path.basename(dir).slice(0, 8)}`;
+    execFileSync(
+        "flock",
+        [
+            path.join(cacheDir(), ".docker-bridge.lock"),
+            "bash",
+            "-c",
+            'used=$(ip -4 -o addr show | awk \'{print $4}\'); for n in $(seq 20 250); do case "$used" in *"10.213.$n."*) continue ;; esac; ' +
+                'ip link add name "$1" type bridge && ip addr add "10.213.$n.1/24" dev "$1" && ip link set "$1" up && exit 0; exit 1; done; exit 1',
+            "bridge",
+            bridge,
+        ],
+        { stdio: "ignore" },
+    );
+    const dropBridge = (): void => {
+        try {
+            execFileSync("ip", ["link", "del", bridge], { stdio: "ignore" });
+        } catch {
+            // gone already
+        }
+    };
     const host = `unix://${dir}/docker.sock`;
     const env = { ...process.env, DOCKER_HOST: host };
     let pid = 0;
@@ -96,7 +119,7 @@ export async function startEngine(opts: { gpuHook?: boolean } = {}): Promise<Eng
                 "--storage-driver=overlay2",
                 "--iptables=false",
                 "--ip-masq=false",
-                "--bip=10.213.7.1/24",
+                "--bridge", bridge,
                 "-H", host,
                 "--add-runtime", `nvidia=${path.join(bin, "nvidia-container-runtime")}`,
             ],
@@ -154,6 +177,7 @@ export async function startEngine(opts: { gpuHook?: boolean } = {}): Promise<Eng
             // gone
         }
         unmountAndRemove();
+        dropBridge();
     };
     live.add(onExit);
     await start(opts.gpuHook ?? true);
@@ -178,6 +202,7 @@ export async function startEngine(opts: { gpuHook?: boolean } = {}): Promise<Eng
             killSync();
             await waitGone();
             unmountAndRemove();
+            dropBridge();
         },
     };
 }

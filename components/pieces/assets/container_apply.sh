@@ -1,4 +1,5 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
+# (shellcheck SC2034 is off here: the settings below are read by the functions put in at @CONTAINER_LIB@; the rendered script, which holds them, is checked with it on.)
 # The container's apply: converges whatever container of the name it finds.
 #  - The first line changes with the API key's id, so a rotated key makes the container anew.
 #  - An image that was not there is pulled and tagged as pulled by the stack (remove takes away only that).
@@ -9,8 +10,27 @@
 #  - The key reaches docker as a variable it copies (`-e VLLM_API_KEY`), never on a command line.
 #  - Done once /health answers and /v1/models lists the served model; a container that exits, restarts
 #    or stays unhealthy past the timeout fails the step with its last log lines.
+#  - A switch: a container that serves now (the same health check, in one look) is not removed before its
+#    successor has passed that check. It is stopped and renamed to @PREVIOUS@ (with the stack's label,
+#    so remove takes it too); a new container that fails brings it back (exit @ROLLED_BACK_EXIT@: the
+#    step fails and its state stays the old one), one that serves makes it go. Found at the start, a
+#    container of that name means a run was cut off mid-switch: it stays the one to go back to.
 
 # api-key: @API_KEY_ID@
+name=@NAME@
+previous=@PREVIOUS@
+label_format=@LABEL_FORMAT@
+health_url=@HEALTH_URL@
+models_url=@MODELS_URL@
+health_timeout=@TIMEOUT@
+served_name=@SERVED_NAME@
+rolled_back_exit=@ROLLED_BACK_EXIT@
+# Why the health check failed (wait_healthy sets it).
+why=""
+
+@CONTAINER_LIB@
+@SWITCH_LIB@
+
 if ! docker image inspect @IMAGE@ >/dev/null 2>&1; then
   echo @PULLING@ >&2
   docker pull @IMAGE@ >&2 || { echo @CANNOT_PULL@ >&2; exit 1; }
@@ -24,37 +44,65 @@ seen=$(bash -euo pipefail <<'VLLM_WS_PROBE'
 @PROBE@
 VLLM_WS_PROBE
 )
+# The probe's line about a container kept by a switch is for the plan; here kind_of looks at it.
+seen=$(printf '%s\n' "$seen" | sed '/^previous=/d')
+previous_kind=$(kind_of "$previous")
+can_roll_back=no
+if [ "$previous_kind" = ours ]; then
+  echo "found $previous: an earlier run was cut off while it replaced $name; it is the container to go back to" >&2
+  can_roll_back=yes
+fi
 if [ "$seen" != "container=absent" ]; then
   if [ "$(printf '%s\n' "$seen" | sed -n 's/^managed=//p')" != true ]; then
     echo @NOT_OURS@ >&2
     exit 1
   fi
   if [ "$(printf '%s\n' "$seen" | grep -v '^running=')" != @EXPECTED@ ] || [ "$module_before" != "$module_after" ]; then
-    echo @REMOVING@ >&2
-    docker rm -f @NAME@ >/dev/null
+    if [ "$can_roll_back" = no ] && serving_now; then
+      if [ "$previous_kind" = other ]; then
+        echo @PREVIOUS_NOT_OURS@ >&2
+        exit 1
+      fi
+      echo "keeping the container $name, which serves now, as $previous until its successor is healthy" >&2
+      # Renamed first: a run cut off between the two leaves it under the name that marks it as the one to
+      # go back to, never as a stopped container that looks like nothing worth keeping.
+      docker rename "$name" "$previous"
+      docker stop "$previous" >/dev/null
+      can_roll_back=yes
+    else
+      echo @REMOVING@ >&2
+      docker rm -f "$name" >/dev/null
+    fi
     seen=container=absent
   fi
 fi
 if [ "$seen" = "container=absent" ]; then
   echo @CREATING@ >&2
-  VLLM_API_KEY="${VLLM_WS_API_KEY:-}" @CREATE@ ${VLLM_WS_API_KEY:+-e VLLM_API_KEY} @IMAGE@ @ARGS@ >/dev/null
-fi
-if [ "$(docker container inspect --format '{{.State.Running}}' @NAME@)" != true ]; then
-  echo @STARTING@ >&2
-  docker start @NAME@ >/dev/null || { echo @NOT_STARTED@ >&2; exit 1; }
-fi
-echo @WAITING@ >&2
-deadline=$((SECONDS + @TIMEOUT@))
-until curl -fsS -o /dev/null --max-time 5 @HEALTH_URL@; do
-  state=$(docker container inspect --format '{{.State.Status}} {{.RestartCount}}' @NAME@ 2>/dev/null || echo gone)
-  if [ $SECONDS -ge $deadline ] || [ "${state%% *}" = exited ] || [ "${state%% *}" = dead ] || [ "${state%% *}" = gone ] || [ "${state#* }" -gt 0 ] 2>/dev/null; then
-    echo "the container @NAME@ did not become healthy (state: $state); its last log lines:" >&2
-    docker logs --tail 40 @NAME@ >&2 2>&1 || true
-    echo "Fix the cause above (see also: npm run doctor), then run pulumi up again." >&2
+  if ! VLLM_API_KEY="${VLLM_WS_API_KEY:-}" @CREATE@ ${VLLM_WS_API_KEY:+-e VLLM_API_KEY} @IMAGE@ @ARGS@ >/dev/null; then
+    if [ "$can_roll_back" = yes ]; then why="the container $name could not be created"; roll_back; fi
     exit 1
   fi
-  sleep 1
-done
-models=$(curl -fsS --max-time 10 ${VLLM_WS_API_KEY:+-K -} @MODELS_URL@ <<<"header = \"Authorization: Bearer ${VLLM_WS_API_KEY:-}\"") || { echo "GET /v1/models failed" >&2; exit 1; }
-case "$models" in *@LISTED_NAME@*) ;; *) echo @NOT_LISTED@"$models" >&2; exit 1 ;; esac
+fi
+if [ "$(docker container inspect --format '{{.State.Running}}' "$name")" != true ]; then
+  echo @STARTING@ >&2
+  if ! docker start "$name" >/dev/null; then
+    echo @NOT_STARTED@ >&2
+    if [ "$can_roll_back" = yes ]; then why="the container $name did not start"; roll_back; fi
+    exit 1
+  fi
+fi
+echo @WAITING@ >&2
+if ! wait_healthy; then
+  if [ "$can_roll_back" = yes ]; then roll_back; fi
+  echo "$why; its last log lines:" >&2
+  docker logs --tail 40 "$name" >&2 2>&1 || true
+  echo "Fix the cause above (see also: npm run doctor), then run pulumi up again." >&2
+  exit 1
+fi
+# Serving: only what serves stays, the container and the image the stack pulled for it.
+if [ "$can_roll_back" = yes ]; then
+  echo "removing $previous: $name serves" >&2
+  docker rm -f "$previous" >/dev/null
+fi
+prune_pulled @PULLED_TAG@
 echo @SERVING@ >&2

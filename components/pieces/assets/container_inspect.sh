@@ -2,8 +2,9 @@
 # The container's probe: what the container is, one key=value a line in the form dockerRuntime.ts's
 # `expected` renders (container_inspect.tmpl, then the image, the volumes and the stack's variables);
 # the API key's value shows only as its id. Docker keeps the volumes in no fixed order: sorted, one a
-# line. Read-only and always exits 0, so an engine that is down reads as "absent" (the preflight names
-# that problem).
+# line. Then, only while there is one, the stack's container kept by a switch that did not finish: a
+# line `expected` never has, so the plan shows it and `up` finishes the switch. Read-only and always
+# exits 0, so an engine that is down reads as "absent" (the preflight names that problem).
 
 if live=$(docker container inspect --format @FORMAT@ @NAME@ 2>/dev/null); then
   printf '%s\n' "$live" | grep -v '^image-id='
@@ -16,4 +17,7 @@ if live=$(docker container inspect --format @FORMAT@ @NAME@ 2>/dev/null); then
   if [ -n "$key" ]; then echo "api-key=$(printf 'vllm-workstation:%s' "$key" | sha256sum | cut -c1-12)"; else echo api-key=none; fi
 else
   echo container=absent
+fi
+if [ "$(docker container inspect --format @LABEL_FORMAT@ @PREVIOUS@ 2>/dev/null || true)" = true ]; then
+  echo "previous=@PREVIOUS@ (a switch that did not finish)"
 fi

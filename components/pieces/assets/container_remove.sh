@@ -1,14 +1,21 @@
-# shellcheck shell=bash
-# The container's remove: only a container the stack made (its label), only an image it pulled (its
-# tag; one that was there before stays), and the middleware's module only from a directory the stack
-# holds, the directory as own.sh releases it.
+# shellcheck shell=bash disable=SC2034
+# (shellcheck SC2034 is off here: the settings below are read by the functions put in at @CONTAINER_LIB@; the rendered script, which holds them, is checked with it on.)
+# The container's remove: only containers the stack made (its label): the one of the name and one kept
+# by a switch that was cut off; only images it pulled (its tags; one that was there before stays), and
+# the middleware's module only from a directory the stack holds, the directory as own.sh releases it.
 
-if managed=$(docker container inspect --format @LABEL_FORMAT@ @NAME@ 2>/dev/null); then
-  if [ "$managed" = true ]; then docker rm -f @NAME@ >/dev/null; else echo @LEAVING_CONTAINER@ >&2; fi
-fi
-if docker image inspect @PULLED_TAG@ >/dev/null 2>&1; then
-  docker rmi @PULLED_TAG@ >/dev/null
-  docker rmi @IMAGE@ >/dev/null 2>&1 || echo @LEAVING_IMAGE@ >&2
-fi
+name=@NAME@
+previous=@PREVIOUS@
+label_format=@LABEL_FORMAT@
+
+@CONTAINER_LIB@
+
+for c in "$name" "$previous"; do
+  case "$(kind_of "$c")" in
+    ours) docker rm -f "$c" >/dev/null ;;
+    other) echo "leaving the container $c: the stack did not make it" >&2 ;;
+  esac
+done
+prune_pulled ""
 if [ -n "$(own_kind @MODULE_DIR@)" ]; then rm -f @MODULE@; fi
 own_release_dir @MODULE_DIR@

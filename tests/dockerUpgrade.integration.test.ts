@@ -1,0 +1,194 @@
+// An upgrade of the docker runtime's image through the real Pulumi engine against a real Docker engine
+// (tests/helpers/docker.ts): an image whose vLLM fails to start is rolled back (the old container serves
+// again, the state keeps the old container, so a preview still shows the change), a container kept by a
+// switch that was cut off is what the next up goes back to or removes, a container of the kept name that
+// the stack did not make is never touched, a good image converges with no kept container left, and
+// destroy leaves Docker as it was. The workstation is this machine (target local), as in
+// docker.integration.test.ts. Test doubles (no GPU, no registry here): nvidia-smi, the NVIDIA toolkit's
+// hook and runtime, the images (the vLLM test double on Debian; its 0.11.1+broken exits at `vllm serve`),
+// the Hub and the package index.
+import test, { ExecutionContext } from "ava";
+import * as fs from "fs";
+import * as path from "path";
+import { lookingAhead } from "../components/program";
+import { repoRoot } from "./helpers/box";
+import { pulledTag } from "../components/pieces/dockerRuntime";
+import { buildStandinImage, Engine, startEngine } from "./helpers/docker";
+import { changesLookingAhead, Rig, startRig, upLookingAhead } from "./helpers/rig";
+import { TestStack } from "./helpers/stack";
+
+const good = "vllm/vllm-openai:v0.11.0";
+const broken = "vllm/vllm-openai:v0.11.1";
+const newer = "vllm/vllm-openai:v0.11.2";
+const apiKey = "sk-test-docker-upgrade-0123456789";
+
+let rig: Rig<undefined>;
+let engine: Engine;
+let ts: TestStack;
+let port: number;
+let home: string;
+let ids: Record<string, string>;
+let dockerBefore: string;
+
+/** Every container and image in the engine, as one comparable text. */
+async function dockerState(): Promise<string> {
+    const ps = await engine.dockerOk("ps", "-a", "--format", "{{.Names}} {{.Image}}");
+    const images = await engine.dockerOk("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}");
+    return [...ps.split("\n"), ...images.split("\n")].filter(Boolean).sort().join("\n");
+}
+
+test.before(async () => {
+    [engine, rig] = await Promise.all([startEngine({ gpuHook: true }), startRig({ name: "docker-upgrade", box: false, port: 19000 + Math.floor(Math.random() * 1000) })]);
+    ({ port } = rig);
+    // The default wheelhouse holds the vllm doubles 0.11.0, 0.11.2 and 0.11.1+broken.
+    ids = {};
+    for (const [tag, vllmVersion] of [[good, "0.11.0"], [broken, "0.11.1+broken"], [newer, "0.11.2"]]) {
+        ids[tag] = await buildStandinImage(engine, tag, { vllmVersion, wheelhouse: {} });
+    }
+    dockerBefore = await dockerState();
+    home = fs.mkdtempSync("/var/lib/vllm-ws-docker-upgrade-test-");
+    process.env.VLLM_WS_RECORD = path.join(home, "record");
+    // TEST DOUBLE of WSL's nvidia-smi: the box's, reading the RTX 4090 fixture from this directory.
+    const wslLib = path.join(home, "wsl-lib");
+    fs.mkdirSync(wslLib);
+    const smi = fs.readFileSync(path.join(repoRoot, "tests", "fixtures", "box", "nvidia-smi"), "utf8").replace(/^conf=.*$/m, `conf=${wslLib}`);
+    fs.writeFileSync(path.join(wslLib, "nvidia-smi"), smi, { mode: 0o755 });
+    fs.copyFileSync(path.join(repoRoot, "tests", "fixtures", "nvidia-smi", "rtx4090.csv"), path.join(wslLib, "nvidia-smi.csv"));
+    ts = await rig.stack({
+        config: {
+            runtime: "docker",
+            dockerImage: good,
+            dockerHost: engine.host,
+            cuda: { wslLibDir: wslLib },
+            python: { version: "3.11", indexUrl: rig.index.url, venvPath: path.join(home, "venv") },
+            model: { revision: rig.hub.commitSha, endpoint: rig.hub.url, cacheDir: path.join(home, "hf"), tiktoken: { baseUrl: rig.hub.tiktoken.baseUrl, files: rig.hub.tiktoken.files } },
+            gpu: { tier: "24gb" },
+            server: { host: "localhost", port, healthTimeoutSeconds: 30 },
+        },
+    });
+    await ts.stack.setConfig("apiKey", { value: apiKey, secret: true });
+});
+
+test.after.always(async () => {
+    try {
+        await rig?.stop();
+    } finally {
+        if (home) fs.rmSync(home, { recursive: true, force: true });
+        await engine?.stop();
+    }
+});
+
+const up = (t: ExecutionContext, opts?: { expectNoChanges?: boolean }) => upLookingAhead(ts, t, opts);
+const changed = () => changesLookingAhead(ts);
+const upFails = (t: ExecutionContext) => t.throwsAsync(ts.stack.up({ onOutput: ts.onOutput, program: lookingAhead(ts.dir, "test") }));
+const inspect = (format: string, name = "vllm-workstation") => engine.dockerOk("container", "inspect", "--format", format, name);
+const containers = async () => (await engine.dockerOk("ps", "-a", "--format", "{{.Names}}")).split("\n").filter(Boolean).sort();
+async function version(): Promise<string> {
+    const r = await fetch(`http://127.0.0.1:${port}/version`, { headers: { Authorization: `Bearer ${apiKey}` } });
+    return ((await r.json()) as { version: string }).version;
+}
+const modelsStatus = async () => (await fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { Authorization: `Bearer ${apiKey}` } })).status;
+
+test.serial("the first up serves the first image", async (t) => {
+    const r = await up(t);
+    t.is(r.summary.result, "succeeded");
+    t.is(await version(), "0.11.0");
+    t.deepEqual(await containers(), ["vllm-workstation"]);
+});
+
+test.serial("an image whose vLLM fails to start is rolled back: up fails with its log lines, the old container serves again, and a preview still shows the change", async (t) => {
+    const oldId = await inspect("{{.Id}}");
+    await ts.stack.setConfig("dockerImage", { value: broken });
+    const failed = await upFails(t);
+    t.regex(failed!.message, /the container vllm-workstation exited before it served/);
+    t.regex(failed!.message, /built to fail at start: CUDA driver too old/, "the new container's last log lines");
+    t.regex(failed!.message, /rolled back: the container vllm-workstation serves again on the previous image \(vllm\/vllm-openai:v0\.11\.0\), model revision \([0-9a-f]{40}\) and flags/);
+    t.is(await version(), "0.11.0");
+    t.is(await modelsStatus(), 200);
+    t.is(await inspect("{{.Id}}"), oldId, "the very container that served before");
+    t.is(await inspect("{{.Image}}"), ids[good]);
+    t.is(await inspect("{{.HostConfig.RestartPolicy.Name}}"), "unless-stopped");
+    t.deepEqual(await containers(), ["vllm-workstation"], "the failed one is gone and nothing stays under the kept name");
+    t.deepEqual(await changed(), { update: 1 }, "the state records the old container: the wanted change is still to do");
+});
+
+test.serial("a run cut off after it set the serving container aside goes back to that container on the next up", async (t) => {
+    // What a run killed between the rename and the new container's create leaves.
+    const oldId = await inspect("{{.Id}}");
+    await engine.dockerOk("stop", "vllm-workstation");
+    await engine.dockerOk("rename", "vllm-workstation", "vllm-workstation-previous");
+    const failed = await upFails(t);
+    t.regex(failed!.message, /found vllm-workstation-previous: an earlier run was cut off/);
+    t.regex(failed!.message, /rolled back: the container vllm-workstation serves again on the previous image \(vllm\/vllm-openai:v0\.11\.0\)/);
+    t.is(await inspect("{{.Id}}"), oldId);
+    t.is(await version(), "0.11.0");
+    t.deepEqual(await containers(), ["vllm-workstation"]);
+});
+
+test.serial("a run cut off before it stopped the container it set aside goes back to that container on the next up", async (t) => {
+    // What a run killed between the rename and the stop leaves: the kept container still serving.
+    const oldId = await inspect("{{.Id}}");
+    await engine.dockerOk("rename", "vllm-workstation", "vllm-workstation-previous");
+    const failed = await upFails(t);
+    t.regex(failed!.message, /found vllm-workstation-previous: an earlier run was cut off/);
+    t.regex(failed!.message, /rolled back: the container vllm-workstation serves again on the previous image \(vllm\/vllm-openai:v0\.11\.0\)/);
+    t.is(await inspect("{{.Id}}"), oldId);
+    t.is(await version(), "0.11.0");
+    t.deepEqual(await containers(), ["vllm-workstation"]);
+});
+
+test.serial("a kept container of the stack's that a cut-off switch left beside a serving one shows in a plain preview, and up removes it", async (t) => {
+    // Back on the image that serves: the engine runs the step that failed once more (it does so after
+    // any failed step), which finds the container as wanted and leaves it.
+    await ts.stack.setConfig("dockerImage", { value: good });
+    const id = await inspect("{{.Id}}");
+    await up(t);
+    t.is(await inspect("{{.Id}}"), id);
+    t.deepEqual(await changed(), {});
+    // What a run killed after its new container served, before it removed the one it kept, leaves.
+    await engine.dockerOk("create", "--name", "vllm-workstation-previous", "--label", "vllm-workstation.managed=true", good, "/model");
+    t.deepEqual(await changed(), { update: 1 });
+    await up(t);
+    t.deepEqual(await containers(), ["vllm-workstation"]);
+    t.deepEqual(await changed(), {});
+});
+
+test.serial("a container of the kept name that the stack did not make is never touched: a switch that needs the name stops before changing anything", async (t) => {
+    await engine.dockerOk("create", "--name", "vllm-workstation-previous", good, "/model");
+    const id = await inspect("{{.Id}}");
+    await ts.stack.setConfig("dockerImage", { value: newer });
+    const refused = await upFails(t);
+    t.regex(refused!.message, /a container named vllm-workstation-previous exists that the stack did not make/);
+    t.is(await inspect("{{.Id}}"), id);
+    t.is(await version(), "0.11.0");
+    t.is(await inspect("{{.Config.Labels}}", "vllm-workstation-previous"), "map[]");
+    await engine.dockerOk("rm", "vllm-workstation-previous");
+});
+
+test.serial("a good image converges, no kept container stays, and of the images the stack pulled only the one in service stays", async (t) => {
+    // No registry here: the old image is marked as the apply marks an image it pulled (its tag), so the
+    // prune after the switch takes it; the broken one, which the stack did not pull, stays.
+    await engine.dockerOk("tag", good, pulledTag(good));
+    const r = await up(t);
+    t.is(r.summary.result, "succeeded");
+    t.is(await version(), "0.11.2");
+    t.is(await inspect("{{.Image}}"), ids[newer]);
+    t.deepEqual(await containers(), ["vllm-workstation"]);
+    t.not((await engine.docker("image", "inspect", ids[good])).code, 0, "the image the stack pulled and no longer serves is gone");
+    t.not((await engine.docker("image", "inspect", pulledTag(good))).code, 0);
+    t.is((await engine.docker("image", "inspect", broken)).code, 0, "an image the stack did not pull stays");
+    t.deepEqual(await changed(), {});
+    await up(t, { expectNoChanges: true });
+});
+
+test.serial("destroy leaves Docker as it was, but for the images the stack pulled, and takes a kept container of the stack's too", async (t) => {
+    await engine.dockerOk("tag", newer, pulledTag(newer));
+    // What a switch cut off before it finished leaves beside the container.
+    await engine.dockerOk("create", "--name", "vllm-workstation-previous", "--label", "vllm-workstation.managed=true", broken, "/model");
+    const d = await ts.stack.destroy({ onOutput: ts.onOutput });
+    t.is(d.summary.result, "succeeded");
+    const pulled = new Set([ids[good], ids[newer]].map((id) => id.replace(/^sha256:/, "").slice(0, 12)));
+    const expected = dockerBefore.split("\n").filter((l) => !pulled.has(l.split(" ").pop()!)).join("\n");
+    t.is(await dockerState(), expected);
+    t.notRegex(await dockerState(), /vllm-workstation-pulled/);
+});
