@@ -61,12 +61,7 @@ async function main(): Promise<number> {
     const r = newResults();
     if (o.only === "upgrade") {
         log(`upgrade phase alone, runs ${o.runs}`);
-        try {
-            r.upgrade = await upgradeBench(o, log);
-        } catch (e) {
-            r.errors.push({ phase: "upgrade", error: errText(e) });
-        }
-        if (r.upgrade.some((u) => u.value === "n/a")) r.errors.push({ phase: "upgrade", error: "nothing measured (see the log above)" });
+        r.upgrade = await upgradeBench(o, log, (error) => r.errors.push({ phase: "upgrade", error }));
         log(`wrote ${report(o, r, started)}`);
         return r.errors.length ? 1 : 0;
     }
@@ -129,7 +124,7 @@ async function main(): Promise<number> {
             if (o.large) sizes.push({ bytes: 10e9, hub: () => hubFor(10e9) });
             await phaseSizes(o, r, wsTs, sizes, config, floor);
         });
-        await phase("upgrade", async () => void (r.upgrade = await upgradeBench(o, log)));
+        await phase("upgrade", async () => void (r.upgrade = await upgradeBench(o, log, (error) => r.errors.push({ phase: "upgrade", error }))));
         await phase("cleanup", async () => {
             await destroy(wsTs, "final destroy");
         });
