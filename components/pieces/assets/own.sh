@@ -26,8 +26,9 @@ own_recorded() {
   own_recorded_kind=""
   [ -d "$VLLM_WS_RECORD" ] || return 1
   for f in "$VLLM_WS_RECORD"/*; do
+    # An entry is named by own_key; own_note writes it as $entry.XXXXXX first, then renames it whole.
+    case ${f##*/} in *.*) continue ;; esac
     [ -f "$f" ] || continue
-    # The one line own_note wrote; a half-written entry is a temporary file, renamed into place whole.
     kind="" what=""
     read -r kind what <"$f" || true
     if [ "$what" = "$1" ]; then own_recorded_kind=$kind; return 0; fi

@@ -40,6 +40,12 @@ unit_before="" unit_after=""
 
 @SWITCH_LIB@
 
+# Whether the service serves now, on what is written now: a set worth going back to. The look (systemd,
+# then /health and /v1/models) goes out first, in the background, as curl's start is most of its cost;
+# the script reads its record and the files meanwhile, and has the answer before it changes anything.
+serving_now >/dev/null 2>&1 &
+looking=$!
+
 # Made here, before systemd's CacheDirectory= would make it, so that the record says whether the stack
 # made it or it was there before (then left in place).
 own_dir "$cache_home"
@@ -67,10 +73,13 @@ read_text unit_before "$unit_path"
 pending="$etc_dir/switch.pending"
 if [ -e "$pending" ]; then
   interrupted=yes
+  wait "$looking" || true
 else
   interrupted=no
-  # What serves now is the set to go back to, if the new one fails; kept until the next switch.
-  if serving_now; then save_served "$previous.next"; else rm -rf "$previous.next"; fi
+  # What serves now is the set to go back to, if the new one fails; kept until the next switch. Copied
+  # while the look finishes, and dropped if it found nothing serving.
+  save_served "$previous.next"
+  if ! wait "$looking"; then rm -rf "$previous.next"; fi
 fi
 : >"$pending"
 stat_files "$auth_path" "$runs_on_path" "$serves_path" "$config_path" "$env_path" "$unit_path"
