@@ -239,3 +239,28 @@ test("pruning model revisions removes only the revisions the stack noted, keeps 
     t.deepEqual(fs.readdirSync(`${repoDir}/snapshots`), [users], "with none kept, every noted revision goes");
     t.is(ok(t, `own_hf_revisions ${q(dir)} openai/gpt-oss-20b`), "");
 });
+
+test("own_kind answers from the record's entries, never from one own_note has not renamed into place, and a revision noted again keeps its entry", (t) => {
+    const dir = tempDir(t, "own");
+    const p = `${dir}/half`;
+    const key = ok(t, `own_key ${q(p)}`);
+    fs.mkdirSync(testRecord(), { recursive: true });
+    const tmp = path.join(testRecord(), `${key}.Ab12Cd`);
+    fs.writeFileSync(tmp, `made ${p}\n`);
+    t.teardown(() => fs.rmSync(tmp, { force: true }));
+    t.is(ok(t, `own_kind ${q(p)}`), "", "a temporary entry is not yet an entry");
+    fs.renameSync(tmp, path.join(testRecord(), key));
+    t.is(ok(t, `own_kind ${q(p)}`), "made");
+    t.is(ok(t, `own_kind ${q(`${p}/x`)}`), "", "only the path itself");
+    ok(t, `own_forget ${q(p)}`);
+    t.is(ok(t, `own_kind ${q(p)}`), "");
+
+    const rev = "e".repeat(40);
+    ok(t, `own_note_hf_revision ${q(dir)} openai/gpt-oss-20b ${rev}`);
+    const entry = path.join(testRecord(), ok(t, `own_key ${q(`hf-revision ${dir} openai/gpt-oss-20b ${rev}`)}`));
+    const inode = fs.statSync(entry).ino;
+    ok(t, `own_note_hf_revision ${q(dir)} openai/gpt-oss-20b ${rev}`);
+    t.is(fs.statSync(entry).ino, inode, "noted again, the entry is left as it was (own_note renames a new file into place)");
+    ok(t, `own_prune_hf_revisions ${q(dir)} openai/gpt-oss-20b`);
+    t.false(fs.existsSync(entry));
+});

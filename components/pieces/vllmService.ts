@@ -3,7 +3,7 @@
 import type { WorkstationConfig } from "../config/schema";
 import type { Piece } from "./observe";
 import type { Plan } from "../plan/planner";
-import { asset, expectFile, fillAsset, fillFragment, managedHeader, q, sha256 } from "../host/shell";
+import { asset, contentSha, expectFile, fillAsset, fillFragment, managedHeader, q, sha256 } from "../host/shell";
 import { ROLLED_BACK_EXIT } from "../host/provider";
 import { etcDir, serviceEnvPath } from "./cudaEnv";
 import { has, servedVllmVersion } from "../plan/vllmVersion";
@@ -217,6 +217,8 @@ export function serviceScripts(s: ServiceInputs) {
             HEALTH_TIMEOUT: String(c.server.healthTimeoutSeconds),
             ROLLED_BACK_EXIT: String(ROLLED_BACK_EXIT),
             UNIT_TEXT: text(unit),
+            // own_file's: the sha256 of what put_file writes (the text with its newline).
+            UNIT_SHA: q(contentSha(unit)),
             CONFIG_TEXT: text(yaml),
             ENV_TEXT: text(env),
             AUTH_TEXT: text(authModule),

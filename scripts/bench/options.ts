@@ -20,14 +20,18 @@ export interface Options {
     big: number;
     /** model.connections of the workstation stack: 1 leaves every file to huggingface_hub alone. */
     connections: number;
+    /** One phase alone ("upgrade": its own box and stack), or null: every phase. */
+    only: "upgrade" | null;
 }
 
-const usage = `usage: npm run bench -- [--runs N] [--quick] [--large] [--keep-fixtures] [--connections N]
+const usage = `usage: npm run bench -- [--runs N] [--quick] [--large] [--keep-fixtures] [--connections N] [--only upgrade]
   --runs N          samples per median (default 3; each run is a fresh converge, N no-op ups, N previews, destroy)
   --quick           1 run, 128 MB fixture instead of 1 GB (a smoke test of the bench)
   --large           also measure the drift probe with a 10 GB model fixture (needs ~25 GB of free disk)
   --keep-fixtures   keep generated model fixtures in $VLLM_WS_CACHE/hf-fixtures for the next run
-  --connections N   the stack's model.connections (default: the config's default; 1: huggingface_hub alone)`;
+  --connections N   the stack's model.connections (default: the config's default; 1: huggingface_hub alone)
+  --only upgrade    just the upgrade phase: a switch against a plain restart, an install against uv pip sync
+                    (its own box and stack; about 2 minutes; its table goes to bench/last-upgrade.json)`;
 
 export function parseArgs(argv: string[]): Options {
     let runs: number | undefined;
@@ -36,6 +40,7 @@ export function parseArgs(argv: string[]): Options {
     let keepFixtures = false;
     // The config's own default, so the bench measures what a stack gets without the option.
     let connections = defaults.model.connections;
+    let only: Options["only"] = null;
     for (let i = 0; i < argv.length; i++) {
         const a = argv[i];
         if (a === "--runs") {
@@ -51,10 +56,15 @@ export function parseArgs(argv: string[]): Options {
             connections = Number(argv[++i]);
             if (!Number.isInteger(connections) || connections < 1 || connections > 16) throw new Error(`--connections wants an integer from 1 to 16, got ${argv[i]}\n${usage}`);
         }
-        else if (a === "--help" || a === "-h") {
+        else if (a === "--only" || a.startsWith("--only=")) {
+            const v = a === "--only" ? argv[++i] : a.slice("--only=".length);
+            // The other phases share the workstation stack and the fixtures the first ones make.
+            if (v !== "upgrade") throw new Error(`--only wants upgrade (the one phase that runs alone), got ${v}\n${usage}`);
+            only = v;
+        } else if (a === "--help" || a === "-h") {
             console.log(usage);
             process.exit(0);
         } else throw new Error(`unknown argument ${a}\n${usage}`);
     }
-    return { runs: runs ?? (quick ? 1 : 3), quick, large, keepFixtures, big: quick ? 128e6 : 1e9, connections };
+    return { runs: runs ?? (quick ? 1 : 3), quick, large, keepFixtures, big: quick ? 128e6 : 1e9, connections, only };
 }

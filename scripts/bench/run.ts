@@ -5,6 +5,7 @@
 //     npm run bench -- --runs 5      # more samples per median
 //     npm run bench -- --large       # also a 10 GB fixture for the drift probe (10 GB on the host, 10 GB in the box)
 //     npm run bench -- --keep-fixtures   # keep the generated model fixtures in $VLLM_WS_CACHE/hf-fixtures
+//     npm run bench -- --only upgrade    # just E, the upgrade phase, on its own box (about 2 minutes)
 //
 // What it measures (medians of N samples; every number is wall time around the Automation API call, so
 // it includes the CLI's start, the in-process program and the dynamic provider):
@@ -23,7 +24,9 @@
 //      again: bytes of files the rerun fetched (the Hub double's request log) against the size of the
 //      file that was in flight;
 //   D. the drift probe against the model's size: the converged box switched to the 8 MiB fixture (and
-//      to the 10 GB one with --large), N previews each; the 1 GB row comes from B.
+//      to the 10 GB one with --large), N previews each; the 1 GB row comes from B;
+//   E. the upgrade (upgrade.ts, its own box and stack): a health-gated switch between two installed vLLM
+//      versions against a plain restart with the same health check, an install against uv pip sync.
 //
 // After each converge and model switch the bench waits for the disk to write back what was downloaded
 // (`sync`, logged), so the timed no-op ups and previews see a quiet disk, as a user's later runs do.
@@ -56,6 +59,12 @@ async function main(): Promise<number> {
     const o = parseArgs(process.argv.slice(2));
     const started = new Date();
     const r = newResults();
+    if (o.only === "upgrade") {
+        log(`upgrade phase alone, runs ${o.runs}`);
+        r.upgrade = await upgradeBench(o, log, (error) => r.errors.push({ phase: "upgrade", error }));
+        log(`wrote ${report(o, r, started)}`);
+        return r.errors.length ? 1 : 0;
+    }
     log(`runs ${o.runs}, fixtures ${size(SMALL)} and ${size(o.big)}${o.large ? " and 10 GB" : ""}${o.keepFixtures ? ", kept afterwards" : ""}`);
 
     const fixtures = new Fixtures(r.setup);
@@ -115,7 +124,7 @@ async function main(): Promise<number> {
             if (o.large) sizes.push({ bytes: 10e9, hub: () => hubFor(10e9) });
             await phaseSizes(o, r, wsTs, sizes, config, floor);
         });
-        await phase("upgrade", async () => void (r.upgrade = await upgradeBench(o, log)));
+        await phase("upgrade", async () => void (r.upgrade = await upgradeBench(o, log, (error) => r.errors.push({ phase: "upgrade", error }))));
         await phase("cleanup", async () => {
             await destroy(wsTs, "final destroy");
         });

@@ -109,6 +109,10 @@ export function table(o: Options, r: Results): { markdown: string; rows: Row[]; 
         if (target) targets.push({ target: `${what}: ${target}`, pass: pass ?? null });
     };
     const ms = (xs: number[]) => list(xs, s1);
+    if (o.only === "upgrade") {
+        for (const u of r.upgrade) add(u.what, u.value, u.samples, u.target, u.pass);
+        return { markdown: markdownOf(rows), rows, targets };
+    }
     const F = r.floor;
     const floorUp = median(F.up);
     const floorPv = median(F.preview);
@@ -178,13 +182,16 @@ export function table(o: Options, r: Results): { markdown: string; rows: Row[]; 
         add("kill -9 mid-download, rerun", "n/a (phase failed)", "", "<= 1.00x the in-flight file", null);
     }
     for (const u of r.upgrade) add(u.what, u.value, u.samples, u.target, u.pass);
+    return { markdown: markdownOf(rows), rows, targets };
+}
+
+function markdownOf(rows: Row[]): string {
     const esc = (s: string) => s.replace(/\|/g, "\\|");
-    const markdown = [
+    return [
         "| measurement | median | samples (s, MB/s or x) | target | result |",
         "|---|---|---|---|---|",
         ...rows.map((x) => `| ${esc(x.what)} | ${esc(x.value)} | ${esc(x.samples)} | ${esc(x.target)} | ${x.result} |`),
     ].join("\n");
-    return { markdown, rows, targets };
 }
 
 /** Prints the table (stdout) and writes it with every sample to $VLLM_WS_CACHE/bench/last.json, whose path it returns. */
@@ -196,9 +203,10 @@ export function report(o: Options, r: Results, started: Date): string {
         `${r.env.cpus} CPUs, load ${r.env.loadavgAtStart} at start, ${r.env.loadavgAtEnd} at end; pulumi ${r.env.pulumi ?? "?"}, node ${r.env.node}, ` +
         `huggingface_hub ${r.env.huggingface_hub ?? "?"} on the box`;
     console.log(`\n${header}\n\n${t.markdown}\n`);
-    if (o.quick) console.log("--quick: a 128 MB model, so the download's fixed start (Python, huggingface_hub) weighs on the download ratio; only a default run's ratio counts.\n");
+    if (o.quick && o.only === null) console.log("--quick: a 128 MB model, so the download's fixed start (Python, huggingface_hub) weighs on the download ratio; only a default run's ratio counts.\n");
     if (r.errors.length) console.log(`errors:\n${r.errors.map((e) => `- ${e.phase}: ${e.error.split("\n")[0]}`).join("\n")}\n`);
-    const out = path.join(cacheDir(), "bench", "last.json");
+    // A run of one phase leaves the whole bench's last results in place.
+    const out = path.join(cacheDir(), "bench", o.only === null ? "last.json" : `last-${o.only}.json`);
     fs.mkdirSync(path.dirname(out), { recursive: true });
     fs.writeFileSync(
         out,

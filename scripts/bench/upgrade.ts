@@ -53,7 +53,8 @@ async function applyOf(ts: TestStack, name: string): Promise<string> {
     return res.outputs.apply;
 }
 
-export async function upgradeBench(o: { runs: number }, log: (s: string) => void): Promise<UpgradeRow[]> {
+/** The rows of what was measured; a failure goes to `failed` (the rows then hold what came before it). */
+export async function upgradeBench(o: { runs: number }, log: (s: string) => void, failed: (error: string) => void): Promise<UpgradeRow[]> {
     let box: Box | undefined;
     let index: PackageIndex | undefined;
     let hub: HfEndpoint | undefined;
@@ -92,7 +93,18 @@ export async function upgradeBench(o: { runs: number }, log: (s: string) => void
         const fresh = installPath(py, lock);
         await b.sh(`cat > /root/bench.lock`, { input: lock });
 
-        const restart = async () => restartMs.push(await timedSh(b, `bash -s -- ${q(`http://127.0.0.1:${port}`)} gpt-oss-20b`, benchScript("restart_and_check.sh")));
+        // systemd refuses a sixth start of a unit within 10 s (StartLimitBurst=, StartLimitIntervalSec=), and
+        // the samples start it every second or so: its counter is cleared, untimed, before each sample of
+        // either kind, which a switch minutes apart from the last start never needs.
+        const unlimited = () => b.sh("systemctl reset-failed vllm-workstation.service");
+        const restart = async () => {
+            await unlimited();
+            restartMs.push(await timedSh(b, `bash -s -- ${q(`http://127.0.0.1:${port}`)} gpt-oss-20b`, benchScript("restart_and_check.sh")));
+        };
+        const switchTo = async (apply: string) => {
+            await unlimited();
+            switchMs.push(await timedSh(b, renderStdin(apply)));
+        };
         const install = async () => {
             await b.sh(renderStdin(`own_remove_tree ${q(fresh)}`));
             await b.sh(`UV_CACHE_DIR=${q(UV_CACHE)} ${q(UV)} cache clean -q`);
@@ -104,10 +116,10 @@ export async function upgradeBench(o: { runs: number }, log: (s: string) => void
         };
         // Each pair in both orders, so that neither always runs on a box the other just warmed.
         for (let i = 0; i < o.runs; i++) {
-            switchMs.push(await timedSh(b, renderStdin(toNew)));
+            await switchTo(toNew);
             await restart();
             await restart();
-            switchMs.push(await timedSh(b, renderStdin(toOld)));
+            await switchTo(toOld);
             if (i % 2 === 0) {
                 await install();
                 await sync();
@@ -121,6 +133,7 @@ export async function upgradeBench(o: { runs: number }, log: (s: string) => void
         await ts.stack.destroy({ onOutput: ts.onOutput });
     } catch (e) {
         log(`upgrade bench FAILED: ${e instanceof Error ? e.message : String(e)}`);
+        failed(e instanceof Error ? e.message : String(e));
         if (ts) await ts.stack.destroy({ onOutput: ts.onOutput }).catch(() => undefined);
     } finally {
         ts?.remove();

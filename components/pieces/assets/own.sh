@@ -18,12 +18,28 @@ VLLM_WS_HEADER='# Managed by vllm-workstation (Pulumi).'
 
 own_key() { printf '%s' "$1" | sha256sum | cut -c1-32; }
 
+# Whether the record holds an entry for $1, whose kind it puts in own_recorded_kind. Read by bash itself,
+# entry by entry, rather than by the entry's name (a sha256sum and a cut): a step asks about a handful of
+# paths, and a process per question was most of what a switch of the service cost beyond its restart.
+own_recorded() {
+  local f kind what
+  own_recorded_kind=""
+  [ -d "$VLLM_WS_RECORD" ] || return 1
+  for f in "$VLLM_WS_RECORD"/*; do
+    # An entry is named by own_key; own_note writes it as $entry.XXXXXX first, then renames it whole.
+    case ${f##*/} in *.*) continue ;; esac
+    [ -f "$f" ] || continue
+    kind="" what=""
+    read -r kind what <"$f" || true
+    if [ "$what" = "$1" ]; then own_recorded_kind=$kind; return 0; fi
+  done
+  return 1
+}
+
 # The kind recorded for $1 (a path, or user:NAME / group:NAME), or nothing.
 own_kind() {
-  local entry
-  entry="$VLLM_WS_RECORD/$(own_key "$1")"
-  if [ -f "$entry" ]; then
-    cut -d' ' -f1 "$entry"
+  if own_recorded "$1"; then
+    [ -z "$own_recorded_kind" ] || echo "$own_recorded_kind"
   elif [ -d "$1" ] && [ -f "$1/$VLLM_WS_LEGACY_MARKER" ]; then
     echo made
   elif [ -f "$1/pyvenv.cfg" ] && [ -f "$1-tools/$VLLM_WS_LEGACY_MARKER" ]; then
@@ -37,8 +53,9 @@ own_kind() {
 # Writes what own_kind found into the record, for a path it knows only from an older release's marks.
 own_keep() {
   local kind
+  if own_recorded "$1"; then [ -n "$own_recorded_kind" ]; return; fi
   kind=$(own_kind "$1")
-  if [ -n "$kind" ] && [ ! -f "$VLLM_WS_RECORD/$(own_key "$1")" ]; then own_note "$kind" "$1"; fi
+  if [ -n "$kind" ]; then own_note "$kind" "$1"; fi
   [ -n "$kind" ]
 }
 
@@ -233,7 +250,7 @@ own_link() {
   [ -n "$(own_kind "$link")" ] || own_refuse "$link" "vllm-workstation did not claim it"
   if [ -e "$link" ] && [ ! -L "$link" ]; then own_refuse "$link" "it is not a symbolic link"; fi
   tmp="$link.vllm-ws-switch"
-  rm -f "$tmp"
+  if [ -e "$tmp" ] || [ -L "$tmp" ]; then rm -f "$tmp"; fi
   ln -sfn "$target" "$tmp"
   mv -T "$tmp" "$link"
 }
@@ -268,6 +285,8 @@ own_prune_dirs() {
 # Notes that the stack served revision $3 of Hugging Face repository $2 from the hub cache $1, so
 # that it may remove that revision once it serves neither it nor the one before.
 own_note_hf_revision() {
+  # Noted at every switch that succeeds: most of the time it is there already.
+  if own_recorded "hf-revision $1 $2 $3" && [ "$own_recorded_kind" = made ]; then return 0; fi
   own_note made "hf-revision $1 $2 $3"
 }
 

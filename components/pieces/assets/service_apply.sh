@@ -26,6 +26,7 @@ served_name=@SERVED_NAME@
 health_timeout=@HEALTH_TIMEOUT@
 rolled_back_exit=@ROLLED_BACK_EXIT@
 unit_text=@UNIT_TEXT@
+unit_sha=@UNIT_SHA@
 config_text=@CONFIG_TEXT@
 env_text=@ENV_TEXT@
 auth_text=@AUTH_TEXT@
@@ -34,8 +35,16 @@ serves_text=@SERVES_TEXT@
 previous="$etc_dir/previous"
 # Why the health check failed (wait_healthy sets it).
 why=""
+# The unit's text before and after its put_file (read_text sets them): a change reloads systemd.
+unit_before="" unit_after=""
 
 @SWITCH_LIB@
+
+# Whether the service serves now, on what is written now: a set worth going back to. The look (systemd,
+# then /health and /v1/models) goes out first, in the background, as curl's start is most of its cost;
+# the script reads its record and the files meanwhile, and has the answer before it changes anything.
+serving_now >/dev/null 2>&1 &
+looking=$!
 
 # Made here, before systemd's CacheDirectory= would make it, so that the record says whether the stack
 # made it or it was there before (then left in place).
@@ -46,23 +55,34 @@ uid_before=$(id -u "$user" 2>/dev/null || echo none)
 # A user or group made here is recorded, so that remove deletes only what the stack made.
 own_user "$user" "$cache_home"
 # WSL2 exposes the GPU as /dev/dxg; native Linux as /dev/nvidia*, group video on some distributions.
-if getent group video >/dev/null && ! id -nG "$user" | tr ' ' '\n' | grep -qx video; then usermod -aG video "$user" || true; fi
+# Its members (getent's last field) name the user once added; id also counts a primary group.
+if video=$(getent group video); then
+  case ",${video##*:}," in
+    *",$user,"*) ;;
+    *) case " $(id -nG "$user") " in *" video "*) ;; *) usermod -aG video "$user" || true ;; esac ;;
+  esac
+fi
 own_dir "$python_dir"
 
-before=$(served_state | sha256sum)
-unit_before=$(sha256sum "$unit_path" 2>/dev/null || true)
+link_before=$(readlink "$venv" 2>/dev/null || true)
+before=$(served_state "$link_before")
+read_text unit_before "$unit_path"
 # A switch leaves this mark until its health check has decided: found at the start, an earlier run was
 # cut off mid-switch, so the files may be the new set while the old process still runs. Then what that
 # run saved stays the set to go back to, and the service restarts on what is written now.
 pending="$etc_dir/switch.pending"
 if [ -e "$pending" ]; then
   interrupted=yes
+  wait "$looking" || true
 else
   interrupted=no
-  # What serves now is the set to go back to, if the new one fails; kept until the next switch.
-  if serving_now; then save_served "$previous.next"; else rm -rf "$previous.next"; fi
+  # What serves now is the set to go back to, if the new one fails; kept until the next switch. Copied
+  # while the look finishes, and dropped if it found nothing serving.
+  save_served "$previous.next"
+  if ! wait "$looking"; then rm -rf "$previous.next"; fi
 fi
 : >"$pending"
+stat_files "$auth_path" "$runs_on_path" "$serves_path" "$config_path" "$env_path" "$unit_path"
 put_file "$auth_path" "$auth_text" 0644
 put_file "$runs_on_path" "$runs_on_text" 0644
 put_file "$serves_path" "$serves_text" 0644
@@ -70,24 +90,27 @@ put_file "$config_path" "$config_text" 0644
 put_file "$env_path" "$env_text" 0644
 if [ -n "${VLLM_WS_API_KEY:-}" ]; then
   (umask 077; printf 'VLLM_API_KEY=%s\n' "$VLLM_WS_API_KEY" >"$secrets_path.part") && chmod 0600 "$secrets_path.part" && mv -f "$secrets_path.part" "$secrets_path"
-else rm -f "$secrets_path"; fi
-own_file "$unit_path" "$(printf '%s' "$unit_text" | sha256sum | cut -c1-64)"
+elif [ -e "$secrets_path" ] || [ -L "$secrets_path" ]; then rm -f "$secrets_path"; fi
+own_file "$unit_path" "$unit_sha"
 put_file "$unit_path" "$unit_text" 0644
 own_link "$venv" "$install"
-after=$(served_state | sha256sum)
+# own_link has just pointed it at $install.
+after=$(served_state "$install")
 
 can_roll_back=no
 if [ -d "$previous.next" ] && { [ "$before" != "$after" ] || [ "$interrupted" = yes ]; }; then
-  rm -rf "$previous" && mv -T "$previous.next" "$previous"
+  if [ -e "$previous" ]; then rm -rf "$previous"; fi
+  mv -T "$previous.next" "$previous"
   can_roll_back=yes
 elif [ "$interrupted" = yes ] && [ -d "$previous" ]; then
   can_roll_back=yes
 fi
-rm -rf "$previous.next"
+if [ -e "$previous.next" ]; then rm -rf "$previous.next"; fi
 
 # The unit changes with the model revision or the account, not with the packages (it runs the venv
 # path's vllm): a switch of packages needs no reload of systemd.
-if [ "$unit_before" != "$(sha256sum "$unit_path")" ]; then systemctl daemon-reload; fi
+read_text unit_after "$unit_path"
+if [ "$unit_before" != "$unit_after" ]; then systemctl daemon-reload; fi
 systemctl is-enabled --quiet "$unit_name" 2>/dev/null || systemctl enable "$unit_name" 2>/dev/null
 if [ "$before" != "$after" ] || [ "$interrupted" = yes ] || [ "$uid_before" != "$(id -u "$user")" ] || ! systemctl is-active --quiet "$unit_name"; then
   echo "(re)starting vllm-workstation.service on $install" >&2
@@ -120,12 +143,13 @@ rm -f "$pending"
 # Serving on the new set: the revision is noted as the stack's, and only the set in service and the
 # one before it stay on disk (installs, model revisions).
 own_note_hf_revision "$hf_cache" "$model_repo" "$revision"
-kept_install=$(cat "$previous/link" 2>/dev/null || true)
-kept_revision=$(serves_of "$previous/$(basename "$serves_path")" revision)
+kept_install=""
+if [ -f "$previous/link" ]; then read -r kept_install <"$previous/link" || true; fi
+kept_revision=$(serves_of "$previous/${serves_path##*/}" revision)
 # A set an earlier release wrote has no serves file: its unit names the snapshot it served (of this
 # repository in this cache), a revision the record does not hold yet.
-if [ -z "$kept_revision" ] && [ -f "$previous/$(basename "$unit_path")" ]; then
-  kept_revision=$(sed -n "s|^ExecStart=.* $hf_cache/models--${model_repo/\//--}/snapshots/\([0-9a-f]\{40\}\) .*|\1|p" "$previous/$(basename "$unit_path")")
+if [ -z "$kept_revision" ] && [ -f "$previous/${unit_path##*/}" ]; then
+  kept_revision=$(sed -n "s|^ExecStart=.* $hf_cache/models--${model_repo/\//--}/snapshots/\([0-9a-f]\{40\}\) .*|\1|p" "$previous/${unit_path##*/}")
   if [ -n "$kept_revision" ]; then own_note_hf_revision "$hf_cache" "$model_repo" "$kept_revision"; fi
 fi
 own_prune_dirs "$installs" "$install" "$kept_install"

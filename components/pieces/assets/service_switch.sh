@@ -10,50 +10,82 @@ served_files() { printf '%s\n' "$unit_path" "$config_path" "$env_path" "$secrets
 # The ones a switch saves and puts back: all but the API key. The key is not a version to go back to: a
 # rollback must not bring back a key that was just rotated away (it may have leaked), nor keep a copy of
 # it once it has been replaced.
-saved_files() { served_files | grep -vxF "$secrets_path"; }
+saved_files() {
+  local f
+  while read -r f; do if [ "$f" != "$secrets_path" ]; then printf '%s\n' "$f"; fi; done < <(served_files)
+}
 
-# What changes with any served file (or its absence) or with the venv link's target; one cat for all.
+# The text of file $2 into the variable named $1 (empty when there is none), read by bash itself: a
+# switch reads every served file, and a process for each was a good part of its cost.
+read_text() {
+  local read_text_v=""
+  if [ -f "$2" ]; then IFS= read -r -d '' read_text_v <"$2" || true; fi
+  printf -v "$1" '%s' "$read_text_v"
+}
+
+# What changes with any served file (or its absence) or with the venv link's target ($1: the caller
+# knows it, having read or set it).
 served_state() {
-  local f present=()
-  while read -r f; do if [ -f "$f" ]; then present+=("$f"); fi; done < <(served_files)
-  printf '%s\n' "${present[@]}"
-  if [ "${#present[@]}" -gt 0 ]; then cat -- "${present[@]}"; fi
-  readlink "$venv" 2>/dev/null || true
+  local f text
+  while read -r f; do
+    if [ -f "$f" ]; then read_text text "$f"; printf '%s %s\n%s\n' "$f" "${#text}" "$text"; else printf '%s absent\n' "$f"; fi
+  done < <(served_files)
+  printf 'link %s\n' "$1"
+}
+
+# The mode and owner of each file in $@, in one stat, for put_file to compare with what it writes.
+declare -A file_modes=()
+stat_files() {
+  local mode owner f
+  file_modes=()
+  while read -r mode owner f; do file_modes[$f]="$mode $owner"; done < <(stat -c '%a %U:%G %n' -- "$@" 2>/dev/null || true)
 }
 
 # Writes a file atomically (a temporary file beside it, then a rename), unless it holds the text already:
-# a switch changes few of the service's files, and every process counts in its time.
+# a switch changes few of the service's files, and every process counts in its time. The mode and owner
+# it compares come from stat_files, run once before for all the files it writes.
 put_file() { # path text mode
-  local tmp="$1.vllm-ws-new"
-  if [ -f "$1" ] && [ ! -L "$1" ] && [ "$(<"$1")" = "${2%$'\n'}" ] && [ "$(stat -c '%a %U:%G' "$1")" = "${3#0} root:root" ]; then return 0; fi
+  local tmp="$1.vllm-ws-new" text
+  if [ -f "$1" ] && [ ! -L "$1" ] && [ "${file_modes[$1]-}" = "${3#0} root:root" ]; then
+    read_text text "$1"
+    if [ "$text" = "$2" ]; then return 0; fi
+  fi
   [ -d "${1%/*}" ] || install -d -m 0755 "${1%/*}"
-  rm -f "$tmp"
+  if [ -e "$tmp" ] || [ -L "$tmp" ]; then rm -f "$tmp"; fi
   printf '%s' "$2" >"$tmp"
   chmod "$3" "$tmp" && chown root:root "$tmp" && mv -f "$tmp" "$1"
 }
 
 # GET with the API key, which reaches curl as a config on stdin (-K -), from a here-string: on a
 # command line (-H) it would show in ps and /proc/PID/cmdline to every user on the box while curl runs.
+# Its arguments: curl's options and URLs, after the defaults (a later option overrides an earlier one).
 authed_get() {
-  curl -fsS --max-time 10 ${VLLM_WS_API_KEY:+-K -} "$1" <<<"header = \"Authorization: Bearer ${VLLM_WS_API_KEY:-}\""
+  curl -fsS --max-time 10 ${VLLM_WS_API_KEY:+-K -} "$@" <<<"header = \"Authorization: Bearer ${VLLM_WS_API_KEY:-}\""
 }
 
 # Waits until /health answers and /v1/models lists the served model; fails at the deadline, or as soon
 # as the process died (systemd waits to restart it, or counted a restart). Sets `why` when it fails.
-# One look at systemd per round: each systemctl is a round trip to it.
+# It polls /health as often as a plain restart's check would, from the moment the restart returns; one
+# look at systemd (a round trip) follows each failed poll but the first. The first look notes the
+# restarts systemd counted, which cannot have grown by then: it restarts the unit 10 s after an exit
+# (RestartSec=), and an exit before that shows as auto-restart.
 wait_healthy() {
-  local deadline=$((SECONDS + health_timeout)) restarts models state
-  restarts=$(systemctl show -p NRestarts --value "$unit_name" 2>/dev/null || echo 0)
+  local deadline=$((SECONDS + health_timeout)) restarts="" polls=0 models state counted
   why="vllm-workstation.service did not become healthy within ${health_timeout}s"
   # Quiet: a refused connection while it starts is no news, and the message's tail is for the service's log.
   until curl -fs -o /dev/null --max-time 5 "$base/health"; do
-    state=" $(systemctl show -p ActiveState -p SubState -p NRestarts "$unit_name" 2>/dev/null | tr '\n' ' ' || true)"
-    case "$state" in
-      *" ActiveState=failed "*) why="vllm-workstation.service failed"; return 1 ;;
-      *" SubState=auto-restart "*) why="vllm-workstation.service exited before it served"; return 1 ;;
-      *" NRestarts=$restarts "*) ;;
-      *) why="vllm-workstation.service exited before it served (restarted by systemd)"; return 1 ;;
-    esac
+    polls=$((polls + 1))
+    if [ "$polls" -gt 1 ]; then
+      state=$(systemctl show -p ActiveState -p SubState -p NRestarts "$unit_name" 2>/dev/null || true)
+      state=" ${state//$'\n'/ } "
+      counted=${state#* NRestarts=} && counted=${counted%% *}
+      case "$state" in
+        *" ActiveState=failed "*) why="vllm-workstation.service failed"; return 1 ;;
+        *" SubState=auto-restart "*) why="vllm-workstation.service exited before it served"; return 1 ;;
+        *" NRestarts=${restarts:-$counted} "*) restarts=$counted ;;
+        *) why="vllm-workstation.service exited before it served (restarted by systemd)"; return 1 ;;
+      esac
+    fi
     if [ $SECONDS -ge $deadline ]; then return 1; fi
     sleep 0.5
   done
@@ -62,9 +94,14 @@ wait_healthy() {
 }
 
 # Whether the service serves now, as the health check sees it in one look: a set worth going back to.
+# /health and then /v1/models in one curl, whose start costs more than both requests; each on a
+# connection of its own (Connection: close), as a second request on a kept-alive one waits out TCP's
+# delayed acknowledgement (40 ms).
 serving_now() {
-  systemctl is-active --quiet "$unit_name" && curl -fs -o /dev/null --max-time 5 "$base/health" &&
-    case "$(authed_get "$base/v1/models" 2>/dev/null || true)" in *"\"$served_name\""*) true ;; *) false ;; esac
+  local models
+  systemctl is-active --quiet "$unit_name" || return 1
+  models=$(authed_get --fail-early --max-time 5 -H 'Connection: close' -o /dev/null "$base/health" "$base/v1/models" 2>/dev/null) || return 1
+  case "$models" in *"\"$served_name\""*) true ;; *) false ;; esac
 }
 
 # Copies what the service runs on now into $1: each served file (or a note that it is absent) and the
@@ -73,7 +110,7 @@ serving_now() {
 # earlier release), the link is all there is.
 save_served() {
   local f name line served="" present=()
-  rm -rf "$1"
+  if [ -e "$1" ]; then rm -rf "$1"; fi
   install -d -m 0700 "$1"
   while read -r f; do
     name=${f##*/}
@@ -98,7 +135,11 @@ restore_served() {
 
 # The install and model revision a saved set (or the live one) serves, from its serves file.
 serves_of() { # file key
-  sed -n "s/^$2=//p" "$1" 2>/dev/null || true
+  local line
+  [ -f "$1" ] || return 0
+  while IFS= read -r line || [ -n "$line" ]; do
+    if [ "${line%%=*}" = "$2" ]; then printf '%s\n' "${line#*=}"; fi
+  done <"$1"
 }
 
 # The last lines the service logged, for the message of a failed start.
