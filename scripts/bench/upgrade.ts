@@ -93,10 +93,13 @@ export async function upgradeBench(o: { runs: number }, log: (s: string) => void
         const fresh = installPath(py, lock);
         await b.sh(`cat > /root/bench.lock`, { input: lock });
 
-        // systemd refuses a sixth start of a unit within 10 s (StartLimitBurst=, StartLimitIntervalSec=), and
-        // the samples start it every second or so: its counter is cleared, untimed, before each sample of
-        // either kind, which a switch minutes apart from the last start never needs.
-        const unlimited = () => b.sh("systemctl reset-failed vllm-workstation.service");
+        // Before each sample of either kind, untimed: the disk writes back what came before (the installs
+        // and syncs write hundreds of MB, and a switch that followed one waited on that writeback in its
+        // renames), as the other phases of the bench do after a converge; and systemd's start limit is
+        // cleared: it refuses a sixth start of a unit within 10 s (StartLimitBurst=, StartLimitIntervalSec=),
+        // and the samples start it every second or so, where a switch minutes after the last start never
+        // meets it.
+        const unlimited = () => b.sh("sync && systemctl reset-failed vllm-workstation.service");
         const restart = async () => {
             await unlimited();
             restartMs.push(await timedSh(b, `bash -s -- ${q(`http://127.0.0.1:${port}`)} gpt-oss-20b`, benchScript("restart_and_check.sh")));
