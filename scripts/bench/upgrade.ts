@@ -117,12 +117,20 @@ export async function upgradeBench(o: { runs: number }, log: (s: string) => void
             await b.sh(`rm -rf /root/bench-venv && UV_CACHE_DIR=${q(UV_CACHE)} ${q(UV)} cache clean -q`);
             syncMs.push(await timedSh(b, `UV_CACHE_DIR=${q(UV_CACHE)} UV_INDEX_URL=${q(env.UV_INDEX_URL)} bash -s -- ${q(UV)} /root/bench.lock /root/bench-venv`, benchScript("plain_sync.sh")));
         };
-        // Each pair in both orders, so that neither always runs on a box the other just warmed.
+        // Each pair in both orders, so that neither always runs on a box the other just warmed, nor always
+        // first after the install and the sync (which leave the page cache to the uv cache they filled).
         for (let i = 0; i < o.runs; i++) {
-            await switchTo(toNew);
-            await restart();
-            await restart();
-            await switchTo(toOld);
+            if (i % 2 === 0) {
+                await switchTo(toNew);
+                await restart();
+                await restart();
+                await switchTo(toOld);
+            } else {
+                await restart();
+                await switchTo(toNew);
+                await switchTo(toOld);
+                await restart();
+            }
             if (i % 2 === 0) {
                 await install();
                 await sync();
