@@ -4,7 +4,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { Connection, describe, hostKeyMismatch, hostKeyRefused, renderStdin, run, runOrThrow, shellArgv } from "../components/host/connection";
-import { ownershipLibrary } from "../components/host/shell";
+import { asset, ownershipLibrary } from "../components/host/shell";
 import { tempDir } from "./helpers/tempDir";
 
 const local: Connection = { kind: "local" };
@@ -26,9 +26,16 @@ test("describe() names this machine for local and user@host:port for ssh", (t) =
     t.is(describe(ssh({ user: "admin", host: "10.0.0.5", port: 2222 })), "admin@10.0.0.5:2222");
 });
 
-test("renderStdin() starts with strict mode and the ownership functions, exports the env sorted by name, and ends with the script", (t) => {
+test("renderStdin() reads the rest at once, then starts with strict mode and the ownership functions, exports the env sorted by name, and ends with the script", (t) => {
     const text = renderStdin("echo hi", { ZED: "z", ALPHA: "a" });
-    t.is(text, `set -euo pipefail\n${ownershipLibrary()}\nexport ALPHA='a'\nexport ZED='z'\necho hi\n`);
+    t.is(text, `${asset("from_memory.sh")}set -euo pipefail\n${ownershipLibrary()}\nexport ALPHA='a'\nexport ZED='z'\necho hi\n`);
+    t.true(asset("from_memory.sh").endsWith('\neval "$(cat)"\n'));
+});
+
+test("renderStdin()'s script runs whole, its exit status is bash's, and a command in it that reads stdin gets nothing of the script", (t) => {
+    const r = spawnSync("bash", ["-s"], { input: renderStdin("read -r line || echo \"stdin at its end\"\necho after\nexit 3\necho not reached"), encoding: "utf8" });
+    t.is(r.status, 3, r.stderr);
+    t.is(r.stdout, "stdin at its end\nafter\n");
 });
 
 test("renderStdin() exports values with spaces, quotes, $ and newlines so bash sees them unchanged", (t) => {

@@ -93,10 +93,13 @@ export async function upgradeBench(o: { runs: number }, log: (s: string) => void
         const fresh = installPath(py, lock);
         await b.sh(`cat > /root/bench.lock`, { input: lock });
 
-        // systemd refuses a sixth start of a unit within 10 s (StartLimitBurst=, StartLimitIntervalSec=), and
-        // the samples start it every second or so: its counter is cleared, untimed, before each sample of
-        // either kind, which a switch minutes apart from the last start never needs.
-        const unlimited = () => b.sh("systemctl reset-failed vllm-workstation.service");
+        // Before each sample of either kind, untimed: the disk writes back what came before (the installs
+        // and syncs write hundreds of MB, and a switch that followed one waited on that writeback in its
+        // renames), as the other phases of the bench do after a converge; and systemd's start limit is
+        // cleared: it refuses a sixth start of a unit within 10 s (StartLimitBurst=, StartLimitIntervalSec=),
+        // and the samples start it every second or so, where a switch minutes after the last start never
+        // meets it.
+        const unlimited = () => b.sh("sync && systemctl reset-failed vllm-workstation.service");
         const restart = async () => {
             await unlimited();
             restartMs.push(await timedSh(b, `bash -s -- ${q(`http://127.0.0.1:${port}`)} gpt-oss-20b`, benchScript("restart_and_check.sh")));
@@ -114,12 +117,20 @@ export async function upgradeBench(o: { runs: number }, log: (s: string) => void
             await b.sh(`rm -rf /root/bench-venv && UV_CACHE_DIR=${q(UV_CACHE)} ${q(UV)} cache clean -q`);
             syncMs.push(await timedSh(b, `UV_CACHE_DIR=${q(UV_CACHE)} UV_INDEX_URL=${q(env.UV_INDEX_URL)} bash -s -- ${q(UV)} /root/bench.lock /root/bench-venv`, benchScript("plain_sync.sh")));
         };
-        // Each pair in both orders, so that neither always runs on a box the other just warmed.
+        // Each pair in both orders, so that neither always runs on a box the other just warmed, nor always
+        // first after the install and the sync (which leave the page cache to the uv cache they filled).
         for (let i = 0; i < o.runs; i++) {
-            await switchTo(toNew);
-            await restart();
-            await restart();
-            await switchTo(toOld);
+            if (i % 2 === 0) {
+                await switchTo(toNew);
+                await restart();
+                await restart();
+                await switchTo(toOld);
+            } else {
+                await restart();
+                await switchTo(toNew);
+                await switchTo(toOld);
+                await restart();
+            }
             if (i % 2 === 0) {
                 await install();
                 await sync();
