@@ -116,6 +116,31 @@ test("what an older release marked (a marker file, the managed header, a venv be
     for (const p of ["hf", "unit.service", "venv"]) t.true(recorded().includes(`made ${dir}/${p}`), p);
 });
 
+test("a venv an older release made stays the stack's when its tools directory moves into the record first", (t) => {
+    const dir = tempDir(t, "own");
+    fs.mkdirSync(`${dir}/venv-tools`);
+    fs.writeFileSync(`${dir}/venv-tools/.vllm-workstation-made-this`, "");
+    fs.mkdirSync(`${dir}/venv`);
+    fs.writeFileSync(`${dir}/venv/pyvenv.cfg`, "");
+    // The uv step claims the tools directory before the packages step claims the venv.
+    ok(t, `own_dir ${q(`${dir}/venv-tools`)}`);
+    t.false(fs.existsSync(`${dir}/venv-tools/.vllm-workstation-made-this`));
+    t.is(ok(t, `own_kind ${q(`${dir}/venv`)}`), "made");
+    ok(t, `own_claim_dir ${q(`${dir}/venv`)}`);
+    for (const p of ["venv-tools", "venv"]) t.true(recorded().includes(`made ${dir}/${p}`), p);
+});
+
+test("a tools directory's marker makes no venv the stack's that is not beside it, nor a directory without a venv", (t) => {
+    const dir = tempDir(t, "own");
+    fs.mkdirSync(`${dir}/venv-tools`);
+    fs.writeFileSync(`${dir}/venv-tools/.vllm-workstation-made-this`, "");
+    fs.mkdirSync(`${dir}/venv`);
+    fs.writeFileSync(`${dir}/venv/notes.txt`, "");
+    ok(t, `own_dir ${q(`${dir}/venv-tools`)}`);
+    t.is(ok(t, `own_kind ${q(`${dir}/venv`)}`), "");
+    t.false(recorded().some((x) => x.endsWith(`${dir}/venv`)));
+});
+
 test("own_state tells absent, owned, empty, a directory's first names, and a file's sha256", (t) => {
     const dir = tempDir(t, "own");
     fs.mkdirSync(`${dir}/empty`);

@@ -534,6 +534,28 @@ test("an earlier release's venv at the venv path moves among the installs, its s
     t.is(strict(`own_kind ${q(py.venvPath)}; own_kind ${q(install)}`).stdout, "made\nmade\n");
 });
 
+test("a venv an older release marked through its tools directory carries over: uv's step, then the packages' move it, and destroy removes it", (t) => {
+    const dir = tempDir(t, "py");
+    const py = pythonIn(dir);
+    const lock = lockFor("0.11.0");
+    const l = layout(py);
+    // As a release before the record left it: a marker in the tools dir, the venv itself at the venv path.
+    writeExecutable(l.uv, fakeUv);
+    fs.writeFileSync(`${l.home}/.vllm-workstation-made-this`, "");
+    fs.writeFileSync(`${l.home}/freeze.txt`, "flashinfer-python==0.3.1\ntorch==2.8.0+cu128\nvllm==0.11.0\n");
+    writeExecutable(`${py.venvPath}/bin/python`, fakePython(py.version));
+    fs.writeFileSync(`${py.venvPath}/pyvenv.cfg`, "home = /usr/bin\n");
+    const uv = strict(uvScripts(py).apply);
+    t.is(uv.code, 0, uv.stderr);
+    const r = strict(packageScripts(py, lock).apply);
+    t.is(r.code, 0, r.stderr);
+    t.is(fs.readlinkSync(py.venvPath), installPath(py, lock));
+    const removed = strict(packageScripts(py, lock).remove);
+    t.is(removed.code, 0, removed.stderr);
+    t.is(fs.lstatSync(py.venvPath, { throwIfNoEntry: false }), undefined, "the link is gone");
+    t.false(fs.existsSync(installPath(py, lock)), "and the venv it pointed at");
+});
+
 test("an earlier release's venv of other packages is kept as the install to go back to", (t) => {
     const dir = tempDir(t, "py");
     const py = pythonIn(dir);

@@ -67,8 +67,15 @@ own_note() {
   printf '%s %s\n' "$kind" "$what" >"$tmp"
   chmod 0644 "$tmp"
   mv -f "$tmp" "$entry"
-  # A legacy marker inside a directory confuses tools that scan it (the Hugging Face cache does).
-  if [ -d "$what" ]; then rm -f "$what/$VLLM_WS_LEGACY_MARKER"; fi
+  if [ -f "$what/$VLLM_WS_LEGACY_MARKER" ]; then
+    # Before the record, the venv counted as made through its tools directory's marker (own_kind): it is
+    # recorded before that marker goes, or it would be nobody's once the tools directory is.
+    case $what in
+      *-tools) if [ -f "${what%-tools}/pyvenv.cfg" ] && ! own_recorded "${what%-tools}"; then own_note made "${what%-tools}"; fi ;;
+    esac
+    # A legacy marker inside a directory confuses tools that scan it (the Hugging Face cache does).
+    rm -f "$what/$VLLM_WS_LEGACY_MARKER"
+  fi
 }
 
 own_forget() {
