@@ -579,6 +579,30 @@ test("an earlier release's venv of other packages is kept as the install to go b
     t.false(fs.existsSync(`${l.home}/requirements.lock`));
 });
 
+test("an earlier release's venv never moves onto a directory someone made in installs/: the apply refuses, naming it, and changes nothing", (t) => {
+    const dir = tempDir(t, "py");
+    const py = pythonIn(dir);
+    const l = layout(py);
+    t.is(strict([l.home, l.cache, l.installs, py.venvPath].map((d) => `own_dir ${q(d)}`).join("\n")).code, 0);
+    writeExecutable(l.uv, fakeUv);
+    fs.writeFileSync(`${l.home}/freeze.txt`, "vllm==0.10.2\n");
+    writeExecutable(`${py.venvPath}/bin/python`, fakePython(py.version));
+    fs.writeFileSync(`${py.venvPath}/pyvenv.cfg`, "home = /usr/bin\n");
+    // Someone's directory, inside the installs directory the stack made.
+    fs.mkdirSync(`${l.installs}/earlier`);
+    fs.writeFileSync(`${l.installs}/earlier/NOTES.txt`, "mine");
+    const lock = lockFor("0.11.0");
+    const r = strict(packageScripts(py, lock).apply);
+    t.is(r.code, 1);
+    t.true(r.stderr.includes(`refusing to take ${l.installs}/earlier: the venv an earlier release made at ${py.venvPath} moves there, and it holds NOTES.txt. It was not made by vllm-workstation; move it away`), r.stderr);
+    t.is(fs.readFileSync(`${l.installs}/earlier/NOTES.txt`, "utf8"), "mine");
+    t.true(fs.existsSync(`${py.venvPath}/pyvenv.cfg`), "the venv stays where it was");
+    t.is(strict(`own_kind ${q(`${l.installs}/earlier`)}`).stdout, "", "nothing of it is in the record");
+    const removed = strict(packageScripts(py, lock).remove);
+    t.is(removed.code, 0, removed.stderr);
+    t.is(fs.readFileSync(`${l.installs}/earlier/NOTES.txt`, "utf8"), "mine", "destroy leaves it");
+});
+
 test("an earlier release's venv moved aside by an up that switches packages is the stack's: pruned by a later switch, and removed by destroy", (t) => {
     const dir = tempDir(t, "py");
     const py = pythonIn(dir);

@@ -50,8 +50,17 @@ if [ -d "$venv" ] && [ ! -L "$venv" ]; then
       cp "$home/requirements.lock" "$earlier_lock"
     fi
     if [ "$(python_of "$venv")" = "$python_version" ] && as_locked "$venv" "$earlier_lock"; then to=$install; else to="$installs/earlier"; fi
+    if [ -e "$to" ] || [ -L "$to" ]; then
+      # Only an install the stack made gives way to it: anything else there is someone's.
+      if [ "$(own_kind "$to")" != made ]; then
+        rm -f "$earlier_lock"
+        # shellcheck disable=SC2012
+        names=$(ls -A "$to" 2>/dev/null | head -n 4 | tr '\n' ' ')
+        own_refuse "$to" "the venv an earlier release made at $venv moves there, and it holds ${names% }"
+      fi
+      own_remove_tree "$to"
+    fi
     echo "moving the venv $venv to $to, where $venv now points" >&2
-    if [ -e "$to" ]; then own_remove_tree "$to"; fi
     # Noted first: a run cut off right after the move must leave the moved venv the stack's own.
     own_note made "$to"
     mv -T "$venv" "$to"
