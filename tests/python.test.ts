@@ -579,6 +579,39 @@ test("an earlier release's venv of other packages is kept as the install to go b
     t.false(fs.existsSync(`${l.home}/requirements.lock`));
 });
 
+test("a move of an earlier release's venv cut off at any rename is finished by the next apply: the venv path points at the moved venv, never at the new install", (t) => {
+    // Each rename of the move, in turn, is the last thing a run does (a killed up, a closed lid).
+    for (const cutAfter of ["venv", "moving"]) {
+        const dir = tempDir(t, "py");
+        const py = pythonIn(dir);
+        const l = layout(py);
+        t.is(strict([l.home, l.cache, py.venvPath].map((d) => `own_dir ${q(d)}`).join("\n")).code, 0);
+        writeExecutable(l.uv, fakeUv);
+        fs.writeFileSync(`${l.home}/freeze.txt`, "vllm==0.10.2\n");
+        fs.writeFileSync(`${l.home}/requirements.lock`, "vllm==0.10.2 \\\n    --hash=sha256:5555555555555555555555555555555555555555555555555555555555555555\n");
+        writeExecutable(`${py.venvPath}/bin/python`, fakePython(py.version));
+        writeExecutable(`${py.venvPath}/bin/vllm`, `#!${py.venvPath}/bin/python\nimport sys\n`);
+        fs.writeFileSync(`${py.venvPath}/pyvenv.cfg`, "home = /usr/bin\n");
+        const lock = lockFor("0.11.0");
+        const install = installPath(py, lock);
+        t.is(strict(`own_dir ${q(install)}`).code, 0);
+        writeExecutable(`${install}/bin/python`, fakePython(py.version));
+        const from = cutAfter === "venv" ? py.venvPath : `${py.venvPath}.vllm-ws-switch`;
+        const cut = `mv() { command mv "$@"; if [ "$1" = -T ] && [ "$2" = ${q(from)} ]; then kill -9 $$; fi; }\n`;
+        const killed = strict(cut + packageScripts(py, lock).apply);
+        t.not(killed.code, 0, `${cutAfter}: the run is cut off`);
+        const r = strict(packageScripts(py, lock).apply);
+        t.is(r.code, 0, r.stderr);
+        const earlier = `${l.installs}/earlier`;
+        t.is(fs.readlinkSync(py.venvPath), earlier, `${cutAfter}: the service's step still has the venv that served to go back to`);
+        t.is(fs.readFileSync(`${earlier}/bin/vllm`, "utf8").split("\n")[0], `#!${earlier}/bin/python`, `${cutAfter}: its scripts follow it`);
+        t.true(fs.existsSync(`${earlier}/.vllm-workstation-complete`), `${cutAfter}: it counts as complete`);
+        t.true(fs.existsSync(`${earlier}/requirements.lock`), `${cutAfter}: with the lock it was installed from`);
+        t.is(fs.lstatSync(`${py.venvPath}.vllm-ws-switch`, { throwIfNoEntry: false }), undefined, `${cutAfter}: no temporary link is left`);
+        t.is(strict(`own_kind ${q(earlier)}`).stdout, "made\n");
+    }
+});
+
 test("an earlier release's venv never moves onto a directory someone made in installs/: the apply refuses, naming it, and changes nothing", (t) => {
     const dir = tempDir(t, "py");
     const py = pythonIn(dir);

@@ -39,8 +39,31 @@ own_dir "$installs"
 own_claim_dir "$venv"
 
 # An earlier release installed into the venv path itself. That venv moves among the installs, as the
-# install of this key when it holds exactly this lock, else as the one to roll back to; the scripts
-# in its bin/ name their interpreter by path, so they follow it.
+# install of this key when it holds exactly this lock, else as the one to roll back to. Its link is made
+# first, beside the venv path, and renamed into place right after the move: a run cut off between the
+# two leaves that link, and the next run finishes the move from it (rather than pointing the venv path
+# at a new install that no health check has passed, with nothing left to go back to).
+moving="$venv.vllm-ws-switch"
+# The scripts in a moved venv's bin/ name their interpreter by path, so they follow it to $1: the path
+# where it ends a word of its own (not "$venv-tools"), in shebangs and activate scripts. Run again on
+# the same venv, it changes nothing.
+follow() {
+  local from_re
+  from_re=$(printf '%s' "$venv" | sed 's/[][\.*^$+?(){}|]/\\&/g')
+  { grep -lIF -- "$venv" "$1"/bin/* 2>/dev/null || true; } | while read -r f; do sed -i -E "s#${from_re}([/'\"[:space:]]|\$)#${1}\\1#g" "$f"; done
+}
+if [ ! -e "$venv" ] && [ ! -L "$venv" ] && [ -L "$moving" ]; then
+  to=$(readlink "$moving")
+  case $to in
+    "$installs"/*)
+      if [ -d "$to" ] && [ "$(own_kind "$to")" = made ]; then
+        echo "finishing the move of the venv $venv to $to, where $venv now points" >&2
+        follow "$to"
+        mv -T "$moving" "$venv"
+      fi
+      ;;
+  esac
+fi
 if [ -d "$venv" ] && [ ! -L "$venv" ]; then
   if [ -f "$venv/pyvenv.cfg" ]; then
     earlier_lock=$(mktemp)
@@ -61,24 +84,24 @@ if [ -d "$venv" ] && [ ! -L "$venv" ]; then
       own_remove_tree "$to"
     fi
     echo "moving the venv $venv to $to, where $venv now points" >&2
+    # What the venv takes with it is written while it is still in place. It served: complete, whatever
+    # it holds, with what it was installed from, so that it counts as a complete install to go back to.
+    : >"$venv/$complete"
+    if [ "$to" = "$install" ] && [ -s "$earlier_lock" ]; then
+      cp "$earlier_lock" "$venv/requirements.lock"
+      printf '%s' "$requirements" >"$venv/requirements.in"
+    elif [ -f "$home/requirements.lock" ]; then
+      cp "$home/requirements.lock" "$venv/requirements.lock"
+      if [ -f "$home/requirements.in" ]; then cp "$home/requirements.in" "$venv/requirements.in"; fi
+    fi
     # Noted first: a run cut off right after the move must leave the moved venv the stack's own.
     own_note made "$to"
+    if [ -e "$moving" ] || [ -L "$moving" ]; then rm -f "$moving"; fi
+    ln -s "$to" "$moving"
     mv -T "$venv" "$to"
-    # It served: complete, whatever it holds.
-    : >"$to/$complete"
-    from_re=$(printf '%s' "$venv" | sed 's/[][\.*^$+?(){}|]/\\&/g')
-    # The path, where it ends a word of its own (not "$venv-tools"): shebangs, activate scripts.
-    { grep -lIF -- "$venv" "$to"/bin/* 2>/dev/null || true; } | while read -r f; do sed -i -E "s#${from_re}([/'\"[:space:]]|\$)#${to}\\1#g" "$f"; done
-    if [ "$to" = "$install" ] && [ -s "$earlier_lock" ]; then
-      cp "$earlier_lock" "$to/requirements.lock"
-      printf '%s' "$requirements" >"$to/requirements.in"
-    elif [ -f "$home/requirements.lock" ]; then
-      # What it was installed from, so that it counts as a complete install to go back to.
-      cp "$home/requirements.lock" "$to/requirements.lock"
-      if [ -f "$home/requirements.in" ]; then cp "$home/requirements.in" "$to/requirements.in"; fi
-    fi
+    follow "$to"
+    mv -T "$moving" "$venv"
     rm -f "$earlier_lock" "$home/requirements.lock" "$home/requirements.in"
-    own_link "$venv" "$to"
   else
     # An empty directory (a venv that was never made): the link takes its place below.
     rmdir "$venv"
