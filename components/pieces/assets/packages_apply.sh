@@ -37,6 +37,8 @@ own_dir "$cache"
 own_dir "$installs"
 # The venv path: a link the stack makes (claimed first: refused if someone else's files are there).
 own_claim_dir "$venv"
+# The install, whatever it holds: a venv someone made at its path is never synced or switched to.
+own_claim_dir "$install"
 
 # An earlier release installed into the venv path itself. That venv moves among the installs, as the
 # install of this key when it holds exactly this lock, else as the one to roll back to. Its link is made
@@ -110,7 +112,6 @@ fi
 
 if [ ! -x "$install/bin/python" ] || [ "$(python_of "$install")" != "$python_version" ]; then
   echo "creating the venv $install with Python $python_version" >&2
-  own_claim_dir "$install"
   # --clear: an install of another Python the stack made here before is replaced, in place.
   uv venv --clear --python "$python_version" "$install"
   made_now=yes
