@@ -182,6 +182,27 @@ test("removing the pinned revision keeps another revision, the blobs it links an
     t.is(fs.readFileSync(`${repoDir}/snapshots/${theirs}/file-shared`, "utf8"), "shared");
 });
 
+test("a revision's removal cut off anywhere is finished by the next one: no blob of it is left behind", (t) => {
+    const [ours, theirs] = ["1".repeat(40), "2".repeat(40)];
+    // Each removal the function makes, in turn, is the last thing a run does (a killed destroy or up).
+    for (let cut = 1; ; cut++) {
+        const dir = tempDir(t, "own");
+        const repoDir = hubCache(dir, "openai/gpt-oss-20b", { [ours]: ["shared", "only-ours", "also-ours"], [theirs]: ["shared", "only-theirs"] });
+        fs.mkdirSync(`${repoDir}/refs`);
+        fs.writeFileSync(`${repoDir}/refs/pinned`, ours);
+        const count = `${dir}/removals`;
+        fs.writeFileSync(count, "0");
+        const killAt = `rm() { command rm "$@"; case "$*" in *${repoDir}*) n=$(( $(cat ${q(count)}) + 1 )); echo "$n" >${q(count)}; [ "$n" -lt ${cut} ] || kill -9 $$ ;; esac; }\n`;
+        const killed = runScript(`${killAt}own_remove_hf_revision ${q(dir)} openai/gpt-oss-20b ${ours}`);
+        ok(t, `own_remove_hf_revision ${q(dir)} openai/gpt-oss-20b ${ours}`);
+        t.deepEqual(fs.readdirSync(`${repoDir}/blobs`).sort(), ["only-theirs", "shared"], `cut after removal ${cut}`);
+        t.deepEqual(fs.readdirSync(`${repoDir}/snapshots`), [theirs], `cut after removal ${cut}`);
+        t.false(fs.existsSync(`${repoDir}/refs/pinned`), `cut after removal ${cut}`);
+        if (killed.code === 0) break;
+        t.true(cut < 20, "the removal ends");
+    }
+});
+
 test("removing the only revision takes the repository's folder and its locks, and leaves other repositories", (t) => {
     const dir = tempDir(t, "own");
     const rev = "1".repeat(40);

@@ -216,6 +216,8 @@ own_remove_user() {
 # Removes revision $3 of Hugging Face repository $2 (owner/name) from the hub cache $1: its snapshot,
 # the refs that point at it, and the blobs it links that no other snapshot links to. Other revisions,
 # and other repositories, stay as they are; the repository's folder goes only once it is empty.
+# The blobs go first, while the snapshot still names them: a removal cut off anywhere is finished by
+# the next one, which finds the snapshot (its links dangling by then) and so the same blobs.
 own_remove_hf_revision() {
   local cache=$1 repo=$2 rev=$3 dir ours theirs
   dir="$cache/models--${repo/\//--}"
@@ -224,19 +226,20 @@ own_remove_hf_revision() {
   if [ -d "$dir/snapshots/$rev" ]; then
     find "$dir/snapshots/$rev" -type l -exec readlink {} + | sed 's|.*/||' | sort -u >"$ours"
   fi
-  # Partial downloads of this revision's files (the ranged download's own and its records).
-  find "$dir/blobs" -maxdepth 1 -name '*.vllm-ws.incomplete*' -delete 2>/dev/null || true
-  # hf 1.x keeps the revision's file listing in trees/<revision>.json.
-  rm -rf "${dir:?}/snapshots/$rev" "$dir/.no_exist/$rev" "$dir/trees/$rev.json" "$dir/.vllm-workstation-manifest-$rev.json" \
-    "$dir/.vllm-workstation-manifest.json"
-  if [ -d "$dir/refs" ]; then
-    { grep -rlxF "$rev" "$dir/refs" 2>/dev/null || true; } | while read -r ref; do rm -f "$ref"; done
-  fi
   if [ -d "$dir/snapshots" ]; then
-    find "$dir/snapshots" -type l -exec readlink {} + 2>/dev/null | sed 's|.*/||' | sort -u >"$theirs"
+    # The links of every other snapshot.
+    find "$dir/snapshots" -path "$dir/snapshots/$rev" -prune -o -type l -exec readlink {} + | sed 's|.*/||' | sort -u >"$theirs"
   fi
   comm -23 "$ours" "$theirs" | while read -r blob; do rm -f "$dir/blobs/$blob"; done
   rm -f "$ours" "$theirs"
+  # Partial downloads of this revision's files (the ranged download's own and its records).
+  find "$dir/blobs" -maxdepth 1 -name '*.vllm-ws.incomplete*' -delete 2>/dev/null || true
+  if [ -d "$dir/refs" ]; then
+    { grep -rlxF "$rev" "$dir/refs" 2>/dev/null || true; } | while read -r ref; do rm -f "$ref"; done
+  fi
+  # hf 1.x keeps the revision's file listing in trees/<revision>.json. The snapshot goes last.
+  rm -rf "$dir/.no_exist/$rev" "$dir/trees/$rev.json" "$dir/.vllm-workstation-manifest-$rev.json" \
+    "$dir/.vllm-workstation-manifest.json" "${dir:?}/snapshots/$rev"
   # Empty folders hf made for this repository, then its lock folder once the repository is gone.
   find "$dir" -mindepth 1 -type d -empty -delete 2>/dev/null || true
   if rmdir "$dir" 2>/dev/null; then
