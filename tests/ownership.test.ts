@@ -286,6 +286,26 @@ test("pruning model revisions removes only the revisions the stack noted, keeps 
     t.is(ok(t, `own_hf_revisions ${q(dir)} openai/gpt-oss-20b`), "");
 });
 
+test("pruning model revisions leaves a revision the stack adopted where it is, less the stack's manifest, and forgets it", (t) => {
+    const dir = tempDir(t, "own");
+    const [ours, users] = ["a".repeat(40), "b".repeat(40)];
+    const repoDir = hubCache(dir, "openai/gpt-oss-20b", { [ours]: ["shared", "only-ours"], [users]: ["shared", "only-theirs"] });
+    const entry = (rev: string) => q(`hf-revision ${dir} openai/gpt-oss-20b ${rev}`);
+    ok(t, `own_claim_hf_revision ${q(dir)} openai/gpt-oss-20b ${users}`);
+    t.is(ok(t, `own_kind ${entry(users)}`), "adopted", "a snapshot there before, that the stack never verified");
+    fs.writeFileSync(`${repoDir}/.vllm-workstation-manifest-${users}.json`, `{"revision": "${users}"}`);
+    ok(t, `own_note_hf_revision ${q(dir)} openai/gpt-oss-20b ${users}`);
+    t.is(ok(t, `own_kind ${entry(users)}`), "adopted", "noted again when it serves, it stays adopted");
+    ok(t, `own_note_hf_revision ${q(dir)} openai/gpt-oss-20b ${ours}`);
+    const r = runScript(`own_prune_hf_revisions ${q(dir)} openai/gpt-oss-20b`);
+    t.is(r.code, 0, r.stderr);
+    t.true(r.stderr.includes(`leaving ${repoDir}/snapshots/${users}: vllm-workstation did not download it`), r.stderr);
+    t.deepEqual(fs.readdirSync(`${repoDir}/snapshots`), [users]);
+    t.deepEqual(fs.readdirSync(`${repoDir}/blobs`).sort(), ["only-theirs", "shared"]);
+    t.false(fs.existsSync(`${repoDir}/.vllm-workstation-manifest-${users}.json`));
+    t.is(ok(t, `own_hf_revisions ${q(dir)} openai/gpt-oss-20b`), "", "both are out of the record");
+});
+
 test("own_kind answers from the record's entries, never from one own_note has not renamed into place, and a revision noted again keeps its entry", (t) => {
     const dir = tempDir(t, "own");
     const p = `${dir}/half`;
