@@ -45,7 +45,8 @@ test("without keepOnDestroy the remove script removes the pinned revision, the o
     t.deepEqual(remove, [
         "own_release_hf_revision '/var/lib/vllm-workstation/hf' 'openai/gpt-oss-20b' '0123456789abcdef0123456789abcdef01234567'",
         "own_prune_hf_revisions '/var/lib/vllm-workstation/hf' 'openai/gpt-oss-20b'",
-        "rm -f '/var/lib/vllm-workstation/hf-tiktoken/cl100k_base.tiktoken' '/var/lib/vllm-workstation/hf-tiktoken/o200k_base.tiktoken'",
+        "# With the .part file a fetch cut off midway left of each.",
+        "rm -f '/var/lib/vllm-workstation/hf-tiktoken/cl100k_base.tiktoken' '/var/lib/vllm-workstation/hf-tiktoken/cl100k_base.tiktoken.part' '/var/lib/vllm-workstation/hf-tiktoken/o200k_base.tiktoken' '/var/lib/vllm-workstation/hf-tiktoken/o200k_base.tiktoken.part'",
         "own_release_dir '/var/lib/vllm-workstation/hf-tiktoken'",
         "own_release_dir '/var/lib/vllm-workstation/hf'",
     ]);
@@ -412,6 +413,17 @@ test("the probe shows a deleted tiktoken file as missing", (t) => {
     t.is(strict(box.scripts.apply).code, 0);
     fs.rmSync(`${box.l.tiktokenDir}/a.tiktoken`);
     t.deepEqual(strict(box.scripts.probe).stdout.trim().split("\n").slice(1), ["a.tiktoken=missing", "b.tiktoken=present"]);
+});
+
+test("remove takes the partial files a fetch or a verification cut off midway left, and the directories with them", (t) => {
+    const box = fakeBox(t);
+    t.is(strict(box.scripts.apply).code, 0);
+    fs.writeFileSync(`${box.l.tiktokenDir}/a.tiktoken.part`, "enc");
+    fs.writeFileSync(`${box.l.manifest}.part`, "{");
+    const r = strict(box.scripts.remove);
+    t.is(r.code, 0, r.stderr);
+    t.false(fs.existsSync(box.l.tiktokenDir));
+    t.false(fs.existsSync(box.m.cacheDir));
 });
 
 test("after apply, keepOnDestroy's remove leaves the model and the encodings in place", (t) => {

@@ -777,6 +777,35 @@ test("the packages' remove deletes the link, every install the stack made and th
     t.true(fs.existsSync(l.uv));
 });
 
+test("the packages' remove takes the link a switch cut off midway left beside the venv path, and never one that is not the stack's", (t) => {
+    const dir = tempDir(t, "py");
+    const py = pythonIn(dir);
+    const lock = lockFor("0.11.0");
+    const { install } = fakeBox(py, { lock });
+    t.is(strict(packageScripts(py, lock).apply).code, 0);
+    const left = `${py.venvPath}.vllm-ws-switch`;
+    fs.symlinkSync(install, left);
+    const r = strict(packageScripts(py, lock).remove);
+    t.is(r.code, 0, r.stderr);
+    t.is(fs.lstatSync(left, { throwIfNoEntry: false }), undefined);
+    t.false(fs.existsSync(layout(py).installs), "nothing of the stack's is left");
+
+    // Beside a venv path the stack never took: someone's link of that name stays; so does a file of it.
+    const other = tempDir(t, "py");
+    const theirs = pythonIn(other);
+    fs.mkdirSync(`${other}/elsewhere`);
+    fs.symlinkSync(`${other}/elsewhere`, `${theirs.venvPath}.vllm-ws-switch`);
+    t.is(strict(packageScripts(theirs, lock).remove).code, 0);
+    t.is(fs.readlinkSync(`${theirs.venvPath}.vllm-ws-switch`), `${other}/elsewhere`);
+    const box = tempDir(t, "py");
+    const ours = pythonIn(box);
+    fakeBox(ours, { lock });
+    t.is(strict(packageScripts(ours, lock).apply).code, 0);
+    fs.writeFileSync(`${ours.venvPath}.vllm-ws-switch`, "notes");
+    t.is(strict(packageScripts(ours, lock).remove).code, 0);
+    t.is(fs.readFileSync(`${ours.venvPath}.vllm-ws-switch`, "utf8"), "notes");
+});
+
 test("a pin the index cannot serve fails naming the pins and every index that was asked, and leaves no half lock", (t) => {
     for (const step of ["pip compile", "pip sync"]) {
         const dir = tempDir(t, "py");

@@ -111,7 +111,10 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
             ? say(`keeping ${model.repo} in ${model.cacheDir} (model.keepOnDestroy)`)
             : fillFragment("model_remove.sh", {
                   ...common,
-                  TIKTOKEN_FILES: Object.keys(model.tiktoken.files).sort().map((f) => q(`${l.tiktokenDir}/${f}`)).join(" "),
+                  TIKTOKEN_FILES: Object.keys(model.tiktoken.files)
+                      .sort()
+                      .flatMap((f) => [q(`${l.tiktokenDir}/${f}`), q(`${l.tiktokenDir}/${f}.part`)])
+                      .join(" "),
                   TIKTOKEN_DIR: q(l.tiktokenDir),
               }),
     };

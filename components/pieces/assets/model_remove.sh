@@ -6,6 +6,7 @@
 
 own_release_hf_revision @CACHE_DIR@ @REPO@ @REVISION@
 own_prune_hf_revisions @CACHE_DIR@ @REPO@
+# With the .part file a fetch cut off midway left of each.
 rm -f @TIKTOKEN_FILES@
 own_release_dir @TIKTOKEN_DIR@
 own_release_dir @CACHE_DIR@

@@ -237,9 +237,10 @@ own_remove_hf_revision() {
   if [ -d "$dir/refs" ]; then
     { grep -rlxF "$rev" "$dir/refs" 2>/dev/null || true; } | while read -r ref; do rm -f "$ref"; done
   fi
-  # hf 1.x keeps the revision's file listing in trees/<revision>.json. The snapshot goes last.
+  # hf 1.x keeps the revision's file listing in trees/<revision>.json; the verification writes the
+  # manifest as .part first. The snapshot goes last.
   rm -rf "$dir/.no_exist/$rev" "$dir/trees/$rev.json" "$dir/.vllm-workstation-manifest-$rev.json" \
-    "$dir/.vllm-workstation-manifest.json" "${dir:?}/snapshots/$rev"
+    "$dir/.vllm-workstation-manifest-$rev.json.part" "$dir/.vllm-workstation-manifest.json" "${dir:?}/snapshots/$rev"
   # Empty folders hf made for this repository, then its lock folder once the repository is gone.
   find "$dir" -mindepth 1 -type d -empty -delete 2>/dev/null || true
   if rmdir "$dir" 2>/dev/null; then
@@ -341,7 +342,7 @@ own_release_hf_revision() {
   if [ "$own_recorded_kind" = made ]; then
     own_remove_hf_revision "$cache" "$repo" "$rev"
   else
-    rm -f "$dir/.vllm-workstation-manifest-$rev.json"
+    rm -f "$dir/.vllm-workstation-manifest-$rev.json" "$dir/.vllm-workstation-manifest-$rev.json.part"
     if [ -d "$dir/snapshots/$rev" ]; then echo "leaving $dir/snapshots/$rev: vllm-workstation did not download it" >&2; fi
   fi
   own_forget "hf-revision $cache $repo $rev"
