@@ -43,9 +43,10 @@ test("with keepOnDestroy the remove script deletes nothing and says so", (t) => 
 test("without keepOnDestroy the remove script removes the pinned revision, the one served before it and the encodings, and releases the directories", (t) => {
     const remove = modelScripts(defaults, venv).remove.split("\n");
     t.deepEqual(remove, [
-        "own_remove_hf_revision '/var/lib/vllm-workstation/hf' 'openai/gpt-oss-20b' '0123456789abcdef0123456789abcdef01234567'",
+        "own_release_hf_revision '/var/lib/vllm-workstation/hf' 'openai/gpt-oss-20b' '0123456789abcdef0123456789abcdef01234567'",
         "own_prune_hf_revisions '/var/lib/vllm-workstation/hf' 'openai/gpt-oss-20b'",
-        "rm -f '/var/lib/vllm-workstation/hf-tiktoken/cl100k_base.tiktoken' '/var/lib/vllm-workstation/hf-tiktoken/o200k_base.tiktoken'",
+        "# With the .part file a fetch cut off midway left of each.",
+        "rm -f '/var/lib/vllm-workstation/hf-tiktoken/cl100k_base.tiktoken' '/var/lib/vllm-workstation/hf-tiktoken/cl100k_base.tiktoken.part' '/var/lib/vllm-workstation/hf-tiktoken/o200k_base.tiktoken' '/var/lib/vllm-workstation/hf-tiktoken/o200k_base.tiktoken.part'",
         "own_release_dir '/var/lib/vllm-workstation/hf-tiktoken'",
         "own_release_dir '/var/lib/vllm-workstation/hf'",
     ]);
@@ -56,6 +57,8 @@ test("remove keeps other models and their locks in a shared cache dir", (t) => {
     // The model section alone: the whole config refuses a cache under /tmp, which the stack would own.
     const m = Model.parse({ revision, cacheDir: `${dir}/hf` });
     const l = layout(m);
+    // The revision as the model's apply noted it before its download.
+    t.is(strict(`own_claim_hf_revision ${q(m.cacheDir)} ${q(m.repo)} ${revision}`).code, 0);
     const others = [`${dir}/hf/models--other--model/snapshots/x/f`, `${dir}/hf/.locks/models--other--model/f.lock`, `${dir}/hf/version.txt`, `${dir}/hf/CACHEDIR.TAG`];
     for (const f of [`${l.snapshot}/config.json`, `${dir}/hf/.locks/models--openai--gpt-oss-20b/a.lock`, `${l.tiktokenDir}/o200k_base.tiktoken`, `${l.tiktokenDir}/.vllm-workstation-made-this`, ...others]) {
         fs.mkdirSync(path.dirname(f), { recursive: true });
@@ -73,6 +76,7 @@ test("remove takes the cache dir away when nothing else is in it", (t) => {
     const dir = tempDir(t, "model");
     const m = Model.parse({ revision, cacheDir: `${dir}/hf` });
     const l = layout(m);
+    t.is(strict(`own_claim_hf_revision ${q(m.cacheDir)} ${q(m.repo)} ${revision}`).code, 0);
     const madeByApply = [`${dir}/hf/.vllm-workstation-made-this`, `${l.tiktokenDir}/.vllm-workstation-made-this`, `${dir}/hf/CACHEDIR.TAG`];
     for (const f of [`${l.snapshot}/config.json`, `${dir}/hf/.locks/models--openai--gpt-oss-20b/a.lock`, `${l.tiktokenDir}/o200k_base.tiktoken`, ...madeByApply]) {
         fs.mkdirSync(path.dirname(f), { recursive: true });
@@ -312,6 +316,80 @@ test("apply fails on a corrupt download and moves the repository away so the nex
     t.false(fs.existsSync(box.l.repoDir));
 });
 
+/** What the record says of the pinned revision (own.sh's entry for it), or "" when it holds nothing. */
+const revisionKind = (box: ReturnType<typeof fakeBox>) => strict(`own_kind ${q(`hf-revision ${box.m.cacheDir} ${box.m.repo} ${revision}`)}`).stdout.trim();
+
+/** The pinned revision as someone's own download (HF_HUB_CACHE pointed at the stack's cache) left it there. */
+function someonesDownload(box: ReturnType<typeof fakeBox>): void {
+    const made = strict(`own_dir ${q(box.m.cacheDir)}`);
+    if (made.code !== 0) throw new Error(made.stderr);
+    fs.mkdirSync(box.l.snapshot, { recursive: true });
+    for (const f of fs.readdirSync(`${box.dir}/download`)) fs.copyFileSync(`${box.dir}/download/${f}`, `${box.l.snapshot}/${f}`);
+}
+
+test("the pinned revision is in the record as the stack's before its download, so destroy removes one cut off midway", (t) => {
+    const box = fakeBox(t);
+    // The download dies once it has made the snapshot's first file.
+    const hfInit = `${box.dir}/fakehub/huggingface_hub/__init__.py`;
+    fs.writeFileSync(hfInit, fs.readFileSync(hfInit, "utf8").replace("        shutil.copy(os.path.join(src, f), snap)", "        shutil.copy(os.path.join(src, f), snap); os._exit(9)"));
+    t.not(strict(box.scripts.apply).code, 0);
+    t.is(fs.readdirSync(box.l.snapshot).length, 1, "a partial snapshot");
+    t.is(revisionKind(box), "made");
+    const r = strict(box.scripts.remove);
+    t.is(r.code, 0, r.stderr);
+    t.false(fs.existsSync(box.l.repoDir));
+});
+
+test("a pinned revision someone had downloaded into the cache is used, adopted, and left in place by destroy", (t) => {
+    const box = fakeBox(t);
+    someonesDownload(box);
+    const r = strict(box.scripts.apply);
+    t.is(r.code, 0, r.stderr);
+    t.true(r.stderr.includes(`using ${box.l.snapshot}, which was in the cache before: vllm-workstation leaves it in place`), r.stderr);
+    t.is(revisionKind(box), "adopted");
+    t.is(strict(box.scripts.probe).stdout.trim(), box.scripts.expected);
+    // A switch that succeeds notes the revision it serves: the entry stays adopted.
+    t.is(strict(`own_note_hf_revision ${q(box.m.cacheDir)} ${q(box.m.repo)} ${revision}`).code, 0);
+    t.is(revisionKind(box), "adopted");
+    const again = strict(box.scripts.apply);
+    t.is(again.code, 0, again.stderr);
+    t.is(again.stderr, "", "a converged box says nothing");
+    const removed = strict(box.scripts.remove);
+    t.is(removed.code, 0, removed.stderr);
+    t.true(removed.stderr.includes(`leaving ${box.l.snapshot}: vllm-workstation did not download it`), removed.stderr);
+    t.deepEqual(fs.readdirSync(box.l.snapshot).sort(), ["config.json", "model.safetensors"]);
+    t.false(fs.existsSync(box.l.manifest), "the stack's manifest of it goes");
+    t.is(revisionKind(box), "", "and so does its entry");
+});
+
+test("a pinned revision someone downloaded that does not verify is left in place, named, and the apply fails", (t) => {
+    const box = fakeBox(t);
+    someonesDownload(box);
+    fs.writeFileSync(`${box.l.snapshot}/model.safetensors`, "their own fine-tune\n");
+    fs.writeFileSync(`${box.dir}/download/model.safetensors`, "their own fine-tune\n");
+    const r = strict(box.scripts.apply);
+    t.is(r.code, 1);
+    t.true(r.stderr.includes(`leaving ${box.l.snapshot}: it was in the cache before vllm-workstation used it, and its files do not match the Hub's; move it away, then run pulumi up again`), r.stderr);
+    t.is(fs.readFileSync(`${box.l.snapshot}/model.safetensors`, "utf8"), "their own fine-tune\n");
+});
+
+test("a revision the stack verified before keeps its entry as the stack's, and one adopted whose snapshot is gone is downloaded as the stack's", (t) => {
+    const box = fakeBox(t);
+    t.is(strict(box.scripts.apply).code, 0);
+    t.is(revisionKind(box), "made");
+    // An entry lost (an earlier release noted none): the stack's manifest of it says whose it is.
+    t.is(strict(`own_forget ${q(`hf-revision ${box.m.cacheDir} ${box.m.repo} ${revision}`)}`).code, 0);
+    t.is(strict(box.scripts.apply).code, 0);
+    t.is(revisionKind(box), "made");
+    const other = fakeBox(t);
+    someonesDownload(other);
+    t.is(strict(other.scripts.apply).code, 0);
+    t.is(revisionKind(other), "adopted");
+    fs.rmSync(other.l.repoDir, { recursive: true });
+    t.is(strict(other.scripts.apply).code, 0);
+    t.is(revisionKind(other), "made");
+});
+
 test("apply fails when the endpoint answers another revision than the pinned one", (t) => {
     const box = fakeBox(t);
     const hub = JSON.parse(fs.readFileSync(`${box.dir}/hub.json`, "utf8"));
@@ -335,6 +413,17 @@ test("the probe shows a deleted tiktoken file as missing", (t) => {
     t.is(strict(box.scripts.apply).code, 0);
     fs.rmSync(`${box.l.tiktokenDir}/a.tiktoken`);
     t.deepEqual(strict(box.scripts.probe).stdout.trim().split("\n").slice(1), ["a.tiktoken=missing", "b.tiktoken=present"]);
+});
+
+test("remove takes the partial files a fetch or a verification cut off midway left, and the directories with them", (t) => {
+    const box = fakeBox(t);
+    t.is(strict(box.scripts.apply).code, 0);
+    fs.writeFileSync(`${box.l.tiktokenDir}/a.tiktoken.part`, "enc");
+    fs.writeFileSync(`${box.l.manifest}.part`, "{");
+    const r = strict(box.scripts.remove);
+    t.is(r.code, 0, r.stderr);
+    t.false(fs.existsSync(box.l.tiktokenDir));
+    t.false(fs.existsSync(box.m.cacheDir));
 });
 
 test("after apply, keepOnDestroy's remove leaves the model and the encodings in place", (t) => {

@@ -116,6 +116,31 @@ test("what an older release marked (a marker file, the managed header, a venv be
     for (const p of ["hf", "unit.service", "venv"]) t.true(recorded().includes(`made ${dir}/${p}`), p);
 });
 
+test("a venv an older release made stays the stack's when its tools directory moves into the record first", (t) => {
+    const dir = tempDir(t, "own");
+    fs.mkdirSync(`${dir}/venv-tools`);
+    fs.writeFileSync(`${dir}/venv-tools/.vllm-workstation-made-this`, "");
+    fs.mkdirSync(`${dir}/venv`);
+    fs.writeFileSync(`${dir}/venv/pyvenv.cfg`, "");
+    // The uv step claims the tools directory before the packages step claims the venv.
+    ok(t, `own_dir ${q(`${dir}/venv-tools`)}`);
+    t.false(fs.existsSync(`${dir}/venv-tools/.vllm-workstation-made-this`));
+    t.is(ok(t, `own_kind ${q(`${dir}/venv`)}`), "made");
+    ok(t, `own_claim_dir ${q(`${dir}/venv`)}`);
+    for (const p of ["venv-tools", "venv"]) t.true(recorded().includes(`made ${dir}/${p}`), p);
+});
+
+test("a tools directory's marker makes no venv the stack's that is not beside it, nor a directory without a venv", (t) => {
+    const dir = tempDir(t, "own");
+    fs.mkdirSync(`${dir}/venv-tools`);
+    fs.writeFileSync(`${dir}/venv-tools/.vllm-workstation-made-this`, "");
+    fs.mkdirSync(`${dir}/venv`);
+    fs.writeFileSync(`${dir}/venv/notes.txt`, "");
+    ok(t, `own_dir ${q(`${dir}/venv-tools`)}`);
+    t.is(ok(t, `own_kind ${q(`${dir}/venv`)}`), "");
+    t.false(recorded().some((x) => x.endsWith(`${dir}/venv`)));
+});
+
 test("own_state tells absent, owned, empty, a directory's first names, and a file's sha256", (t) => {
     const dir = tempDir(t, "own");
     fs.mkdirSync(`${dir}/empty`);
@@ -155,6 +180,27 @@ test("removing the pinned revision keeps another revision, the blobs it links an
     t.false(fs.existsSync(`${repoDir}/refs/pinned`));
     for (const f of ["blobs/shared", "blobs/only-theirs", "refs/main", `snapshots/${theirs}/file-shared`, `snapshots/${theirs}/file-only-theirs`]) t.true(fs.existsSync(`${repoDir}/${f}`), f);
     t.is(fs.readFileSync(`${repoDir}/snapshots/${theirs}/file-shared`, "utf8"), "shared");
+});
+
+test("a revision's removal cut off anywhere is finished by the next one: no blob of it is left behind", (t) => {
+    const [ours, theirs] = ["1".repeat(40), "2".repeat(40)];
+    // Each removal the function makes, in turn, is the last thing a run does (a killed destroy or up).
+    for (let cut = 1; ; cut++) {
+        const dir = tempDir(t, "own");
+        const repoDir = hubCache(dir, "openai/gpt-oss-20b", { [ours]: ["shared", "only-ours", "also-ours"], [theirs]: ["shared", "only-theirs"] });
+        fs.mkdirSync(`${repoDir}/refs`);
+        fs.writeFileSync(`${repoDir}/refs/pinned`, ours);
+        const count = `${dir}/removals`;
+        fs.writeFileSync(count, "0");
+        const killAt = `rm() { command rm "$@"; case "$*" in *${repoDir}*) n=$(( $(cat ${q(count)}) + 1 )); echo "$n" >${q(count)}; [ "$n" -lt ${cut} ] || kill -9 $$ ;; esac; }\n`;
+        const killed = runScript(`${killAt}own_remove_hf_revision ${q(dir)} openai/gpt-oss-20b ${ours}`);
+        ok(t, `own_remove_hf_revision ${q(dir)} openai/gpt-oss-20b ${ours}`);
+        t.deepEqual(fs.readdirSync(`${repoDir}/blobs`).sort(), ["only-theirs", "shared"], `cut after removal ${cut}`);
+        t.deepEqual(fs.readdirSync(`${repoDir}/snapshots`), [theirs], `cut after removal ${cut}`);
+        t.false(fs.existsSync(`${repoDir}/refs/pinned`), `cut after removal ${cut}`);
+        if (killed.code === 0) break;
+        t.true(cut < 20, "the removal ends");
+    }
 });
 
 test("removing the only revision takes the repository's folder and its locks, and leaves other repositories", (t) => {
@@ -238,6 +284,26 @@ test("pruning model revisions removes only the revisions the stack noted, keeps 
     ok(t, `own_prune_hf_revisions ${q(dir)} openai/gpt-oss-20b`);
     t.deepEqual(fs.readdirSync(`${repoDir}/snapshots`), [users], "with none kept, every noted revision goes");
     t.is(ok(t, `own_hf_revisions ${q(dir)} openai/gpt-oss-20b`), "");
+});
+
+test("pruning model revisions leaves a revision the stack adopted where it is, less the stack's manifest, and forgets it", (t) => {
+    const dir = tempDir(t, "own");
+    const [ours, users] = ["a".repeat(40), "b".repeat(40)];
+    const repoDir = hubCache(dir, "openai/gpt-oss-20b", { [ours]: ["shared", "only-ours"], [users]: ["shared", "only-theirs"] });
+    const entry = (rev: string) => q(`hf-revision ${dir} openai/gpt-oss-20b ${rev}`);
+    ok(t, `own_claim_hf_revision ${q(dir)} openai/gpt-oss-20b ${users}`);
+    t.is(ok(t, `own_kind ${entry(users)}`), "adopted", "a snapshot there before, that the stack never verified");
+    fs.writeFileSync(`${repoDir}/.vllm-workstation-manifest-${users}.json`, `{"revision": "${users}"}`);
+    ok(t, `own_note_hf_revision ${q(dir)} openai/gpt-oss-20b ${users}`);
+    t.is(ok(t, `own_kind ${entry(users)}`), "adopted", "noted again when it serves, it stays adopted");
+    ok(t, `own_note_hf_revision ${q(dir)} openai/gpt-oss-20b ${ours}`);
+    const r = runScript(`own_prune_hf_revisions ${q(dir)} openai/gpt-oss-20b`);
+    t.is(r.code, 0, r.stderr);
+    t.true(r.stderr.includes(`leaving ${repoDir}/snapshots/${users}: vllm-workstation did not download it`), r.stderr);
+    t.deepEqual(fs.readdirSync(`${repoDir}/snapshots`), [users]);
+    t.deepEqual(fs.readdirSync(`${repoDir}/blobs`).sort(), ["only-theirs", "shared"]);
+    t.false(fs.existsSync(`${repoDir}/.vllm-workstation-manifest-${users}.json`));
+    t.is(ok(t, `own_hf_revisions ${q(dir)} openai/gpt-oss-20b`), "", "both are out of the record");
 });
 
 test("own_kind answers from the record's entries, never from one own_note has not renamed into place, and a revision noted again keeps its entry", (t) => {

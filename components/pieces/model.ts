@@ -98,6 +98,8 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
             VERIFIED: q(`model=${model.revision} files=verified`),
             DOWNLOADING: q(`downloading ${model.repo}@${model.revision} into ${model.cacheDir}${model.endpoint ? ` from ${redactUrl(model.endpoint)}` : ""}`),
             BLOBS: q(`${l.repoDir}/blobs`),
+            REVISION_ENTRY: q(`hf-revision ${model.cacheDir} ${model.repo} ${model.revision}`),
+            NOT_OURS: q(`leaving ${l.snapshot}: it was in the cache before vllm-workstation used it, and its files do not match the Hub's; move it away, then run pulumi up again`),
             PYTHON: q(`${venvPath}/bin/python`),
             DOWNLOAD_ARGS: [q(model.repo), q(model.revision), q(model.cacheDir), String(model.connections), ...model.exclude.map(q)].join(" "),
             DOWNLOAD_PY: `${originAuthPy.trim()}\n${downloadPy.trim()}`,
@@ -109,7 +111,10 @@ export function modelScripts(model: ModelConfig, venvPath: string) {
             ? say(`keeping ${model.repo} in ${model.cacheDir} (model.keepOnDestroy)`)
             : fillFragment("model_remove.sh", {
                   ...common,
-                  TIKTOKEN_FILES: Object.keys(model.tiktoken.files).sort().map((f) => q(`${l.tiktokenDir}/${f}`)).join(" "),
+                  TIKTOKEN_FILES: Object.keys(model.tiktoken.files)
+                      .sort()
+                      .flatMap((f) => [q(`${l.tiktokenDir}/${f}`), q(`${l.tiktokenDir}/${f}.part`)])
+                      .join(" "),
                   TIKTOKEN_DIR: q(l.tiktokenDir),
               }),
     };

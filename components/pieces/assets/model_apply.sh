@@ -18,6 +18,10 @@
 # endpoint: @ENDPOINT@; tiktoken: @TIKTOKEN_BASE@
 own_dir @CACHE_DIR@
 own_dir @TIKTOKEN_DIR@
+# In the record before its download: a revision that never serves (its switch rolled back, or its
+# download was cut off) is removed by the next switch that succeeds, or by destroy; one someone had
+# downloaded into the cache before is adopted, and stays.
+own_claim_hf_revision @CACHE_DIR@ @REPO@ @REVISION@
 tiktoken_url=${VLLM_WS_TIKTOKEN_BASE//\\/\\\\}; tiktoken_url=${tiktoken_url//\"/\\\"}
 @TIKTOKEN_FETCHES@
 if [ "$(VLLM_WS_REMOVE_CHANGED=1 python3 - @SNAPSHOT@ @MANIFEST@ @REVISION@ @EXCLUDE@ <<'VLLM_WS_PY'
@@ -34,9 +38,11 @@ VLLM_WS_PY
 @VERIFY_PY@
 VLLM_WS_PY
   then
-    own_remove_hf_revision @CACHE_DIR@ @REPO@ @REVISION@; exit 1
+    if [ "$(own_kind @REVISION_ENTRY@)" = made ]; then
+      own_remove_hf_revision @CACHE_DIR@ @REPO@ @REVISION@
+    else
+      echo @NOT_OURS@ >&2
+    fi
+    exit 1
   fi
 fi
-# In the record from its download on: a revision that never serves (its switch rolled back) is removed
-# by the next switch that succeeds, or by destroy.
-own_note_hf_revision @CACHE_DIR@ @REPO@ @REVISION@

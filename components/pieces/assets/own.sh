@@ -67,8 +67,15 @@ own_note() {
   printf '%s %s\n' "$kind" "$what" >"$tmp"
   chmod 0644 "$tmp"
   mv -f "$tmp" "$entry"
-  # A legacy marker inside a directory confuses tools that scan it (the Hugging Face cache does).
-  if [ -d "$what" ]; then rm -f "$what/$VLLM_WS_LEGACY_MARKER"; fi
+  if [ -f "$what/$VLLM_WS_LEGACY_MARKER" ]; then
+    # Before the record, the venv counted as made through its tools directory's marker (own_kind): it is
+    # recorded before that marker goes, or it would be nobody's once the tools directory is.
+    case $what in
+      *-tools) if [ -f "${what%-tools}/pyvenv.cfg" ] && ! own_recorded "${what%-tools}"; then own_note made "${what%-tools}"; fi ;;
+    esac
+    # A legacy marker inside a directory confuses tools that scan it (the Hugging Face cache does).
+    rm -f "$what/$VLLM_WS_LEGACY_MARKER"
+  fi
 }
 
 own_forget() {
@@ -209,6 +216,8 @@ own_remove_user() {
 # Removes revision $3 of Hugging Face repository $2 (owner/name) from the hub cache $1: its snapshot,
 # the refs that point at it, and the blobs it links that no other snapshot links to. Other revisions,
 # and other repositories, stay as they are; the repository's folder goes only once it is empty.
+# The blobs go first, while the snapshot still names them: a removal cut off anywhere is finished by
+# the next one, which finds the snapshot (its links dangling by then) and so the same blobs.
 own_remove_hf_revision() {
   local cache=$1 repo=$2 rev=$3 dir ours theirs
   dir="$cache/models--${repo/\//--}"
@@ -217,19 +226,21 @@ own_remove_hf_revision() {
   if [ -d "$dir/snapshots/$rev" ]; then
     find "$dir/snapshots/$rev" -type l -exec readlink {} + | sed 's|.*/||' | sort -u >"$ours"
   fi
-  # Partial downloads of this revision's files (the ranged download's own and its records).
-  find "$dir/blobs" -maxdepth 1 -name '*.vllm-ws.incomplete*' -delete 2>/dev/null || true
-  # hf 1.x keeps the revision's file listing in trees/<revision>.json.
-  rm -rf "${dir:?}/snapshots/$rev" "$dir/.no_exist/$rev" "$dir/trees/$rev.json" "$dir/.vllm-workstation-manifest-$rev.json" \
-    "$dir/.vllm-workstation-manifest.json"
-  if [ -d "$dir/refs" ]; then
-    { grep -rlxF "$rev" "$dir/refs" 2>/dev/null || true; } | while read -r ref; do rm -f "$ref"; done
-  fi
   if [ -d "$dir/snapshots" ]; then
-    find "$dir/snapshots" -type l -exec readlink {} + 2>/dev/null | sed 's|.*/||' | sort -u >"$theirs"
+    # The links of every other snapshot.
+    find "$dir/snapshots" -path "$dir/snapshots/$rev" -prune -o -type l -exec readlink {} + | sed 's|.*/||' | sort -u >"$theirs"
   fi
   comm -23 "$ours" "$theirs" | while read -r blob; do rm -f "$dir/blobs/$blob"; done
   rm -f "$ours" "$theirs"
+  # Partial downloads of this revision's files (the ranged download's own and its records).
+  find "$dir/blobs" -maxdepth 1 -name '*.vllm-ws.incomplete*' -delete 2>/dev/null || true
+  if [ -d "$dir/refs" ]; then
+    { grep -rlxF "$rev" "$dir/refs" 2>/dev/null || true; } | while read -r ref; do rm -f "$ref"; done
+  fi
+  # hf 1.x keeps the revision's file listing in trees/<revision>.json; the verification writes the
+  # manifest as .part first. The snapshot goes last.
+  rm -rf "$dir/.no_exist/$rev" "$dir/trees/$rev.json" "$dir/.vllm-workstation-manifest-$rev.json" \
+    "$dir/.vllm-workstation-manifest-$rev.json.part" "$dir/.vllm-workstation-manifest.json" "${dir:?}/snapshots/$rev"
   # Empty folders hf made for this repository, then its lock folder once the repository is gone.
   find "$dir" -mindepth 1 -type d -empty -delete 2>/dev/null || true
   if rmdir "$dir" 2>/dev/null; then
@@ -282,27 +293,62 @@ own_prune_dirs() {
   return 0
 }
 
+# Before revision $3 of Hugging Face repository $2 is downloaded into the hub cache $1: a snapshot of
+# it already there that the stack never verified is someone's download, which the stack uses and
+# notes as adopted (left in place when the stack is done with it); anything else is noted as made from
+# here on, so that a download cut off midway is the stack's to remove too.
+own_claim_hf_revision() {
+  local entry="hf-revision $1 $2 $3" dir="$1/models--${2/\//--}"
+  local held=""
+  if [ -d "$dir/snapshots/$3" ] && [ -n "$(ls -A "$dir/snapshots/$3")" ]; then held=yes; fi
+  # An adopted revision stays so while its snapshot is there; one gone since is downloaded afresh.
+  if own_recorded "$entry" && { [ "$own_recorded_kind" = made ] || [ -n "$held" ]; }; then return 0; fi
+  if [ -n "$held" ] && [ ! -f "$dir/.vllm-workstation-manifest-$3.json" ] && ! grep -qsF "\"$3\"" "$dir/.vllm-workstation-manifest.json"; then
+    echo "using $dir/snapshots/$3, which was in the cache before: vllm-workstation leaves it in place" >&2
+    own_note adopted "$entry"
+  else
+    own_note made "$entry"
+  fi
+}
+
 # Notes that the stack served revision $3 of Hugging Face repository $2 from the hub cache $1, so
-# that it may remove that revision once it serves neither it nor the one before.
+# that it may remove that revision once it serves neither it nor the one before. A revision in the
+# record already keeps its entry: one the stack adopted stays adopted.
 own_note_hf_revision() {
   # Noted at every switch that succeeds: most of the time it is there already.
-  if own_recorded "hf-revision $1 $2 $3" && [ "$own_recorded_kind" = made ]; then return 0; fi
+  if own_recorded "hf-revision $1 $2 $3"; then return 0; fi
   own_note made "hf-revision $1 $2 $3"
 }
 
-# The revisions of repository $2 in the hub cache $1 that the record holds, one a line.
+# The revisions of repository $2 in the hub cache $1 that the record holds (made or adopted), one a line.
 own_hf_revisions() {
   local f kind tag cache repo rev
   [ -d "$VLLM_WS_RECORD" ] || return 0
   for f in "$VLLM_WS_RECORD"/*; do
+    case ${f##*/} in *.*) continue ;; esac
     [ -f "$f" ] || continue
     read -r kind tag cache repo rev <"$f" || true
-    if [ "$kind" = made ] && [ "$tag" = hf-revision ] && [ "$cache" = "$1" ] && [ "$repo" = "$2" ]; then echo "$rev"; fi
+    if [ "$tag" = hf-revision ] && [ "$cache" = "$1" ] && [ "$repo" = "$2" ]; then echo "$rev"; fi
   done
   return 0
 }
 
-# Removes each revision of repository $2 in the hub cache $1 that the record holds, but those named
+# Takes revision $3 of repository $2 in the hub cache $1 out of the stack's hands: removed when the
+# record says the stack downloaded it; otherwise left in place, less the stack's manifest of it.
+own_release_hf_revision() {
+  local cache=$1 repo=$2 rev=$3 dir
+  dir="$cache/models--${repo/\//--}"
+  own_recorded "hf-revision $cache $repo $rev" || own_recorded_kind=""
+  if [ "$own_recorded_kind" = made ]; then
+    own_remove_hf_revision "$cache" "$repo" "$rev"
+  else
+    rm -f "$dir/.vllm-workstation-manifest-$rev.json" "$dir/.vllm-workstation-manifest-$rev.json.part"
+    if [ -d "$dir/snapshots/$rev" ]; then echo "leaving $dir/snapshots/$rev: vllm-workstation did not download it" >&2; fi
+  fi
+  own_forget "hf-revision $cache $repo $rev"
+}
+
+# Releases each revision of repository $2 in the hub cache $1 that the record holds, but those named
 # after them (the ones kept). Each revision's manifest goes with it; the kept ones' stay.
 own_prune_hf_revisions() {
   local cache=$1 repo=$2 rev k keep
@@ -311,7 +357,6 @@ own_prune_hf_revisions() {
     keep=no
     for k in "$@"; do if [ "$rev" = "$k" ]; then keep=yes; fi; done
     [ "$keep" = no ] || continue
-    own_remove_hf_revision "$cache" "$repo" "$rev"
-    own_forget "hf-revision $cache $repo $rev"
+    own_release_hf_revision "$cache" "$repo" "$rev"
   done
 }

@@ -37,10 +37,35 @@ own_dir "$cache"
 own_dir "$installs"
 # The venv path: a link the stack makes (claimed first: refused if someone else's files are there).
 own_claim_dir "$venv"
+# The install, whatever it holds: a venv someone made at its path is never synced or switched to.
+own_claim_dir "$install"
 
 # An earlier release installed into the venv path itself. That venv moves among the installs, as the
-# install of this key when it holds exactly this lock, else as the one to roll back to; the scripts
-# in its bin/ name their interpreter by path, so they follow it.
+# install of this key when it holds exactly this lock, else as the one to roll back to. Its link is made
+# first, beside the venv path, and renamed into place right after the move: a run cut off between the
+# two leaves that link, and the next run finishes the move from it (rather than pointing the venv path
+# at a new install that no health check has passed, with nothing left to go back to).
+moving="$venv.vllm-ws-switch"
+# The scripts in a moved venv's bin/ name their interpreter by path, so they follow it to $1: the path
+# where it ends a word of its own (not "$venv-tools"), in shebangs and activate scripts. Run again on
+# the same venv, it changes nothing.
+follow() {
+  local from_re
+  from_re=$(printf '%s' "$venv" | sed 's/[][\.*^$+?(){}|]/\\&/g')
+  { grep -lIF -- "$venv" "$1"/bin/* 2>/dev/null || true; } | while read -r f; do sed -i -E "s#${from_re}([/'\"[:space:]]|\$)#${1}\\1#g" "$f"; done
+}
+if [ ! -e "$venv" ] && [ ! -L "$venv" ] && [ -L "$moving" ]; then
+  to=$(readlink "$moving")
+  case $to in
+    "$installs"/*)
+      if [ -d "$to" ] && [ "$(own_kind "$to")" = made ]; then
+        echo "finishing the move of the venv $venv to $to, where $venv now points" >&2
+        follow "$to"
+        mv -T "$moving" "$venv"
+      fi
+      ;;
+  esac
+fi
 if [ -d "$venv" ] && [ ! -L "$venv" ]; then
   if [ -f "$venv/pyvenv.cfg" ]; then
     earlier_lock=$(mktemp)
@@ -50,26 +75,35 @@ if [ -d "$venv" ] && [ ! -L "$venv" ]; then
       cp "$home/requirements.lock" "$earlier_lock"
     fi
     if [ "$(python_of "$venv")" = "$python_version" ] && as_locked "$venv" "$earlier_lock"; then to=$install; else to="$installs/earlier"; fi
+    if [ -e "$to" ] || [ -L "$to" ]; then
+      # Only an install the stack made gives way to it: anything else there is someone's.
+      if [ "$(own_kind "$to")" != made ]; then
+        rm -f "$earlier_lock"
+        # shellcheck disable=SC2012
+        names=$(ls -A "$to" 2>/dev/null | head -n 4 | tr '\n' ' ')
+        own_refuse "$to" "the venv an earlier release made at $venv moves there, and it holds ${names% }"
+      fi
+      own_remove_tree "$to"
+    fi
     echo "moving the venv $venv to $to, where $venv now points" >&2
-    if [ -e "$to" ]; then own_remove_tree "$to"; fi
+    # What the venv takes with it is written while it is still in place. It served: complete, whatever
+    # it holds, with what it was installed from, so that it counts as a complete install to go back to.
+    : >"$venv/$complete"
+    if [ "$to" = "$install" ] && [ -s "$earlier_lock" ]; then
+      cp "$earlier_lock" "$venv/requirements.lock"
+      printf '%s' "$requirements" >"$venv/requirements.in"
+    elif [ -f "$home/requirements.lock" ]; then
+      cp "$home/requirements.lock" "$venv/requirements.lock"
+      if [ -f "$home/requirements.in" ]; then cp "$home/requirements.in" "$venv/requirements.in"; fi
+    fi
     # Noted first: a run cut off right after the move must leave the moved venv the stack's own.
     own_note made "$to"
+    if [ -e "$moving" ] || [ -L "$moving" ]; then rm -f "$moving"; fi
+    ln -s "$to" "$moving"
     mv -T "$venv" "$to"
-    # It served: complete, whatever it holds.
-    : >"$to/$complete"
-    from_re=$(printf '%s' "$venv" | sed 's/[][\.*^$+?(){}|]/\\&/g')
-    # The path, where it ends a word of its own (not "$venv-tools"): shebangs, activate scripts.
-    { grep -lIF -- "$venv" "$to"/bin/* 2>/dev/null || true; } | while read -r f; do sed -i -E "s#${from_re}([/'\"[:space:]]|\$)#${to}\\1#g" "$f"; done
-    if [ "$to" = "$install" ] && [ -s "$earlier_lock" ]; then
-      cp "$earlier_lock" "$to/requirements.lock"
-      printf '%s' "$requirements" >"$to/requirements.in"
-    elif [ -f "$home/requirements.lock" ]; then
-      # What it was installed from, so that it counts as a complete install to go back to.
-      cp "$home/requirements.lock" "$to/requirements.lock"
-      if [ -f "$home/requirements.in" ]; then cp "$home/requirements.in" "$to/requirements.in"; fi
-    fi
+    follow "$to"
+    mv -T "$moving" "$venv"
     rm -f "$earlier_lock" "$home/requirements.lock" "$home/requirements.in"
-    own_link "$venv" "$to"
   else
     # An empty directory (a venv that was never made): the link takes its place below.
     rmdir "$venv"
@@ -78,7 +112,6 @@ fi
 
 if [ ! -x "$install/bin/python" ] || [ "$(python_of "$install")" != "$python_version" ]; then
   echo "creating the venv $install with Python $python_version" >&2
-  own_claim_dir "$install"
   # --clear: an install of another Python the stack made here before is replaced, in place.
   uv venv --clear --python "$python_version" "$install"
   made_now=yes
