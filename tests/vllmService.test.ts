@@ -500,3 +500,99 @@ save_served ${q(`${dir}/without`)}`;
     t.is(fs.readFileSync(path.join(dir, "with", "link"), "utf8"), `${dir}/served\n`);
     t.is(fs.readFileSync(path.join(dir, "without", "link"), "utf8"), `${dir}/moved\n`);
 });
+
+// --- the whole step, on this machine ---------------------------------------------------------------------
+// service_apply.sh runs as on the box, with its paths moved into a temp dir and the TEST DOUBLES of
+// tests/fixtures/service/doubles.sh for systemd and vLLM (this machine has neither to spare).
+
+const doubles = fs.readFileSync(path.join(__dirname, "..", "..", "tests", "fixtures", "service", "doubles.sh"), "utf8");
+const optInstalls = "/opt/vllm-workstation/venv-tools/installs";
+
+/** A rendered script of the service with its paths (and the paths in the texts it writes) under `dir`. */
+function movedTo(dir: string, script: string): string {
+    return script
+        .replaceAll("/etc/systemd/system/", `${dir}/systemd/`)
+        .replaceAll("/etc/vllm-workstation", `${dir}/etc`)
+        .replaceAll("/opt/vllm-workstation/venv", `${dir}/venv`)
+        .replaceAll("/var/lib/vllm-workstation/hf", `${dir}/hf`)
+        .replaceAll("/var/cache/vllm-workstation", `${dir}/cache`);
+}
+
+interface Step {
+    /** The install (a name in installs/) the set runs. */
+    install: string;
+    key?: string | null;
+    server?: Record<string, unknown>;
+    /** The CUDA environment the step before the service's wrote. */
+    cuda?: string;
+}
+
+/** A box in `dir` on which the service's step runs: its installs a, b (and any named) exist, the venv link is claimed. */
+function serviceBox(t: { teardown: (f: () => void) => void }, installs = ["a", "b"]) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-ws-step-test-"));
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+    for (const i of installs) fs.mkdirSync(path.join(dir, "venv-tools", "installs", i), { recursive: true });
+    fs.mkdirSync(path.join(dir, "doubles"));
+    const env = { VLLM_WS_RECORD: path.join(dir, "record"), DOUBLES: path.join(dir, "doubles") };
+    // As the steps before the service's: the venv link claimed, the config directory made (the CUDA environment's).
+    const claimed = runScript(`own_note made ${q(`${dir}/venv`)}\nown_dir ${q(`${dir}/etc`)}`, env);
+    if (claimed.code !== 0) throw new Error(claimed.stderr);
+    const run = (s: Step, extra = "") => {
+        const c = parseConfig({ model: { revision }, server: { healthTimeoutSeconds: 5, ...(s.server ?? {}) }, ...(s.key ? { apiKey: s.key } : {}) });
+        fs.writeFileSync(path.join(dir, "etc", "cuda.env"), s.cuda ?? "CUDA_HOME=/usr/local/cuda-12.8\n");
+        const apply = serviceScripts({ config: c, plan: plan12, installPath: `${optInstalls}/${s.install}`, snapshotPath: snapshot, tiktokenDir, apiKeyId: s.key ? apiKeyId(s.key) : null, runsOn }).apply;
+        return runScript(`${doubles}\n${extra}\n${movedTo(dir, apply)}`, { ...env, VLLM_WS_API_KEY: s.key ?? "" });
+    };
+    /** What the vLLM double started with, or {} when it does not run. */
+    const running = (): Record<string, string> => {
+        const f = path.join(dir, "doubles", "running");
+        if (!fs.existsSync(f)) return {};
+        const out: Record<string, string> = {};
+        let last = "";
+        for (const l of fs.readFileSync(f, "utf8").split("\n")) {
+            const m = /^(base|name|key|install|cuda)=(.*)$/.exec(l);
+            if (m) out[(last = m[1])] = m[2];
+            else if (l) out[last] += `\n${l}`;
+        }
+        return out;
+    };
+    const read = (p: string) => fs.readFileSync(path.join(dir, p), "utf8");
+    return { dir, run, running, read, env };
+}
+
+test("the whole step converges a first set with the doubles, and the service serves on it", (t) => {
+    const box = serviceBox(t);
+    const r = box.run({ install: "a", key: "sk-first-key-0123456789" });
+    t.is(r.code, 0, r.stderr);
+    t.like(box.running(), { base: "http://127.0.0.1:8000", name: '"gpt-oss-20b"', key: "sk-first-key-0123456789", install: `${box.dir}/venv-tools/installs/a` });
+    t.regex(r.stderr, /serving gpt-oss-20b at http:\/\/127\.0\.0\.1:8000\/v1/);
+});
+
+const firstKey = "sk-first-key-0123456789";
+const secondKey = "sk-second-key-9876543210";
+
+test("the step refuses a config directory someone else owns or may write into, before it writes anything there", (t) => {
+    for (const [what, prepare] of [
+        ["writable by others", (d: string) => fs.chmodSync(d, 0o777)],
+        ["owned by nobody", (d: string) => fs.chownSync(d, 65534, 65534)],
+    ] as const) {
+        const box = serviceBox(t);
+        prepare(path.join(box.dir, "etc"));
+        const r = box.run({ install: "a", key: firstKey });
+        t.is(r.code, 1, what);
+        t.regex(r.stderr, new RegExp(`refusing to use ${box.dir}/etc: root writes the API key`), what);
+        t.deepEqual(fs.readdirSync(path.join(box.dir, "etc")), ["cuda.env"], what);
+        t.false(fs.existsSync(path.join(box.dir, "doubles", "running")), what);
+    }
+});
+
+test("the key is never written through a file or link someone left at the secrets file's temporary name", (t) => {
+    const box = serviceBox(t);
+    const loot = path.join(box.dir, "loot");
+    fs.symlinkSync(loot, path.join(box.dir, "etc", "secrets.env.part"));
+    const r = box.run({ install: "a", key: firstKey });
+    t.is(r.code, 0, r.stderr);
+    t.false(fs.existsSync(loot));
+    t.is(box.read("etc/secrets.env"), `VLLM_API_KEY=${firstKey}\n`);
+    t.false(fs.lstatSync(path.join(box.dir, "etc", "secrets.env")).isSymbolicLink());
+});

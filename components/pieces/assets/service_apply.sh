@@ -50,6 +50,19 @@ looking=$!
 # made it or it was there before (then left in place).
 own_dir "$cache_home"
 own_dir "$etc_dir"
+# Root writes the API key, the unit and the set to go back to (which it runs) into these: a directory
+# someone else owns or may write into (one adopted empty, say) would hand them the key or a unit of
+# theirs to run. The same stat gives put_file the files' modes and owners.
+stat_files "$etc_dir" "$python_dir" "$previous" "$auth_path" "$runs_on_path" "$serves_path" "$config_path" "$env_path" "$unit_path"
+for d in "$etc_dir" "$python_dir" "$previous"; do
+  [ -n "${file_modes[$d]-}" ] || continue
+  mode=${file_modes[$d]%% *}
+  case "${file_modes[$d]#* }" in
+    root:*) if (((8#$mode & 8#022) == 0)); then continue; fi ;;
+  esac
+  echo "refusing to use $d: root writes the API key and the service's files there, and it belongs to ${file_modes[$d]#* } with mode $mode. Make it root's and writable by root only (chown root:root $d; chmod go-w $d), or remove it if it is not yours, then run pulumi up again." >&2
+  exit 1
+done
 # A user made again (deleted by hand) has a new uid: the running process must not keep the old one.
 uid_before=$(id -u "$user" 2>/dev/null || echo none)
 # A user or group made here is recorded, so that remove deletes only what the stack made.
@@ -82,14 +95,15 @@ else
   if ! wait "$looking"; then rm -rf "$previous.next"; fi
 fi
 : >"$pending"
-stat_files "$auth_path" "$runs_on_path" "$serves_path" "$config_path" "$env_path" "$unit_path"
 put_file "$auth_path" "$auth_text" 0644
 put_file "$runs_on_path" "$runs_on_text" 0644
 put_file "$serves_path" "$serves_text" 0644
 put_file "$config_path" "$config_text" 0644
 put_file "$env_path" "$env_text" 0644
 if [ -n "${VLLM_WS_API_KEY:-}" ]; then
-  (umask 077; printf 'VLLM_API_KEY=%s\n' "$VLLM_WS_API_KEY" >"$secrets_path.part") && chmod 0600 "$secrets_path.part" && mv -f "$secrets_path.part" "$secrets_path"
+  # A new file of this run's (noclobber), never one found there: a link planted at that name would take the key.
+  if [ -e "$secrets_path.part" ] || [ -L "$secrets_path.part" ]; then rm -f "$secrets_path.part"; fi
+  (umask 077; set -C; printf 'VLLM_API_KEY=%s\n' "$VLLM_WS_API_KEY" >"$secrets_path.part") && chmod 0600 "$secrets_path.part" && mv -f "$secrets_path.part" "$secrets_path"
 elif [ -e "$secrets_path" ] || [ -L "$secrets_path" ]; then rm -f "$secrets_path"; fi
 own_file "$unit_path" "$unit_sha"
 put_file "$unit_path" "$unit_text" 0644
