@@ -596,3 +596,23 @@ test("the key is never written through a file or link someone left at the secret
     t.is(box.read("etc/secrets.env"), `VLLM_API_KEY=${firstKey}\n`);
     t.false(fs.lstatSync(path.join(box.dir, "etc", "secrets.env")).isSymbolicLink());
 });
+
+test("remove takes away the temporary files a killed write leaves, the one with the key among them", (t) => {
+    const box = serviceBox(t);
+    t.is(box.run({ install: "a", key: firstKey }).code, 0);
+    const left = ["etc/secrets.env.part", "etc/vllm.yaml.vllm-ws-new", "etc/cuda.env.vllm-ws-back", "etc/service.serves.vllm-ws-back", "systemd/vllm-workstation.service.vllm-ws-new"];
+    for (const f of left) fs.writeFileSync(path.join(box.dir, f), "VLLM_API_KEY=leftover\n");
+    fs.symlinkSync(`${box.dir}/venv-tools/installs/b`, path.join(box.dir, "venv.vllm-ws-switch"));
+    const r = runScript(`${doubles}\n${movedTo(box.dir, scriptsFor(firstKey).remove)}`, box.env);
+    t.is(r.code, 0, r.stderr);
+    for (const f of [...left, "venv.vllm-ws-switch"]) t.false(fs.existsSync(path.join(box.dir, f)) || isLink(path.join(box.dir, f)), f);
+    t.deepEqual(fs.readdirSync(path.join(box.dir, "etc")).sort(), ["cuda.env"], "the CUDA environment's step removes its own file");
+});
+
+function isLink(p: string): boolean {
+    try {
+        return fs.lstatSync(p).isSymbolicLink();
+    } catch {
+        return false;
+    }
+}

@@ -245,6 +245,8 @@ export function serviceScripts(s: ServiceInputs) {
             ETC_DIR: q(etcDir),
             CACHE_HOME: q(cacheHome),
             USER: user,
+            VENV: q(c.python.venvPath),
+            SECRETS_PATH: q(secretsPath),
             FILES: [configPath, envPath, secretsPath, authModulePath, runsOnPath, servesPath].map(q).join(" "),
         }),
     };
