@@ -616,3 +616,21 @@ function isLink(p: string): boolean {
         return false;
     }
 }
+
+test("a run cut off where nothing was saved leaves no way back: the next run does not go back to an older switch's set", (t) => {
+    const box = serviceBox(t);
+    t.is(box.run({ install: "a" }).code, 0);
+    t.is(box.run({ install: "b" }).code, 0, "previous/ holds a's set now");
+    // The service crashed; an up with nothing to change starts it and is killed while it starts.
+    fs.rmSync(path.join(box.dir, "doubles", "running"));
+    const killed = box.run({ install: "b" }, `systemctl() { case "$1" in restart) kill -KILL $$ ;; is-active) return 1 ;; *) return 0 ;; esac; }`);
+    t.is(killed.code, null, killed.stderr);
+    t.true(fs.existsSync(path.join(box.dir, "etc", "switch.pending")));
+    // b does not come up this time: nothing switched, so nothing is gone back to.
+    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
+    const r = box.run({ install: "b" });
+    t.is(r.code, 1, r.stderr);
+    t.notRegex(r.stderr, /rolled back/);
+    t.is(fs.readlinkSync(path.join(box.dir, "venv")), `${box.dir}/venv-tools/installs/b`);
+    t.false(fs.existsSync(path.join(box.dir, "etc", "switch.pending")));
+});

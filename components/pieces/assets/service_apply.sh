@@ -83,9 +83,14 @@ read_text unit_before "$unit_path"
 # A switch leaves this mark until its health check has decided: found at the start, an earlier run was
 # cut off mid-switch, so the files may be the new set while the old process still runs. Then what that
 # run saved stays the set to go back to, and the service restarts on what is written now.
+# The mark says "previous" only once this run has saved, in previous/, the set that served when it
+# started: a run that saved nothing (nothing served, or nothing changed) leaves previous/ as an older
+# switch left it, which is not what served and must not be gone back to.
 pending="$etc_dir/switch.pending"
+way_back=""
 if [ -e "$pending" ]; then
   interrupted=yes
+  read -r way_back <"$pending" || true
   wait "$looking" || true
 else
   interrupted=no
@@ -93,8 +98,8 @@ else
   # while the look finishes, and dropped if it found nothing serving.
   save_served "$previous.next"
   if ! wait "$looking"; then rm -rf "$previous.next"; fi
+  : >"$pending"
 fi
-: >"$pending"
 put_file "$auth_path" "$auth_text" 0644
 put_file "$runs_on_path" "$runs_on_text" 0644
 put_file "$serves_path" "$serves_text" 0644
@@ -112,11 +117,12 @@ own_link "$venv" "$install"
 after=$(served_state "$install")
 
 can_roll_back=no
-if [ -d "$previous.next" ] && { [ "$before" != "$after" ] || [ "$interrupted" = yes ]; }; then
+if [ -d "$previous.next" ] && [ "$before" != "$after" ]; then
   if [ -e "$previous" ]; then rm -rf "$previous"; fi
   mv -T "$previous.next" "$previous"
+  echo previous >"$pending"
   can_roll_back=yes
-elif [ "$interrupted" = yes ] && [ -d "$previous" ]; then
+elif [ "$interrupted" = yes ] && [ "$way_back" = previous ] && [ -d "$previous" ]; then
   can_roll_back=yes
 fi
 if [ -e "$previous.next" ]; then rm -rf "$previous.next"; fi
