@@ -634,3 +634,18 @@ test("a run cut off where nothing was saved leaves no way back: the next run doe
     t.is(fs.readlinkSync(path.join(box.dir, "venv")), `${box.dir}/venv-tools/installs/b`);
     t.false(fs.existsSync(path.join(box.dir, "etc", "switch.pending")));
 });
+
+test("the first switch of a box an earlier release converged notes the revision it served before the health check, and names it when it rolls back", (t) => {
+    const box = serviceBox(t);
+    t.is(box.run({ install: "a" }).code, 0);
+    // An earlier release wrote no serves file, and the record did not hold the revision it served.
+    fs.rmSync(path.join(box.dir, "etc", "service.serves"));
+    const entry = runScript(`rm -f "$VLLM_WS_RECORD/$(own_key ${q(`hf-revision ${box.dir}/hf openai/gpt-oss-20b ${revision}`)})"`, box.env);
+    t.is(entry.code, 0, entry.stderr);
+    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
+    const r = box.run({ install: "b" });
+    t.is(r.code, 75, r.stderr);
+    t.regex(r.stderr, new RegExp(`model revision \\(${revision}\\)`));
+    const recorded = runScript(`own_hf_revisions ${q(`${box.dir}/hf`)} openai/gpt-oss-20b`, box.env);
+    t.true(recorded.stdout.split("\n").includes(revision), recorded.stdout);
+});

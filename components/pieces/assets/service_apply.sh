@@ -127,6 +127,17 @@ elif [ "$interrupted" = yes ] && [ "$way_back" = previous ] && [ -d "$previous" 
 fi
 if [ -e "$previous.next" ]; then rm -rf "$previous.next"; fi
 
+# The install and model revision of the set to go back to. A set an earlier release wrote has no serves
+# file: its unit names the snapshot it served (of this repository in this cache), a revision the record
+# does not hold yet; noted now, before the health check, so that destroy removes it after a rollback too.
+kept_install=""
+if [ -f "$previous/link" ]; then read -r kept_install <"$previous/link" || true; fi
+kept_revision=$(serves_of "$previous/${serves_path##*/}" revision)
+if [ -z "$kept_revision" ] && [ -f "$previous/${unit_path##*/}" ]; then
+  kept_revision=$(sed -n "s|^ExecStart=.* $hf_cache/models--${model_repo/\//--}/snapshots/\([0-9a-f]\{40\}\) .*|\1|p" "$previous/${unit_path##*/}")
+  if [ -n "$kept_revision" ]; then own_note_hf_revision "$hf_cache" "$model_repo" "$kept_revision"; fi
+fi
+
 # The unit changes with the model revision or the account, not with the packages (it runs the venv
 # path's vllm): a switch of packages needs no reload of systemd.
 read_text unit_after "$unit_path"
@@ -145,17 +156,15 @@ if ! wait_healthy; then
     echo "Fix the cause above (see also: npm run doctor), then run pulumi up again." >&2
     exit 1
   fi
-  back_install=$(serves_of "$previous/$(basename "$serves_path")" install)
-  back_revision=$(serves_of "$previous/$(basename "$serves_path")" revision)
   restore_served "$previous"
   systemctl daemon-reload
   systemctl restart "$unit_name"
   rm -f "$pending"
   if ! wait_healthy; then
-    echo "rolled back to the previous packages (${back_install:-$(readlink "$venv")}), model revision (${back_revision:-unknown}) and config, but the service did not become healthy on them either: $why" >&2
+    echo "rolled back to the previous packages (${kept_install:-$(readlink "$venv")}), model revision (${kept_revision:-unknown}) and config, but the service did not become healthy on them either: $why" >&2
     exit 1
   fi
-  echo "rolled back: vllm-workstation.service serves again on the previous packages (${back_install:-$(readlink "$venv")}), model revision (${back_revision:-unknown}) and config. Fix the cause above (see also: npm run doctor), then run pulumi up again." >&2
+  echo "rolled back: vllm-workstation.service serves again on the previous packages (${kept_install:-$(readlink "$venv")}), model revision (${kept_revision:-unknown}) and config. Fix the cause above (see also: npm run doctor), then run pulumi up again." >&2
   exit "$rolled_back_exit"
 fi
 
@@ -163,15 +172,6 @@ rm -f "$pending"
 # Serving on the new set: the revision is noted as the stack's, and only the set in service and the
 # one before it stay on disk (installs, model revisions).
 own_note_hf_revision "$hf_cache" "$model_repo" "$revision"
-kept_install=""
-if [ -f "$previous/link" ]; then read -r kept_install <"$previous/link" || true; fi
-kept_revision=$(serves_of "$previous/${serves_path##*/}" revision)
-# A set an earlier release wrote has no serves file: its unit names the snapshot it served (of this
-# repository in this cache), a revision the record does not hold yet.
-if [ -z "$kept_revision" ] && [ -f "$previous/${unit_path##*/}" ]; then
-  kept_revision=$(sed -n "s|^ExecStart=.* $hf_cache/models--${model_repo/\//--}/snapshots/\([0-9a-f]\{40\}\) .*|\1|p" "$previous/${unit_path##*/}")
-  if [ -n "$kept_revision" ]; then own_note_hf_revision "$hf_cache" "$model_repo" "$kept_revision"; fi
-fi
 own_prune_dirs "$installs" "$install" "$kept_install"
 own_prune_hf_revisions "$hf_cache" "$model_repo" "$revision" "$kept_revision"
 echo "serving $served_name at $base/v1" >&2
