@@ -451,7 +451,7 @@ test("with an API key the --config YAML loads the middleware that requires it on
     t.false("middleware" in serviceFlags(config, plan12, false));
     t.deepEqual({ ...withKey, middleware: undefined }, { ...vllmFlags(config, plan12), middleware: undefined });
     t.true(scriptsFor(apiKey).apply.split("\n").includes('middleware: "vllm_workstation_auth.RequireApiKey"'));
-    t.false(scriptsFor(null).apply.includes("middleware:"));
+    t.false(scriptsFor(null).apply.split("\n").includes('middleware: "vllm_workstation_auth.RequireApiKey"'));
 });
 
 test("the middleware module is written root-owned where the service's PYTHONPATH points, and remove takes it away", (t) => {
@@ -648,4 +648,41 @@ test("the first switch of a box an earlier release converged notes the revision 
     t.regex(r.stderr, new RegExp(`model revision \\(${revision}\\)`));
     const recorded = runScript(`own_hf_revisions ${q(`${box.dir}/hf`)} openai/gpt-oss-20b`, box.env);
     t.true(recorded.stdout.split("\n").includes(revision), recorded.stdout);
+});
+
+test("a switch that rotates the key, moves the port and renames the model goes back, when the new set fails, to the set that served, on its own port and name, with the new key", (t) => {
+    const box = serviceBox(t);
+    t.is(box.run({ install: "a", key: firstKey }).code, 0);
+    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
+    const r = box.run({ install: "b", key: secondKey, server: { port: 8001, servedModelName: "gpt-oss" } });
+    t.is(r.code, 75, r.stderr);
+    t.regex(r.stderr, /rolled back: vllm-workstation\.service serves again on the previous packages \(.*\/installs\/a\)/);
+    // The old set, seen with its own settings before anything was written: port 8000, its name, the first key.
+    const calls = box.read("doubles/calls");
+    t.true(calls.includes("GET http://127.0.0.1:8000/v1/models"), calls);
+    t.like(box.running(), { base: "http://127.0.0.1:8000", name: '"gpt-oss-20b"', key: secondKey, install: `${box.dir}/venv-tools/installs/a` });
+    t.is(box.read("etc/secrets.env"), `VLLM_API_KEY=${secondKey}\n`, "the rotated-away key is nowhere");
+    t.true(box.read("etc/vllm.yaml").split("\n").includes('middleware: "vllm_workstation_auth.RequireApiKey"'));
+    t.true(box.read("etc/vllm.yaml").split("\n").includes("port: 8000"));
+});
+
+test("a switch that removes the key goes back, when the new set fails, to the set that served, without the key's middleware", (t) => {
+    const box = serviceBox(t);
+    t.is(box.run({ install: "a", key: firstKey }).code, 0);
+    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
+    const r = box.run({ install: "b", key: null });
+    t.is(r.code, 75, r.stderr);
+    t.like(box.running(), { base: "http://127.0.0.1:8000", key: "", install: `${box.dir}/venv-tools/installs/a` });
+    t.false(fs.existsSync(path.join(box.dir, "etc", "secrets.env")));
+    t.false(box.read("etc/vllm.yaml").includes("middleware"), "the middleware refuses to start without a key");
+});
+
+test("a switch that adds a key goes back, when the new set fails, to the set that served, which then requires the key on every route", (t) => {
+    const box = serviceBox(t);
+    t.is(box.run({ install: "a", key: null }).code, 0);
+    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
+    const r = box.run({ install: "b", key: secondKey });
+    t.is(r.code, 75, r.stderr);
+    t.like(box.running(), { key: secondKey, install: `${box.dir}/venv-tools/installs/a` });
+    t.true(box.read("etc/vllm.yaml").split("\n").includes('middleware: "vllm_workstation_auth.RequireApiKey"'));
 });

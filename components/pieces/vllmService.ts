@@ -224,6 +224,7 @@ export function serviceScripts(s: ServiceInputs) {
             AUTH_TEXT: text(authModule),
             RUNS_ON_TEXT: text(runsOn),
             SERVES_TEXT: text(serves),
+            AUTH_MIDDLEWARE: q(authMiddleware),
             SWITCH_LIB: asset("service_switch.sh").trim(),
         }),
         probe: servicePiece(c).probe,

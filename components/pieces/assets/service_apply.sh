@@ -32,6 +32,9 @@ env_text=@ENV_TEXT@
 auth_text=@AUTH_TEXT@
 runs_on_text=@RUNS_ON_TEXT@
 serves_text=@SERVES_TEXT@
+# The middleware a rollback's vllm.yaml loads when a key is in force (match_key, in the switch's functions).
+# shellcheck disable=SC2034
+auth_middleware=@AUTH_MIDDLEWARE@
 previous="$etc_dir/previous"
 # Why the health check failed (wait_healthy sets it).
 why=""
@@ -157,6 +160,10 @@ if ! wait_healthy; then
     exit 1
   fi
   restore_served "$previous"
+  match_key
+  # The set put back answers on its own address, under its own name, with the key in force now.
+  settings_of "$config_path" "$secrets_path"
+  base=${set_base:-$base} served_name=${set_name:-$served_name}
   systemctl daemon-reload
   systemctl restart "$unit_name"
   rm -f "$pending"

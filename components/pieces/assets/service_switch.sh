@@ -59,8 +59,40 @@ put_file() { # path text mode
 # GET with the API key, which reaches curl as a config on stdin (-K -), from a here-string: on a
 # command line (-H) it would show in ps and /proc/PID/cmdline to every user on the box while curl runs.
 # Its arguments: curl's options and URLs, after the defaults (a later option overrides an earlier one).
+# The key is the one in force ($VLLM_WS_API_KEY), or auth_key where a caller sets it (a local variable,
+# never exported): the running set's own key.
 authed_get() {
-  curl -fsS --max-time 10 ${VLLM_WS_API_KEY:+-K -} "$@" <<<"header = \"Authorization: Bearer ${VLLM_WS_API_KEY:-}\""
+  local key=${auth_key-${VLLM_WS_API_KEY:-}}
+  curl -fsS --max-time 10 ${key:+-K -} "$@" <<<"header = \"Authorization: Bearer $key\""
+}
+
+# The endpoint, served model name and key a set runs with, read by bash itself from its vllm.yaml ($1)
+# and its secrets file ($2) into set_base, set_name and set_key: the set that serves now answers on its
+# own port, under its own name and wants its own key, whatever this run is about to write. set_base
+# stays empty without a port. The key stays in this process's memory.
+settings_of() {
+  local line value host="" port=""
+  set_base="" set_name="" set_key=""
+  if [ -f "$1" ]; then
+    while IFS= read -r line || [ -n "$line" ]; do
+      value=${line#*: }
+      # The YAML's strings are JSON strings (renderConfigYaml).
+      case "$value" in \"*\") value=${value:1:${#value}-2} && value=${value//\\\"/\"} && value=${value//\\\\/\\} ;; esac
+      case "$line" in
+        "served-model-name: "*) set_name=$value ;;
+        "host: "*) host=$value ;;
+        "port: "*) port=$value ;;
+      esac
+    done <"$1"
+  fi
+  if [ -f "$2" ]; then
+    while IFS= read -r line || [ -n "$line" ]; do
+      case "$line" in VLLM_API_KEY=*) set_key=${line#VLLM_API_KEY=} ;; esac
+    done <"$2"
+  fi
+  # As probeHost (vllmService.ts): a wildcard listener answers on loopback, IPv6 goes in brackets.
+  case "$host" in 0.0.0.0) host=127.0.0.1 ;; ::) host="[::1]" ;; *:*) host="[$host]" ;; esac
+  if [ -n "$host" ] && [ -n "$port" ]; then set_base="http://$host:$port"; fi
 }
 
 # Waits until /health answers and /v1/models lists the served model; fails at the deadline, or as soon
@@ -97,11 +129,15 @@ wait_healthy() {
 # /health and then /v1/models in one curl, whose start costs more than both requests; each on a
 # connection of its own (Connection: close), as a second request on a kept-alive one waits out TCP's
 # delayed acknowledgement (40 ms).
+# It asks with the settings of the set written now (settings_of), not those this run is about to write.
 serving_now() {
-  local models
+  local models set_base set_name set_key auth_key
   systemctl is-active --quiet "$unit_name" || return 1
-  models=$(authed_get --fail-early --max-time 5 -H 'Connection: close' -o /dev/null "$base/health" "$base/v1/models" 2>/dev/null) || return 1
-  case "$models" in *"\"$served_name\""*) true ;; *) false ;; esac
+  settings_of "$config_path" "$secrets_path"
+  [ -n "$set_base" ] && [ -n "$set_name" ] || return 1
+  auth_key=$set_key
+  models=$(authed_get --fail-early --max-time 5 -H 'Connection: close' -o /dev/null "$set_base/health" "$set_base/v1/models" 2>/dev/null) || return 1
+  case "$models" in *"\"$set_name\""*) true ;; *) false ;; esac
 }
 
 # Copies what the service runs on now into $1: each served file (or a note that it is absent) and the
@@ -131,6 +167,24 @@ restore_served() {
     if [ -f "$1/$name" ]; then cp -p "$1/$name" "$f.vllm-ws-back" && mv -f "$f.vllm-ws-back" "$f"; elif [ -e "$1/$name.absent" ]; then rm -f "$f"; fi
   done < <(saved_files)
   if [ -s "$1/link" ]; then own_link "$venv" "$(cat "$1/link")"; fi
+}
+
+# The set put back runs with the key in force now, the one this run wrote (or none): a key rotated away
+# (it may have leaked) never becomes valid again, and a key removed is not asked for. Its vllm.yaml
+# loads the middleware that requires the key exactly when there is one (and the set has the module on
+# its PYTHONPATH); vLLM refuses to load the middleware without a key.
+match_key() {
+  local line text="" env
+  [ -f "$config_path" ] || return 0
+  while IFS= read -r line || [ -n "$line" ]; do
+    case "$line" in "middleware: "*) ;; *) text+="$line"$'\n' ;; esac
+  done <"$config_path"
+  read_text env "$env_path"
+  if [ -n "${VLLM_WS_API_KEY:-}" ] && [ -f "$auth_path" ] && [[ $'\n'"$env" == *$'\n'"PYTHONPATH=$python_dir"$'\n'* ]]; then
+    text+="middleware: \"$auth_middleware\""$'\n'
+  fi
+  read_text line "$config_path"
+  if [ "$text" != "$line" ]; then put_file "$config_path" "$text" 0644; fi
 }
 
 # The install and model revision a saved set (or the live one) serves, from its serves file.
