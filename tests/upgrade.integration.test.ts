@@ -156,6 +156,19 @@ test.serial("an upgrade that rotates the API key and moves to a vLLM that fails 
     t.is(await servedFrom(), installOf("0.11.0"));
 });
 
+test.serial("an upgrade that changes the CUDA environment and moves to a vLLM that fails to start rolls back fully: the CUDA environment the old vLLM served on is back", async (t) => {
+    const cudaEnv = () => box.sh("grep ^CUDA_HOME= /etc/vllm-workstation/cuda.env");
+    t.is(await cudaEnv(), "CUDA_HOME=/usr/local/cuda\n");
+    await ts.stack.setConfig("cuda.home", { value: "/usr/local/cuda-12.8" }, true);
+    const err = await t.throwsAsync(ts.stack.up({ onOutput: ts.onOutput, program: lookingAhead(ts.dir, "test") }));
+    t.regex(`${err?.message ?? ""}\n${ts.output.join("")}`, /rolled back: vllm-workstation\.service serves again on the previous packages/);
+    t.is(await cudaEnv(), "CUDA_HOME=/usr/local/cuda\n");
+    t.is(await box.sh(`tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value vllm-workstation)/environ | grep ^CUDA_HOME=`), "CUDA_HOME=/usr/local/cuda\n");
+    t.deepEqual(await asked(secondKey), { models: 200, version: "0.11.0" });
+    // The CUDA environment and the service are still to change.
+    t.is((await changed()).update, 2);
+});
+
 test.serial("pulumi destroy removes both installs, the link and the service: the box is as before up", async (t) => {
     const d = await ts.stack.destroy({ onOutput: ts.onOutput });
     t.is(d.summary.result, "succeeded");

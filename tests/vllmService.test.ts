@@ -469,9 +469,9 @@ test("the middleware module is written root-owned where the service's PYTHONPATH
 
 test("a switch saves and puts back every served file but the API key: a rollback never brings back a rotated key", (t) => {
     const dir = tempDir(t, "switch");
-    const files = ["unit", "config", "env", "secrets", "auth", "runs-on", "serves"];
+    const files = ["unit", "config", "cuda-env", "env", "secrets", "auth", "runs-on", "serves"];
     const settings = files.map((f) => `${f.replace("-", "_")}_path=${q(`${dir}/live/${f}`)}`).join("\n");
-    const script = `${settings}\nvenv=${q(`${dir}/venv`)}\nown_link() { :; }\n${switchLib("")}
+    const script = `${settings}\nserved_cuda_path=${q(`${dir}/served-cuda-env`)}\nvenv=${q(`${dir}/venv`)}\nown_link() { :; }\n${switchLib("")}
 mkdir -p ${q(`${dir}/live`)}
 for f in ${files.join(" ")}; do echo "old $f" >${q(`${dir}/live`)}/$f; done
 save_served ${q(`${dir}/previous`)}
@@ -486,9 +486,9 @@ restore_served ${q(`${dir}/previous`)}`;
 
 test("a switch saves the install its serves file names, not where the venv link has moved; without a serves file, the link's target", (t) => {
     const dir = tempDir(t, "switch");
-    const files = ["unit", "config", "env", "secrets", "auth", "runs-on", "serves"];
+    const files = ["unit", "config", "cuda-env", "env", "secrets", "auth", "runs-on", "serves"];
     const settings = files.map((f) => `${f.replace("-", "_")}_path=${q(`${dir}/live/${f}`)}`).join("\n");
-    const script = `${settings}\nvenv=${q(`${dir}/venv`)}\n${switchLib("")}
+    const script = `${settings}\nserved_cuda_path=${q(`${dir}/served-cuda-env`)}\nvenv=${q(`${dir}/venv`)}\n${switchLib("")}
 mkdir -p ${q(`${dir}/live`)} ${q(`${dir}/served`)} ${q(`${dir}/moved`)}
 ln -s ${q(`${dir}/moved`)} ${q(`${dir}/venv`)}
 printf '# managed\\ninstall=%s\\nrevision=0123\\n' ${q(`${dir}/served`)} >${q(`${dir}/live/serves`)}
@@ -571,6 +571,87 @@ test("the whole step converges a first set with the doubles, and the service ser
 const firstKey = "sk-first-key-0123456789";
 const secondKey = "sk-second-key-9876543210";
 
+test("a switch that rotates the key, moves the port and renames the model goes back, when the new set fails, to the set that served, on its own port and name, with the new key", (t) => {
+    const box = serviceBox(t);
+    t.is(box.run({ install: "a", key: firstKey }).code, 0);
+    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
+    const r = box.run({ install: "b", key: secondKey, server: { port: 8001, servedModelName: "gpt-oss" } });
+    t.is(r.code, 75, r.stderr);
+    t.regex(r.stderr, /rolled back: vllm-workstation\.service serves again on the previous packages \(.*\/installs\/a\)/);
+    // The old set, seen with its own settings before anything was written: port 8000, its name, the first key.
+    const calls = box.read("doubles/calls");
+    t.true(calls.includes("GET http://127.0.0.1:8000/v1/models"), calls);
+    t.like(box.running(), { base: "http://127.0.0.1:8000", name: '"gpt-oss-20b"', key: secondKey, install: `${box.dir}/venv-tools/installs/a` });
+    t.is(box.read("etc/secrets.env"), `VLLM_API_KEY=${secondKey}\n`, "the rotated-away key is nowhere");
+    t.true(box.read("etc/vllm.yaml").split("\n").includes('middleware: "vllm_workstation_auth.RequireApiKey"'));
+    t.true(box.read("etc/vllm.yaml").split("\n").includes("port: 8000"));
+});
+
+test("a switch that removes the key goes back, when the new set fails, to the set that served, without the key's middleware", (t) => {
+    const box = serviceBox(t);
+    t.is(box.run({ install: "a", key: firstKey }).code, 0);
+    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
+    const r = box.run({ install: "b", key: null });
+    t.is(r.code, 75, r.stderr);
+    t.like(box.running(), { base: "http://127.0.0.1:8000", key: "", install: `${box.dir}/venv-tools/installs/a` });
+    t.false(fs.existsSync(path.join(box.dir, "etc", "secrets.env")));
+    t.false(box.read("etc/vllm.yaml").includes("middleware"), "the middleware refuses to start without a key");
+});
+
+test("a switch that adds a key goes back, when the new set fails, to the set that served, which then requires the key on every route", (t) => {
+    const box = serviceBox(t);
+    t.is(box.run({ install: "a", key: null }).code, 0);
+    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
+    const r = box.run({ install: "b", key: secondKey });
+    t.is(r.code, 75, r.stderr);
+    t.like(box.running(), { key: secondKey, install: `${box.dir}/venv-tools/installs/a` });
+    t.true(box.read("etc/vllm.yaml").split("\n").includes('middleware: "vllm_workstation_auth.RequireApiKey"'));
+});
+
+test("a run cut off where nothing was saved leaves no way back: the next run does not go back to an older switch's set", (t) => {
+    const box = serviceBox(t);
+    t.is(box.run({ install: "a" }).code, 0);
+    t.is(box.run({ install: "b" }).code, 0, "previous/ holds a's set now");
+    // The service crashed; an up with nothing to change starts it and is killed while it starts.
+    fs.rmSync(path.join(box.dir, "doubles", "running"));
+    const killed = box.run({ install: "b" }, `systemctl() { case "$1" in restart) kill -KILL $$ ;; is-active) return 1 ;; *) return 0 ;; esac; }`);
+    t.is(killed.code, null, killed.stderr);
+    t.true(fs.existsSync(path.join(box.dir, "etc", "switch.pending")));
+    // b does not come up this time: nothing switched, so nothing is gone back to.
+    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
+    const r = box.run({ install: "b" });
+    t.is(r.code, 1, r.stderr);
+    t.notRegex(r.stderr, /rolled back/);
+    t.is(fs.readlinkSync(path.join(box.dir, "venv")), `${box.dir}/venv-tools/installs/b`);
+    t.false(fs.existsSync(path.join(box.dir, "etc", "switch.pending")));
+});
+
+test("a switch that changes the CUDA environment and the packages puts the CUDA environment the service served on back when the new set fails", (t) => {
+    const box = serviceBox(t);
+    const old = "CUDA_HOME=/usr/local/cuda-12.8\n";
+    t.is(box.run({ install: "a", cuda: old }).code, 0);
+    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
+    const r = box.run({ install: "b", cuda: "CUDA_HOME=/usr/local/cuda-13.0\n" });
+    t.is(r.code, 75, r.stderr);
+    t.is(box.read("etc/cuda.env"), old);
+    t.like(box.running(), { cuda: old.trimEnd(), install: `${box.dir}/venv-tools/installs/a` });
+});
+
+test("the first switch of a box an earlier release converged notes the revision it served before the health check, and names it when it rolls back", (t) => {
+    const box = serviceBox(t);
+    t.is(box.run({ install: "a" }).code, 0);
+    // An earlier release wrote no serves file, and the record did not hold the revision it served.
+    fs.rmSync(path.join(box.dir, "etc", "service.serves"));
+    const entry = runScript(`rm -f "$VLLM_WS_RECORD/$(own_key ${q(`hf-revision ${box.dir}/hf openai/gpt-oss-20b ${revision}`)})"`, box.env);
+    t.is(entry.code, 0, entry.stderr);
+    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
+    const r = box.run({ install: "b" });
+    t.is(r.code, 75, r.stderr);
+    t.regex(r.stderr, new RegExp(`model revision \\(${revision}\\)`));
+    const recorded = runScript(`own_hf_revisions ${q(`${box.dir}/hf`)} openai/gpt-oss-20b`, box.env);
+    t.true(recorded.stdout.split("\n").includes(revision), recorded.stdout);
+});
+
 test("the step refuses a config directory someone else owns or may write into, before it writes anything there", (t) => {
     for (const [what, prepare] of [
         ["writable by others", (d: string) => fs.chmodSync(d, 0o777)],
@@ -616,73 +697,3 @@ function isLink(p: string): boolean {
         return false;
     }
 }
-
-test("a run cut off where nothing was saved leaves no way back: the next run does not go back to an older switch's set", (t) => {
-    const box = serviceBox(t);
-    t.is(box.run({ install: "a" }).code, 0);
-    t.is(box.run({ install: "b" }).code, 0, "previous/ holds a's set now");
-    // The service crashed; an up with nothing to change starts it and is killed while it starts.
-    fs.rmSync(path.join(box.dir, "doubles", "running"));
-    const killed = box.run({ install: "b" }, `systemctl() { case "$1" in restart) kill -KILL $$ ;; is-active) return 1 ;; *) return 0 ;; esac; }`);
-    t.is(killed.code, null, killed.stderr);
-    t.true(fs.existsSync(path.join(box.dir, "etc", "switch.pending")));
-    // b does not come up this time: nothing switched, so nothing is gone back to.
-    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
-    const r = box.run({ install: "b" });
-    t.is(r.code, 1, r.stderr);
-    t.notRegex(r.stderr, /rolled back/);
-    t.is(fs.readlinkSync(path.join(box.dir, "venv")), `${box.dir}/venv-tools/installs/b`);
-    t.false(fs.existsSync(path.join(box.dir, "etc", "switch.pending")));
-});
-
-test("the first switch of a box an earlier release converged notes the revision it served before the health check, and names it when it rolls back", (t) => {
-    const box = serviceBox(t);
-    t.is(box.run({ install: "a" }).code, 0);
-    // An earlier release wrote no serves file, and the record did not hold the revision it served.
-    fs.rmSync(path.join(box.dir, "etc", "service.serves"));
-    const entry = runScript(`rm -f "$VLLM_WS_RECORD/$(own_key ${q(`hf-revision ${box.dir}/hf openai/gpt-oss-20b ${revision}`)})"`, box.env);
-    t.is(entry.code, 0, entry.stderr);
-    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
-    const r = box.run({ install: "b" });
-    t.is(r.code, 75, r.stderr);
-    t.regex(r.stderr, new RegExp(`model revision \\(${revision}\\)`));
-    const recorded = runScript(`own_hf_revisions ${q(`${box.dir}/hf`)} openai/gpt-oss-20b`, box.env);
-    t.true(recorded.stdout.split("\n").includes(revision), recorded.stdout);
-});
-
-test("a switch that rotates the key, moves the port and renames the model goes back, when the new set fails, to the set that served, on its own port and name, with the new key", (t) => {
-    const box = serviceBox(t);
-    t.is(box.run({ install: "a", key: firstKey }).code, 0);
-    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
-    const r = box.run({ install: "b", key: secondKey, server: { port: 8001, servedModelName: "gpt-oss" } });
-    t.is(r.code, 75, r.stderr);
-    t.regex(r.stderr, /rolled back: vllm-workstation\.service serves again on the previous packages \(.*\/installs\/a\)/);
-    // The old set, seen with its own settings before anything was written: port 8000, its name, the first key.
-    const calls = box.read("doubles/calls");
-    t.true(calls.includes("GET http://127.0.0.1:8000/v1/models"), calls);
-    t.like(box.running(), { base: "http://127.0.0.1:8000", name: '"gpt-oss-20b"', key: secondKey, install: `${box.dir}/venv-tools/installs/a` });
-    t.is(box.read("etc/secrets.env"), `VLLM_API_KEY=${secondKey}\n`, "the rotated-away key is nowhere");
-    t.true(box.read("etc/vllm.yaml").split("\n").includes('middleware: "vllm_workstation_auth.RequireApiKey"'));
-    t.true(box.read("etc/vllm.yaml").split("\n").includes("port: 8000"));
-});
-
-test("a switch that removes the key goes back, when the new set fails, to the set that served, without the key's middleware", (t) => {
-    const box = serviceBox(t);
-    t.is(box.run({ install: "a", key: firstKey }).code, 0);
-    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
-    const r = box.run({ install: "b", key: null });
-    t.is(r.code, 75, r.stderr);
-    t.like(box.running(), { base: "http://127.0.0.1:8000", key: "", install: `${box.dir}/venv-tools/installs/a` });
-    t.false(fs.existsSync(path.join(box.dir, "etc", "secrets.env")));
-    t.false(box.read("etc/vllm.yaml").includes("middleware"), "the middleware refuses to start without a key");
-});
-
-test("a switch that adds a key goes back, when the new set fails, to the set that served, which then requires the key on every route", (t) => {
-    const box = serviceBox(t);
-    t.is(box.run({ install: "a", key: null }).code, 0);
-    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
-    const r = box.run({ install: "b", key: secondKey });
-    t.is(r.code, 75, r.stderr);
-    t.like(box.running(), { key: secondKey, install: `${box.dir}/venv-tools/installs/a` });
-    t.true(box.read("etc/vllm.yaml").split("\n").includes('middleware: "vllm_workstation_auth.RequireApiKey"'));
-});

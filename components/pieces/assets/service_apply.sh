@@ -7,6 +7,8 @@ unit_name=vllm-workstation.service
 unit_path=@UNIT_PATH@
 config_path=@CONFIG_PATH@
 env_path=@ENV_PATH@
+cuda_env_path=@CUDA_ENV_PATH@
+served_cuda_path=@SERVED_CUDA_PATH@
 secrets_path=@SECRETS_PATH@
 auth_path=@AUTH_PATH@
 runs_on_path=@RUNS_ON_PATH@
@@ -176,6 +178,13 @@ if ! wait_healthy; then
 fi
 
 rm -f "$pending"
+# The CUDA environment the service passed its health check on, for the next switch to go back to.
+cuda_now="" cuda_served=""
+read_text cuda_now "$cuda_env_path"
+read_text cuda_served "$served_cuda_path"
+if [ -f "$cuda_env_path" ] && [ "$cuda_now" != "$cuda_served" ]; then
+  cp -p "$cuda_env_path" "$served_cuda_path.vllm-ws-new" && mv -f "$served_cuda_path.vllm-ws-new" "$served_cuda_path"
+fi
 # Serving on the new set: the revision is noted as the stack's, and only the set in service and the
 # one before it stay on disk (installs, model revisions).
 own_note_hf_revision "$hf_cache" "$model_repo" "$revision"

@@ -13,7 +13,7 @@ own_remove_file "$unit_path"
 rm -f @FILES@
 # What a killed write leaves beside each file: the new text before its rename (.vllm-ws-new), a file put
 # back by a rollback (.vllm-ws-back), the key before its rename (.part).
-for f in "$unit_path" @FILES@; do
+for f in "$unit_path" @FILES@ @CUDA_ENV_PATH@; do
   rm -f "$f.vllm-ws-new" "$f.vllm-ws-back"
 done
 rm -f "$secrets_path.part"

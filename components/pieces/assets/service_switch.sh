@@ -4,8 +4,9 @@
 # settings (paths, texts, the endpoint) these functions read, and which reads `why` after a failure.
 # shellcheck disable=SC2154,SC2034
 
-# The files whose change must restart the running service.
-served_files() { printf '%s\n' "$unit_path" "$config_path" "$env_path" "$secrets_path" "$auth_path" "$runs_on_path" "$serves_path"; }
+# The files whose change must restart the running service: the unit's environment files among them (the
+# CUDA environment's is written by a step before this one).
+served_files() { printf '%s\n' "$unit_path" "$config_path" "$cuda_env_path" "$env_path" "$secrets_path" "$auth_path" "$runs_on_path" "$serves_path"; }
 
 # The ones a switch saves and puts back: all but the API key. The key is not a version to go back to: a
 # rollback must not bring back a key that was just rotated away (it may have leaked), nor keep a copy of
@@ -141,16 +142,21 @@ serving_now() {
 }
 
 # Copies what the service runs on now into $1: each served file (or a note that it is absent) and the
-# install it serves. That is the serves file's, not the venv link's target: the packages step moves a
+# install it serves. The CUDA environment comes from the copy kept when the service last passed its
+# health check (served_cuda_path), as the step before this one has written the new one already; without
+# that copy (a box of an earlier release), from the file itself. That is the serves file's, not the venv link's target: the packages step moves a
 # link it finds at an install that never completed before this step runs. Without a serves file (an
 # earlier release), the link is all there is.
 save_served() {
-  local f name line served="" present=()
+  local f name line text served="" present=()
   if [ -e "$1" ]; then rm -rf "$1"; fi
   install -d -m 0700 "$1"
   while read -r f; do
     name=${f##*/}
-    if [ -f "$f" ]; then present+=("$f"); else : >"$1/$name.absent"; fi
+    if [ "$f" = "$cuda_env_path" ] && [ -f "$served_cuda_path" ]; then
+      read_text text "$served_cuda_path"
+      printf '%s' "$text" >"$1/$name"
+    elif [ -f "$f" ]; then present+=("$f"); else : >"$1/$name.absent"; fi
   done < <(saved_files)
   if [ "${#present[@]}" -gt 0 ]; then cp -p -- "${present[@]}" "$1/"; fi
   if [ -f "$serves_path" ]; then
