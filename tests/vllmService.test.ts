@@ -637,6 +637,19 @@ test("a switch that changes the CUDA environment and the packages puts the CUDA 
     t.like(box.running(), { cuda: old.trimEnd(), install: `${box.dir}/venv-tools/installs/a` });
 });
 
+test("a run cut off after it wrote the whole new set, before it kept what it saved, leaves the way back to the set that served", (t) => {
+    const box = serviceBox(t);
+    t.is(box.run({ install: "a" }).code, 0);
+    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
+    // Killed right after the venv link moved, the last thing it writes: nothing differs for the next run.
+    const killed = box.run({ install: "b" }, `eval "own_link_done_$(declare -f own_link)"\nown_link() { own_link_done_own_link "$@"; kill -KILL $$; }`);
+    t.is(killed.code, null, killed.stderr);
+    t.true(fs.existsSync(path.join(box.dir, "etc", "previous.next")));
+    const r = box.run({ install: "b" });
+    t.is(r.code, 75, r.stderr);
+    t.like(box.running(), { install: `${box.dir}/venv-tools/installs/a` });
+});
+
 test("the first switch of a box an earlier release converged notes the revision it served before the health check, and names it when it rolls back", (t) => {
     const box = serviceBox(t);
     t.is(box.run({ install: "a" }).code, 0);

@@ -122,7 +122,9 @@ own_link "$venv" "$install"
 after=$(served_state "$install")
 
 can_roll_back=no
-if [ -d "$previous.next" ] && [ "$before" != "$after" ]; then
+# A save found beside the mark is the cut-off run's, of what served when it started: the way back, even
+# when that run had written every file before it was cut off (then nothing differs now).
+if [ -d "$previous.next" ] && { [ "$before" != "$after" ] || [ "$interrupted" = yes ]; }; then
   if [ -e "$previous" ]; then rm -rf "$previous"; fi
   mv -T "$previous.next" "$previous"
   echo previous >"$pending"
