@@ -256,7 +256,7 @@ test.serial("on the box only the root-only secrets file holds the API key, and n
     t.deepEqual(leaked(unit), [], "the unit file");
     const others = (await box.sh(`cd /etc/vllm-workstation && find . -type f ! -name '.*' -printf '%P\\n'`)).split("\n").filter((f) => f && f !== "secrets.env");
     // previous/ is the set a switch keeps to go back to: never with the key in it.
-    t.deepEqual(others.filter((f) => !f.startsWith("previous/")).sort(), ["cuda.env", "python/vllm_workstation_auth.py", "service.runs-on", "service.serves", "vllm.env", "vllm.yaml"]);
+    t.deepEqual(others.filter((f) => !f.startsWith("previous/")).sort(), ["cuda.env", "python/vllm_workstation_auth.py", "service.cuda.env", "service.runs-on", "service.serves", "vllm.env", "vllm.yaml"]);
     t.false(others.some((f) => f.startsWith("previous/secrets")), "a switch keeps no copy of the key");
     for (const f of others) t.deepEqual(leaked(await box.sh(`cat /etc/vllm-workstation/${f}`)), [], f);
     t.deepEqual(leaked(await box.sh(`ps -eo args`)), [], "no command line on the box");

@@ -131,6 +131,44 @@ test.serial("going back to the previous version switches to its kept install wit
     t.deepEqual(await changed(), {});
 });
 
+const firstKey = "sk-upgrade-first-0123456789";
+const secondKey = "sk-upgrade-second-9876543210";
+/** The status of GET /v1/models with `key`, and the version the vLLM stand-in reports to it. */
+async function asked(key: string) {
+    const headers = { authorization: `Bearer ${key}` };
+    const models = await fetch(`http://127.0.0.1:${port}/v1/models`, { headers });
+    const version = await fetch(`http://127.0.0.1:${port}/version`, { headers });
+    return { models: models.status, version: version.ok ? ((await version.json()) as { version: string }).version : `HTTP ${version.status}` };
+}
+
+test.serial("an upgrade that rotates the API key and moves to a vLLM that fails to start rolls back: the old vLLM serves again, with the new key, and the old key is refused", async (t) => {
+    await ts.stack.setConfig("apiKey", { value: firstKey, secret: true });
+    t.is((await up(t)).summary.result, "succeeded");
+    t.deepEqual(await asked(firstKey), { models: 200, version: "0.11.0" });
+    await ts.stack.setConfig("apiKey", { value: secondKey, secret: true });
+    await ts.stack.setConfig("python.vllmVersion", { value: "0.11.1+broken" }, true);
+    const err = await t.throwsAsync(ts.stack.up({ onOutput: ts.onOutput, program: lookingAhead(ts.dir, "test") }));
+    t.regex(`${err?.message ?? ""}\n${ts.output.join("")}`, /rolled back: vllm-workstation\.service serves again on the previous packages/);
+    // The rollback keeps the key in force now: the one this up wrote. The rotated-away key never serves again.
+    t.deepEqual(await asked(secondKey), { models: 200, version: "0.11.0" });
+    t.is((await asked(firstKey)).models, 401);
+    t.is(await box.sh("cat /etc/vllm-workstation/secrets.env"), `VLLM_API_KEY=${secondKey}\n`);
+    t.is(await servedFrom(), installOf("0.11.0"));
+});
+
+test.serial("an upgrade that changes the CUDA environment and moves to a vLLM that fails to start rolls back fully: the CUDA environment the old vLLM served on is back", async (t) => {
+    const cudaEnv = () => box.sh("grep ^CUDA_HOME= /etc/vllm-workstation/cuda.env");
+    t.is(await cudaEnv(), "CUDA_HOME=/usr/local/cuda\n");
+    await ts.stack.setConfig("cuda.home", { value: "/usr/local/cuda-12.8" }, true);
+    const err = await t.throwsAsync(ts.stack.up({ onOutput: ts.onOutput, program: lookingAhead(ts.dir, "test") }));
+    t.regex(`${err?.message ?? ""}\n${ts.output.join("")}`, /rolled back: vllm-workstation\.service serves again on the previous packages/);
+    t.is(await cudaEnv(), "CUDA_HOME=/usr/local/cuda\n");
+    t.is(await box.sh(`tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value vllm-workstation)/environ | grep ^CUDA_HOME=`), "CUDA_HOME=/usr/local/cuda\n");
+    t.deepEqual(await asked(secondKey), { models: 200, version: "0.11.0" });
+    // The CUDA environment and the service are still to change.
+    t.is((await changed()).update, 2);
+});
+
 test.serial("pulumi destroy removes both installs, the link and the service: the box is as before up", async (t) => {
     const d = await ts.stack.destroy({ onOutput: ts.onOutput });
     t.is(d.summary.result, "succeeded");

@@ -451,7 +451,7 @@ test("with an API key the --config YAML loads the middleware that requires it on
     t.false("middleware" in serviceFlags(config, plan12, false));
     t.deepEqual({ ...withKey, middleware: undefined }, { ...vllmFlags(config, plan12), middleware: undefined });
     t.true(scriptsFor(apiKey).apply.split("\n").includes('middleware: "vllm_workstation_auth.RequireApiKey"'));
-    t.false(scriptsFor(null).apply.includes("middleware:"));
+    t.false(scriptsFor(null).apply.split("\n").includes('middleware: "vllm_workstation_auth.RequireApiKey"'));
 });
 
 test("the middleware module is written root-owned where the service's PYTHONPATH points, and remove takes it away", (t) => {
@@ -469,9 +469,9 @@ test("the middleware module is written root-owned where the service's PYTHONPATH
 
 test("a switch saves and puts back every served file but the API key: a rollback never brings back a rotated key", (t) => {
     const dir = tempDir(t, "switch");
-    const files = ["unit", "config", "env", "secrets", "auth", "runs-on", "serves"];
+    const files = ["unit", "config", "cuda-env", "env", "secrets", "auth", "runs-on", "serves"];
     const settings = files.map((f) => `${f.replace("-", "_")}_path=${q(`${dir}/live/${f}`)}`).join("\n");
-    const script = `${settings}\nvenv=${q(`${dir}/venv`)}\nown_link() { :; }\n${switchLib("")}
+    const script = `${settings}\nserved_cuda_path=${q(`${dir}/served-cuda-env`)}\nvenv=${q(`${dir}/venv`)}\nown_link() { :; }\n${switchLib("")}
 mkdir -p ${q(`${dir}/live`)}
 for f in ${files.join(" ")}; do echo "old $f" >${q(`${dir}/live`)}/$f; done
 save_served ${q(`${dir}/previous`)}
@@ -486,9 +486,9 @@ restore_served ${q(`${dir}/previous`)}`;
 
 test("a switch saves the install its serves file names, not where the venv link has moved; without a serves file, the link's target", (t) => {
     const dir = tempDir(t, "switch");
-    const files = ["unit", "config", "env", "secrets", "auth", "runs-on", "serves"];
+    const files = ["unit", "config", "cuda-env", "env", "secrets", "auth", "runs-on", "serves"];
     const settings = files.map((f) => `${f.replace("-", "_")}_path=${q(`${dir}/live/${f}`)}`).join("\n");
-    const script = `${settings}\nvenv=${q(`${dir}/venv`)}\n${switchLib("")}
+    const script = `${settings}\nserved_cuda_path=${q(`${dir}/served-cuda-env`)}\nvenv=${q(`${dir}/venv`)}\n${switchLib("")}
 mkdir -p ${q(`${dir}/live`)} ${q(`${dir}/served`)} ${q(`${dir}/moved`)}
 ln -s ${q(`${dir}/moved`)} ${q(`${dir}/venv`)}
 printf '# managed\\ninstall=%s\\nrevision=0123\\n' ${q(`${dir}/served`)} >${q(`${dir}/live/serves`)}
@@ -500,3 +500,213 @@ save_served ${q(`${dir}/without`)}`;
     t.is(fs.readFileSync(path.join(dir, "with", "link"), "utf8"), `${dir}/served\n`);
     t.is(fs.readFileSync(path.join(dir, "without", "link"), "utf8"), `${dir}/moved\n`);
 });
+
+// --- the whole step, on this machine ---------------------------------------------------------------------
+// service_apply.sh runs as on the box, with its paths moved into a temp dir and the TEST DOUBLES of
+// tests/fixtures/service/doubles.sh for systemd and vLLM (this machine has neither to spare).
+
+const doubles = fs.readFileSync(path.join(__dirname, "..", "..", "tests", "fixtures", "service", "doubles.sh"), "utf8");
+const optInstalls = "/opt/vllm-workstation/venv-tools/installs";
+
+/** A rendered script of the service with its paths (and the paths in the texts it writes) under `dir`. */
+function movedTo(dir: string, script: string): string {
+    return script
+        .replaceAll("/etc/systemd/system/", `${dir}/systemd/`)
+        .replaceAll("/etc/vllm-workstation", `${dir}/etc`)
+        .replaceAll("/opt/vllm-workstation/venv", `${dir}/venv`)
+        .replaceAll("/var/lib/vllm-workstation/hf", `${dir}/hf`)
+        .replaceAll("/var/cache/vllm-workstation", `${dir}/cache`);
+}
+
+interface Step {
+    /** The install (a name in installs/) the set runs. */
+    install: string;
+    key?: string | null;
+    server?: Record<string, unknown>;
+    /** The CUDA environment the step before the service's wrote. */
+    cuda?: string;
+}
+
+/** A box in `dir` on which the service's step runs: its installs a, b (and any named) exist, the venv link is claimed. */
+function serviceBox(t: { teardown: (f: () => void) => void }, installs = ["a", "b"]) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-ws-step-test-"));
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+    for (const i of installs) fs.mkdirSync(path.join(dir, "venv-tools", "installs", i), { recursive: true });
+    fs.mkdirSync(path.join(dir, "doubles"));
+    const env = { VLLM_WS_RECORD: path.join(dir, "record"), DOUBLES: path.join(dir, "doubles") };
+    // As the steps before the service's: the venv link claimed, the config directory made (the CUDA environment's).
+    const claimed = runScript(`own_note made ${q(`${dir}/venv`)}\nown_dir ${q(`${dir}/etc`)}`, env);
+    if (claimed.code !== 0) throw new Error(claimed.stderr);
+    const run = (s: Step, extra = "") => {
+        const c = parseConfig({ model: { revision }, server: { healthTimeoutSeconds: 5, ...(s.server ?? {}) }, ...(s.key ? { apiKey: s.key } : {}) });
+        fs.writeFileSync(path.join(dir, "etc", "cuda.env"), s.cuda ?? "CUDA_HOME=/usr/local/cuda-12.8\n");
+        const apply = serviceScripts({ config: c, plan: plan12, installPath: `${optInstalls}/${s.install}`, snapshotPath: snapshot, tiktokenDir, apiKeyId: s.key ? apiKeyId(s.key) : null, runsOn }).apply;
+        return runScript(`${doubles}\n${extra}\n${movedTo(dir, apply)}`, { ...env, VLLM_WS_API_KEY: s.key ?? "" });
+    };
+    /** What the vLLM double started with, or {} when it does not run. */
+    const running = (): Record<string, string> => {
+        const f = path.join(dir, "doubles", "running");
+        if (!fs.existsSync(f)) return {};
+        const out: Record<string, string> = {};
+        let last = "";
+        for (const l of fs.readFileSync(f, "utf8").split("\n")) {
+            const m = /^(base|name|key|install|cuda)=(.*)$/.exec(l);
+            if (m) out[(last = m[1])] = m[2];
+            else if (l) out[last] += `\n${l}`;
+        }
+        return out;
+    };
+    const read = (p: string) => fs.readFileSync(path.join(dir, p), "utf8");
+    return { dir, run, running, read, env };
+}
+
+test("the whole step converges a first set with the doubles, and the service serves on it", (t) => {
+    const box = serviceBox(t);
+    const r = box.run({ install: "a", key: "sk-first-key-0123456789" });
+    t.is(r.code, 0, r.stderr);
+    t.like(box.running(), { base: "http://127.0.0.1:8000", name: '"gpt-oss-20b"', key: "sk-first-key-0123456789", install: `${box.dir}/venv-tools/installs/a` });
+    t.regex(r.stderr, /serving gpt-oss-20b at http:\/\/127\.0\.0\.1:8000\/v1/);
+});
+
+const firstKey = "sk-first-key-0123456789";
+const secondKey = "sk-second-key-9876543210";
+
+test("a switch that rotates the key, moves the port and renames the model goes back, when the new set fails, to the set that served, on its own port and name, with the new key", (t) => {
+    const box = serviceBox(t);
+    t.is(box.run({ install: "a", key: firstKey }).code, 0);
+    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
+    const r = box.run({ install: "b", key: secondKey, server: { port: 8001, servedModelName: "gpt-oss" } });
+    t.is(r.code, 75, r.stderr);
+    t.regex(r.stderr, /rolled back: vllm-workstation\.service serves again on the previous packages \(.*\/installs\/a\)/);
+    // The old set, seen with its own settings before anything was written: port 8000, its name, the first key.
+    const calls = box.read("doubles/calls");
+    t.true(calls.includes("GET http://127.0.0.1:8000/v1/models"), calls);
+    t.like(box.running(), { base: "http://127.0.0.1:8000", name: '"gpt-oss-20b"', key: secondKey, install: `${box.dir}/venv-tools/installs/a` });
+    t.is(box.read("etc/secrets.env"), `VLLM_API_KEY=${secondKey}\n`, "the rotated-away key is nowhere");
+    t.true(box.read("etc/vllm.yaml").split("\n").includes('middleware: "vllm_workstation_auth.RequireApiKey"'));
+    t.true(box.read("etc/vllm.yaml").split("\n").includes("port: 8000"));
+});
+
+test("a switch that removes the key goes back, when the new set fails, to the set that served, without the key's middleware", (t) => {
+    const box = serviceBox(t);
+    t.is(box.run({ install: "a", key: firstKey }).code, 0);
+    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
+    const r = box.run({ install: "b", key: null });
+    t.is(r.code, 75, r.stderr);
+    t.like(box.running(), { base: "http://127.0.0.1:8000", key: "", install: `${box.dir}/venv-tools/installs/a` });
+    t.false(fs.existsSync(path.join(box.dir, "etc", "secrets.env")));
+    t.false(box.read("etc/vllm.yaml").includes("middleware"), "the middleware refuses to start without a key");
+});
+
+test("a switch that adds a key goes back, when the new set fails, to the set that served, which then requires the key on every route", (t) => {
+    const box = serviceBox(t);
+    t.is(box.run({ install: "a", key: null }).code, 0);
+    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
+    const r = box.run({ install: "b", key: secondKey });
+    t.is(r.code, 75, r.stderr);
+    t.like(box.running(), { key: secondKey, install: `${box.dir}/venv-tools/installs/a` });
+    t.true(box.read("etc/vllm.yaml").split("\n").includes('middleware: "vllm_workstation_auth.RequireApiKey"'));
+});
+
+test("a run cut off where nothing was saved leaves no way back: the next run does not go back to an older switch's set", (t) => {
+    const box = serviceBox(t);
+    t.is(box.run({ install: "a" }).code, 0);
+    t.is(box.run({ install: "b" }).code, 0, "previous/ holds a's set now");
+    // The service crashed; an up with nothing to change starts it and is killed while it starts.
+    fs.rmSync(path.join(box.dir, "doubles", "running"));
+    const killed = box.run({ install: "b" }, `systemctl() { case "$1" in restart) kill -KILL $$ ;; is-active) return 1 ;; *) return 0 ;; esac; }`);
+    t.is(killed.code, null, killed.stderr);
+    t.true(fs.existsSync(path.join(box.dir, "etc", "switch.pending")));
+    // b does not come up this time: nothing switched, so nothing is gone back to.
+    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
+    const r = box.run({ install: "b" });
+    t.is(r.code, 1, r.stderr);
+    t.notRegex(r.stderr, /rolled back/);
+    t.is(fs.readlinkSync(path.join(box.dir, "venv")), `${box.dir}/venv-tools/installs/b`);
+    t.false(fs.existsSync(path.join(box.dir, "etc", "switch.pending")));
+});
+
+test("a switch that changes the CUDA environment and the packages puts the CUDA environment the service served on back when the new set fails", (t) => {
+    const box = serviceBox(t);
+    const old = "CUDA_HOME=/usr/local/cuda-12.8\n";
+    t.is(box.run({ install: "a", cuda: old }).code, 0);
+    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
+    const r = box.run({ install: "b", cuda: "CUDA_HOME=/usr/local/cuda-13.0\n" });
+    t.is(r.code, 75, r.stderr);
+    t.is(box.read("etc/cuda.env"), old);
+    t.like(box.running(), { cuda: old.trimEnd(), install: `${box.dir}/venv-tools/installs/a` });
+});
+
+test("a run cut off after it wrote the whole new set, before it kept what it saved, leaves the way back to the set that served", (t) => {
+    const box = serviceBox(t);
+    t.is(box.run({ install: "a" }).code, 0);
+    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
+    // Killed right after the venv link moved, the last thing it writes: nothing differs for the next run.
+    const killed = box.run({ install: "b" }, `eval "own_link_done_$(declare -f own_link)"\nown_link() { own_link_done_own_link "$@"; kill -KILL $$; }`);
+    t.is(killed.code, null, killed.stderr);
+    t.true(fs.existsSync(path.join(box.dir, "etc", "previous.next")));
+    const r = box.run({ install: "b" });
+    t.is(r.code, 75, r.stderr);
+    t.like(box.running(), { install: `${box.dir}/venv-tools/installs/a` });
+});
+
+test("the first switch of a box an earlier release converged notes the revision it served before the health check, and names it when it rolls back", (t) => {
+    const box = serviceBox(t);
+    t.is(box.run({ install: "a" }).code, 0);
+    // An earlier release wrote no serves file, and the record did not hold the revision it served.
+    fs.rmSync(path.join(box.dir, "etc", "service.serves"));
+    const entry = runScript(`rm -f "$VLLM_WS_RECORD/$(own_key ${q(`hf-revision ${box.dir}/hf openai/gpt-oss-20b ${revision}`)})"`, box.env);
+    t.is(entry.code, 0, entry.stderr);
+    fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
+    const r = box.run({ install: "b" });
+    t.is(r.code, 75, r.stderr);
+    t.regex(r.stderr, new RegExp(`model revision \\(${revision}\\)`));
+    const recorded = runScript(`own_hf_revisions ${q(`${box.dir}/hf`)} openai/gpt-oss-20b`, box.env);
+    t.true(recorded.stdout.split("\n").includes(revision), recorded.stdout);
+});
+
+test("the step refuses a config directory someone else owns or may write into, before it writes anything there", (t) => {
+    for (const [what, prepare] of [
+        ["writable by others", (d: string) => fs.chmodSync(d, 0o777)],
+        ["owned by nobody", (d: string) => fs.chownSync(d, 65534, 65534)],
+    ] as const) {
+        const box = serviceBox(t);
+        prepare(path.join(box.dir, "etc"));
+        const r = box.run({ install: "a", key: firstKey });
+        t.is(r.code, 1, what);
+        t.regex(r.stderr, new RegExp(`refusing to use ${box.dir}/etc: root writes the API key`), what);
+        t.deepEqual(fs.readdirSync(path.join(box.dir, "etc")), ["cuda.env"], what);
+        t.false(fs.existsSync(path.join(box.dir, "doubles", "running")), what);
+    }
+});
+
+test("the key is never written through a file or link someone left at the secrets file's temporary name", (t) => {
+    const box = serviceBox(t);
+    const loot = path.join(box.dir, "loot");
+    fs.symlinkSync(loot, path.join(box.dir, "etc", "secrets.env.part"));
+    const r = box.run({ install: "a", key: firstKey });
+    t.is(r.code, 0, r.stderr);
+    t.false(fs.existsSync(loot));
+    t.is(box.read("etc/secrets.env"), `VLLM_API_KEY=${firstKey}\n`);
+    t.false(fs.lstatSync(path.join(box.dir, "etc", "secrets.env")).isSymbolicLink());
+});
+
+test("remove takes away the temporary files a killed write leaves, the one with the key among them", (t) => {
+    const box = serviceBox(t);
+    t.is(box.run({ install: "a", key: firstKey }).code, 0);
+    const left = ["etc/secrets.env.part", "etc/vllm.yaml.vllm-ws-new", "etc/cuda.env.vllm-ws-back", "etc/service.serves.vllm-ws-back", "systemd/vllm-workstation.service.vllm-ws-new"];
+    for (const f of left) fs.writeFileSync(path.join(box.dir, f), "VLLM_API_KEY=leftover\n");
+    fs.symlinkSync(`${box.dir}/venv-tools/installs/b`, path.join(box.dir, "venv.vllm-ws-switch"));
+    const r = runScript(`${doubles}\n${movedTo(box.dir, scriptsFor(firstKey).remove)}`, box.env);
+    t.is(r.code, 0, r.stderr);
+    for (const f of [...left, "venv.vllm-ws-switch"]) t.false(fs.existsSync(path.join(box.dir, f)) || isLink(path.join(box.dir, f)), f);
+    t.deepEqual(fs.readdirSync(path.join(box.dir, "etc")).sort(), ["cuda.env"], "the CUDA environment's step removes its own file");
+});
+
+function isLink(p: string): boolean {
+    try {
+        return fs.lstatSync(p).isSymbolicLink();
+    } catch {
+        return false;
+    }
+}

@@ -147,6 +147,9 @@ export interface ServiceInputs {
 /** What the service serves, for the way back after a failed switch: the install and the model revision. */
 export const servesPath = `${etcDir}/service.serves`;
 
+/** The CUDA environment (cudaEnv.ts) the service last passed its health check on: a switch goes back to it. */
+export const servedCudaEnvPath = `${etcDir}/service.cuda.env`;
+
 export function renderServes(installPath: string, revision: string): string {
     return `${managedHeader()}install=${installPath}\nrevision=${revision}\n`;
 }
@@ -198,6 +201,8 @@ export function serviceScripts(s: ServiceInputs) {
             UNIT_PATH: q(unitPath),
             CONFIG_PATH: q(configPath),
             ENV_PATH: q(envPath),
+            CUDA_ENV_PATH: q(serviceEnvPath),
+            SERVED_CUDA_PATH: q(servedCudaEnvPath),
             SECRETS_PATH: q(secretsPath),
             AUTH_PATH: q(authModulePath),
             RUNS_ON_PATH: q(runsOnPath),
@@ -224,6 +229,7 @@ export function serviceScripts(s: ServiceInputs) {
             AUTH_TEXT: text(authModule),
             RUNS_ON_TEXT: text(runsOn),
             SERVES_TEXT: text(serves),
+            AUTH_MIDDLEWARE: q(authMiddleware),
             SWITCH_LIB: asset("service_switch.sh").trim(),
         }),
         probe: servicePiece(c).probe,
@@ -245,7 +251,10 @@ export function serviceScripts(s: ServiceInputs) {
             ETC_DIR: q(etcDir),
             CACHE_HOME: q(cacheHome),
             USER: user,
-            FILES: [configPath, envPath, secretsPath, authModulePath, runsOnPath, servesPath].map(q).join(" "),
+            VENV: q(c.python.venvPath),
+            SECRETS_PATH: q(secretsPath),
+            CUDA_ENV_PATH: q(serviceEnvPath),
+            FILES: [configPath, envPath, secretsPath, authModulePath, runsOnPath, servesPath, servedCudaEnvPath].map(q).join(" "),
         }),
     };
 }

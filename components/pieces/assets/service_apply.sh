@@ -7,6 +7,8 @@ unit_name=vllm-workstation.service
 unit_path=@UNIT_PATH@
 config_path=@CONFIG_PATH@
 env_path=@ENV_PATH@
+cuda_env_path=@CUDA_ENV_PATH@
+served_cuda_path=@SERVED_CUDA_PATH@
 secrets_path=@SECRETS_PATH@
 auth_path=@AUTH_PATH@
 runs_on_path=@RUNS_ON_PATH@
@@ -32,6 +34,9 @@ env_text=@ENV_TEXT@
 auth_text=@AUTH_TEXT@
 runs_on_text=@RUNS_ON_TEXT@
 serves_text=@SERVES_TEXT@
+# The middleware a rollback's vllm.yaml loads when a key is in force (match_key, in the switch's functions).
+# shellcheck disable=SC2034
+auth_middleware=@AUTH_MIDDLEWARE@
 previous="$etc_dir/previous"
 # Why the health check failed (wait_healthy sets it).
 why=""
@@ -50,6 +55,19 @@ looking=$!
 # made it or it was there before (then left in place).
 own_dir "$cache_home"
 own_dir "$etc_dir"
+# Root writes the API key, the unit and the set to go back to (which it runs) into these: a directory
+# someone else owns or may write into (one adopted empty, say) would hand them the key or a unit of
+# theirs to run. The same stat gives put_file the files' modes and owners.
+stat_files "$etc_dir" "$python_dir" "$previous" "$auth_path" "$runs_on_path" "$serves_path" "$config_path" "$env_path" "$unit_path"
+for d in "$etc_dir" "$python_dir" "$previous"; do
+  [ -n "${file_modes[$d]-}" ] || continue
+  mode=${file_modes[$d]%% *}
+  case "${file_modes[$d]#* }" in
+    root:*) if (((8#$mode & 8#022) == 0)); then continue; fi ;;
+  esac
+  echo "refusing to use $d: root writes the API key and the service's files there, and it belongs to ${file_modes[$d]#* } with mode $mode. Make it root's and writable by root only (chown root:root $d; chmod go-w $d), or remove it if it is not yours, then run pulumi up again." >&2
+  exit 1
+done
 # A user made again (deleted by hand) has a new uid: the running process must not keep the old one.
 uid_before=$(id -u "$user" 2>/dev/null || echo none)
 # A user or group made here is recorded, so that remove deletes only what the stack made.
@@ -70,9 +88,14 @@ read_text unit_before "$unit_path"
 # A switch leaves this mark until its health check has decided: found at the start, an earlier run was
 # cut off mid-switch, so the files may be the new set while the old process still runs. Then what that
 # run saved stays the set to go back to, and the service restarts on what is written now.
+# The mark says "previous" only once this run has saved, in previous/, the set that served when it
+# started: a run that saved nothing (nothing served, or nothing changed) leaves previous/ as an older
+# switch left it, which is not what served and must not be gone back to.
 pending="$etc_dir/switch.pending"
+way_back=""
 if [ -e "$pending" ]; then
   interrupted=yes
+  read -r way_back <"$pending" || true
   wait "$looking" || true
 else
   interrupted=no
@@ -80,16 +103,17 @@ else
   # while the look finishes, and dropped if it found nothing serving.
   save_served "$previous.next"
   if ! wait "$looking"; then rm -rf "$previous.next"; fi
+  : >"$pending"
 fi
-: >"$pending"
-stat_files "$auth_path" "$runs_on_path" "$serves_path" "$config_path" "$env_path" "$unit_path"
 put_file "$auth_path" "$auth_text" 0644
 put_file "$runs_on_path" "$runs_on_text" 0644
 put_file "$serves_path" "$serves_text" 0644
 put_file "$config_path" "$config_text" 0644
 put_file "$env_path" "$env_text" 0644
 if [ -n "${VLLM_WS_API_KEY:-}" ]; then
-  (umask 077; printf 'VLLM_API_KEY=%s\n' "$VLLM_WS_API_KEY" >"$secrets_path.part") && chmod 0600 "$secrets_path.part" && mv -f "$secrets_path.part" "$secrets_path"
+  # A new file of this run's (noclobber), never one found there: a link planted at that name would take the key.
+  if [ -e "$secrets_path.part" ] || [ -L "$secrets_path.part" ]; then rm -f "$secrets_path.part"; fi
+  (umask 077; set -C; printf 'VLLM_API_KEY=%s\n' "$VLLM_WS_API_KEY" >"$secrets_path.part") && chmod 0600 "$secrets_path.part" && mv -f "$secrets_path.part" "$secrets_path"
 elif [ -e "$secrets_path" ] || [ -L "$secrets_path" ]; then rm -f "$secrets_path"; fi
 own_file "$unit_path" "$unit_sha"
 put_file "$unit_path" "$unit_text" 0644
@@ -98,14 +122,28 @@ own_link "$venv" "$install"
 after=$(served_state "$install")
 
 can_roll_back=no
+# A save found beside the mark is the cut-off run's, of what served when it started: the way back, even
+# when that run had written every file before it was cut off (then nothing differs now).
 if [ -d "$previous.next" ] && { [ "$before" != "$after" ] || [ "$interrupted" = yes ]; }; then
   if [ -e "$previous" ]; then rm -rf "$previous"; fi
   mv -T "$previous.next" "$previous"
+  echo previous >"$pending"
   can_roll_back=yes
-elif [ "$interrupted" = yes ] && [ -d "$previous" ]; then
+elif [ "$interrupted" = yes ] && [ "$way_back" = previous ] && [ -d "$previous" ]; then
   can_roll_back=yes
 fi
 if [ -e "$previous.next" ]; then rm -rf "$previous.next"; fi
+
+# The install and model revision of the set to go back to. A set an earlier release wrote has no serves
+# file: its unit names the snapshot it served (of this repository in this cache), a revision the record
+# does not hold yet; noted now, before the health check, so that destroy removes it after a rollback too.
+kept_install=""
+if [ -f "$previous/link" ]; then read -r kept_install <"$previous/link" || true; fi
+kept_revision=$(serves_of "$previous/${serves_path##*/}" revision)
+if [ -z "$kept_revision" ] && [ -f "$previous/${unit_path##*/}" ]; then
+  kept_revision=$(sed -n "s|^ExecStart=.* $hf_cache/models--${model_repo/\//--}/snapshots/\([0-9a-f]\{40\}\) .*|\1|p" "$previous/${unit_path##*/}")
+  if [ -n "$kept_revision" ]; then own_note_hf_revision "$hf_cache" "$model_repo" "$kept_revision"; fi
+fi
 
 # The unit changes with the model revision or the account, not with the packages (it runs the venv
 # path's vllm): a switch of packages needs no reload of systemd.
@@ -125,33 +163,33 @@ if ! wait_healthy; then
     echo "Fix the cause above (see also: npm run doctor), then run pulumi up again." >&2
     exit 1
   fi
-  back_install=$(serves_of "$previous/$(basename "$serves_path")" install)
-  back_revision=$(serves_of "$previous/$(basename "$serves_path")" revision)
   restore_served "$previous"
+  match_key
+  # The set put back answers on its own address, under its own name, with the key in force now.
+  settings_of "$config_path" "$secrets_path"
+  base=${set_base:-$base} served_name=${set_name:-$served_name}
   systemctl daemon-reload
   systemctl restart "$unit_name"
   rm -f "$pending"
   if ! wait_healthy; then
-    echo "rolled back to the previous packages (${back_install:-$(readlink "$venv")}), model revision (${back_revision:-unknown}) and config, but the service did not become healthy on them either: $why" >&2
+    echo "rolled back to the previous packages (${kept_install:-$(readlink "$venv")}), model revision (${kept_revision:-unknown}) and config, but the service did not become healthy on them either: $why" >&2
     exit 1
   fi
-  echo "rolled back: vllm-workstation.service serves again on the previous packages (${back_install:-$(readlink "$venv")}), model revision (${back_revision:-unknown}) and config. Fix the cause above (see also: npm run doctor), then run pulumi up again." >&2
+  echo "rolled back: vllm-workstation.service serves again on the previous packages (${kept_install:-$(readlink "$venv")}), model revision (${kept_revision:-unknown}) and config. Fix the cause above (see also: npm run doctor), then run pulumi up again." >&2
   exit "$rolled_back_exit"
 fi
 
 rm -f "$pending"
+# The CUDA environment the service passed its health check on, for the next switch to go back to.
+cuda_now="" cuda_served=""
+read_text cuda_now "$cuda_env_path"
+read_text cuda_served "$served_cuda_path"
+if [ -f "$cuda_env_path" ] && [ "$cuda_now" != "$cuda_served" ]; then
+  cp -p "$cuda_env_path" "$served_cuda_path.vllm-ws-new" && mv -f "$served_cuda_path.vllm-ws-new" "$served_cuda_path"
+fi
 # Serving on the new set: the revision is noted as the stack's, and only the set in service and the
 # one before it stay on disk (installs, model revisions).
 own_note_hf_revision "$hf_cache" "$model_repo" "$revision"
-kept_install=""
-if [ -f "$previous/link" ]; then read -r kept_install <"$previous/link" || true; fi
-kept_revision=$(serves_of "$previous/${serves_path##*/}" revision)
-# A set an earlier release wrote has no serves file: its unit names the snapshot it served (of this
-# repository in this cache), a revision the record does not hold yet.
-if [ -z "$kept_revision" ] && [ -f "$previous/${unit_path##*/}" ]; then
-  kept_revision=$(sed -n "s|^ExecStart=.* $hf_cache/models--${model_repo/\//--}/snapshots/\([0-9a-f]\{40\}\) .*|\1|p" "$previous/${unit_path##*/}")
-  if [ -n "$kept_revision" ]; then own_note_hf_revision "$hf_cache" "$model_repo" "$kept_revision"; fi
-fi
 own_prune_dirs "$installs" "$install" "$kept_install"
 own_prune_hf_revisions "$hf_cache" "$model_repo" "$revision" "$kept_revision"
 echo "serving $served_name at $base/v1" >&2

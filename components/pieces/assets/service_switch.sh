@@ -4,8 +4,9 @@
 # settings (paths, texts, the endpoint) these functions read, and which reads `why` after a failure.
 # shellcheck disable=SC2154,SC2034
 
-# The files whose change must restart the running service.
-served_files() { printf '%s\n' "$unit_path" "$config_path" "$env_path" "$secrets_path" "$auth_path" "$runs_on_path" "$serves_path"; }
+# The files whose change must restart the running service: the unit's environment files among them (the
+# CUDA environment's is written by a step before this one).
+served_files() { printf '%s\n' "$unit_path" "$config_path" "$cuda_env_path" "$env_path" "$secrets_path" "$auth_path" "$runs_on_path" "$serves_path"; }
 
 # The ones a switch saves and puts back: all but the API key. The key is not a version to go back to: a
 # rollback must not bring back a key that was just rotated away (it may have leaked), nor keep a copy of
@@ -59,8 +60,40 @@ put_file() { # path text mode
 # GET with the API key, which reaches curl as a config on stdin (-K -), from a here-string: on a
 # command line (-H) it would show in ps and /proc/PID/cmdline to every user on the box while curl runs.
 # Its arguments: curl's options and URLs, after the defaults (a later option overrides an earlier one).
+# The key is the one in force ($VLLM_WS_API_KEY), or auth_key where a caller sets it (a local variable,
+# never exported): the running set's own key.
 authed_get() {
-  curl -fsS --max-time 10 ${VLLM_WS_API_KEY:+-K -} "$@" <<<"header = \"Authorization: Bearer ${VLLM_WS_API_KEY:-}\""
+  local key=${auth_key-${VLLM_WS_API_KEY:-}}
+  curl -fsS --max-time 10 ${key:+-K -} "$@" <<<"header = \"Authorization: Bearer $key\""
+}
+
+# The endpoint, served model name and key a set runs with, read by bash itself from its vllm.yaml ($1)
+# and its secrets file ($2) into set_base, set_name and set_key: the set that serves now answers on its
+# own port, under its own name and wants its own key, whatever this run is about to write. set_base
+# stays empty without a port. The key stays in this process's memory.
+settings_of() {
+  local line value host="" port=""
+  set_base="" set_name="" set_key=""
+  if [ -f "$1" ]; then
+    while IFS= read -r line || [ -n "$line" ]; do
+      value=${line#*: }
+      # The YAML's strings are JSON strings (renderConfigYaml).
+      case "$value" in \"*\") value=${value:1:${#value}-2} && value=${value//\\\"/\"} && value=${value//\\\\/\\} ;; esac
+      case "$line" in
+        "served-model-name: "*) set_name=$value ;;
+        "host: "*) host=$value ;;
+        "port: "*) port=$value ;;
+      esac
+    done <"$1"
+  fi
+  if [ -f "$2" ]; then
+    while IFS= read -r line || [ -n "$line" ]; do
+      case "$line" in VLLM_API_KEY=*) set_key=${line#VLLM_API_KEY=} ;; esac
+    done <"$2"
+  fi
+  # As probeHost (vllmService.ts): a wildcard listener answers on loopback, IPv6 goes in brackets.
+  case "$host" in 0.0.0.0) host=127.0.0.1 ;; ::) host="[::1]" ;; *:*) host="[$host]" ;; esac
+  if [ -n "$host" ] && [ -n "$port" ]; then set_base="http://$host:$port"; fi
 }
 
 # Waits until /health answers and /v1/models lists the served model; fails at the deadline, or as soon
@@ -97,24 +130,33 @@ wait_healthy() {
 # /health and then /v1/models in one curl, whose start costs more than both requests; each on a
 # connection of its own (Connection: close), as a second request on a kept-alive one waits out TCP's
 # delayed acknowledgement (40 ms).
+# It asks with the settings of the set written now (settings_of), not those this run is about to write.
 serving_now() {
-  local models
+  local models set_base set_name set_key auth_key
   systemctl is-active --quiet "$unit_name" || return 1
-  models=$(authed_get --fail-early --max-time 5 -H 'Connection: close' -o /dev/null "$base/health" "$base/v1/models" 2>/dev/null) || return 1
-  case "$models" in *"\"$served_name\""*) true ;; *) false ;; esac
+  settings_of "$config_path" "$secrets_path"
+  [ -n "$set_base" ] && [ -n "$set_name" ] || return 1
+  auth_key=$set_key
+  models=$(authed_get --fail-early --max-time 5 -H 'Connection: close' -o /dev/null "$set_base/health" "$set_base/v1/models" 2>/dev/null) || return 1
+  case "$models" in *"\"$set_name\""*) true ;; *) false ;; esac
 }
 
 # Copies what the service runs on now into $1: each served file (or a note that it is absent) and the
-# install it serves. That is the serves file's, not the venv link's target: the packages step moves a
+# install it serves. The CUDA environment comes from the copy kept when the service last passed its
+# health check (served_cuda_path), as the step before this one has written the new one already; without
+# that copy (a box of an earlier release), from the file itself. That is the serves file's, not the venv link's target: the packages step moves a
 # link it finds at an install that never completed before this step runs. Without a serves file (an
 # earlier release), the link is all there is.
 save_served() {
-  local f name line served="" present=()
+  local f name line text served="" present=()
   if [ -e "$1" ]; then rm -rf "$1"; fi
   install -d -m 0700 "$1"
   while read -r f; do
     name=${f##*/}
-    if [ -f "$f" ]; then present+=("$f"); else : >"$1/$name.absent"; fi
+    if [ "$f" = "$cuda_env_path" ] && [ -f "$served_cuda_path" ]; then
+      read_text text "$served_cuda_path"
+      printf '%s' "$text" >"$1/$name"
+    elif [ -f "$f" ]; then present+=("$f"); else : >"$1/$name.absent"; fi
   done < <(saved_files)
   if [ "${#present[@]}" -gt 0 ]; then cp -p -- "${present[@]}" "$1/"; fi
   if [ -f "$serves_path" ]; then
@@ -131,6 +173,24 @@ restore_served() {
     if [ -f "$1/$name" ]; then cp -p "$1/$name" "$f.vllm-ws-back" && mv -f "$f.vllm-ws-back" "$f"; elif [ -e "$1/$name.absent" ]; then rm -f "$f"; fi
   done < <(saved_files)
   if [ -s "$1/link" ]; then own_link "$venv" "$(cat "$1/link")"; fi
+}
+
+# The set put back runs with the key in force now, the one this run wrote (or none): a key rotated away
+# (it may have leaked) never becomes valid again, and a key removed is not asked for. Its vllm.yaml
+# loads the middleware that requires the key exactly when there is one (and the set has the module on
+# its PYTHONPATH); vLLM refuses to load the middleware without a key.
+match_key() {
+  local line text="" env
+  [ -f "$config_path" ] || return 0
+  while IFS= read -r line || [ -n "$line" ]; do
+    case "$line" in "middleware: "*) ;; *) text+="$line"$'\n' ;; esac
+  done <"$config_path"
+  read_text env "$env_path"
+  if [ -n "${VLLM_WS_API_KEY:-}" ] && [ -f "$auth_path" ] && [[ $'\n'"$env" == *$'\n'"PYTHONPATH=$python_dir"$'\n'* ]]; then
+    text+="middleware: \"$auth_middleware\""$'\n'
+  fi
+  read_text line "$config_path"
+  if [ "$text" != "$line" ]; then put_file "$config_path" "$text" 0644; fi
 }
 
 # The install and model revision a saved set (or the live one) serves, from its serves file.
