@@ -191,7 +191,7 @@ test("with an API key the container finds the middleware's module through PYTHON
     t.true(keyed.expected.split("\n").includes(`args=${JSON.stringify(containerArgs(config, plan12, snapshot, true))}`));
     t.true(keyed.apply.includes(`own_dir '${hostPythonDir(config)}'`));
     t.true(keyed.apply.includes(`mv -f "$tmp" '${hostAuthModulePath(config)}'`));
-    t.true(keyed.apply.indexOf(`own_dir '${hostPythonDir(config)}'`) < keyed.apply.indexOf(hostAuthModulePath(config) + "'\n"), "the directory is the stack's before the module is written");
+    t.true(keyed.apply.indexOf(`own_dir '${hostPythonDir(config)}'`) < keyed.apply.indexOf(`mv -f "$tmp" '${hostAuthModulePath(config)}'`), "the directory is the stack's before the module is written");
 });
 
 test("remove takes the module only from a directory the stack holds, and releases that directory as own.sh does", (t) => {

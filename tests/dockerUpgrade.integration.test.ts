@@ -209,6 +209,27 @@ test.serial("a switch that moves the port and rotates the API key to an image th
     t.deepEqual(await changed(), {});
 });
 
+test.serial("a rollback puts back the key middleware's module the old container ran with, and the next good up writes the stack's again", async (t) => {
+    // What a release of the stack with another module leaves beside the container it made.
+    const module = path.join(home, "venv-tools", "container-python", "vllm_workstation_auth.py");
+    const stacks = fs.readFileSync(module, "utf8");
+    const earlier = stacks + "# the module of an earlier release\n";
+    fs.writeFileSync(module, earlier);
+    await ts.stack.setConfig("dockerImage", { value: broken });
+    const failed = await upFails(t);
+    t.regex(failed!.message, /rolled back: the container vllm-workstation serves again on the previous image \(vllm\/vllm-openai:v0\.11\.0\)/);
+    t.is(fs.readFileSync(module, "utf8"), earlier, "the module the old container ran with");
+    t.is(fs.statSync(module).mode & 0o777, 0o644);
+    t.is(await version(), "0.11.0");
+    t.is(await modelsStatus(), 200);
+    t.deepEqual(await changed(), { update: 1 });
+    await ts.stack.setConfig("dockerImage", { value: good });
+    await up(t);
+    t.is(fs.readFileSync(module, "utf8"), stacks);
+    t.is(await version(), "0.11.0");
+    t.deepEqual(await changed(), {});
+});
+
 test.serial("a container of the kept name that the stack did not make is never touched: a switch that needs the name stops before changing anything", async (t) => {
     await engine.dockerOk("create", "--name", "vllm-workstation-previous", good, "/model");
     const id = await inspect("{{.Id}}");

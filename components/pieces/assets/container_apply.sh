@@ -25,6 +25,7 @@ models_url=@MODELS_URL@
 health_timeout=@TIMEOUT@
 served_name=@SERVED_NAME@
 rolled_back_exit=@ROLLED_BACK_EXIT@
+module_path=@MODULE@
 inner_port=@INNER_PORT@
 # What goes with an API key (copy_with_key_now): the middleware, its module's volume and PYTHONPATH.
 key_middleware=@KEY_MIDDLEWARE@
@@ -45,6 +46,10 @@ if ! docker image inspect @IMAGE@ >/dev/null 2>&1; then
   docker tag @IMAGE@ @PULLED_TAG@
 fi
 module_before=$(sha256sum @MODULE@ 2>/dev/null || echo missing)
+# The module the running container loaded, byte for byte (the x keeps trailing newlines), in memory: a
+# rollback puts it back for the container it brings back (put_back_module).
+module_old=""
+if [ "$module_before" != missing ]; then module_old=$(cat @MODULE@ && echo x); fi
 own_dir @MODULE_DIR@
 @WRITE_MODULE@
 module_after=$(sha256sum @MODULE@)

@@ -101,8 +101,19 @@ wait_healthy() {
   case "$models" in *"\"$served_name\""*) ;; *) why="GET /v1/models does not list $served_name: $models"; return 1 ;; esac
 }
 
+# Puts back the middleware's module the kept container ran with, when this run replaced it (the new
+# container, its only other reader, is gone by then): the container comes back on its own module, as on
+# its own image, and the file is again what the state, which stays the old one, says.
+put_back_module() {
+  local tmp
+  if [ "$module_before" = "$module_after" ] || [ "$module_before" = missing ]; then return 0; fi
+  tmp=$(mktemp "$module_path.XXXXXX")
+  printf '%s' "${module_old%x}" >"$tmp"
+  chmod 0644 "$tmp" && chown root:root "$tmp" && mv -f "$tmp" "$module_path"
+}
+
 # The new container failed (`why`): its last log lines, then it goes and the one kept as $previous comes
-# back under the name, started and checked again at its own address, with the key in force now (when it
+# back under the name, on its own module, started and checked again at its own address, with the key in force now (when it
 # held another, it is made anew with that one: copy_with_key_now). Only a key removed while the kept one
 # is published beyond loopback stays its own: without it, that address would serve anyone, which no
 # config allows. Exits: rolled_back_exit when it serves, 1 when not.
@@ -114,6 +125,7 @@ roll_back() {
   back_image=$(docker container inspect --format '{{.Config.Image}}' "$previous")
   back_revision=$(docker container inspect --format '{{index .Args 1}}' "$previous" 2>/dev/null || true)
   back_revision=${back_revision##*/}
+  put_back_module
   settings_of "$previous"
   health_url="$c_base/health" models_url="$c_base/v1/models" served_name=$c_served
   if [ "$c_key" = "${VLLM_WS_API_KEY:-}" ]; then as_it_was=yes; fi
