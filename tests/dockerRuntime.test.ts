@@ -195,7 +195,7 @@ test("with an API key the container finds the middleware's module through PYTHON
 });
 
 test("remove takes the module only from a directory the stack holds, and releases that directory as own.sh does", (t) => {
-    t.true(scripts.remove.includes(`if [ -n "$(own_kind '${hostPythonDir(config)}')" ]; then rm -f '${hostAuthModulePath(config)}'; fi`));
+    t.true(scripts.remove.includes(`if [ -n "$(own_kind '${hostPythonDir(config)}')" ]; then rm -f '${hostAuthModulePath(config)}' '${hostAuthModulePath(config)}'.??????; fi`));
     t.true(scripts.remove.includes(`own_release_dir '${hostPythonDir(config)}'`));
     t.false(/rm -rf/.test(scripts.remove));
 });

@@ -262,8 +262,12 @@ test.serial("destroy leaves Docker as it was, but for the images the stack pulle
     await engine.dockerOk("tag", newer, pulledTag(newer));
     // What a switch cut off before it finished leaves beside the container.
     await engine.dockerOk("create", "--name", "vllm-workstation-previous", "--label", "vllm-workstation.managed=true", broken, "/model");
+    // What a run cut off while it wrote the key middleware's module leaves: its temporary file.
+    const moduleDir = path.join(home, "venv-tools", "container-python");
+    fs.writeFileSync(path.join(moduleDir, "vllm_workstation_auth.py.Kx91aB"), "half a module");
     const d = await ts.stack.destroy({ onOutput: ts.onOutput });
     t.is(d.summary.result, "succeeded");
+    t.false(fs.existsSync(moduleDir), "the module's directory goes, with a temporary file of the module's");
     const pulled = new Set([ids[good], ids[newer]].map((id) => id.replace(/^sha256:/, "").slice(0, 12)));
     const expected = dockerBefore.split("\n").filter((l) => !pulled.has(l.split(" ").pop()!)).join("\n");
     t.is(await dockerState(), expected);
