@@ -129,12 +129,26 @@ test("a switch keeps the serving container under a fixed name of the stack's and
     t.is(previousContainerName, "vllm-workstation-previous");
     t.true(scripts.apply.includes(`rolled_back_exit=${ROLLED_BACK_EXIT}\n`));
     t.true(scripts.apply.includes(`previous='${previousContainerName}'\n`));
-    // Kept only when it passes the health check with the key wanted now.
-    t.regex(scripts.apply, /if \[ "\$can_roll_back" = no \] && serving_now; then/);
+    // Kept when it passes the health check with its own address, served name and key (settings_of).
+    t.regex(scripts.apply, /if \[ "\$can_roll_back" = no \] && serving_now "\$name"; then/);
+    t.regex(scripts.apply, /VLLM_WS_API_KEY=\$c_key authed_get "\$c_base\/v1\/models"/);
     t.regex(scripts.apply, /docker rename "\$name" "\$previous"\n\s+docker stop "\$previous" >\/dev\/null/);
     // The probe shows a kept container of the stack's, so a plan after a cut-off switch is not empty.
     t.regex(scripts.probe, /previous=vllm-workstation-previous \(a switch that did not finish\)/);
     t.false(scripts.expected.includes("previous="));
+});
+
+test("the way back to a container that held another API key makes it anew from the settings every container of the stack has, the key passed by name only", (t) => {
+    const fixed = scripts.apply.match(/^create_fixed=\((.*)\)$/m);
+    t.truthy(fixed);
+    t.is(fixed![1], "'docker' 'create' '--name' 'vllm-workstation' '--label' 'vllm-workstation.managed=true' '--entrypoint' 'vllm' '--gpus' 'all' '--ipc' 'host' '--restart' 'unless-stopped'");
+    t.true(scripts.apply.includes(`key_middleware='${authMiddleware}'\n`));
+    t.true(scripts.apply.includes(`key_bind='${hostPythonDir(config)}:/opt/vllm-workstation/python:ro'\n`));
+    t.true(scripts.apply.includes("key_env='PYTHONPATH=/opt/vllm-workstation/python'\n"));
+    // Both creates start from the same settings; the key's value reaches docker as a variable it copies.
+    t.regex(scripts.apply, /VLLM_API_KEY="\$\{VLLM_WS_API_KEY:-\}" "\$\{create_fixed\[@\]\}" '-p'/);
+    t.regex(scripts.apply, /envs\+=\(-e "\$key_env" -e VLLM_API_KEY\)/);
+    t.regex(scripts.apply, /VLLM_API_KEY=\* \| "\$key_env"\) ;;/, "the kept container's own key is never copied");
 });
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");
@@ -177,11 +191,11 @@ test("with an API key the container finds the middleware's module through PYTHON
     t.true(keyed.expected.split("\n").includes(`args=${JSON.stringify(containerArgs(config, plan12, snapshot, true))}`));
     t.true(keyed.apply.includes(`own_dir '${hostPythonDir(config)}'`));
     t.true(keyed.apply.includes(`mv -f "$tmp" '${hostAuthModulePath(config)}'`));
-    t.true(keyed.apply.indexOf(`own_dir '${hostPythonDir(config)}'`) < keyed.apply.indexOf(hostAuthModulePath(config) + "'\n"), "the directory is the stack's before the module is written");
+    t.true(keyed.apply.indexOf(`own_dir '${hostPythonDir(config)}'`) < keyed.apply.indexOf(`mv -f "$tmp" '${hostAuthModulePath(config)}'`), "the directory is the stack's before the module is written");
 });
 
 test("remove takes the module only from a directory the stack holds, and releases that directory as own.sh does", (t) => {
-    t.true(scripts.remove.includes(`if [ -n "$(own_kind '${hostPythonDir(config)}')" ]; then rm -f '${hostAuthModulePath(config)}'; fi`));
+    t.true(scripts.remove.includes(`if [ -n "$(own_kind '${hostPythonDir(config)}')" ]; then rm -f '${hostAuthModulePath(config)}' '${hostAuthModulePath(config)}'.??????; fi`));
     t.true(scripts.remove.includes(`own_release_dir '${hostPythonDir(config)}'`));
     t.false(/rm -rf/.test(scripts.remove));
 });

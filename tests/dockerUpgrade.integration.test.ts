@@ -11,7 +11,7 @@ import test, { ExecutionContext } from "ava";
 import * as fs from "fs";
 import * as path from "path";
 import { lookingAhead } from "../components/program";
-import { repoRoot } from "./helpers/box";
+import { freePort, repoRoot } from "./helpers/box";
 import { pulledTag } from "../components/pieces/dockerRuntime";
 import { buildStandinImage, Engine, startEngine } from "./helpers/docker";
 import { changesLookingAhead, Rig, startRig, upLookingAhead } from "./helpers/rig";
@@ -83,11 +83,11 @@ const changed = () => changesLookingAhead(ts);
 const upFails = (t: ExecutionContext) => t.throwsAsync(ts.stack.up({ onOutput: ts.onOutput, program: lookingAhead(ts.dir, "test") }));
 const inspect = (format: string, name = "vllm-workstation") => engine.dockerOk("container", "inspect", "--format", format, name);
 const containers = async () => (await engine.dockerOk("ps", "-a", "--format", "{{.Names}}")).split("\n").filter(Boolean).sort();
-async function version(): Promise<string> {
-    const r = await fetch(`http://127.0.0.1:${port}/version`, { headers: { Authorization: `Bearer ${apiKey}` } });
+async function version(key = apiKey, at = port): Promise<string> {
+    const r = await fetch(`http://127.0.0.1:${at}/version`, { headers: { Authorization: `Bearer ${key}` } });
     return ((await r.json()) as { version: string }).version;
 }
-const modelsStatus = async () => (await fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { Authorization: `Bearer ${apiKey}` } })).status;
+const modelsStatus = async (key = apiKey, at = port) => (await fetch(`http://127.0.0.1:${at}/v1/models`, { headers: { Authorization: `Bearer ${key}` } })).status;
 
 test.serial("the first up serves the first image", async (t) => {
     const r = await up(t);
@@ -153,6 +153,83 @@ test.serial("a kept container of the stack's that a cut-off switch left beside a
     t.deepEqual(await changed(), {});
 });
 
+test.serial("a container a cut-off switch left kept is no way back once the container of the name serves: the next switch goes back to what served when it started", async (t) => {
+    // What a run killed after its new container served, before it removed the one it kept, leaves
+    // (here a container that could never serve): an older container than the one that serves now.
+    await engine.dockerOk("create", "--name", "vllm-workstation-previous", "--label", "vllm-workstation.managed=true", good, "/model");
+    const id = await inspect("{{.Id}}");
+    await ts.stack.setConfig("dockerImage", { value: broken });
+    const failed = await upFails(t);
+    t.regex(failed!.message, /rolled back: the container vllm-workstation serves again on the previous image \(vllm\/vllm-openai:v0\.11\.0\)/);
+    t.is(await inspect("{{.Id}}"), id, "the container that served when the up started");
+    t.is(await version(), "0.11.0");
+    t.deepEqual(await containers(), ["vllm-workstation"]);
+});
+
+test.serial("a run cut off before it stopped the container it set aside finishes a good switch on the next up", async (t) => {
+    // The kept container still runs and holds the published port: the next up stops it before it
+    // starts the new one, which then serves.
+    await engine.dockerOk("rename", "vllm-workstation", "vllm-workstation-previous");
+    await ts.stack.setConfig("dockerImage", { value: newer });
+    const r = await up(t);
+    t.is(r.summary.result, "succeeded");
+    t.is(await version(), "0.11.2");
+    t.deepEqual(await containers(), ["vllm-workstation"]);
+    t.deepEqual(await changed(), {});
+});
+
+test.serial("a switch that moves the port and rotates the API key to an image that fails brings the old container back on its own address with the new key; the rotated-away key stays refused", async (t) => {
+    const port2 = await freePort();
+    const apiKey2 = "sk-test-docker-upgrade-rotated-9876543210";
+    await ts.stack.setConfig("dockerImage", { value: broken });
+    await ts.stack.setConfig("server.port", { value: String(port2) }, true);
+    await ts.stack.setConfig("apiKey", { value: apiKey2, secret: true });
+    const failed = await upFails(t);
+    t.regex(failed!.message, /rolled back: the container vllm-workstation serves again on the previous image \(vllm\/vllm-openai:v0\.11\.2\)/);
+    t.notRegex(failed!.message, new RegExp(apiKey2));
+    t.notRegex(failed!.message, new RegExp(apiKey));
+    t.is(await version(apiKey2), "0.11.2", "the old container on its own port, answering the key in force now");
+    t.is(await modelsStatus(apiKey2), 200);
+    t.is(await modelsStatus(apiKey), 401, "the rotated-away key is refused");
+    t.is(await inspect("{{.Image}}"), ids[newer]);
+    t.is(await inspect("{{.HostConfig.RestartPolicy.Name}}"), "unless-stopped");
+    t.is(await inspect('{{index .Config.Labels "vllm-workstation.managed"}}'), "true");
+    t.notRegex(await inspect("{{json .Config.Env}}"), new RegExp(apiKey), "no container holds the rotated-away key");
+    await t.throwsAsync(fetch(`http://127.0.0.1:${port2}/health`), undefined, "nothing on the new port");
+    t.deepEqual(await containers(), ["vllm-workstation"]);
+    t.deepEqual(await changed(), { update: 1 });
+    // Back to the first image, address and key: it converges, and nothing is kept.
+    await ts.stack.setConfig("dockerImage", { value: good });
+    await ts.stack.setConfig("server.port", { value: String(port) }, true);
+    await ts.stack.setConfig("apiKey", { value: apiKey, secret: true });
+    await up(t);
+    t.is(await version(), "0.11.0");
+    t.is(await modelsStatus(apiKey2), 401);
+    t.deepEqual(await containers(), ["vllm-workstation"]);
+    t.deepEqual(await changed(), {});
+});
+
+test.serial("a rollback puts back the key middleware's module the old container ran with, and the next good up writes the stack's again", async (t) => {
+    // What a release of the stack with another module leaves beside the container it made.
+    const module = path.join(home, "venv-tools", "container-python", "vllm_workstation_auth.py");
+    const stacks = fs.readFileSync(module, "utf8");
+    const earlier = stacks + "# the module of an earlier release\n";
+    fs.writeFileSync(module, earlier);
+    await ts.stack.setConfig("dockerImage", { value: broken });
+    const failed = await upFails(t);
+    t.regex(failed!.message, /rolled back: the container vllm-workstation serves again on the previous image \(vllm\/vllm-openai:v0\.11\.0\)/);
+    t.is(fs.readFileSync(module, "utf8"), earlier, "the module the old container ran with");
+    t.is(fs.statSync(module).mode & 0o777, 0o644);
+    t.is(await version(), "0.11.0");
+    t.is(await modelsStatus(), 200);
+    t.deepEqual(await changed(), { update: 1 });
+    await ts.stack.setConfig("dockerImage", { value: good });
+    await up(t);
+    t.is(fs.readFileSync(module, "utf8"), stacks);
+    t.is(await version(), "0.11.0");
+    t.deepEqual(await changed(), {});
+});
+
 test.serial("a container of the kept name that the stack did not make is never touched: a switch that needs the name stops before changing anything", async (t) => {
     await engine.dockerOk("create", "--name", "vllm-workstation-previous", good, "/model");
     const id = await inspect("{{.Id}}");
@@ -185,8 +262,12 @@ test.serial("destroy leaves Docker as it was, but for the images the stack pulle
     await engine.dockerOk("tag", newer, pulledTag(newer));
     // What a switch cut off before it finished leaves beside the container.
     await engine.dockerOk("create", "--name", "vllm-workstation-previous", "--label", "vllm-workstation.managed=true", broken, "/model");
+    // What a run cut off while it wrote the key middleware's module leaves: its temporary file.
+    const moduleDir = path.join(home, "venv-tools", "container-python");
+    fs.writeFileSync(path.join(moduleDir, "vllm_workstation_auth.py.Kx91aB"), "half a module");
     const d = await ts.stack.destroy({ onOutput: ts.onOutput });
     t.is(d.summary.result, "succeeded");
+    t.false(fs.existsSync(moduleDir), "the module's directory goes, with a temporary file of the module's");
     const pulled = new Set([ids[good], ids[newer]].map((id) => id.replace(/^sha256:/, "").slice(0, 12)));
     const expected = dockerBefore.split("\n").filter((l) => !pulled.has(l.split(" ").pop()!)).join("\n");
     t.is(await dockerState(), expected);

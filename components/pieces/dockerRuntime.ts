@@ -16,7 +16,7 @@ import { layout } from "./python";
 import { Check } from "../preflight/checks";
 import { ROLLED_BACK_EXIT } from "../host/provider";
 import { asset, expectFile, fillFragment, probeFile, q, sha256, writeFile } from "../host/shell";
-import { authModuleName, probeHost, servedModelName, ServingPlan, serviceFlags, vllmVariables } from "./vllmService";
+import { authMiddleware, authModuleName, probeHost, servedModelName, ServingPlan, serviceFlags, vllmVariables } from "./vllmService";
 
 export const containerName = "vllm-workstation";
 /**
@@ -173,7 +173,9 @@ export function containerScripts(s: ContainerInputs) {
     const expected = [expectFile("auth-module", authModule), expectedContainer].join("\n");
     const base = `http://${probeHost(address)}:${c.server.port}`;
     const name = servedModelName(c);
-    const create = [
+    // docker create's part that is the same for every container of the stack: copy_with_key_now (the
+    // way back to a container that held another API key) makes one from it too.
+    const createFixed = [
         "docker",
         "create",
         "--name", containerName,
@@ -184,12 +186,10 @@ export function containerScripts(s: ContainerInputs) {
         // vLLM's workers share tensors through /dev/shm; the image's docs ask for the host's IPC namespace.
         "--ipc", "host",
         "--restart", "unless-stopped",
-        "-p", publishSpec(c),
-        ...binds.flatMap((b) => ["-v", b]),
-        ...env.flatMap((e) => ["-e", e]),
     ]
         .map(q)
         .join(" ");
+    const create = ["-p", publishSpec(c), ...binds.flatMap((b) => ["-v", b]), ...env.flatMap((e) => ["-e", e])].map(q).join(" ");
     const probe = inspectScript(c);
     const common = {
         NAME: q(containerName),
@@ -215,7 +215,12 @@ export function containerScripts(s: ContainerInputs) {
         EXPECTED: q(expectedContainer.split("\n").filter((l) => !l.startsWith("running=")).join("\n")),
         REMOVING: q(`removing the container ${containerName}: it differs from the stack's`),
         CREATING: q(`creating the container ${containerName} from ${c.dockerImage}`),
+        CREATE_FIXED: createFixed,
         CREATE: create,
+        INNER_PORT: String(innerPort),
+        KEY_MIDDLEWARE: q(authMiddleware),
+        KEY_BIND: q(`${hostPythonDir(c)}:${containerPythonDir}:ro`),
+        KEY_ENV: q(`PYTHONPATH=${containerPythonDir}`),
         ARGS: args.map(q).join(" "),
         STARTING: q(`starting the container ${containerName}`),
         NOT_STARTED: q(`the container ${containerName} did not start; if the error above is about the GPU, install the NVIDIA Container Toolkit, register its runtime (nvidia-ctk runtime configure --runtime=docker) and restart the engine, then run pulumi up again`),

@@ -25,6 +25,15 @@ models_url=@MODELS_URL@
 health_timeout=@TIMEOUT@
 served_name=@SERVED_NAME@
 rolled_back_exit=@ROLLED_BACK_EXIT@
+module_path=@MODULE@
+inner_port=@INNER_PORT@
+# What goes with an API key (copy_with_key_now): the middleware, its module's volume and PYTHONPATH.
+key_middleware=@KEY_MIDDLEWARE@
+key_bind=@KEY_BIND@
+key_env=@KEY_ENV@
+# docker create with the settings every container of the stack has; the address, volumes, variables,
+# image and argv follow.
+create_fixed=(@CREATE_FIXED@)
 # Why the health check failed (wait_healthy sets it).
 why=""
 
@@ -37,6 +46,10 @@ if ! docker image inspect @IMAGE@ >/dev/null 2>&1; then
   docker tag @IMAGE@ @PULLED_TAG@
 fi
 module_before=$(sha256sum @MODULE@ 2>/dev/null || echo missing)
+# The module the running container loaded, byte for byte (the x keeps trailing newlines), in memory: a
+# rollback puts it back for the container it brings back (put_back_module).
+module_old=""
+if [ "$module_before" != missing ]; then module_old=$(cat @MODULE@ && echo x); fi
 own_dir @MODULE_DIR@
 @WRITE_MODULE@
 module_after=$(sha256sum @MODULE@)
@@ -49,8 +62,18 @@ seen=$(printf '%s\n' "$seen" | sed '/^previous=/d')
 previous_kind=$(kind_of "$previous")
 can_roll_back=no
 if [ "$previous_kind" = ours ]; then
-  echo "found $previous: an earlier run was cut off while it replaced $name; it is the container to go back to" >&2
-  can_roll_back=yes
+  if [ "$(kind_of "$name")" = ours ] && serving_now "$name"; then
+    # The container of the name serves: the cut-off switch had succeeded (or gone back), and what
+    # serves now is what a switch keeps, never an older one.
+    echo "removing $previous, which a cut-off run kept: $name serves" >&2
+    docker rm -f "$previous" >/dev/null
+    previous_kind=""
+  else
+    echo "found $previous: an earlier run was cut off while it replaced $name; it is the container to go back to" >&2
+    # Stopped: cut off before the stop, it still holds the published port the new container needs.
+    docker stop "$previous" >/dev/null
+    can_roll_back=yes
+  fi
 fi
 if [ "$seen" != "container=absent" ]; then
   if [ "$(printf '%s\n' "$seen" | sed -n 's/^managed=//p')" != true ]; then
@@ -58,7 +81,7 @@ if [ "$seen" != "container=absent" ]; then
     exit 1
   fi
   if [ "$(printf '%s\n' "$seen" | grep -v '^running=')" != @EXPECTED@ ] || [ "$module_before" != "$module_after" ]; then
-    if [ "$can_roll_back" = no ] && serving_now; then
+    if [ "$can_roll_back" = no ] && serving_now "$name"; then
       if [ "$previous_kind" = other ]; then
         echo @PREVIOUS_NOT_OURS@ >&2
         exit 1
@@ -78,7 +101,7 @@ if [ "$seen" != "container=absent" ]; then
 fi
 if [ "$seen" = "container=absent" ]; then
   echo @CREATING@ >&2
-  if ! VLLM_API_KEY="${VLLM_WS_API_KEY:-}" @CREATE@ ${VLLM_WS_API_KEY:+-e VLLM_API_KEY} @IMAGE@ @ARGS@ >/dev/null; then
+  if ! VLLM_API_KEY="${VLLM_WS_API_KEY:-}" "${create_fixed[@]}" @CREATE@ ${VLLM_WS_API_KEY:+-e VLLM_API_KEY} @IMAGE@ @ARGS@ >/dev/null; then
     if [ "$can_roll_back" = yes ]; then why="the container $name could not be created"; roll_back; fi
     exit 1
   fi

@@ -17,5 +17,6 @@ for c in "$name" "$previous"; do
   esac
 done
 prune_pulled ""
-if [ -n "$(own_kind @MODULE_DIR@)" ]; then rm -f @MODULE@; fi
+# With the temporary files a run cut off while it wrote the module leaves (mktemp's six characters).
+if [ -n "$(own_kind @MODULE_DIR@)" ]; then rm -f @MODULE@ @MODULE@.??????; fi
 own_release_dir @MODULE_DIR@
