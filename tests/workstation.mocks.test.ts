@@ -173,7 +173,8 @@ test("a docker workstation hands the API key to the container through docker's e
     t.true(isSecret(inputs.secretEnv));
     t.deepEqual(plain(inputs.secretEnv), { VLLM_WS_API_KEY: apiKey });
     for (const k of ["apply", "probe", "expected", "remove"]) t.false(String(plain(inputs[k])).includes(apiKey), k);
-    t.true(inputs.apply.includes(`VLLM_API_KEY="\${VLLM_WS_API_KEY:-}" 'docker' 'create'`));
+    t.true(inputs.apply.includes("create_fixed=('docker' 'create' "));
+    t.true(inputs.apply.includes(`VLLM_API_KEY="\${VLLM_WS_API_KEY:-}" "\${create_fixed[@]}" `));
     t.true(inputs.apply.includes("${VLLM_WS_API_KEY:+-e VLLM_API_KEY}"));
 });
 
