@@ -1,5 +1,5 @@
 // `npm run docs`: writes README.md's configuration table from the config schema (components/config/schema.ts),
-// between its `<!-- options:begin -->` and `<!-- options:end -->` markers. tests/docs.test.ts fails when
+// between its `<!-- options:begin -->` and `<!-- options:end -->` markers. tests/scripts/docs.test.ts fails when
 // the README's table and the schema differ.
 import * as fs from "fs";
 import * as path from "path";

@@ -1,8 +1,8 @@
 // Stack configs a careless or hostile user could write, each of which must be refused before anything
 // reaches the workstation, with a message that names the option and never quotes a secret.
 import test from "ava";
-import { ConfigError, parseConfig } from "../components/config/schema";
-import { rawFromPulumiConfig } from "../components/config/stackFiles";
+import { ConfigError, parseConfig } from "../../components/config/schema";
+import { rawFromPulumiConfig } from "../../components/config/stackFiles";
 
 const revision = "0123456789abcdef0123456789abcdef01234567";
 const ed25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f";

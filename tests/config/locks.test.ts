@@ -4,10 +4,10 @@ import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
 import * as yaml from "js-yaml";
-import { parseConfig } from "../components/config/schema";
-import { rawFromPulumiConfig } from "../components/config/stackFiles";
+import { parseConfig } from "../../components/config/schema";
+import { rawFromPulumiConfig } from "../../components/config/stackFiles";
 
-const root = path.join(__dirname, "..", "..");
+const root = path.join(__dirname, "..", "..", "..");
 
 for (const file of ["Pulumi.workstation-12gb.yaml", "Pulumi.workstation-24gb.yaml"]) {
     const doc = yaml.load(fs.readFileSync(path.join(root, file), "utf8")) as { config: Record<string, unknown> };

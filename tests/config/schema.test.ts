@@ -1,5 +1,5 @@
 import test from "ava";
-import { ConfigError, hostKeyProblem, isLoopback, nearestKey, ownedDirProblem, parseConfig, secretOptions } from "../components/config/schema";
+import { ConfigError, hostKeyProblem, isLoopback, nearestKey, ownedDirProblem, parseConfig, secretOptions } from "../../components/config/schema";
 
 const revision = "0123456789abcdef0123456789abcdef01234567";
 const minimal = { model: { revision } };

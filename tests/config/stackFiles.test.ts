@@ -2,9 +2,9 @@ import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
 import * as yaml from "js-yaml";
-import { checkoutRoot, layered, rawFromPulumiConfig, SECRET_STAND_IN, stackFileLayer, withTeamLayer } from "../components/config/stackFiles";
-import { ConfigError, parseConfig } from "../components/config/schema";
-import { tempDir } from "./helpers/tempDir";
+import { checkoutRoot, layered, rawFromPulumiConfig, SECRET_STAND_IN, stackFileLayer, withTeamLayer } from "../../components/config/stackFiles";
+import { ConfigError, parseConfig } from "../../components/config/schema";
+import { tempDir } from "../helpers/tempDir";
 
 test("a stack file's scalars read as the strings the engine hands the program", (t) => {
     const { raw } = stackFileLayer("config:\n  vllm-workstation:runtime: systemd\n  vllm-workstation:port: 8000\n  vllm-workstation:flag: true\n", "vllm-workstation");

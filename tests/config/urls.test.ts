@@ -1,5 +1,5 @@
 import test from "ava";
-import { credentialTexts, hasUserinfo, redactUrl, redactUrls, scrub } from "../components/config/urls";
+import { credentialTexts, hasUserinfo, redactUrl, redactUrls, scrub } from "../../components/config/urls";
 
 test("redactUrl leaves out a URL's userinfo and nothing else", (t) => {
     t.is(redactUrl("https://user:s3cr3t@pypi.example.internal/simple"), "https://***@pypi.example.internal/simple");

@@ -5,9 +5,9 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { runOrThrow } from "../components/host/connection";
-import { Box, startBox } from "./helpers/box";
-import { sshTarget } from "./helpers/stack";
+import { runOrThrow } from "../../components/host/connection";
+import { Box, startBox } from "../helpers/box";
+import { sshTarget } from "../helpers/stack";
 
 let box: Box;
 

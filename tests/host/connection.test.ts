@@ -3,9 +3,9 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { Connection, describe, hostKeyMismatch, hostKeyRefused, renderStdin, run, runOrThrow, shellArgv } from "../components/host/connection";
-import { asset, ownershipLibrary } from "../components/host/shell";
-import { tempDir } from "./helpers/tempDir";
+import { Connection, describe, hostKeyMismatch, hostKeyRefused, renderStdin, run, runOrThrow, shellArgv } from "../../components/host/connection";
+import { asset, ownershipLibrary } from "../../components/host/shell";
+import { tempDir } from "../helpers/tempDir";
 
 const local: Connection = { kind: "local" };
 

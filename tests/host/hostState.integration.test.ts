@@ -1,10 +1,10 @@
 // The real engine (the Pulumi CLI built from source, HostState's provider) against the real box.
 import test from "ava";
 import { execFileSync } from "child_process";
-import { HostState } from "../components/host/hostState";
-import { observe } from "../components/pieces/observe";
-import { startBox, Box } from "./helpers/box";
-import { sshTarget, testStack, TestStack } from "./helpers/stack";
+import { HostState } from "../../components/host/hostState";
+import { observe } from "../../components/pieces/observe";
+import { startBox, Box } from "../helpers/box";
+import { sshTarget, testStack, TestStack } from "../helpers/stack";
 
 let box: Box;
 let ts: TestStack;

@@ -5,11 +5,11 @@ import test, { ExecutionContext } from "ava";
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { DYNAMIC_TYPE, HOSTSTATE_TYPE, HostState } from "../components/host/hostState";
-import type { HostStateInputs } from "../components/host/provider";
-import { q } from "../components/host/shell";
-import { testStack, TestStack } from "./helpers/stack";
-import { tempDir } from "./helpers/tempDir";
+import { DYNAMIC_TYPE, HOSTSTATE_TYPE, HostState } from "../../components/host/hostState";
+import type { HostStateInputs } from "../../components/host/provider";
+import { q } from "../../components/host/shell";
+import { testStack, TestStack } from "../helpers/stack";
+import { tempDir } from "../helpers/tempDir";
 
 async function stackFor(t: ExecutionContext, name: string, program: () => void): Promise<TestStack> {
     const ts = await testStack({ name, program: async () => (program(), {}) });

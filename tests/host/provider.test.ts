@@ -2,10 +2,10 @@ import test from "ava";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import type { Connection } from "../components/host/connection";
-import { create, HostStateInputs, HostStateOutputs, PartialFailure, read, remove, ROLLED_BACK_EXIT, step, throttled, update } from "../components/host/provider";
-import { q } from "../components/host/shell";
-import { tempDir } from "./helpers/tempDir";
+import type { Connection } from "../../components/host/connection";
+import { create, HostStateInputs, HostStateOutputs, PartialFailure, read, remove, ROLLED_BACK_EXIT, step, throttled, update } from "../../components/host/provider";
+import { q } from "../../components/host/shell";
+import { tempDir } from "../helpers/tempDir";
 
 const local: Connection = { kind: "local" };
 
@@ -97,7 +97,7 @@ test("step() dispatches create, read, update and delete, and names the step it d
 });
 
 // What the provider (tools/provider) runs: `node host/provider.js <op>`, JSON in, JSON out.
-const helper = path.join(__dirname, "..", "components", "host", "provider.js");
+const helper = path.join(__dirname, "..", "..", "components", "host", "provider.js");
 
 test("run as the provider runs it, a step reads its request on stdin and prints its result as JSON, progress on stderr", (t) => {
     const dir = tempDir(t, "hsp");

@@ -2,8 +2,8 @@ import test from "ava";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { asset, expectFile, fillAsset, fillFragment, managedHeader, probeFile, q, say, sha256, writeFile } from "../components/host/shell";
-import { tempDir } from "./helpers/tempDir";
+import { asset, expectFile, fillAsset, fillFragment, managedHeader, probeFile, q, say, sha256, writeFile } from "../../components/host/shell";
+import { tempDir } from "../helpers/tempDir";
 
 /** Runs a script the way host/connection.ts does: `bash -s` reading it on stdin under `set -euo pipefail`. */
 function runScript(script: string): { code: number | null; stdout: string; stderr: string } {

@@ -1,7 +1,7 @@
 // Smoke test of the throwaway workstation box the integration tests converge against.
 import test from "ava";
 import * as fs from "fs";
-import { ensureRootfs, leftovers, startBox } from "./helpers/box";
+import { ensureRootfs, leftovers, startBox } from "../helpers/box";
 
 const NVIDIA_QUERY =
     "nvidia-smi --query-gpu=index,name,memory.total,memory.free,compute_cap,driver_version --format=csv,noheader,nounits";

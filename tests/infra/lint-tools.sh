@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The linters tests/assets.test.ts runs over components/pieces/assets and the scripts the stack renders:
+# The linters tests/pieces/assets.test.ts runs over components/pieces/assets and the scripts the stack renders:
 #   - shellcheck, from Debian's packages (installed when missing);
 #   - ruff, pinned in tests/infra/lint/requirements.txt, in a venv of its own under $VLLM_WS_CACHE/lint.
 # Prints the venv's directory, last line.

@@ -21,8 +21,8 @@ import {
     sha256File,
     startHfEndpoint,
     startPackageIndex,
-} from "./infra/servers/index";
-import { partialBytes } from "./helpers/workstation";
+} from "../infra/servers/index";
+import { partialBytes } from "../helpers/workstation";
 
 const REPO = "openai/gpt-oss-20b";
 const WEIGHTS = "model-00000-of-00001.safetensors";

@@ -3,9 +3,9 @@
 import test from "ava";
 import { spawnSync } from "child_process";
 import * as path from "path";
-import { authMiddleware } from "../components/pieces/vllmService";
+import { authMiddleware } from "../../components/pieces/vllmService";
 
-const root = path.join(__dirname, "..", "..");
+const root = path.join(__dirname, "..", "..", "..");
 const KEY = "k3y-0123456789abcdef";
 
 interface Request {

@@ -1,12 +1,12 @@
 import test from "ava";
-import { runScript, syntaxOk } from "./helpers/script";
+import { runScript, syntaxOk } from "../helpers/script";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { parseConfig } from "../components/config/schema";
-import { profilePath, renderProfile, renderServiceEnv, scripts, serviceEnvPath } from "../components/pieces/cudaEnv";
-import { expectFile, managedHeader } from "../components/host/shell";
+import { parseConfig } from "../../components/config/schema";
+import { profilePath, renderProfile, renderServiceEnv, scripts, serviceEnvPath } from "../../components/pieces/cudaEnv";
+import { expectFile, managedHeader } from "../../components/host/shell";
 
 const revision = "0123456789abcdef0123456789abcdef01234567";
 const cuda = parseConfig({ model: { revision } }).cuda;

@@ -10,12 +10,12 @@ import test, { ExecutionContext } from "ava";
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { lookingAhead, workstationProgram } from "../components/program";
-import { repoRoot, startBox } from "./helpers/box";
-import { buildStandinImage, Engine, startEngine } from "./helpers/docker";
-import { changesLookingAhead, Rig, startRig, upLookingAhead } from "./helpers/rig";
-import { sshTarget, testStack, TestStack } from "./helpers/stack";
-import { wheelhouse } from "./helpers/workstation";
+import { lookingAhead, workstationProgram } from "../../components/program";
+import { repoRoot, startBox } from "../helpers/box";
+import { buildStandinImage, Engine, startEngine } from "../helpers/docker";
+import { changesLookingAhead, Rig, startRig, upLookingAhead } from "../helpers/rig";
+import { sshTarget, testStack, TestStack } from "../helpers/stack";
+import { wheelhouse } from "../helpers/workstation";
 
 const image = "vllm/vllm-openai:v0.11.0";
 const apiKey = "sk-test-docker-0123456789abcdef";

@@ -1,11 +1,11 @@
 import test from "ava";
 import * as crypto from "crypto";
-import { ROLLED_BACK_EXIT } from "../components/host/provider";
-import { parseConfig } from "../components/config/schema";
-import { containerArgs, containerEnv, containerScripts, dockerChecks, hostAuthModulePath, hostPythonDir, previousContainerName, publishSpec, pulledTag } from "../components/pieces/dockerRuntime";
-import { authMiddleware } from "../components/pieces/vllmService";
-import type { ServingPlan } from "../components/pieces/vllmService";
-import { plan12, revision, snapshot, tiktokenDir } from "./helpers/plans";
+import { ROLLED_BACK_EXIT } from "../../components/host/provider";
+import { parseConfig } from "../../components/config/schema";
+import { containerArgs, containerEnv, containerScripts, dockerChecks, hostAuthModulePath, hostPythonDir, previousContainerName, publishSpec, pulledTag } from "../../components/pieces/dockerRuntime";
+import { authMiddleware } from "../../components/pieces/vllmService";
+import type { ServingPlan } from "../../components/pieces/vllmService";
+import { plan12, revision, snapshot, tiktokenDir } from "../helpers/plans";
 
 const config = parseConfig({ model: { revision }, runtime: "docker" });
 

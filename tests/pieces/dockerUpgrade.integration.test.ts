@@ -10,12 +10,12 @@
 import test, { ExecutionContext } from "ava";
 import * as fs from "fs";
 import * as path from "path";
-import { lookingAhead } from "../components/program";
-import { freePort, repoRoot } from "./helpers/box";
-import { pulledTag } from "../components/pieces/dockerRuntime";
-import { buildStandinImage, Engine, startEngine } from "./helpers/docker";
-import { changesLookingAhead, Rig, startRig, upLookingAhead } from "./helpers/rig";
-import { TestStack } from "./helpers/stack";
+import { lookingAhead } from "../../components/program";
+import { freePort, repoRoot } from "../helpers/box";
+import { pulledTag } from "../../components/pieces/dockerRuntime";
+import { buildStandinImage, Engine, startEngine } from "../helpers/docker";
+import { changesLookingAhead, Rig, startRig, upLookingAhead } from "../helpers/rig";
+import { TestStack } from "../helpers/stack";
 
 const good = "vllm/vllm-openai:v0.11.0";
 const broken = "vllm/vllm-openai:v0.11.1";

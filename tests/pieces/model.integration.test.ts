@@ -6,10 +6,10 @@ import test, { ExecutionContext } from "ava";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { Model, parseConfig } from "../components/config/schema";
-import { layout, modelScripts } from "../components/pieces/model";
-import { tempDir } from "./helpers/tempDir";
-import { ensureWheelhouse, getsOf, HfEndpoint, HfEndpointOptions, RequestLogEntry, run, sha256File, startHfEndpoint, withUserinfo } from "./infra/servers/index";
+import { Model, parseConfig } from "../../components/config/schema";
+import { layout, modelScripts } from "../../components/pieces/model";
+import { tempDir } from "../helpers/tempDir";
+import { ensureWheelhouse, getsOf, HfEndpoint, HfEndpointOptions, RequestLogEntry, run, sha256File, startHfEndpoint, withUserinfo } from "../infra/servers/index";
 
 const REPO = "openai/gpt-oss-20b";
 const WEIGHTS = "model-00000-of-00001.safetensors";

@@ -1,12 +1,12 @@
 import test, { ExecutionContext } from "ava";
-import { heredocs, pythonParses, runScript, syntaxOk } from "./helpers/script";
+import { heredocs, pythonParses, runScript, syntaxOk } from "../helpers/script";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { Model, parseConfig } from "../components/config/schema";
-import { layout, modelEnv, modelScripts } from "../components/pieces/model";
-import { q } from "../components/host/shell";
-import { tempDir } from "./helpers/tempDir";
+import { Model, parseConfig } from "../../components/config/schema";
+import { layout, modelEnv, modelScripts } from "../../components/pieces/model";
+import { q } from "../../components/host/shell";
+import { tempDir } from "../helpers/tempDir";
 
 const revision = "0123456789abcdef0123456789abcdef01234567";
 const defaults = parseConfig({ model: { revision } }).model;

@@ -1,6 +1,6 @@
 import test from "ava";
 import { spawnSync } from "child_process";
-import { observe, observeAfter, parseProbeBatch, Piece, renderProbeBatch } from "../components/pieces/observe";
+import { observe, observeAfter, parseProbeBatch, Piece, renderProbeBatch } from "../../components/pieces/observe";
 
 const pieces: Piece[] = [
     { name: "first", what: "the first piece", probe: "echo one=1\necho two=2" },

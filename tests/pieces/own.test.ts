@@ -3,9 +3,9 @@
 import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
-import { q } from "../components/host/shell";
-import { runScript, testRecord } from "./helpers/script";
-import { tempDir } from "./helpers/tempDir";
+import { q } from "../../components/host/shell";
+import { runScript, testRecord } from "../helpers/script";
+import { tempDir } from "../helpers/tempDir";
 
 const ok = (t: import("ava").ExecutionContext, script: string): string => {
     const r = runScript(script);

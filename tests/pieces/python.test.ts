@@ -1,15 +1,15 @@
 import test, { ExecutionContext } from "ava";
-import { heredocs, pythonParses, runScript, runScriptAsync, syntaxOk } from "./helpers/script";
+import { heredocs, pythonParses, runScript, runScriptAsync, syntaxOk } from "../helpers/script";
 import { spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as http from "http";
 import type { AddressInfo } from "net";
 import * as path from "path";
-import { parseConfig, Python } from "../components/config/schema";
-import { indexArgs, indexEnv, indexHint, installPath, layout, packageScripts, renderRequirements, shownUrl, uvScripts } from "../components/pieces/python";
-import { q, sha256 } from "../components/host/shell";
-import { tempDir } from "./helpers/tempDir";
+import { parseConfig, Python } from "../../components/config/schema";
+import { indexArgs, indexEnv, indexHint, installPath, layout, packageScripts, renderRequirements, shownUrl, uvScripts } from "../../components/pieces/python";
+import { q, sha256 } from "../../components/host/shell";
+import { tempDir } from "../helpers/tempDir";
 
 const revision = "0123456789abcdef0123456789abcdef01234567";
 const defaults = parseConfig({ model: { revision } }).python;

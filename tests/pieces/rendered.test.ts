@@ -7,16 +7,16 @@
 import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
-import { parseConfig } from "../components/config/schema";
-import * as cudaEnv from "../components/pieces/cudaEnv";
-import { containerScripts, dockerPreflightProbe } from "../components/pieces/dockerRuntime";
-import { layout as modelLayout, modelScripts } from "../components/pieces/model";
-import { renderProbeBatch } from "../components/pieces/observe";
-import { gatherFacts } from "../components/preflight/facts";
-import { writeFile } from "../components/host/shell";
-import { plan12, revision } from "./helpers/plans";
+import { parseConfig } from "../../components/config/schema";
+import * as cudaEnv from "../../components/pieces/cudaEnv";
+import { containerScripts, dockerPreflightProbe } from "../../components/pieces/dockerRuntime";
+import { layout as modelLayout, modelScripts } from "../../components/pieces/model";
+import { renderProbeBatch } from "../../components/pieces/observe";
+import { gatherFacts } from "../../components/preflight/facts";
+import { writeFile } from "../../components/host/shell";
+import { plan12, revision } from "../helpers/plans";
 
-const dir = path.join(__dirname, "..", "..", "tests", "fixtures", "rendered");
+const dir = path.join(__dirname, "..", "..", "..", "tests", "fixtures", "rendered");
 const update = process.env.UPDATE_SNAPSHOTS === "1";
 
 // Values from the edges of each option's grammar where the scripts branch or quote: an endpoint with

@@ -5,12 +5,12 @@
 import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
-import { parseConfig, WorkstationConfig } from "../components/config/schema";
-import { layout } from "../components/pieces/model";
-import { checkoutRoot, stackFileLayer } from "../components/config/stackFiles";
-import { q } from "../components/host/shell";
-import { renderUnit, unitName } from "../components/pieces/vllmService";
-import { Box, ensureRootfs, startBox } from "./helpers/box";
+import { parseConfig, WorkstationConfig } from "../../components/config/schema";
+import { layout } from "../../components/pieces/model";
+import { checkoutRoot, stackFileLayer } from "../../components/config/stackFiles";
+import { q } from "../../components/host/shell";
+import { renderUnit, unitName } from "../../components/pieces/vllmService";
+import { Box, ensureRootfs, startBox } from "../helpers/box";
 
 function exampleStack(file: string, extra: Record<string, unknown> = {}): WorkstationConfig {
     const { raw } = stackFileLayer(fs.readFileSync(path.join(checkoutRoot, file), "utf8"), "vllm-workstation");

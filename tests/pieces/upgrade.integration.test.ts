@@ -5,13 +5,13 @@
 // `vllm serve`), the Hub.
 import test from "ava";
 import * as fs from "fs";
-import { lookingAhead, workstationProgram } from "../components/program";
-import { installPath } from "../components/pieces/python";
-import { parseConfig } from "../components/config/schema";
-import { Box, startBox } from "./helpers/box";
-import { testStack, TestStack } from "./helpers/stack";
-import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./infra/servers/index";
-import { boxSnapshot, boxStackConfig, installGpuDoubles } from "./helpers/workstation";
+import { lookingAhead, workstationProgram } from "../../components/program";
+import { installPath } from "../../components/pieces/python";
+import { parseConfig } from "../../components/config/schema";
+import { Box, startBox } from "../helpers/box";
+import { testStack, TestStack } from "../helpers/stack";
+import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "../infra/servers/index";
+import { boxSnapshot, boxStackConfig, installGpuDoubles } from "../helpers/workstation";
 
 let box: Box;
 let index: PackageIndex;

@@ -5,11 +5,11 @@
 // of the model's repository, "b").
 import test from "ava";
 import * as crypto from "crypto";
-import { lookingAhead, workstationProgram } from "../components/program";
-import { Box, startBox } from "./helpers/box";
-import { testStack, TestStack } from "./helpers/stack";
-import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./infra/servers/index";
-import { boxSnapshot, boxStackConfig, installGpuDoubles } from "./helpers/workstation";
+import { lookingAhead, workstationProgram } from "../../components/program";
+import { Box, startBox } from "../helpers/box";
+import { testStack, TestStack } from "../helpers/stack";
+import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "../infra/servers/index";
+import { boxSnapshot, boxStackConfig, installGpuDoubles } from "../helpers/workstation";
 
 let box: Box;
 let index: PackageIndex;

@@ -8,13 +8,13 @@
 import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
-import { lookingAhead, workstationProgram } from "../components/program";
-import { installPath } from "../components/pieces/python";
-import { parseConfig } from "../components/config/schema";
-import { Box, startBox } from "./helpers/box";
-import { testStack, TestStack } from "./helpers/stack";
-import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./infra/servers/index";
-import { boxStackConfig, installGpuDoubles } from "./helpers/workstation";
+import { lookingAhead, workstationProgram } from "../../components/program";
+import { installPath } from "../../components/pieces/python";
+import { parseConfig } from "../../components/config/schema";
+import { Box, startBox } from "../helpers/box";
+import { testStack, TestStack } from "../helpers/stack";
+import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "../infra/servers/index";
+import { boxStackConfig, installGpuDoubles } from "../helpers/workstation";
 
 let box: Box;
 let index: PackageIndex;

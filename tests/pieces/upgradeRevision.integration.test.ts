@@ -5,13 +5,13 @@
 // Test doubles (no GPU here): the box's nvidia-smi and nvcc, the vLLM wheels (0.11.1+broken exits at
 // `vllm serve`), the Hub (two more commits of the model's repository, "b" and "c").
 import test from "ava";
-import { lookingAhead, workstationProgram } from "../components/program";
-import { installPath } from "../components/pieces/python";
-import { parseConfig } from "../components/config/schema";
-import { Box, startBox } from "./helpers/box";
-import { testStack, TestStack } from "./helpers/stack";
-import { FixtureFile, HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./infra/servers/index";
-import { boxSnapshot, boxStackConfig, installGpuDoubles } from "./helpers/workstation";
+import { lookingAhead, workstationProgram } from "../../components/program";
+import { installPath } from "../../components/pieces/python";
+import { parseConfig } from "../../components/config/schema";
+import { Box, startBox } from "../helpers/box";
+import { testStack, TestStack } from "../helpers/stack";
+import { FixtureFile, HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "../infra/servers/index";
+import { boxSnapshot, boxStackConfig, installGpuDoubles } from "../helpers/workstation";
 
 let box: Box;
 let index: PackageIndex;

@@ -1,13 +1,13 @@
 import test from "ava";
-import { runScript, syntaxOk } from "./helpers/script";
-import { tempDir } from "./helpers/tempDir";
+import { runScript, syntaxOk } from "../helpers/script";
+import { tempDir } from "../helpers/tempDir";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { parseConfig } from "../components/config/schema";
-import { serviceEnvPath } from "../components/pieces/cudaEnv";
-import { expectFile, managedHeader, q } from "../components/host/shell";
+import { parseConfig } from "../../components/config/schema";
+import { serviceEnvPath } from "../../components/pieces/cudaEnv";
+import { expectFile, managedHeader, q } from "../../components/host/shell";
 import {
     apiKeyId,
     authMiddleware,
@@ -29,10 +29,10 @@ import {
     ServingPlan,
     unitPath,
     vllmFlags,
-} from "../components/pieces/vllmService";
-import { installPath } from "../components/pieces/python";
-import { plan12, revision, snapshot, tiktokenDir } from "./helpers/plans";
-import { ensureServersVenv } from "./infra/servers/index";
+} from "../../components/pieces/vllmService";
+import { installPath } from "../../components/pieces/python";
+import { plan12, revision, snapshot, tiktokenDir } from "../helpers/plans";
+import { ensureServersVenv } from "../infra/servers/index";
 
 const config = parseConfig({ model: { revision } });
 const apiKey = "sk-local-0123456789abcdef-SECRET";
@@ -258,7 +258,7 @@ test("expected lists the three file hashes, the secrets, an active, enabled serv
             "enabled=enabled",
             "user=present",
             "group=present",
-            expectFile("auth-module", fs.readFileSync(path.join(__dirname, "..", "..", "components", "pieces", "assets", "vllm_workstation_auth.py"), "utf8")),
+            expectFile("auth-module", fs.readFileSync(path.join(__dirname, "..", "..", "..", "components", "pieces", "assets", "vllm_workstation_auth.py"), "utf8")),
             `link=${installPath(config.python, null)}`,
         ].join("\n"),
     );
@@ -294,7 +294,7 @@ test("the secrets step writes VLLM_API_KEY=<key> root-only, and removes the file
 function switchLib(fakes: string, c = config): string {
     const apply = scriptsFor(null, c).apply.split("\n");
     const settings = apply.filter((l) => /^(base|served_name|health_timeout|unit_name)=/.test(l));
-    return [fakes, ...settings, fs.readFileSync(path.join(__dirname, "..", "..", "components", "pieces", "assets", "service_switch.sh"), "utf8")].join("\n");
+    return [fakes, ...settings, fs.readFileSync(path.join(__dirname, "..", "..", "..", "components", "pieces", "assets", "service_switch.sh"), "utf8")].join("\n");
 }
 
 test("the /v1/models check sends the key as one Authorization header from stdin, never on curl's command line, and no header without a key", (t) => {
@@ -505,7 +505,7 @@ save_served ${q(`${dir}/without`)}`;
 // service_apply.sh runs as on the box, with its paths moved into a temp dir and the TEST DOUBLES of
 // tests/fixtures/service/doubles.sh for systemd and vLLM (this machine has neither to spare).
 
-const doubles = fs.readFileSync(path.join(__dirname, "..", "..", "tests", "fixtures", "service", "doubles.sh"), "utf8");
+const doubles = fs.readFileSync(path.join(__dirname, "..", "..", "..", "tests", "fixtures", "service", "doubles.sh"), "utf8");
 const optInstalls = "/opt/vllm-workstation/venv-tools/installs";
 
 /** A rendered script of the service with its paths (and the paths in the texts it writes) under `dir`. */

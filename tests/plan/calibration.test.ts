@@ -10,11 +10,11 @@ import {
     kvTokensFor,
     plan,
     weightsOnGpuGiB,
-} from "../components/plan/planner";
-import { card, planned } from "./helpers/plans";
+} from "../../components/plan/planner";
+import { card, planned } from "../helpers/plans";
 
 // What real vLLM did for each recorded plan (scripts/calibrate/calibrate.py on a GPU); see docs/calibration.md.
-const DIR = path.resolve(__dirname, "../../tests/fixtures/calibration/vllm-0.24.0");
+const DIR = path.resolve(__dirname, "../../../tests/fixtures/calibration/vllm-0.24.0");
 
 interface Fixture {
     readonly name: string;

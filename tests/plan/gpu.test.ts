@@ -1,9 +1,9 @@
 import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
-import { NVIDIA_SMI_QUERY, compareComputeCap, parseComputeCap, parseNvidiaSmiCsv, smName } from "../components/plan/gpu";
+import { NVIDIA_SMI_QUERY, compareComputeCap, parseComputeCap, parseNvidiaSmiCsv, smName } from "../../components/plan/gpu";
 
-const FIXTURES = path.resolve(__dirname, "../../tests/fixtures/nvidia-smi");
+const FIXTURES = path.resolve(__dirname, "../../../tests/fixtures/nvidia-smi");
 const fixture = (name: string): string => fs.readFileSync(path.join(FIXTURES, name), "utf8");
 
 test("exports the exact query the fixtures were captured with", (t) => {

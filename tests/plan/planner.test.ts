@@ -1,6 +1,6 @@
 import test from "ava";
-import { Plan, PlanGpu, PlanInput, PlanOptions, kvBytesPerToken, plan, weightsOnGpuGiB } from "../components/plan/planner";
-import { card, planned } from "./helpers/plans";
+import { Plan, PlanGpu, PlanInput, PlanOptions, kvBytesPerToken, plan, weightsOnGpuGiB } from "../../components/plan/planner";
+import { card, planned } from "../helpers/plans";
 
 function errorsOf(input: PlanInput): string[] {
     const r = plan(input);

@@ -5,15 +5,15 @@ import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
 import * as yaml from "js-yaml";
-import { parseConfig, WorkstationConfig } from "../components/config/schema";
-import { plan } from "../components/plan/planner";
-import { servingPlan } from "../components/program";
-import { rawFromPulumiConfig } from "../components/config/stackFiles";
-import { containerArgs, containerEnv } from "../components/pieces/dockerRuntime";
-import { renderEnv, serviceFlags, vllmFlags } from "../components/pieces/vllmService";
-import { servedVllmVersion } from "../components/plan/vllmVersion";
+import { parseConfig, WorkstationConfig } from "../../components/config/schema";
+import { plan } from "../../components/plan/planner";
+import { servingPlan } from "../../components/program";
+import { rawFromPulumiConfig } from "../../components/config/stackFiles";
+import { containerArgs, containerEnv } from "../../components/pieces/dockerRuntime";
+import { renderEnv, serviceFlags, vllmFlags } from "../../components/pieces/vllmService";
+import { servedVllmVersion } from "../../components/plan/vllmVersion";
 
-const root = path.join(__dirname, "..", "..");
+const root = path.join(__dirname, "..", "..", "..");
 const fixtures = path.join(root, "tests", "fixtures", "vllm");
 const list = (version: string, kind: string) => new Set(fs.readFileSync(path.join(fixtures, `${version}-${kind}.txt`), "utf8").split("\n").filter(Boolean));
 

@@ -3,9 +3,9 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { GpuRecord } from "../components/plan/gpu";
-import { PlanResult, plan } from "../components/plan/planner";
-import { healthy, NVCC_128, RTX4090, WSL2 } from "./helpers/facts";
+import { GpuRecord } from "../../components/plan/gpu";
+import { PlanResult, plan } from "../../components/plan/planner";
+import { healthy, NVCC_128, RTX4090, WSL2 } from "../helpers/facts";
 import {
     DISK_NEEDS,
     Level,
@@ -20,8 +20,8 @@ import {
     checkSystemd,
     checkWsl,
     runChecks,
-} from "../components/preflight/checks";
-import { Facts, WslKind, formatProbeOutput, gatherFacts, kernelVersion, parseNvccVersion, parseProbeOutput, wslConfEnablesSystemd, wslKind } from "../components/preflight/facts";
+} from "../../components/preflight/checks";
+import { Facts, WslKind, formatProbeOutput, gatherFacts, kernelVersion, parseNvccVersion, parseProbeOutput, wslConfEnablesSystemd, wslKind } from "../../components/preflight/facts";
 
 const WSL2_OLD = "Linux version 4.19.104-microsoft-standard (oe-user@oe-host) (gcc version 8.2.0 (GCC)) #1 SMP Wed Feb 19 06:37:35 UTC 2020\n";
 const WSL1 = "Linux version 4.4.0-19041-Microsoft (Microsoft@Microsoft.com) (gcc version 5.4.0 (GCC) ) #1237-Microsoft Sat Sep 11 14:32:00 PST 2021\n";
@@ -386,7 +386,7 @@ test("warns when free space could not be measured", (t) => {
 });
 
 test("parses the probe's real output from an H200 host and runs every check on it: native Linux, no systemd, CUDA 13", (t) => {
-    const out = fs.readFileSync(path.resolve(__dirname, "../../tests/fixtures/preflight/h200-native-linux.txt"), "utf8");
+    const out = fs.readFileSync(path.resolve(__dirname, "../../../tests/fixtures/preflight/h200-native-linux.txt"), "utf8");
     const parsed = parseProbeOutput(out);
     if (!parsed.ok) return t.fail(parsed.errors.join("\n"));
     const f = parsed.facts;

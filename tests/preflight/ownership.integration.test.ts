@@ -4,10 +4,10 @@
 // the same cache, with the blobs it links.
 // Test doubles (no GPU here): the box's nvidia-smi and nvcc, the vLLM and FlashInfer wheels, the Hub.
 import test from "ava";
-import type { Box } from "./helpers/box";
-import { Rig, startRig } from "./helpers/rig";
-import type { TestStack } from "./helpers/stack";
-import { boxSnapshot } from "./helpers/workstation";
+import type { Box } from "../helpers/box";
+import { Rig, startRig } from "../helpers/rig";
+import type { TestStack } from "../helpers/stack";
+import { boxSnapshot } from "../helpers/workstation";
 
 let rig: Rig;
 let box: Box;

@@ -1,10 +1,10 @@
 import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
-import { Facts } from "../components/preflight/facts";
-import { WHEEL_CUDA, checkDriverForWheels, checkNatServing, checkWslLifecycle } from "../components/preflight/wsl";
+import { Facts } from "../../components/preflight/facts";
+import { WHEEL_CUDA, checkDriverForWheels, checkNatServing, checkWslLifecycle } from "../../components/preflight/wsl";
 
-const ROOT = path.resolve(__dirname, "../..");
+const ROOT = path.resolve(__dirname, "../../..");
 const WSL2 = "Linux version 5.15.167.4-microsoft-standard-WSL2 (root@f9c826d3017f) (gcc (GCC) 11.2.0) #1 SMP";
 const NATIVE = "Linux version 6.8.0-45-generic (buildd@lcy02-amd64-075) #45-Ubuntu SMP";
 

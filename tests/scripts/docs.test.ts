@@ -1,7 +1,7 @@
 import test from "ava";
 import * as fs from "fs";
 import { z } from "zod";
-import { BEGIN, END, optionRows, optionsTable, readmePath, withOptionsTable } from "../scripts/docs";
+import { BEGIN, END, optionRows, optionsTable, readmePath, withOptionsTable } from "../../scripts/docs";
 
 test("README.md's configuration table is the one the schema renders", (t) => {
     const readme = fs.readFileSync(readmePath, "utf8");

@@ -1,12 +1,12 @@
 import test from "ava";
 import { spawnSync } from "child_process";
-import { healthy as ready } from "./helpers/facts";
+import { healthy as ready } from "../helpers/facts";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { Facts, formatProbeOutput } from "../components/preflight/facts";
+import { Facts, formatProbeOutput } from "../../components/preflight/facts";
 
-const ROOT = path.resolve(__dirname, "../..");
+const ROOT = path.resolve(__dirname, "../../..");
 const DOCTOR = path.join(ROOT, "dist", "scripts", "doctor.js");
 const smi = (card: string): string => path.join(ROOT, "tests", "fixtures", "nvidia-smi", `${card}.csv`);
 

@@ -7,12 +7,12 @@ import test from "ava";
 import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { workstationProgram } from "../components/program";
-import { projectRoot } from "../scripts/engine";
-import { Box, freePort, startBox } from "./helpers/box";
-import { testStack, TestStack } from "./helpers/stack";
-import { boxStackConfig, installGpuDoubles, wheelhouse } from "./helpers/workstation";
-import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "./infra/servers";
+import { workstationProgram } from "../../components/program";
+import { projectRoot } from "../../scripts/engine";
+import { Box, freePort, startBox } from "../helpers/box";
+import { testStack, TestStack } from "../helpers/stack";
+import { boxStackConfig, installGpuDoubles, wheelhouse } from "../helpers/workstation";
+import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "../infra/servers";
 
 const names = ["fleet-a", "fleet-b", "fleet-c"] as const;
 const badConfig = "fleet-d";

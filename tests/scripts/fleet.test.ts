@@ -6,8 +6,8 @@ import * as net from "net";
 import * as fs from "fs";
 import * as path from "path";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
-import { parseConfig } from "../components/config/schema";
-import { guessLook } from "../components/program";
+import { parseConfig } from "../../components/config/schema";
+import { guessLook } from "../../components/program";
 import {
     cardCell,
     containerVllmFound,
@@ -34,9 +34,9 @@ import {
     servedRevision,
     vllmFound,
     withDeadline,
-} from "../scripts/fleet";
-import { openStack } from "../scripts/engine";
-import { tempDir } from "./helpers/tempDir";
+} from "../../scripts/fleet";
+import { openStack } from "../../scripts/engine";
+import { tempDir } from "../helpers/tempDir";
 
 const row = (over: Partial<FleetRow>): FleetRow => ({
     stack: "ws-alice",

@@ -6,8 +6,8 @@ import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import * as yaml from "js-yaml";
-import { projectRoot } from "../scripts/engine";
-import { tempDir } from "./helpers/tempDir";
+import { projectRoot } from "../../scripts/engine";
+import { tempDir } from "../helpers/tempDir";
 
 const listing = (dir: string) =>
     fs

@@ -1,5 +1,5 @@
 // Parses Go templates the way the docker CLI does for --format (text/template with docker's own
-// functions added), printing each file's error; exits 1 when any fails. Run by tests/assets.test.ts
+// functions added), printing each file's error; exits 1 when any fails. Run by tests/pieces/assets.test.ts
 // over the *.tmpl files of components/pieces/assets, with their @NAME@ markers filled by the caller.
 //
 //	go run tests/infra/lint/gotemplate.go FILE...
