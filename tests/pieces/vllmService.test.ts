@@ -422,7 +422,7 @@ test("a service user made again by up (it was deleted by hand) restarts the serv
     const apply = scriptsFor(null).apply.split("\n");
     t.true(apply.includes("user='vllm'"));
     const saved = apply.findIndex((l) => l === 'uid_before=$(id -u "$user" 2>/dev/null || echo none)');
-    const made = apply.findIndex((l) => l.startsWith('own_user "$user"'));
+    const made = apply.findIndex((l) => l.trimStart().startsWith('own_user "$user"'));
     t.true(saved >= 0 && saved < made, "the uid is read before the user is made");
     t.true(apply.some((l) => l.startsWith('if [ "$before" != "$after" ] || [ "$interrupted" = yes ] || [ "$uid_before" != "$(id -u "$user")" ] ||')));
 });
@@ -440,8 +440,8 @@ test("what the service runs on is stamped on the box, and a changed id changes t
     // The stamp and the middleware are among the files whose change restarts the service.
     const served = a.split("\n").find((l) => l.startsWith("served_files() {"))!;
     for (const f of ["unit_path", "config_path", "env_path", "secrets_path", "runs_on_path", "auth_path"]) t.true(served.includes(`"$${f}"`), f);
-    t.true(a.indexOf('before=$(served_state "$link_before")') < a.indexOf('put_file "$runs_on_path"'), "the stamp is written after the before state");
-    t.true(a.indexOf('put_file "$unit_path"') < a.indexOf('after=$(served_state "$install")'));
+    t.true(a.indexOf('served_state before "$link_before"') < a.indexOf('put_file "$runs_on_path"'), "the stamp is written after the before state");
+    t.true(a.indexOf('put_file "$unit_path"') < a.indexOf('served_state after "$install"'));
 });
 
 test("with an API key the --config YAML loads the middleware that requires it on every route; without one it does not", (t) => {

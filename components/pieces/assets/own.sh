@@ -258,7 +258,12 @@ own_remove_hf_revision() {
 # resolves it meanwhile (a user's shell, a starting service) sees the old target or the new one.
 own_link() {
   local link=$1 target=$2 tmp
-  [ -n "$(own_kind "$link")" ] || own_refuse "$link" "vllm-workstation did not claim it"
+  # The record answers most of the time, read by bash itself; own_kind's other looks only without an entry.
+  if own_recorded "$link"; then
+    [ -n "$own_recorded_kind" ] || own_refuse "$link" "vllm-workstation did not claim it"
+  elif [ -z "$(own_kind "$link")" ]; then
+    own_refuse "$link" "vllm-workstation did not claim it"
+  fi
   if [ -e "$link" ] && [ ! -L "$link" ]; then own_refuse "$link" "it is not a symbolic link"; fi
   tmp="$link.vllm-ws-switch"
   if [ -e "$tmp" ] || [ -L "$tmp" ]; then rm -f "$tmp"; fi
@@ -320,16 +325,25 @@ own_note_hf_revision() {
   own_note made "hf-revision $1 $2 $3"
 }
 
-# The revisions of repository $2 in the hub cache $1 that the record holds (made or adopted), one a line.
-own_hf_revisions() {
+# The revisions of repository $2 in the hub cache $1 that the record holds (made or adopted), into the
+# array own_hf_revisions_found: read by bash itself, in the process that asks.
+own_hf_revisions_of() {
   local f kind tag cache repo rev
+  own_hf_revisions_found=()
   [ -d "$VLLM_WS_RECORD" ] || return 0
   for f in "$VLLM_WS_RECORD"/*; do
     case ${f##*/} in *.*) continue ;; esac
     [ -f "$f" ] || continue
     read -r kind tag cache repo rev <"$f" || true
-    if [ "$tag" = hf-revision ] && [ "$cache" = "$1" ] && [ "$repo" = "$2" ]; then echo "$rev"; fi
+    if [ "$tag" = hf-revision ] && [ "$cache" = "$1" ] && [ "$repo" = "$2" ]; then own_hf_revisions_found+=("$rev"); fi
   done
+  return 0
+}
+
+# The same revisions, one a line.
+own_hf_revisions() {
+  own_hf_revisions_of "$1" "$2"
+  if [ "${#own_hf_revisions_found[@]}" -gt 0 ]; then printf '%s\n' "${own_hf_revisions_found[@]}"; fi
   return 0
 }
 
@@ -351,9 +365,11 @@ own_release_hf_revision() {
 # Releases each revision of repository $2 in the hub cache $1 that the record holds, but those named
 # after them (the ones kept). Each revision's manifest goes with it; the kept ones' stay.
 own_prune_hf_revisions() {
-  local cache=$1 repo=$2 rev k keep
+  local cache=$1 repo=$2 rev k keep revs
   shift 2
-  for rev in $(own_hf_revisions "$cache" "$repo"); do
+  own_hf_revisions_of "$cache" "$repo"
+  revs=("${own_hf_revisions_found[@]}")
+  for rev in "${revs[@]}"; do
     keep=no
     for k in "$@"; do if [ "$rev" = "$k" ]; then keep=yes; fi; done
     [ "$keep" = no ] || continue

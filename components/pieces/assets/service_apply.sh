@@ -42,6 +42,8 @@ previous="$etc_dir/previous"
 why=""
 # The unit's text before and after its put_file (read_text sets them): a change reloads systemd.
 unit_before="" unit_after=""
+# What the service runs on before and after this run's writes (served_state sets them): a change restarts it.
+before="" after=""
 
 @SWITCH_LIB@
 
@@ -70,11 +72,22 @@ for d in "$etc_dir" "$python_dir" "$previous"; do
 done
 # A user made again (deleted by hand) has a new uid: the running process must not keep the old one.
 uid_before=$(id -u "$user" 2>/dev/null || echo none)
-# A user or group made here is recorded, so that remove deletes only what the stack made.
-own_user "$user" "$cache_home"
+# The user's group and group video in one look: getent prints each group it finds, and fails when one
+# is missing.
+user_group=no video=""
+groups_found=$(getent group "$user" video || true)
+while IFS= read -r line; do
+  case "$line" in "$user":*) user_group=yes ;; esac
+  case "$line" in video:*) video=$line ;; esac
+done <<<"$groups_found"
+# A user or group made here is recorded, so that remove deletes only what the stack made. With both
+# there (the uid above, the group just seen), own_user would make neither: its look is spared.
+if [ "$uid_before" = none ] || [ "$user_group" = no ]; then
+  own_user "$user" "$cache_home"
+fi
 # WSL2 exposes the GPU as /dev/dxg; native Linux as /dev/nvidia*, group video on some distributions.
 # Its members (getent's last field) name the user once added; id also counts a primary group.
-if video=$(getent group video); then
+if [ -n "$video" ]; then
   case ",${video##*:}," in
     *",$user,"*) ;;
     *) case " $(id -nG "$user") " in *" video "*) ;; *) usermod -aG video "$user" || true ;; esac ;;
@@ -83,7 +96,7 @@ fi
 own_dir "$python_dir"
 
 link_before=$(readlink "$venv" 2>/dev/null || true)
-before=$(served_state "$link_before")
+served_state before "$link_before"
 read_text unit_before "$unit_path"
 # A switch leaves this mark until its health check has decided: found at the start, an earlier run was
 # cut off mid-switch, so the files may be the new set while the old process still runs. Then what that
@@ -119,7 +132,7 @@ own_file "$unit_path" "$unit_sha"
 put_file "$unit_path" "$unit_text" 0644
 own_link "$venv" "$install"
 # own_link has just pointed it at $install.
-after=$(served_state "$install")
+served_state after "$install"
 
 can_roll_back=no
 # A save found beside the mark is the cut-off run's, of what served when it started: the way back, even
@@ -139,7 +152,7 @@ if [ -e "$previous.next" ]; then rm -rf "$previous.next"; fi
 # does not hold yet; noted now, before the health check, so that destroy removes it after a rollback too.
 kept_install=""
 if [ -f "$previous/link" ]; then read -r kept_install <"$previous/link" || true; fi
-kept_revision=$(serves_of "$previous/${serves_path##*/}" revision)
+serves_of kept_revision "$previous/${serves_path##*/}" revision
 if [ -z "$kept_revision" ] && [ -f "$previous/${unit_path##*/}" ]; then
   kept_revision=$(sed -n "s|^ExecStart=.* $hf_cache/models--${model_repo/\//--}/snapshots/\([0-9a-f]\{40\}\) .*|\1|p" "$previous/${unit_path##*/}")
   if [ -n "$kept_revision" ]; then own_note_hf_revision "$hf_cache" "$model_repo" "$kept_revision"; fi
@@ -149,7 +162,13 @@ fi
 # path's vllm): a switch of packages needs no reload of systemd.
 read_text unit_after "$unit_path"
 if [ "$unit_before" != "$unit_after" ]; then systemctl daemon-reload; fi
-systemctl is-enabled --quiet "$unit_name" 2>/dev/null || systemctl enable "$unit_name" 2>/dev/null
+# Enabled already when the link `systemctl enable` makes for the unit's WantedBy= leads to the unit file
+# written above, and no runtime unit of that name shadows it: bash sees that without a round trip to systemd.
+if ! { [[ $unit_text == *$'\n'"WantedBy=multi-user.target"$'\n'* ]] && [ -f "$unit_path" ] && [ ! -L "$unit_path" ] &&
+  [ "/etc/systemd/system/multi-user.target.wants/$unit_name" -ef "$unit_path" ] &&
+  [ ! -e "/run/systemd/system/$unit_name" ] && [ ! -L "/run/systemd/system/$unit_name" ]; }; then
+  systemctl is-enabled --quiet "$unit_name" 2>/dev/null || systemctl enable "$unit_name" 2>/dev/null
+fi
 if [ "$before" != "$after" ] || [ "$interrupted" = yes ] || [ "$uid_before" != "$(id -u "$user")" ] || ! systemctl is-active --quiet "$unit_name"; then
   echo "(re)starting vllm-workstation.service on $install" >&2
   systemctl restart "$unit_name"

@@ -5,15 +5,18 @@
 # shellcheck disable=SC2154,SC2034
 
 # The files whose change must restart the running service: the unit's environment files among them (the
-# CUDA environment's is written by a step before this one).
-served_files() { printf '%s\n' "$unit_path" "$config_path" "$cuda_env_path" "$env_path" "$secrets_path" "$auth_path" "$runs_on_path" "$serves_path"; }
+# CUDA environment's is written by a step before this one). Into the array served_list: bash fills it
+# itself, where a list read from a process substitution cost a process each time.
+served_files() { served_list=("$unit_path" "$config_path" "$cuda_env_path" "$env_path" "$secrets_path" "$auth_path" "$runs_on_path" "$serves_path"); }
 
 # The ones a switch saves and puts back: all but the API key. The key is not a version to go back to: a
 # rollback must not bring back a key that was just rotated away (it may have leaked), nor keep a copy of
-# it once it has been replaced.
+# it once it has been replaced. Into the array saved_list.
 saved_files() {
   local f
-  while read -r f; do if [ "$f" != "$secrets_path" ]; then printf '%s\n' "$f"; fi; done < <(served_files)
+  served_files
+  saved_list=()
+  for f in "${served_list[@]}"; do if [ "$f" != "$secrets_path" ]; then saved_list+=("$f"); fi; done
 }
 
 # The text of file $2 into the variable named $1 (empty when there is none), read by bash itself: a
@@ -24,14 +27,16 @@ read_text() {
   printf -v "$1" '%s' "$read_text_v"
 }
 
-# What changes with any served file (or its absence) or with the venv link's target ($1: the caller
-# knows it, having read or set it).
+# What changes with any served file (or its absence) or with the venv link's target ($2: the caller
+# knows it, having read or set it), into the variable named $1.
 served_state() {
-  local f text
-  while read -r f; do
-    if [ -f "$f" ]; then read_text text "$f"; printf '%s %s\n%s\n' "$f" "${#text}" "$text"; else printf '%s absent\n' "$f"; fi
-  done < <(served_files)
-  printf 'link %s\n' "$1"
+  local f text served_state_v=""
+  served_files
+  for f in "${served_list[@]}"; do
+    if [ -f "$f" ]; then read_text text "$f"; served_state_v+="$f ${#text}"$'\n'"$text"$'\n'; else served_state_v+="$f absent"$'\n'; fi
+  done
+  served_state_v+="link $2"$'\n'
+  printf -v "$1" '%s' "$served_state_v"
 }
 
 # The mode and owner of each file in $@, in one stat, for put_file to compare with what it writes.
@@ -151,13 +156,14 @@ save_served() {
   local f name line text served="" present=()
   if [ -e "$1" ]; then rm -rf "$1"; fi
   install -d -m 0700 "$1"
-  while read -r f; do
+  saved_files
+  for f in "${saved_list[@]}"; do
     name=${f##*/}
     if [ "$f" = "$cuda_env_path" ] && [ -f "$served_cuda_path" ]; then
       read_text text "$served_cuda_path"
       printf '%s' "$text" >"$1/$name"
     elif [ -f "$f" ]; then present+=("$f"); else : >"$1/$name.absent"; fi
-  done < <(saved_files)
+  done
   if [ "${#present[@]}" -gt 0 ]; then cp -p -- "${present[@]}" "$1/"; fi
   if [ -f "$serves_path" ]; then
     while IFS= read -r line; do case "$line" in install=?*) served=${line#install=} ;; esac; done <"$serves_path"
@@ -168,10 +174,11 @@ save_served() {
 # Puts back what save_served kept in $1.
 restore_served() {
   local f name
-  while read -r f; do
+  saved_files
+  for f in "${saved_list[@]}"; do
     name=${f##*/}
     if [ -f "$1/$name" ]; then cp -p "$1/$name" "$f.vllm-ws-back" && mv -f "$f.vllm-ws-back" "$f"; elif [ -e "$1/$name.absent" ]; then rm -f "$f"; fi
-  done < <(saved_files)
+  done
   if [ -s "$1/link" ]; then own_link "$venv" "$(cat "$1/link")"; fi
 }
 
@@ -193,13 +200,17 @@ match_key() {
   if [ "$text" != "$line" ]; then put_file "$config_path" "$text" 0644; fi
 }
 
-# The install and model revision a saved set (or the live one) serves, from its serves file.
-serves_of() { # file key
-  local line
-  [ -f "$1" ] || return 0
-  while IFS= read -r line || [ -n "$line" ]; do
-    if [ "${line%%=*}" = "$2" ]; then printf '%s\n' "${line#*=}"; fi
-  done <"$1"
+# The install or model revision (key $3) a saved set (or the live one) serves, from its serves file $2,
+# into the variable named $1 (empty without one).
+serves_of() { # variable file key
+  local line serves_of_v=""
+  if [ -f "$2" ]; then
+    while IFS= read -r line || [ -n "$line" ]; do
+      if [ "${line%%=*}" = "$3" ]; then serves_of_v+="${line#*=}"$'\n'; fi
+    done <"$2"
+  fi
+  # One value a line, less the trailing newlines (as a command substitution would take them).
+  printf -v "$1" '%s' "${serves_of_v%"${serves_of_v##*[!$'\n']}"}"
 }
 
 # The last lines the service logged, for the message of a failed start.
