@@ -277,14 +277,24 @@ test("the apply script writes the unit, the config and the env file to their fix
 test("the secrets step writes VLLM_API_KEY=<key> root-only, and removes the file when there is no key", (t) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-ws-svc-test-"));
     t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-    const step = `secrets_path=${q(path.join(dir, "secrets.env"))}\n${block(scriptsFor(apiKey).apply, 'if [ -n "${VLLM_WS_API_KEY:-}" ]; then', 'elif [ -e "$secrets_path" ]')}`;
-    t.false(step.includes("/etc/"));
+    const stepText = block(scriptsFor(apiKey).apply, 'if [ -n "${VLLM_WS_API_KEY:-}" ]; then', 'elif [ -e "$secrets_path" ]');
+    t.false(stepText.includes("/etc/"));
+    // With the switch's functions and the stat the step reads the file's mode from, under the step's umask.
+    const step = `secrets_path=${q(path.join(dir, "secrets.env"))}\n${switchLib("")}\numask 022\nstat_files "$secrets_path"\n${stepText}`;
     const key = "k3y with spaces, 'quotes', $dollar and %s";
     const written = strict(step, { VLLM_WS_API_KEY: key });
     t.is(written.code, 0, written.stderr);
     t.is(fs.readFileSync(path.join(dir, "secrets.env"), "utf8"), `VLLM_API_KEY=${key}\n`);
     t.is(fs.statSync(path.join(dir, "secrets.env")).mode & 0o777, 0o600);
     t.deepEqual(fs.readdirSync(dir), ["secrets.env"], "no .part file is left");
+    const inode = fs.statSync(path.join(dir, "secrets.env")).ino;
+    t.is(strict(step, { VLLM_WS_API_KEY: key }).code, 0);
+    t.is(fs.statSync(path.join(dir, "secrets.env")).ino, inode, "the same key in a root-only file is not written again");
+    fs.chmodSync(path.join(dir, "secrets.env"), 0o644);
+    t.is(strict(step, { VLLM_WS_API_KEY: key }).code, 0);
+    t.is(fs.statSync(path.join(dir, "secrets.env")).mode & 0o777, 0o600, "a file others may read is written anew, root-only");
+    t.is(strict(step, { VLLM_WS_API_KEY: "another key" }).code, 0);
+    t.is(fs.readFileSync(path.join(dir, "secrets.env"), "utf8"), "VLLM_API_KEY=another key\n");
     const removed = strict(step, { VLLM_WS_API_KEY: "" });
     t.is(removed.code, 0, removed.stderr);
     t.deepEqual(fs.readdirSync(dir), []);
@@ -357,6 +367,22 @@ systemctl() { echo x >>${q(calls)}; case "$*" in *"-p ActiveState"*) if [ "$(wc 
     const bad = strict(`${switchLib(restarted)}\nwait_healthy || echo "$why"`);
     t.is(bad.stdout, "vllm-workstation.service exited before it served (restarted by systemd)\n");
     t.true(Date.now() - started < 5000, "not the whole timeout");
+});
+
+test("the health check looks every half second from the restart's return, so that work done after the restart comes out of the first pause", (t) => {
+    // curl notes when it is called (microseconds) and answers from the third look on.
+    const looks = path.join(tempDir(t, "looks"), "looks");
+    const fakes = `curl() { case "$*" in *"/v1/models"*) printf '%s' '{"data":[{"id":"gpt-oss-20b"}]}' ;; *) echo "\${EPOCHREALTIME/[.,]/}" >>${q(looks)}; [ "$(wc -l <${q(looks)})" -gt 2 ] ;; esac; }
+systemctl() { printf 'NRestarts=0\\nActiveState=activating\\nSubState=start\\n'; }`;
+    // 0.3 s of other work between the restart and the call.
+    const r = strict(`${switchLib(fakes)}\nrestarted=\${EPOCHREALTIME/[.,]/}\nsleep 0.3\nwait_healthy "$restarted" && echo "$restarted"`);
+    t.is(r.code, 0, r.stderr);
+    const restarted = Number(r.stdout.trim());
+    const at = fs.readFileSync(looks, "utf8").trim().split("\n").map((l) => (Number(l) - restarted) / 1000);
+    t.is(at.length, 3);
+    t.true(at[0] >= 300 && at[0] < 450, `the first look comes after the work: ${at[0]} ms`);
+    t.true(at[1] >= 500 && at[1] < 650, `the second half a second after the restart, not after the first look: ${at[1]} ms`);
+    t.true(at[2] >= 1000 && at[2] < 1150, `the third a second after it: ${at[2]} ms`);
 });
 
 test("the health check waits on the loopback address of a wildcard listener and honours the timeout", (t) => {
@@ -460,11 +486,35 @@ test("the middleware module is written root-owned where the service's PYTHONPATH
     const s = scriptsFor(apiKey);
     t.true(s.apply.split("\n").includes(`auth_path='${authModulePath}'`));
     t.true(s.apply.includes('put_file "$auth_path" "$auth_text" 0644'));
-    t.true(s.apply.includes('chmod "$3" "$tmp" && chown root:root "$tmp" && mv -f "$tmp" "$1"'));
+    // put_file's modes do not follow the umask of whoever runs the step: it sets its own first.
+    const lines = s.apply.split("\n");
+    const umask = lines.indexOf("umask 022");
+    t.true(umask >= 0 && umask < lines.findIndex((l) => l.startsWith("put_file ")));
     t.true(s.apply.includes("class RequireApiKey:"));
     t.true(s.remove.includes(` '${authModulePath}' '${runsOnPath}'`));
     t.true(s.remove.split("\n").includes("python_dir='/etc/vllm-workstation/python'"));
     t.true(s.remove.includes('own_release_dir "$python_dir"'));
+});
+
+test("put_file writes a root-owned file with the mode asked in one rename, even in a set-group-ID directory of another group, and leaves a file that holds the text", (t) => {
+    const dir = tempDir(t, "put-file");
+    fs.chownSync(dir, 0, 65534);
+    fs.chmodSync(dir, 0o2755);
+    const a = path.join(dir, "a");
+    const r = strict(`${switchLib("")}\numask 022\nput_file ${q(a)} 'text' 0644\nput_file ${q(`${dir}/b`)} 'b' 0600`);
+    t.is(r.code, 0, r.stderr);
+    for (const [f, mode] of [[a, 0o644], [`${dir}/b`, 0o600]] as const) {
+        const st = fs.statSync(f);
+        t.is(st.mode & 0o7777, mode, f);
+        t.deepEqual([st.uid, st.gid], [0, 0], f);
+    }
+    t.is(fs.readFileSync(a, "utf8"), "text");
+    t.deepEqual(fs.readdirSync(dir).sort(), ["a", "b"], "no temporary file is left");
+    const inode = fs.statSync(a).ino;
+    t.is(strict(`${switchLib("")}\numask 022\nstat_files ${q(a)}\nput_file ${q(a)} 'text' 0644`).code, 0);
+    t.is(fs.statSync(a).ino, inode, "a file that holds the text with its mode and owner is left as it is");
+    t.is(strict(`${switchLib("")}\numask 022\nstat_files ${q(a)}\nput_file ${q(a)} 'other' 0644`).code, 0);
+    t.is(fs.readFileSync(a, "utf8"), "other");
 });
 
 test("a switch saves and puts back every served file but the API key: a rollback never brings back a rotated key", (t) => {

@@ -49,7 +49,9 @@ stat_files() {
 
 # Writes a file atomically (a temporary file beside it, then a rename), unless it holds the text already:
 # a switch changes few of the service's files, and every process counts in its time. The mode and owner
-# it compares come from stat_files, run once before for all the files it writes.
+# it compares come from stat_files, run once before for all the files it writes. The temporary file is
+# new, made by root under the script's umask (022, set by service_apply.sh): it has the mode 0644 and
+# root's owner already, unless asked for another mode or made in a set-group-ID directory.
 put_file() { # path text mode
   local tmp="$1.vllm-ws-new" text
   if [ -f "$1" ] && [ ! -L "$1" ] && [ "${file_modes[$1]-}" = "${3#0} root:root" ]; then
@@ -59,7 +61,9 @@ put_file() { # path text mode
   [ -d "${1%/*}" ] || install -d -m 0755 "${1%/*}"
   if [ -e "$tmp" ] || [ -L "$tmp" ]; then rm -f "$tmp"; fi
   printf '%s' "$2" >"$tmp"
-  chmod "$3" "$tmp" && chown root:root "$tmp" && mv -f "$tmp" "$1"
+  if [ "$3" != 0644 ]; then chmod "$3" "$tmp"; fi
+  if [ ! -O "$tmp" ] || [ ! -G "$tmp" ]; then chown root:root "$tmp"; fi
+  mv -f "$tmp" "$1"
 }
 
 # GET with the API key, which reaches curl as a config on stdin (-K -), from a here-string: on a
@@ -103,12 +107,14 @@ settings_of() {
 
 # Waits until /health answers and /v1/models lists the served model; fails at the deadline, or as soon
 # as the process died (systemd waits to restart it, or counted a restart). Sets `why` when it fails.
-# It polls /health as often as a plain restart's check would, from the moment the restart returns; one
-# look at systemd (a round trip) follows each failed poll but the first. The first look notes the
-# restarts systemd counted, which cannot have grown by then: it restarts the unit 10 s after an exit
-# (RestartSec=), and an exit before that shows as auto-restart.
+# It looks at /health every half second from $1 (the restart's return, in microseconds; now without it),
+# as a plain restart's check would: the work a caller does between the restart and this call comes out of
+# the first pause. One look at systemd (a round trip) follows each failed poll but the first. The first
+# look notes the restarts systemd counted, which cannot have grown by then: it restarts the unit 10 s after
+# an exit (RestartSec=), and an exit before that shows as auto-restart.
 wait_healthy() {
-  local deadline=$((SECONDS + health_timeout)) restarts="" polls=0 models state counted
+  local deadline=$((SECONDS + health_timeout)) restarts="" polls=0 models state counted pause
+  local next=${1:-${EPOCHREALTIME/[.,]/}}
   why="vllm-workstation.service did not become healthy within ${health_timeout}s"
   # Quiet: a refused connection while it starts is no news, and the message's tail is for the service's log.
   until curl -fs -o /dev/null --max-time 5 "$base/health"; do
@@ -125,7 +131,15 @@ wait_healthy() {
       esac
     fi
     if [ $SECONDS -ge $deadline ]; then return 1; fi
-    sleep 0.5
+    next=$((next + 500000))
+    pause=$((next - ${EPOCHREALTIME/[.,]/}))
+    if [ "$pause" -gt 0 ]; then
+      printf -v pause '%d.%06d' $((pause / 1000000)) $((pause % 1000000))
+      sleep "$pause"
+    else
+      # Behind the schedule (a slow look): the next pause counts from now.
+      next=${EPOCHREALTIME/[.,]/}
+    fi
   done
   models=$(authed_get "$base/v1/models") || { why="GET /v1/models failed"; return 1; }
   case "$models" in *"\"$served_name\""*) ;; *) why="GET /v1/models does not list $served_name: $models"; return 1 ;; esac
