@@ -700,6 +700,25 @@ test("a run cut off after it wrote the whole new set, before it kept what it sav
     t.like(box.running(), { install: `${box.dir}/venv-tools/installs/a` });
 });
 
+test("a run cut off after the restart, while it keeps what it saved, leaves the way back to the set that served", (t) => {
+    for (const [where, inject] of [
+        ["right after the restart", `eval "restart_done_$(declare -f systemctl)"\nsystemctl() { restart_done_systemctl "$@"; if [ "$1" = restart ]; then kill -KILL $$; fi; }`],
+        ["with the mark written and the older set removed", `mv() { case "$*" in *previous.next*) kill -KILL $$ ;; esac; command mv "$@"; }`],
+        ["right after the saved set moved", `mv() { command mv "$@"; case "$*" in *previous.next*) kill -KILL $$ ;; esac; }`],
+    ] as const) {
+        const box = serviceBox(t, ["a", "b", "c"]);
+        t.is(box.run({ install: "a" }).code, 0, where);
+        // An older switch's set (a) is on disk: the cut-off run must not leave it as the way back.
+        t.is(box.run({ install: "c" }).code, 0, where);
+        fs.writeFileSync(path.join(box.dir, "venv-tools", "installs", "b", "broken"), "");
+        const killed = box.run({ install: "b" }, inject);
+        t.is(killed.code, null, `${where}: ${killed.stderr}`);
+        const r = box.run({ install: "b" });
+        t.is(r.code, 75, `${where}: ${r.stderr}`);
+        t.like(box.running(), { install: `${box.dir}/venv-tools/installs/c` }, where);
+    }
+});
+
 test("the first switch of a box an earlier release converged notes the revision it served before the health check, and names it when it rolls back", (t) => {
     const box = serviceBox(t);
     t.is(box.run({ install: "a" }).code, 0);

@@ -58,9 +58,10 @@ keep_way_back() {
   # A save found beside the mark is the cut-off run's, of what served when it started: the way back, even
   # when that run had written every file before it was cut off (then nothing differs now).
   if [ -d "$previous.next" ] && { [ "$before" != "$after" ] || [ "$interrupted" = yes ]; }; then
+    # The mark first: a run cut off before the move leaves previous.next, which this branch takes next time.
+    echo previous >"$pending"
     if [ -e "$previous" ]; then rm -rf "$previous"; fi
     mv -T "$previous.next" "$previous"
-    echo previous >"$pending"
     can_roll_back=yes
   elif [ "$interrupted" = yes ] && [ "$way_back" = previous ] && [ -d "$previous" ]; then
     can_roll_back=yes
