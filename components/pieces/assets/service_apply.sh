@@ -44,48 +44,14 @@ why=""
 unit_before="" unit_after=""
 # What the service runs on before and after this run's writes (served_state sets them): a change restarts it.
 before="" after=""
-# The modes of the files it makes do not follow the umask of whoever runs it (put_file).
-umask 022
 
 @SWITCH_LIB@
 
-# What the health check does not wait on, run while the restarted service starts (its time comes out of the
-# first pause between two looks at /health, not on top of them): the saved set becomes the one to go back
-# to, with what it serves, and the unit is enabled for boot. A run cut off before this leaves the mark and
-# previous.next, which the next run takes as this one's save.
-keep_way_back() {
-  can_roll_back=no
-  # A save found beside the mark is the cut-off run's, of what served when it started: the way back, even
-  # when that run had written every file before it was cut off (then nothing differs now).
-  if [ -d "$previous.next" ] && { [ "$before" != "$after" ] || [ "$interrupted" = yes ]; }; then
-    # The mark first: a run cut off before the move leaves previous.next, which this branch takes next time.
-    echo previous >"$pending"
-    if [ -e "$previous" ]; then rm -rf "$previous"; fi
-    mv -T "$previous.next" "$previous"
-    can_roll_back=yes
-  elif [ "$interrupted" = yes ] && [ "$way_back" = previous ] && [ -d "$previous" ]; then
-    can_roll_back=yes
-  fi
-  if [ -e "$previous.next" ]; then rm -rf "$previous.next"; fi
-
-  # The install and model revision of the set to go back to. A set an earlier release wrote has no serves
-  # file: its unit names the snapshot it served (of this repository in this cache), a revision the record
-  # does not hold yet; noted now, before the health check, so that destroy removes it after a rollback too.
-  kept_install=""
-  if [ -f "$previous/link" ]; then read -r kept_install <"$previous/link" || true; fi
-  serves_of kept_revision "$previous/${serves_path##*/}" revision
-  if [ -z "$kept_revision" ] && [ -f "$previous/${unit_path##*/}" ]; then
-    kept_revision=$(sed -n "s|^ExecStart=.* $hf_cache/models--${model_repo/\//--}/snapshots/\([0-9a-f]\{40\}\) .*|\1|p" "$previous/${unit_path##*/}")
-    if [ -n "$kept_revision" ]; then own_note_hf_revision "$hf_cache" "$model_repo" "$kept_revision"; fi
-  fi
-
-  # Enabled already when the link `systemctl enable` makes for the unit's WantedBy= leads to the unit file
-  # this run wrote, and no runtime unit of that name shadows it: bash sees that without a round trip to systemd.
-  if ! { [[ $unit_text == *$'\n'"WantedBy=multi-user.target"$'\n'* ]] && [ -f "$unit_path" ] && [ ! -L "$unit_path" ] &&
-    [ "/etc/systemd/system/multi-user.target.wants/$unit_name" -ef "$unit_path" ] &&
-    [ ! -e "/run/systemd/system/$unit_name" ] && [ ! -L "/run/systemd/system/$unit_name" ]; }; then
-    systemctl is-enabled --quiet "$unit_name" 2>/dev/null || systemctl enable "$unit_name" 2>/dev/null
-  fi
+# Takes away a save this run does not keep: renamed first, as a run cut off while rm deletes it would
+# leave part of a save, which the next run would take for the way back.
+drop_save() {
+  if [ -e "$previous.next" ]; then mv -T "$previous.next" "$previous.gone"; fi
+  if [ -e "$previous.gone" ]; then rm -rf "$previous.gone"; fi
 }
 
 # Whether the service serves now, on what is written now: a set worth going back to. The look (systemd,
@@ -156,7 +122,7 @@ else
   # What serves now is the set to go back to, if the new one fails; kept until the next switch. Copied
   # while the look finishes, and dropped if it found nothing serving.
   save_served "$previous.next"
-  if ! wait "$looking"; then rm -rf "$previous.next"; fi
+  if ! wait "$looking"; then drop_save; fi
   : >"$pending"
 fi
 put_file "$auth_path" "$auth_text" 0644
@@ -165,16 +131,15 @@ put_file "$serves_path" "$serves_text" 0644
 put_file "$config_path" "$config_text" 0644
 put_file "$env_path" "$env_text" 0644
 if [ -n "${VLLM_WS_API_KEY:-}" ]; then
+  # Written only when it does not hold the key already, root's and root-only (read in memory: no process).
   read_text secrets_now "$secrets_path"
   if [ "$secrets_now" != "VLLM_API_KEY=$VLLM_WS_API_KEY"$'\n' ] || [ "${file_modes[$secrets_path]-}" != "600 root:root" ] || [ -L "$secrets_path" ]; then
     # A new file of this run's (noclobber), never one found there: a link planted at that name would take the key.
     if [ -e "$secrets_path.part" ] || [ -L "$secrets_path.part" ]; then rm -f "$secrets_path.part"; fi
-    umask 077
-    set -C
-    printf 'VLLM_API_KEY=%s\n' "$VLLM_WS_API_KEY" >"$secrets_path.part"
-    set +C
-    umask 022
-    if [ ! -O "$secrets_path.part" ] || [ ! -G "$secrets_path.part" ]; then chown root:root "$secrets_path.part"; fi
+    (umask 077; set -C; printf 'VLLM_API_KEY=%s\n' "$VLLM_WS_API_KEY" >"$secrets_path.part")
+    # Explicitly: a default ACL of the directory, not the umask, would decide the mode of a new file.
+    chmod 0600 "$secrets_path.part"
+    chown root:root "$secrets_path.part"
     mv -f "$secrets_path.part" "$secrets_path"
   fi
   secrets_now=""
@@ -185,18 +150,51 @@ own_link "$venv" "$install"
 # own_link has just pointed it at $install.
 served_state after "$install"
 
+can_roll_back=no
+# A save found beside the mark is the cut-off run's, of what served when it started: the way back, even
+# when that run had written every file before it was cut off (then nothing differs now).
+if [ -d "$previous.next" ] && { [ "$before" != "$after" ] || [ "$interrupted" = yes ]; }; then
+  # The mark first: a run cut off before the move leaves previous.next, which this branch takes next time.
+  echo previous >"$pending"
+  if [ -e "$previous" ]; then rm -rf "$previous"; fi
+  mv -T "$previous.next" "$previous"
+  can_roll_back=yes
+elif [ "$interrupted" = yes ] && [ "$way_back" = previous ] && [ -d "$previous" ]; then
+  can_roll_back=yes
+fi
+# Nothing this run wrote changes what the service runs on: there is no switch to finish or undo, and a run
+# cut off from here on must not leave the next one a mark without a way back.
+if [ "$before" = "$after" ] && [ "$interrupted" = no ]; then rm -f "$pending"; fi
+drop_save
+
+# The install and model revision of the set to go back to. A set an earlier release wrote has no serves
+# file: its unit names the snapshot it served (of this repository in this cache), a revision the record
+# does not hold yet; noted now, before the health check, so that destroy removes it after a rollback too.
+kept_install=""
+if [ -f "$previous/link" ]; then read -r kept_install <"$previous/link" || true; fi
+serves_of kept_revision "$previous/${serves_path##*/}" revision
+if [ -z "$kept_revision" ] && [ -f "$previous/${unit_path##*/}" ]; then
+  kept_revision=$(sed -n "s|^ExecStart=.* $hf_cache/models--${model_repo/\//--}/snapshots/\([0-9a-f]\{40\}\) .*|\1|p" "$previous/${unit_path##*/}")
+  if [ -n "$kept_revision" ]; then own_note_hf_revision "$hf_cache" "$model_repo" "$kept_revision"; fi
+fi
+
 # The unit changes with the model revision or the account, not with the packages (it runs the venv
 # path's vllm): a switch of packages needs no reload of systemd.
 read_text unit_after "$unit_path"
 if [ "$unit_before" != "$unit_after" ]; then systemctl daemon-reload; fi
+# Enabled already when the link `systemctl enable` makes for the unit's WantedBy= leads to the unit file
+# written above, and no runtime unit of that name shadows it: bash sees that without a round trip to systemd.
+if ! { [[ $unit_text == *$'\n'"WantedBy=multi-user.target"$'\n'* ]] && [ -f "$unit_path" ] && [ ! -L "$unit_path" ] &&
+  [ "/etc/systemd/system/multi-user.target.wants/$unit_name" -ef "$unit_path" ] &&
+  [ ! -e "/run/systemd/system/$unit_name" ] && [ ! -L "/run/systemd/system/$unit_name" ]; }; then
+  systemctl is-enabled --quiet "$unit_name" 2>/dev/null || systemctl enable "$unit_name" 2>/dev/null
+fi
 if [ "$before" != "$after" ] || [ "$interrupted" = yes ] || [ "$uid_before" != "$(id -u "$user")" ] || ! systemctl is-active --quiet "$unit_name"; then
   echo "(re)starting vllm-workstation.service on $install" >&2
   systemctl restart "$unit_name"
 fi
-restarted=${EPOCHREALTIME/[.,]/}
-keep_way_back
 echo "waiting for $base/health (up to ${health_timeout}s: loading the weights takes minutes)" >&2
-if ! wait_healthy "$restarted"; then
+if ! wait_healthy; then
   echo "$why on $install with $model_repo@$revision; its last log lines:" >&2
   last_log 10 >&2
   if [ "$can_roll_back" != yes ]; then
@@ -220,14 +218,16 @@ if ! wait_healthy "$restarted"; then
   exit "$rolled_back_exit"
 fi
 
-rm -f "$pending"
-# The CUDA environment the service passed its health check on, for the next switch to go back to.
+# The CUDA environment the service passed its health check on, for the next switch to go back to; kept
+# before the mark goes, so that a run cut off between the two never leaves an older copy beside a newer set.
 cuda_now="" cuda_served=""
 read_text cuda_now "$cuda_env_path"
 read_text cuda_served "$served_cuda_path"
 if [ -f "$cuda_env_path" ] && [ "$cuda_now" != "$cuda_served" ]; then
-  cp -p "$cuda_env_path" "$served_cuda_path.vllm-ws-new" && mv -f "$served_cuda_path.vllm-ws-new" "$served_cuda_path"
+  cp -p "$cuda_env_path" "$served_cuda_path.vllm-ws-new"
+  mv -f "$served_cuda_path.vllm-ws-new" "$served_cuda_path"
 fi
+rm -f "$pending"
 # Serving on the new set: the revision is noted as the stack's, and only the set in service and the
 # one before it stay on disk (installs, model revisions).
 own_note_hf_revision "$hf_cache" "$model_repo" "$revision"

@@ -19,7 +19,7 @@ done
 rm -f "$secrets_path.part"
 # The venv link's next target before its rename; the link itself is the packages step's to remove.
 if [ -L "$venv.vllm-ws-switch" ]; then rm -f "$venv.vllm-ws-switch"; fi
-rm -rf "$etc_dir/previous" "$etc_dir/previous.next" "$etc_dir/switch.pending"
+rm -rf "$etc_dir/previous" "$etc_dir/previous.next" "$etc_dir/previous.gone" "$etc_dir/switch.pending"
 own_release_dir "$python_dir"
 systemctl daemon-reload
 own_remove_tree "$cache_home"

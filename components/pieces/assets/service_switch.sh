@@ -50,8 +50,8 @@ stat_files() {
 # Writes a file atomically (a temporary file beside it, then a rename), unless it holds the text already:
 # a switch changes few of the service's files, and every process counts in its time. The mode and owner
 # it compares come from stat_files, run once before for all the files it writes. The temporary file is
-# new, made by root under the script's umask (022, set by service_apply.sh): it has the mode 0644 and
-# root's owner already, unless asked for another mode or made in a set-group-ID directory.
+# made empty, root's and of its mode by one install (an explicit chmod: neither the umask nor a default
+# ACL of the directory decides it), then filled by bash.
 put_file() { # path text mode
   local tmp="$1.vllm-ws-new" text
   if [ -f "$1" ] && [ ! -L "$1" ] && [ "${file_modes[$1]-}" = "${3#0} root:root" ]; then
@@ -60,9 +60,8 @@ put_file() { # path text mode
   fi
   [ -d "${1%/*}" ] || install -d -m 0755 "${1%/*}"
   if [ -e "$tmp" ] || [ -L "$tmp" ]; then rm -f "$tmp"; fi
+  install -m "$3" -o root -g root /dev/null "$tmp"
   printf '%s' "$2" >"$tmp"
-  if [ "$3" != 0644 ]; then chmod "$3" "$tmp"; fi
-  if [ ! -O "$tmp" ] || [ ! -G "$tmp" ]; then chown root:root "$tmp"; fi
   mv -f "$tmp" "$1"
 }
 
@@ -107,14 +106,12 @@ settings_of() {
 
 # Waits until /health answers and /v1/models lists the served model; fails at the deadline, or as soon
 # as the process died (systemd waits to restart it, or counted a restart). Sets `why` when it fails.
-# It looks at /health every half second from $1 (the restart's return, in microseconds; now without it),
-# as a plain restart's check would: the work a caller does between the restart and this call comes out of
-# the first pause. One look at systemd (a round trip) follows each failed poll but the first. The first
-# look notes the restarts systemd counted, which cannot have grown by then: it restarts the unit 10 s after
-# an exit (RestartSec=), and an exit before that shows as auto-restart.
+# It polls /health as often as a plain restart's check would, from the moment the restart returns; one
+# look at systemd (a round trip) follows each failed poll but the first. The first look notes the
+# restarts systemd counted, which cannot have grown by then: it restarts the unit 10 s after an exit
+# (RestartSec=), and an exit before that shows as auto-restart.
 wait_healthy() {
-  local deadline=$((SECONDS + health_timeout)) restarts="" polls=0 models state counted pause
-  local next=${1:-${EPOCHREALTIME/[.,]/}}
+  local deadline=$((SECONDS + health_timeout)) restarts="" polls=0 models state counted
   why="vllm-workstation.service did not become healthy within ${health_timeout}s"
   # Quiet: a refused connection while it starts is no news, and the message's tail is for the service's log.
   until curl -fs -o /dev/null --max-time 5 "$base/health"; do
@@ -131,15 +128,7 @@ wait_healthy() {
       esac
     fi
     if [ $SECONDS -ge $deadline ]; then return 1; fi
-    next=$((next + 500000))
-    pause=$((next - ${EPOCHREALTIME/[.,]/}))
-    if [ "$pause" -gt 0 ]; then
-      printf -v pause '%d.%06d' $((pause / 1000000)) $((pause % 1000000))
-      sleep "$pause"
-    else
-      # Behind the schedule (a slow look): the next pause counts from now.
-      next=${EPOCHREALTIME/[.,]/}
-    fi
+    sleep 0.5
   done
   models=$(authed_get "$base/v1/models") || { why="GET /v1/models failed"; return 1; }
   case "$models" in *"\"$served_name\""*) ;; *) why="GET /v1/models does not list $served_name: $models"; return 1 ;; esac
@@ -191,7 +180,14 @@ restore_served() {
   saved_files
   for f in "${saved_list[@]}"; do
     name=${f##*/}
-    if [ -f "$1/$name" ]; then cp -p "$1/$name" "$f.vllm-ws-back" && mv -f "$f.vllm-ws-back" "$f"; elif [ -e "$1/$name.absent" ]; then rm -f "$f"; fi
+    # Checked: a failed copy in an && list would not stop the script (set -e), and the rollback would
+    # report a set it did not put back.
+    if [ -f "$1/$name" ]; then
+      if ! cp -p "$1/$name" "$f.vllm-ws-back" || ! mv -f "$f.vllm-ws-back" "$f"; then
+        echo "could not put back $f from $1: the service is left on the new set. Fix the cause above, then run pulumi up again." >&2
+        exit 1
+      fi
+    elif [ -e "$1/$name.absent" ]; then rm -f "$f"; fi
   done
   if [ -s "$1/link" ]; then own_link "$venv" "$(cat "$1/link")"; fi
 }
