@@ -725,7 +725,7 @@ test("a run cut off after it wrote the whole new set, before it kept what it sav
     t.like(box.running(), { install: `${box.dir}/venv-tools/installs/a` });
 });
 
-test("a run cut off after the restart, while it keeps what it saved, leaves the way back to the set that served", (t) => {
+test("a run cut off while it keeps what it saved, or right after the restart, leaves the way back to the set that served", (t) => {
     for (const [where, inject] of [
         ["right after the restart", `eval "restart_done_$(declare -f systemctl)"\nsystemctl() { restart_done_systemctl "$@"; if [ "$1" = restart ]; then kill -KILL $$; fi; }`],
         ["with the mark written and the older set removed", `mv() { case "$*" in *previous.next*) kill -KILL $$ ;; esac; command mv "$@"; }`],
