@@ -98,13 +98,8 @@ function dockerEnv(c: WorkstationConfig): string {
     return c.dockerHost === null ? "" : `export DOCKER_HOST=${q(c.dockerHost)}`;
 }
 
-/**
- * An image reference as docker prints it in an image's RepoTags and RepoDigests (its "familiar" form):
- * docker.io and index.docker.io dropped, library/ dropped from an official image's one-part name,
- * :latest added to a name with neither tag nor digest, and the tag dropped beside a digest (docker
- * pulls by the digest and records only that).
- */
-export function familiarImage(image: string): string {
+/** An image reference's parts as docker reads them: the registry ("" for Docker Hub), the path, ":tag" and "@digest". */
+function imageParts(image: string): { domain: string; path: string; tag: string; digest: string } {
     const at = image.indexOf("@");
     const digest = at < 0 ? "" : image.slice(at);
     let name = at < 0 ? image : image.slice(0, at);
@@ -120,11 +115,26 @@ export function familiarImage(image: string): string {
     const isDomain = slash >= 0 && (/[.:]/.test(first) || first === "localhost" || first !== first.toLowerCase());
     let domain = isDomain ? first : "";
     let path = isDomain ? name.slice(slash + 1) : name;
-    if (domain === "index.docker.io") domain = "docker.io";
-    if (domain === "docker.io") domain = "";
+    if (domain === "index.docker.io" || domain === "docker.io") domain = "";
     if (domain === "" && path.startsWith("library/") && !path.slice("library/".length).includes("/")) path = path.slice("library/".length);
+    return { domain, path, tag, digest };
+}
+
+/**
+ * An image reference as docker prints it in an image's RepoTags and RepoDigests (its "familiar" form):
+ * docker.io and index.docker.io dropped, library/ dropped from an official image's one-part name,
+ * :latest added to a name with neither tag nor digest, and the tag dropped beside a digest (docker
+ * pulls by the digest and records only that).
+ */
+export function familiarImage(image: string): string {
+    const { domain, path, tag, digest } = imageParts(image);
     const familiar = domain === "" ? path : `${domain}/${path}`;
     return digest !== "" ? familiar + digest : familiar + (tag || ":latest");
+}
+
+/** The registry an image is pulled from, as the engine's registry settings name it: docker.io for Docker Hub. */
+export function imageRegistry(image: string): string {
+    return imageParts(image).domain || "docker.io";
 }
 
 /**
@@ -294,7 +304,7 @@ export function dockerPreflightProbe(c: WorkstationConfig): Piece {
     return {
         name: "docker-engine",
         what: "the Docker engine",
-        probe: [dockerEnv(c), fillFragment("docker_preflight_probe.sh", { IMAGE: q(c.dockerImage) })].filter(Boolean).join("\n"),
+        probe: [dockerEnv(c), fillFragment("docker_preflight_probe.sh", { IMAGE: q(c.dockerImage), REGISTRY: q(imageRegistry(c.dockerImage)) })].filter(Boolean).join("\n"),
     };
 }
 

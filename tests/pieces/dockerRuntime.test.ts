@@ -4,7 +4,7 @@ import { ROLLED_BACK_EXIT } from "../../components/host/provider";
 import { parseConfig } from "../../components/config/schema";
 import { spawnSync } from "child_process";
 import { asset } from "../../components/host/shell";
-import { containerArgs, containerEnv, containerScripts, dockerChecks, familiarImage, hostAuthModulePath, hostPythonDir, previousContainerName, publishSpec, pulledTag, pullingLabel, pullMark } from "../../components/pieces/dockerRuntime";
+import { containerArgs, containerEnv, containerScripts, dockerChecks, dockerPreflightProbe, familiarImage, imageRegistry, hostAuthModulePath, hostPythonDir, previousContainerName, publishSpec, pulledTag, pullingLabel, pullMark } from "../../components/pieces/dockerRuntime";
 import { authMiddleware } from "../../components/pieces/vllmService";
 import type { ServingPlan } from "../../components/pieces/vllmService";
 import { plan12, revision, snapshot, tiktokenDir } from "../helpers/plans";
@@ -152,6 +152,25 @@ test("an image's marks are named after the image as docker prints it, however th
         t.is(pullMark(configured).split("-").pop(), pulledTag(printed).split(":")[1], configured);
     }
     t.not(pulledTag("vllm/vllm-openai:v0.11.0"), pulledTag("vllm/vllm-openai:v0.11.2"));
+    t.is(imageRegistry("vllm/vllm-openai:v0.11.0"), "docker.io");
+    t.is(imageRegistry("index.docker.io/vllm/vllm-openai:v0.11.0"), "docker.io");
+    t.is(imageRegistry(`127.0.0.1:5000/vllm/vllm-openai@${digest}`), "127.0.0.1:5000");
+    t.is(imageRegistry("Registry/vllm:v1"), "Registry");
+});
+
+test("the docker preflight looks an image up over plain HTTP only in a registry the engine pulls from over plain HTTP, and only after the look-up over TLS failed", (t) => {
+    const probe = (image: string) => dockerPreflightProbe(parseConfig({ model: { revision }, runtime: "docker", dockerImage: image, dockerVllmVersion: "0.11.0" })).probe;
+    t.regex(probe("registry.lan:5000/vllm-openai:v1"), /\nregistry='registry\.lan:5000'\n/);
+    t.regex(probe("vllm/vllm-openai:v0.11.0"), /\nregistry='docker\.io'\n/);
+    const p = probe("vllm/vllm-openai:v0.11.0");
+    t.true(p.indexOf("docker manifest inspect 'vllm/vllm-openai:v0.11.0'") < p.indexOf("engine_insecure && timeout 30 docker manifest inspect --insecure 'vllm/vllm-openai:v0.11.0'"));
+    t.is(p.split("manifest inspect --insecure").length, 2, "one look-up with --insecure");
+    for (const [registry, insecure] of [["127.0.0.1:5000", true], ["localhost", true], ["[::1]:5000", true], ["127.evil.example:5000", false], ["registry.lan:5000", false]] as const) {
+        // An engine that declares no insecure registry: only loopback gets the plain-HTTP look-up.
+        const fn = p.slice(p.indexOf("engine_insecure() {"), p.indexOf("\n}\n", p.indexOf("engine_insecure() {")) + 2);
+        const r = spawnSync("bash", ["-c", `docker() { echo "docker.io "; }\nregistry=$1\n${fn}\nengine_insecure`, "bash", registry], { encoding: "utf8" });
+        t.is(r.status === 0, insecure, registry);
+    }
 });
 
 test("the scripts name an image's marks with the hash the program computes", (t) => {

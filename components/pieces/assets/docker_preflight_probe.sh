@@ -10,6 +10,16 @@ if ! info=$(docker info --format '{{.ServerVersion}}' 2>&1); then echo "docker-e
 echo "docker-engine=$info"
 runtimes=$(docker info --format '{{range $k, $v := .Runtimes}}{{$k}} {{end}}' 2>/dev/null || true)
 echo "docker-runtimes=$runtimes"
+# The engine pulls over plain HTTP from a registry on loopback (its default insecure range,
+# 127.0.0.0/8) or one it is told is insecure; the CLI's look-up needs --insecure for those, and gets it
+# for those only, after the look-up over TLS failed (it sends the registry login, which must not go
+# over plain HTTP elsewhere).
+registry=@REGISTRY@
+engine_insecure() {
+  if [[ $registry =~ ^(localhost|127(\.[0-9]{1,3}){3}|\[::1\])(:[0-9]+)?$ ]]; then return 0; fi
+  [[ " $(docker info --format '{{range $k, $v := .RegistryConfig.IndexConfigs}}{{if not $v.Secure}}{{$k}} {{end}}{{end}}' 2>/dev/null) " == *" $registry "* ]]
+}
 if docker image inspect @IMAGE@ >/dev/null 2>&1; then echo docker-image=present
 elif out=$(timeout 30 docker manifest inspect @IMAGE@ 2>&1 >/dev/null); then echo docker-image=pullable
+elif engine_insecure && timeout 30 docker manifest inspect --insecure @IMAGE@ >/dev/null 2>&1; then echo docker-image=pullable
 else echo "docker-image=unavailable $(printf '%s' "$out" | b64)"; fi
