@@ -165,11 +165,25 @@ test("the docker preflight looks an image up over plain HTTP only in a registry 
     const p = probe("vllm/vllm-openai:v0.11.0");
     t.true(p.indexOf("docker manifest inspect 'vllm/vllm-openai:v0.11.0'") < p.indexOf("engine_insecure && timeout 30 docker manifest inspect --insecure 'vllm/vllm-openai:v0.11.0'"));
     t.is(p.split("manifest inspect --insecure").length, 2, "one look-up with --insecure");
-    for (const [registry, insecure] of [["127.0.0.1:5000", true], ["localhost", true], ["[::1]:5000", true], ["127.evil.example:5000", false], ["registry.lan:5000", false]] as const) {
-        // An engine that declares no insecure registry: only loopback gets the plain-HTTP look-up.
-        const fn = p.slice(p.indexOf("engine_insecure() {"), p.indexOf("\n}\n", p.indexOf("engine_insecure() {")) + 2);
-        const r = spawnSync("bash", ["-c", `docker() { echo "docker.io "; }\nregistry=$1\n${fn}\nengine_insecure`, "bash", registry], { encoding: "utf8" });
-        t.is(r.status === 0, insecure, registry);
+    const fn = p.slice(p.indexOf("engine_insecure() {"), p.indexOf("\n}\n", p.indexOf("engine_insecure() {")) + 2);
+    // TEST DOUBLE of `docker info` (a shell function in its place): what it prints of the engine's
+    // insecure ranges and registries for Debian's 20.10 as installed, and for a newer engine told that
+    // registry.lan:5000 is insecure. The loopback case runs against a real engine and registry in
+    // dockerPull.integration.test.ts.
+    const engines = { plain: "127.0.0.0/8 ", told: "127.0.0.0/8 ::1/128 registry.lan:5000 " };
+    const cases: [string, keyof typeof engines, boolean][] = [
+        ["127.0.0.1:5000", "plain", true],
+        ["localhost", "plain", true],
+        ["[::1]:5000", "plain", false],
+        ["[::1]:5000", "told", true],
+        ["127.evil.example:5000", "told", false],
+        ["registry.lan:5000", "plain", false],
+        ["registry.lan:5000", "told", true],
+        ["docker.io", "told", false],
+    ];
+    for (const [registry, engine, insecure] of cases) {
+        const r = spawnSync("bash", ["-c", `engine_out=$2\ndocker() { printf '%s' "$engine_out"; }\nregistry=$1\n${fn}\nengine_insecure`, "bash", registry, engines[engine]], { encoding: "utf8" });
+        t.is(r.status === 0, insecure, `${registry} on the ${engine} engine`);
     }
 });
 
