@@ -1,7 +1,7 @@
 // The images the docker runtime pulls, through the real Pulumi engine against a real Docker engine
 // (tests/helpers/docker.ts) and a real registry on loopback (distribution's, built from its Go module):
-// an image named by its digest that the stack pulled goes with destroy, one that was there before
-// stays, and a run killed (SIGKILL) at each step of its pull leaves nothing that the next up and
+// an image named by its digest (or by tag and digest) that the stack pulled goes with destroy, one that
+// was there before stays, and a run killed (SIGKILL) at each step of its pull leaves nothing that the next up and
 // destroy do not recognise. The workstation is this machine (target local), as in
 // dockerRuntime.integration.test.ts. Test doubles (no GPU here): nvidia-smi, the NVIDIA toolkit's hook
 // and runtime, the image's content (the vLLM test double on Debian), the Hub and the package index.
@@ -132,6 +132,22 @@ test.serial("an image named by its digest that was there before the first up sta
     t.is(await dockerState(), before);
     await engine.dockerOk("rmi", image);
     t.is(await dockerState(), dockerBefore);
+});
+
+test.serial("an image named by its tag and its digest, which docker records by the digest alone, goes with destroy", async (t) => {
+    const [repo, digest] = image.split("@");
+    const both = `${repo}:v0.11.0@${digest}`;
+    await ts.stack.setConfig("dockerImage", { value: both });
+    try {
+        await up(t);
+        t.is(await version(), "0.11.0");
+        t.is(await engine.dockerOk("image", "inspect", "--format", "{{json .RepoTags}} {{json .RepoDigests}}", imageId), `["${pulledTag(both)}"] ["${image}"]`);
+        await destroy(t);
+        t.false(await present(imageId));
+        t.is(await dockerState(), dockerBefore);
+    } finally {
+        await ts.stack.setConfig("dockerImage", { value: image });
+    }
 });
 
 // Where the run is killed (the command it is about to run), and what the engine then holds.
