@@ -1,8 +1,8 @@
 // The images the docker runtime pulls, through the real Pulumi engine against a real Docker engine
 // (tests/helpers/docker.ts) and a real registry on loopback (distribution's, built from its Go module):
 // an image named by its digest (or by tag and digest) that the stack pulled goes with destroy, one that
-// was there before stays, and a run killed (SIGKILL) at each step of its pull leaves nothing that the next up and
-// destroy do not recognise. The workstation is this machine (target local), as in
+// was there before stays, and a run killed (SIGKILL) at each step of its pull leaves nothing that the
+// next up and destroy do not recognise. The workstation is this machine (target local), as in
 // dockerRuntime.integration.test.ts. Test doubles (no GPU here): nvidia-smi, the NVIDIA toolkit's hook
 // and runtime, the image's content (the vLLM test double on Debian), the Hub and the package index.
 import test, { ExecutionContext } from "ava";
