@@ -98,13 +98,64 @@ function dockerEnv(c: WorkstationConfig): string {
     return c.dockerHost === null ? "" : `export DOCKER_HOST=${q(c.dockerHost)}`;
 }
 
+/** An image reference's parts as docker reads them: the registry ("" for Docker Hub), the path, ":tag" and "@digest". */
+function imageParts(image: string): { domain: string; path: string; tag: string; digest: string } {
+    const at = image.indexOf("@");
+    const digest = at < 0 ? "" : image.slice(at);
+    let name = at < 0 ? image : image.slice(0, at);
+    let tag = "";
+    const colon = name.lastIndexOf(":");
+    if (colon > name.lastIndexOf("/")) {
+        tag = name.slice(colon);
+        name = name.slice(0, colon);
+    }
+    // The first part is a registry when it has a dot, a port or capitals, or is localhost (docker's rule).
+    const slash = name.indexOf("/");
+    const first = slash < 0 ? "" : name.slice(0, slash);
+    const isDomain = slash >= 0 && (/[.:]/.test(first) || first === "localhost" || first !== first.toLowerCase());
+    let domain = isDomain ? first : "";
+    let path = isDomain ? name.slice(slash + 1) : name;
+    if (domain === "index.docker.io" || domain === "docker.io") domain = "";
+    if (domain === "" && path.startsWith("library/") && !path.slice("library/".length).includes("/")) path = path.slice("library/".length);
+    return { domain, path, tag, digest };
+}
+
+/**
+ * An image reference as docker prints it in an image's RepoTags and RepoDigests (its "familiar" form):
+ * docker.io and index.docker.io dropped, library/ dropped from an official image's one-part name,
+ * :latest added to a name with neither tag nor digest, and the tag dropped beside a digest (docker
+ * pulls by the digest and records only that).
+ */
+export function familiarImage(image: string): string {
+    const { domain, path, tag, digest } = imageParts(image);
+    const familiar = domain === "" ? path : `${domain}/${path}`;
+    return digest !== "" ? familiar + digest : familiar + (tag || ":latest");
+}
+
+/** The registry an image is pulled from, as the engine's registry settings name it: docker.io for Docker Hub. */
+export function imageRegistry(image: string): string {
+    return imageParts(image).domain || "docker.io";
+}
+
 /**
  * The tag the stack puts on an image it pulled, so that remove takes away only an image that was not
- * there before. A name of the stack's own, from the image's: tags are the engine's one place for marks.
+ * there before. A name of the stack's own, from the hash of the image's as docker prints it (remove
+ * finds the name the image was pulled under among its tags or digests by that hash): tags are the
+ * engine's one place for marks on an image.
  */
 export function pulledTag(image: string): string {
-    return `vllm-workstation-pulled:${sha256(image).slice(0, 16)}`;
+    return `vllm-workstation-pulled:${sha256(familiarImage(image)).slice(0, 16)}`;
 }
+
+/**
+ * The volume that marks a pull the stack began, until the image has its pulledTag: a run cut off
+ * between the pull and the tag leaves it, and the next run tags the image (container_lib.sh).
+ */
+export function pullMark(image: string): string {
+    return `vllm-workstation-pulling-${sha256(familiarImage(image)).slice(0, 16)}`;
+}
+/** The label of a pull's mark that holds the image's name (familiarImage). */
+export const pullingLabel = "vllm-workstation.pulling";
 
 /** `docker container inspect --format` for the stack's label: "true" on a container the stack made. */
 const labelFormat = `{{index .Config.Labels ${JSON.stringify(managedLabel)}}}`;
@@ -195,6 +246,8 @@ export function containerScripts(s: ContainerInputs) {
         NAME: q(containerName),
         PREVIOUS: q(previousContainerName),
         LABEL_FORMAT: q(labelFormat),
+        MANAGED_LABEL: q(managedLabel),
+        PULLING_LABEL: q(pullingLabel),
         MODULE: q(hostAuthModulePath(c)),
         MODULE_DIR: q(hostPythonDir(c)),
         CONTAINER_LIB: asset("container_lib.sh").trim(),
@@ -203,6 +256,7 @@ export function containerScripts(s: ContainerInputs) {
         ...common,
         API_KEY_ID: s.apiKeyId ?? "none",
         IMAGE: q(c.dockerImage),
+        FAMILIAR_IMAGE: q(familiarImage(c.dockerImage)),
         PULLED_TAG: q(pulledTag(c.dockerImage)),
         ROLLED_BACK_EXIT: String(ROLLED_BACK_EXIT),
         SWITCH_LIB: asset("container_switch.sh").trim(),
@@ -250,7 +304,7 @@ export function dockerPreflightProbe(c: WorkstationConfig): Piece {
     return {
         name: "docker-engine",
         what: "the Docker engine",
-        probe: [dockerEnv(c), fillFragment("docker_preflight_probe.sh", { IMAGE: q(c.dockerImage) })].filter(Boolean).join("\n"),
+        probe: [dockerEnv(c), fillFragment("docker_preflight_probe.sh", { IMAGE: q(c.dockerImage), REGISTRY: q(imageRegistry(c.dockerImage)) })].filter(Boolean).join("\n"),
     };
 }
 

@@ -1,7 +1,8 @@
 // A real Docker engine for the docker runtime's integration tests: Debian's docker.io (installed with
 // apt-get when missing), started with a data root, exec root and socket of its own under the cache, so
-// it never touches a Docker the machine may already run. No registry is reachable here, so the image
-// the stack asks for is built locally from the box's Debian rootfs with the vLLM test double inside.
+// it never touches a Docker the machine may already run. No outside registry is reachable here, so the
+// image the stack asks for is built locally from the box's Debian rootfs with the vLLM test double
+// inside; an image named by its digest is pushed to a registry on loopback (startRegistry) and pulled.
 //
 // TEST DOUBLES (no GPU here): `nvidia-container-runtime-hook`, an executable that exits 0, on dockerd's
 // PATH, which makes dockerd accept `--gpus` device requests; and an `nvidia` runtime that is runc, as
@@ -10,7 +11,7 @@ import { execFile, execFileSync, spawn } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { cacheDir, ensureRootfs, repoRoot } from "./box";
+import { cacheDir, ensureRootfs, freePort, repoRoot } from "./box";
 import { ensureWheelhouse, WheelhouseOptions } from "../infra/servers/index";
 
 export interface CmdResult {
@@ -234,4 +235,74 @@ export async function buildStandinImage(engine: Engine, tag: string, opts: { vll
         fs.rmSync(ctx, { recursive: true, force: true });
     }
     return engine.dockerOk("image", "inspect", "--format", "{{.Id}}", tag);
+}
+
+/**
+ * distribution's registry, the reference implementation of the registry API that Docker Hub and most
+ * private registries speak (github.com/distribution/distribution), built once from its Go module into
+ * the cache: the one way here to an image that has a digest (RepoDigests) in the engine, which only a
+ * pull or a push records (`docker load` and `docker build` do not).
+ */
+const registryModule = "github.com/distribution/distribution/v3/cmd/registry@v3.0.0";
+
+async function ensureRegistryBinary(): Promise<string> {
+    const dir = path.join(cacheDir(), "registry", "v3.0.0");
+    const bin = path.join(dir, "registry");
+    if (fs.existsSync(bin)) return bin;
+    fs.mkdirSync(dir, { recursive: true });
+    const script = 'test -x "$1/registry" && exit 0; rm -rf "$1/part" && GOBIN="$1/part" GOFLAGS=-mod=mod go install -trimpath "$2" >&2 && mv "$1/part/registry" "$1/registry" && rmdir "$1/part"';
+    const r = await exec("flock", [path.join(dir, ".lock"), "bash", "-c", script, "build", dir, registryModule], process.env, 20 * 60_000);
+    if (r.code !== 0) throw new Error(`building the registry (${registryModule}) failed:\n${r.stderr.slice(-3000)}`);
+    return bin;
+}
+
+export interface Registry {
+    /** host:port on loopback, which the engine talks to over plain HTTP (127.0.0.0/8 is an insecure registry by default). */
+    readonly address: string;
+    stop(): Promise<void>;
+}
+
+/** Starts a registry on a free loopback port with its storage in a directory of its own (gone with stop). */
+export async function startRegistry(): Promise<Registry> {
+    const bin = await ensureRegistryBinary();
+    const dir = fs.mkdtempSync(path.join(cacheDir(), "registry", "run-"));
+    const port = await freePort();
+    const address = `127.0.0.1:${port}`;
+    fs.writeFileSync(
+        path.join(dir, "config.yml"),
+        ["version: 0.1", "log:", "  level: warn", "storage:", "  filesystem:", `    rootdirectory: ${dir}/data`, "http:", `  addr: ${address}`, ""].join("\n"),
+    );
+    const log = fs.openSync(path.join(dir, "registry.log"), "a");
+    // OTEL_TRACES_EXPORTER: it would send traces to localhost:4318 otherwise.
+    const child = spawn(bin, ["serve", path.join(dir, "config.yml")], { env: { ...process.env, OTEL_TRACES_EXPORTER: "none" }, stdio: ["ignore", log, log] });
+    fs.closeSync(log);
+    const stopNow = (): void => {
+        child.kill("SIGTERM");
+        fs.rmSync(dir, { recursive: true, force: true });
+    };
+    live.add(stopNow);
+    hookExit();
+    for (let i = 0; ; i++) {
+        try {
+            if ((await fetch(`http://${address}/v2/`)).status === 200) break;
+        } catch {
+            // not listening yet
+        }
+        if (i >= 100 || child.exitCode !== null) {
+            const out = fs.readFileSync(path.join(dir, "registry.log"), "utf8").slice(-3000);
+            live.delete(stopNow);
+            stopNow();
+            throw new Error(`the registry did not answer on ${address}:\n${out}`);
+        }
+        await new Promise((r) => setTimeout(r, 100));
+    }
+    return {
+        address,
+        async stop() {
+            live.delete(stopNow);
+            const gone = child.exitCode === null ? new Promise((r) => child.once("exit", r)) : Promise.resolve();
+            stopNow();
+            await gone;
+        },
+    };
 }

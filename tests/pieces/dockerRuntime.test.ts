@@ -2,7 +2,9 @@ import test from "ava";
 import * as crypto from "crypto";
 import { ROLLED_BACK_EXIT } from "../../components/host/provider";
 import { parseConfig } from "../../components/config/schema";
-import { containerArgs, containerEnv, containerScripts, dockerChecks, hostAuthModulePath, hostPythonDir, previousContainerName, publishSpec, pulledTag } from "../../components/pieces/dockerRuntime";
+import { spawnSync } from "child_process";
+import { asset } from "../../components/host/shell";
+import { containerArgs, containerEnv, containerScripts, dockerChecks, dockerPreflightProbe, familiarImage, imageRegistry, hostAuthModulePath, hostPythonDir, previousContainerName, publishSpec, pulledTag, pullingLabel, pullMark } from "../../components/pieces/dockerRuntime";
 import { authMiddleware } from "../../components/pieces/vllmService";
 import type { ServingPlan } from "../../components/pieces/vllmService";
 import { plan12, revision, snapshot, tiktokenDir } from "../helpers/plans";
@@ -120,9 +122,101 @@ test("apply never removes a container the stack did not make, and remove takes a
     // Pruning goes by the stack's tags only, and takes the name a tag marks by its hash.
     t.true(scripts.apply.includes(`prune_pulled '${pulledTag("vllm/vllm-openai:v0.11.0")}'`));
     t.regex(scripts.remove, /docker image ls --format '\{\{\.Repository\}\}:\{\{\.Tag\}\}' vllm-workstation-pulled/);
-    t.regex(scripts.remove, /"vllm-workstation-pulled:\$\(printf '%s' "\$n" \| sha256sum \| cut -c1-16\)" = "\$1"/);
+    t.regex(scripts.remove, /"vllm-workstation-pulled:\$\(name_hash "\$n"\)" = "\$1"/);
+    // An image pulled by its digest has that name among its digests, not its tags.
+    t.regex(scripts.remove, /\{\{range \.RepoTags\}\}\{\{println \.\}\}\{\{end\}\}\{\{range \.RepoDigests\}\}\{\{println \.\}\}\{\{end\}\}/);
     t.regex(pulledTag("vllm/vllm-openai:v0.11.0"), /^vllm-workstation-pulled:[0-9a-f]{16}$/);
     t.is(pulledTag("vllm/vllm-openai:v0.11.0").split(":")[1], crypto.createHash("sha256").update("vllm/vllm-openai:v0.11.0").digest("hex").slice(0, 16), "the hash the scripts compute");
+});
+
+test("an image's marks are named after the image as docker prints it, however the config writes the name", (t) => {
+    const digest = `sha256:${"ab12".repeat(16)}`;
+    const same: [string, string][] = [
+        ["vllm/vllm-openai:v0.11.0", "vllm/vllm-openai:v0.11.0"],
+        ["docker.io/vllm/vllm-openai:v0.11.0", "vllm/vllm-openai:v0.11.0"],
+        ["index.docker.io/vllm/vllm-openai:v0.11.0", "vllm/vllm-openai:v0.11.0"],
+        ["vllm/vllm-openai", "vllm/vllm-openai:latest"],
+        ["docker.io/library/ubuntu:24.04", "ubuntu:24.04"],
+        ["library/ubuntu", "ubuntu:latest"],
+        ["docker.io/ubuntu", "ubuntu:latest"],
+        [`vllm/vllm-openai@${digest}`, `vllm/vllm-openai@${digest}`],
+        [`docker.io/vllm/vllm-openai:v0.11.0@${digest}`, `vllm/vllm-openai@${digest}`],
+        [`registry.lan:5000/vllm-openai@${digest}`, `registry.lan:5000/vllm-openai@${digest}`],
+        [`127.0.0.1:5000/library/vllm:v1@${digest}`, `127.0.0.1:5000/library/vllm@${digest}`],
+        ["localhost/vllm:v1", "localhost/vllm:v1"],
+        ["[::1]:5000/vllm-openai:v1", "[::1]:5000/vllm-openai:v1"],
+    ];
+    for (const [configured, printed] of same) {
+        t.is(familiarImage(configured), printed, configured);
+        t.is(pulledTag(configured), pulledTag(printed), configured);
+        t.is(pullMark(configured).split("-").pop(), pulledTag(printed).split(":")[1], configured);
+    }
+    t.not(pulledTag("vllm/vllm-openai:v0.11.0"), pulledTag("vllm/vllm-openai:v0.11.2"));
+    t.is(imageRegistry("vllm/vllm-openai:v0.11.0"), "docker.io");
+    t.is(imageRegistry("index.docker.io/vllm/vllm-openai:v0.11.0"), "docker.io");
+    t.is(imageRegistry(`127.0.0.1:5000/vllm/vllm-openai@${digest}`), "127.0.0.1:5000");
+    t.is(imageRegistry("Registry/vllm:v1"), "Registry");
+});
+
+test("the docker preflight looks an image up over plain HTTP only in a registry the engine pulls from over plain HTTP, and only after the look-up over TLS failed", (t) => {
+    const probe = (image: string) => dockerPreflightProbe(parseConfig({ model: { revision }, runtime: "docker", dockerImage: image, dockerVllmVersion: "0.11.0" })).probe;
+    t.regex(probe("registry.lan:5000/vllm-openai:v1"), /\nregistry='registry\.lan:5000'\n/);
+    t.regex(probe("vllm/vllm-openai:v0.11.0"), /\nregistry='docker\.io'\n/);
+    const p = probe("vllm/vllm-openai:v0.11.0");
+    t.true(p.indexOf("docker manifest inspect 'vllm/vllm-openai:v0.11.0'") < p.indexOf("engine_insecure && timeout 30 docker manifest inspect --insecure 'vllm/vllm-openai:v0.11.0'"));
+    t.is(p.split("manifest inspect --insecure").length, 2, "one look-up with --insecure");
+    const fn = p.slice(p.indexOf("engine_insecure() {"), p.indexOf("\n}\n", p.indexOf("engine_insecure() {")) + 2);
+    // TEST DOUBLE of `docker info` (a shell function in its place): what it prints of the engine's
+    // insecure ranges and registries for Debian's 20.10 as installed, and for a newer engine told that
+    // registry.lan:5000 is insecure. The loopback case runs against a real engine and registry in
+    // dockerPull.integration.test.ts.
+    const engines = { plain: "127.0.0.0/8 ", told: "127.0.0.0/8 ::1/128 registry.lan:5000 " };
+    const cases: [string, keyof typeof engines, boolean][] = [
+        ["127.0.0.1:5000", "plain", true],
+        ["localhost", "plain", true],
+        ["[::1]:5000", "plain", false],
+        ["[::1]:5000", "told", true],
+        ["127.evil.example:5000", "told", false],
+        ["registry.lan:5000", "plain", false],
+        ["registry.lan:5000", "told", true],
+        ["docker.io", "told", false],
+    ];
+    for (const [registry, engine, insecure] of cases) {
+        const r = spawnSync("bash", ["-c", `engine_out=$2\ndocker() { printf '%s' "$engine_out"; }\nregistry=$1\n${fn}\nengine_insecure`, "bash", registry, engines[engine]], { encoding: "utf8" });
+        t.is(r.status === 0, insecure, `${registry} on the ${engine} engine`);
+    }
+});
+
+test("the scripts name an image's marks with the hash the program computes", (t) => {
+    const image = `127.0.0.1:5000/vllm/vllm-openai@sha256:${"ab12".repeat(16)}`;
+    const lib = asset("container_lib.sh");
+    const r = spawnSync("bash", ["-c", `${lib}\nname_hash "$1"`, "bash", image], { encoding: "utf8" });
+    t.is(r.status, 0, r.stderr);
+    t.is(`vllm-workstation-pulled:${r.stdout.trim()}`, pulledTag(image));
+    t.is(`vllm-workstation-pulling-${r.stdout.trim()}`, pullMark(image));
+});
+
+test("the apply marks a pull before it begins and takes the mark away once the image has its tag or the pull failed; apply and remove first tag what a cut-off pull left", (t) => {
+    const image = "vllm/vllm-openai:v0.11.0";
+    const pull = scripts.apply.indexOf(`docker pull '${image}'`);
+    const mark = scripts.apply.indexOf(`mark_pull '${image}' '${image}'`);
+    const tag = scripts.apply.indexOf(`docker tag '${image}' '${pulledTag(image)}'`);
+    const unmark = scripts.apply.indexOf(`unmark_pull '${image}'\n`);
+    const claim = scripts.apply.indexOf("\nclaim_pulls\n");
+    t.true(claim > 0 && claim < mark && mark < pull && pull < tag && tag < unmark, "claim, mark, pull, tag, unmark");
+    t.regex(scripts.apply, /docker pull 'vllm\/vllm-openai:v0\.11\.0' >&2 \|\| \{ unmark_pull 'vllm\/vllm-openai:v0\.11\.0'; echo 'cannot pull/);
+    // Marked only when the image is not there: an image that was is never tagged as pulled.
+    t.regex(scripts.apply, /if ! docker image inspect 'vllm\/vllm-openai:v0\.11\.0' >\/dev\/null 2>&1; then\n  echo 'pulling vllm\/vllm-openai:v0\.11\.0' >&2\n  mark_pull/);
+    t.true(scripts.remove.indexOf("\nclaim_pulls\n") < scripts.remove.indexOf('prune_pulled ""'));
+    t.true(scripts.remove.indexOf("\nclaim_pulls\n") > 0);
+    t.true(scripts.apply.includes(`pulling_label='${pullingLabel}'\n`));
+});
+
+test("a rollback removes the container of the name only when the stack made it, and fails without taking the name back otherwise", (t) => {
+    const start = scripts.apply.indexOf("roll_back() {");
+    const rollBack = scripts.apply.slice(start, scripts.apply.indexOf("\n}\n", start) + 2);
+    t.regex(rollBack, /^roll_back\(\) \{\n  local [^\n]*\n  case "\$\(kind_of "\$name"\)" in\n    ours\)\n[^]*?docker rm -f "\$name"[^]*?\n    other\)\n[^]*?a container named \$name exists that the stack did not make[^]*?exit 1\n/);
+    t.is(rollBack.split("docker rm -f \"$name\"").length, 2, "one removal of the name, under ours");
 });
 
 test("a switch keeps the serving container under a fixed name of the stack's and fails with the service's rolled-back exit status", (t) => {

@@ -1,13 +1,14 @@
 // An upgrade of the docker runtime's image through the real Pulumi engine against a real Docker engine
 // (tests/helpers/docker.ts): an image whose vLLM fails to start is rolled back (the old container serves
 // again, the state keeps the old container, so a preview still shows the change), a container kept by a
-// switch that was cut off is what the next up goes back to or removes, a container of the kept name that
-// the stack did not make is never touched, a good image converges with no kept container left, and
-// destroy leaves Docker as it was. The workstation is this machine (target local), as in
-// docker.integration.test.ts. Test doubles (no GPU, no registry here): nvidia-smi, the NVIDIA toolkit's
-// hook and runtime, the images (the vLLM test double on Debian; its 0.11.1+broken exits at `vllm serve`),
-// the Hub and the package index.
+// switch that was cut off is what the next up goes back to or removes, a container the stack did not
+// make, under the kept name or taking the name while a switch has it free, is never touched, a good
+// image converges with no kept container left, and destroy leaves Docker as it was. The workstation is
+// this machine (target local), as in docker.integration.test.ts. Test doubles (no GPU, no registry
+// here): nvidia-smi, the NVIDIA toolkit's hook and runtime, the images (the vLLM test double on Debian;
+// its 0.11.1+broken exits at `vllm serve`), the Hub and the package index.
 import test, { ExecutionContext } from "ava";
+import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { lookingAhead } from "../../components/program";
@@ -94,6 +95,40 @@ test.serial("the first up serves the first image", async (t) => {
     t.is(r.summary.result, "succeeded");
     t.is(await version(), "0.11.0");
     t.deepEqual(await containers(), ["vllm-workstation"]);
+});
+
+test.serial("a container the stack did not make that takes the name while a switch has it free is never removed: the step fails, and the container to go back to is kept", async (t) => {
+    // What a run cut off after it set the serving container aside leaves: that container, running, under
+    // the kept name, and the name free. Here one whose main process ignores SIGTERM (sleep as PID 1),
+    // so that the next up's stop of it takes the engine's 10 s, in which another program takes the name.
+    await engine.dockerOk("rm", "-f", "vllm-workstation");
+    const kept = await engine.dockerOk("run", "-d", "--name", "vllm-workstation-previous", "--label", "vllm-workstation.managed=true", "--entrypoint", "sleep", good, "infinity");
+    const events = spawn("docker", ["events", "--filter", "container=vllm-workstation-previous", "--filter", "event=kill", "--format", "{{.Action}}"], { env: { ...process.env, DOCKER_HOST: engine.host } });
+    // Resolves to the id of the container that took the name, or to "" when no stop came.
+    const taken = new Promise<string>((resolve, reject) => {
+        events.stdout.once("data", () => engine.dockerOk("create", "--name", "vllm-workstation", good, "/model").then(resolve, reject));
+        events.once("exit", () => setTimeout(() => resolve(""), 5000));
+    });
+    let failed: Error | undefined;
+    try {
+        failed = await upFails(t);
+    } finally {
+        events.kill();
+    }
+    const foreign = await taken;
+    t.not(foreign, "", "the up stopped the kept container");
+    t.regex(failed!.message, /the container vllm-workstation could not be created: a container named vllm-workstation exists that the stack did not make; the stack leaves it alone, and keeps the container that served as vllm-workstation-previous \(stopped\) to go back to/);
+    t.notRegex(failed!.message, /rolled back/);
+    t.is(await inspect("{{.Id}}"), foreign, "the container that took the name is still there");
+    t.is(await inspect("{{.Config.Labels}}"), "map[]");
+    t.is(await inspect("{{.Id}}", "vllm-workstation-previous"), kept, "the container to go back to is still there, under the kept name");
+    t.deepEqual(await containers(), ["vllm-workstation", "vllm-workstation-previous"]);
+    // Once the name is free again, the next up goes on from the kept container.
+    await engine.dockerOk("rm", "vllm-workstation");
+    await up(t);
+    t.is(await version(), "0.11.0");
+    t.deepEqual(await containers(), ["vllm-workstation"]);
+    t.deepEqual(await changed(), {});
 });
 
 test.serial("an image whose vLLM fails to start is rolled back: up fails with its log lines, the old container serves again, and a preview still shows the change", async (t) => {

@@ -2,7 +2,9 @@
 # (shellcheck SC2034 is off here: the settings below are read by the functions put in at @CONTAINER_LIB@; the rendered script, which holds them, is checked with it on.)
 # The container's apply: converges whatever container of the name it finds.
 #  - The first line changes with the API key's id, so a rotated key makes the container anew.
-#  - An image that was not there is pulled and tagged as pulled by the stack (remove takes away only that).
+#  - An image that was not there is pulled and tagged as pulled by the stack (remove takes away only that);
+#    its pull is marked first, so that a run cut off before the tag leaves what the next run recognises
+#    (claim_pulls in container_lib.sh). A pull that fails leaves no mark.
 #  - The middleware's module goes into a directory of the stack's own (own.sh); a new module needs a new
 #    process, so a change of it makes the container anew.
 #  - A container of the name that the stack did not make is refused. One that differs in anything but
@@ -20,6 +22,8 @@
 name=@NAME@
 previous=@PREVIOUS@
 label_format=@LABEL_FORMAT@
+managed_label=@MANAGED_LABEL@
+pulling_label=@PULLING_LABEL@
 health_url=@HEALTH_URL@
 models_url=@MODELS_URL@
 health_timeout=@TIMEOUT@
@@ -40,10 +44,13 @@ why=""
 @CONTAINER_LIB@
 @SWITCH_LIB@
 
+claim_pulls
 if ! docker image inspect @IMAGE@ >/dev/null 2>&1; then
   echo @PULLING@ >&2
-  docker pull @IMAGE@ >&2 || { echo @CANNOT_PULL@ >&2; exit 1; }
+  mark_pull @IMAGE@ @FAMILIAR_IMAGE@
+  docker pull @IMAGE@ >&2 || { unmark_pull @FAMILIAR_IMAGE@; echo @CANNOT_PULL@ >&2; exit 1; }
   docker tag @IMAGE@ @PULLED_TAG@
+  unmark_pull @FAMILIAR_IMAGE@
 fi
 module_before=$(sha256sum @MODULE@ 2>/dev/null || echo missing)
 # The module the running container loaded, byte for byte (the x keeps trailing newlines), in memory: a

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # What the container's apply and remove share: whose a container of a name is, and the images the stack
-# pulled. Sourced by container_apply.sh and container_remove.sh (it reads their label_format).
+# pulled. Sourced by container_apply.sh and container_remove.sh (it reads their label_format,
+# managed_label and pulling_label).
 
 # shellcheck disable=SC2154
 # ours, other (a container of that name the stack did not make: never touched), or nothing (none).
@@ -9,6 +10,59 @@ kind_of() {
   if managed=$(docker container inspect --format "$label_format" "$1" 2>/dev/null); then
     if [ "$managed" = true ]; then echo ours; else echo other; fi
   fi
+}
+
+# The hash that names an image's marks: of the name as docker prints it (familiarImage in
+# dockerRuntime.ts), so that a name read back from the engine finds its mark.
+name_hash() {
+  printf '%s' "$1" | sha256sum | cut -c1-16
+}
+
+# A pull the stack begins is marked first by a volume of its own, vllm-workstation-pulling-<hash>,
+# labelled with the image's name: made only when the image is not there, removed once the image carries
+# its vllm-workstation-pulled tag. A run cut off between the two leaves the mark; claim_pulls, at the
+# start of every apply and remove, turns it into the tag when the image is there (the pull finished)
+# and drops it when not (a pull cut off leaves no image). A volume is the engine's own object, so the
+# mark lives where the image does, whichever engine DOCKER_HOST names.
+
+# Whether the volume $1 is a mark of the stack's: its label, and a name that is the hash of the image
+# it names (one that is not is left alone).
+pull_mark_of() {
+  local managed image
+  managed=$(docker volume inspect --format "{{index .Labels \"$managed_label\"}}" "$1" 2>/dev/null) || return 1
+  image=$(docker volume inspect --format "{{index .Labels \"$pulling_label\"}}" "$1" 2>/dev/null) || return 1
+  [ "$managed" = true ] && [ -n "$image" ] && [ "$1" = "vllm-workstation-pulling-$(name_hash "$image")" ] && printf '%s\n' "$image"
+}
+
+claim_pulls() {
+  local v image
+  for v in $(docker volume ls -q --filter "label=$pulling_label" 2>/dev/null || true); do
+    image=$(pull_mark_of "$v") || continue
+    if docker image inspect "$image" >/dev/null 2>&1; then
+      echo "tagging $image as pulled by the stack: a run cut off after its pull left it untagged" >&2
+      docker tag "$image" "vllm-workstation-pulled:$(name_hash "$image")"
+    fi
+    docker volume rm "$v" >/dev/null
+  done
+}
+
+# Marks the pull of $1 (the image as the config names it; $2: as docker prints it). A volume of the
+# mark's name the stack did not make stops the run: the stack never takes or removes it.
+mark_pull() {
+  local v
+  v="vllm-workstation-pulling-$(name_hash "$2")"
+  if docker volume inspect "$v" >/dev/null 2>&1; then
+    echo "a volume named $v exists that the stack did not make, and the stack marks its pull of $1 with that name; the stack leaves it alone: remove it (docker volume rm $v), then run pulumi up again" >&2
+    exit 1
+  fi
+  docker volume create --label "$managed_label=true" --label "$pulling_label=$2" "$v" >/dev/null
+}
+
+# Takes away the mark of $1 (as docker prints it), once its pull has its tag or failed.
+unmark_pull() {
+  local v
+  v="vllm-workstation-pulling-$(name_hash "$1")"
+  if pull_mark_of "$v" >/dev/null; then docker volume rm "$v" >/dev/null; fi
 }
 
 # Takes away the images the stack pulled (its vllm-workstation-pulled:* tags), each with the name it was
@@ -22,12 +76,14 @@ prune_pulled() {
   done
 }
 
+# The name an image was pulled under is among its tags (repo:tag) or, pulled by digest, among its
+# digests (repo@sha256:...), which keep an image as a tag does.
 drop_pulled() {
   local names n
-  names=$(docker image inspect --format '{{range .RepoTags}}{{println .}}{{end}}' "$1" 2>/dev/null || true)
+  names=$(docker image inspect --format '{{range .RepoTags}}{{println .}}{{end}}{{range .RepoDigests}}{{println .}}{{end}}' "$1" 2>/dev/null || true)
   docker rmi "$1" >/dev/null || return 0
   while read -r n; do
-    if [ -n "$n" ] && [ "vllm-workstation-pulled:$(printf '%s' "$n" | sha256sum | cut -c1-16)" = "$1" ]; then
+    if [ -n "$n" ] && [ "vllm-workstation-pulled:$(name_hash "$n")" = "$1" ]; then
       docker rmi "$n" >/dev/null 2>&1 || echo "leaving the image $n: another container uses it" >&2
     fi
   done <<<"$names"

@@ -116,12 +116,27 @@ put_back_module() {
 # back under the name, on its own module, started and checked again at its own address, with the key in force now (when it
 # held another, it is made anew with that one: copy_with_key_now). Only a key removed while the kept one
 # is published beyond loopback stays its own: without it, that address would serve anyone, which no
-# config allows. Exits: rolled_back_exit when it serves, 1 when not.
+# config allows. Exits: rolled_back_exit when it serves, 1 when not. A container of the name that the
+# stack did not make (one that took the name while the switch had it free) is left alone, and so is the
+# kept one, under $previous: exit 1.
 roll_back() {
   local back_image back_revision c_ip c_base c_served c_key as_it_was=no
-  echo "$why; its last log lines:" >&2
-  docker logs --tail 40 "$name" >&2 2>&1 || true
-  docker rm -f "$name" >/dev/null 2>&1 || true
+  case "$(kind_of "$name")" in
+    ours)
+      echo "$why; its last log lines:" >&2
+      docker logs --tail 40 "$name" >&2 2>&1 || true
+      docker rm -f "$name" >/dev/null 2>&1 || true
+      ;;
+    other)
+      # Taken while the switch had the name free (between the rename and the create): never the stack's
+      # to remove, and the kept container cannot have the name back over it. Its module is put back, as
+      # the state, which stays the old one, says.
+      put_back_module
+      echo "$why: a container named $name exists that the stack did not make; the stack leaves it alone, and keeps the container that served as $previous (stopped) to go back to. Remove or rename $name (docker rm -f $name), then run pulumi up again" >&2
+      exit 1
+      ;;
+    *) echo "$why" >&2 ;;
+  esac
   back_image=$(docker container inspect --format '{{.Config.Image}}' "$previous")
   back_revision=$(docker container inspect --format '{{index .Args 1}}' "$previous" 2>/dev/null || true)
   back_revision=${back_revision##*/}
