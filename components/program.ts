@@ -134,13 +134,13 @@ export function lockTextFor(config: WorkstationConfig, root = projectRoot): stri
 }
 
 /**
- * The checks for the runtime: the docker runtime needs neither systemd nor a CUDA toolkit on the host
- * (both are in its image), but an engine with the NVIDIA runtime and the image.
+ * The checks for the runtime: runChecks' (which leave out systemd and the CUDA toolkit for the docker
+ * runtime), and for the docker runtime an engine with the NVIDIA runtime and the image.
  */
 export function runtimeChecks(config: WorkstationConfig, look: Look, observed: Observed, checks: Check[]): Check[] {
     if (config.runtime !== "docker") return checks;
     const engine = dockerPreflightProbe(config).name;
-    return [...checks.filter((c) => c.id !== "systemd" && c.id !== "nvcc"), ...dockerChecks(config, observed.get(engine) ?? "", describe(look.conn))];
+    return [...checks, ...dockerChecks(config, observed.get(engine) ?? "", describe(look.conn))];
 }
 
 /**

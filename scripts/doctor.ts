@@ -9,9 +9,13 @@
 // --vllm-version is the release that serves (python.vllmVersion, or for the docker runtime the image's:
 // dockerVllmVersion or its tag; default the schema's python.vllmVersion): the driver check holds the
 // card's driver against the CUDA that release is built for, as the preflight of `up` does.
+// --runtime docker lists the checks that apply to the container (no systemd, no CUDA toolkit on the
+// host) and adds the docker runtime's own: the engine, its NVIDIA runtime, and the official image of
+// that release (vllm/vllm-openai:v<V>), from the docker runtime's probe run here as the current user.
 // --nvidia-smi-file replaces what nvidia-smi says (a saved NVIDIA_SMI_QUERY output), so a plan can be
 // checked for a card that is not in this machine. --facts-file replaces the whole probe with its saved
-// output (`bash -c "$(...gatherFacts())" > F` on the workstation), for diagnosing a machine from afar.
+// output (`bash -c "$(...gatherFacts())" > F` on the workstation), for diagnosing a machine from afar;
+// for --runtime docker, with the docker runtime's probe's output (dockerPreflightProbe) appended.
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import { NVIDIA_SMI_QUERY, parseNvidiaSmiCsv } from "../components/plan/gpu";
@@ -19,6 +23,7 @@ import { AUTO_OPTIONS, Plan, PlanResult, TIERS, Tier, plan } from "../components
 import { Check, runChecks } from "../components/preflight/checks";
 import { Facts, gatherFacts, parseProbeOutput, wslKind } from "../components/preflight/facts";
 import { defaults } from "../components/config/schema";
+import { dockerChecks, dockerPreflightProbe } from "../components/pieces/dockerRuntime";
 
 const RUNTIMES = ["systemd", "docker"] as const;
 type Runtime = (typeof RUNTIMES)[number];
@@ -97,18 +102,33 @@ export function parseArgs(argv: readonly string[]): DoctorArgs {
     return { nvidiaSmiFile, factsFile, json, tier, maxModelLen, runtime, vllmVersion };
 }
 
-/** Runs the probe here, as the current user. It is read-only; without nvidia-smi it still answers. */
-function probeLocally(): string {
-    const r = spawnSync("bash", ["-s"], { input: gatherFacts(), encoding: "utf8", timeout: 60_000 });
+/** Runs a probe here, as the current user. The probes are read-only; without nvidia-smi or docker they still answer. */
+function probeLocally(script: string): string {
+    const r = spawnSync("bash", ["-s"], { input: script, encoding: "utf8", timeout: 60_000 });
     if (r.error) throw new Error(`could not run the probe with bash: ${r.error.message}`);
     return r.stdout;
 }
 
-function gatherLocalFacts(args: DoctorArgs): { facts: Facts } | { errors: string[] } {
-    const text = args.factsFile !== null ? fs.readFileSync(args.factsFile, "utf8") : probeLocally();
+/** The image the docker runtime's checks look at: the official image of the release that serves. */
+export const dockerImageFor = (vllmVersion: string): string => `vllm/vllm-openai:v${vllmVersion}`;
+
+/** What the docker runtime's probe printed, and where it ran. */
+export interface DockerProbe {
+    readonly out: string;
+    readonly where: string;
+}
+
+function gatherLocalFacts(args: DoctorArgs): { facts: Facts; docker: DockerProbe | null } | { errors: string[] } {
+    const text = args.factsFile !== null ? fs.readFileSync(args.factsFile, "utf8") : probeLocally(gatherFacts());
     const parsed = parseProbeOutput(text);
     if (!parsed.ok) return { errors: parsed.errors.map((e) => `${args.factsFile ?? "probe"}: ${e}`) };
-    if (args.nvidiaSmiFile === null) return { facts: parsed.facts };
+    const docker =
+        args.runtime !== "docker"
+            ? null
+            : args.factsFile !== null
+              ? { out: text, where: `the machine of ${args.factsFile}` }
+              : { out: probeLocally(dockerPreflightProbe({ dockerImage: dockerImageFor(args.vllmVersion), dockerHost: null }).probe), where: "this machine" };
+    if (args.nvidiaSmiFile === null) return { facts: parsed.facts, docker };
     const smi = parseNvidiaSmiCsv(fs.readFileSync(args.nvidiaSmiFile, "utf8"));
     return {
         facts: {
@@ -116,6 +136,7 @@ function gatherLocalFacts(args: DoctorArgs): { facts: Facts } | { errors: string
             gpus: smi.ok ? smi.gpus : null,
             nvidiaSmiError: smi.ok ? null : `${args.nvidiaSmiFile}: ${smi.errors.join("; ")}`,
         },
+        docker,
     };
 }
 
@@ -125,15 +146,40 @@ export interface Report {
     readonly checks: Check[];
 }
 
-export function diagnose(facts: Facts, args: Pick<DoctorArgs, "tier" | "maxModelLen"> & Partial<Pick<DoctorArgs, "runtime" | "vllmVersion">>): Report {
+/**
+ * The plan and the checks for `runtime`, as the preflight of `up` selects them (runChecks); for the
+ * docker runtime with its own checks from `docker`, what its probe printed (none: a check says so).
+ */
+export function diagnose(
+    facts: Facts,
+    args: Pick<DoctorArgs, "tier" | "maxModelLen"> & Partial<Pick<DoctorArgs, "runtime" | "vllmVersion">>,
+    docker: DockerProbe | null = null,
+): Report {
     const result = plan({
         gpu: facts.gpus?.[0] ?? null,
         options: { tier: args.tier, maxModelLen: args.maxModelLen },
         wsl: wslKind(facts.procVersion) === "wsl2",
     });
+    const runtime = args.runtime ?? "systemd";
+    const vllmVersion = args.vllmVersion ?? defaults.python.vllmVersion;
     // The driver check is the preflight's (runChecks), held against the release that serves.
-    const checks = runChecks(facts, result, { vllmVersion: args.vllmVersion ?? defaults.python.vllmVersion, runtime: args.runtime ?? "systemd" });
+    const checks = runChecks(facts, result, { vllmVersion, runtime });
+    if (runtime === "docker") checks.push(...dockerDoctorChecks(dockerImageFor(vllmVersion), docker));
     return { facts, plan: result, checks };
+}
+
+function dockerDoctorChecks(image: string, docker: DockerProbe | null): Check[] {
+    if (docker === null || !docker.out.split("\n").some((l) => l.startsWith("docker-cli="))) {
+        return [
+            {
+                id: "docker",
+                level: "warning",
+                message: `the Docker engine, its NVIDIA runtime and ${image} were not checked: the output of the docker runtime's probe (docker-*= lines) is missing`,
+                fix: "run the doctor on the workstation, or append what the docker runtime's probe (dockerPreflightProbe) prints there to the facts file",
+            },
+        ];
+    }
+    return dockerChecks({ dockerImage: image, dockerHost: null }, docker.out, docker.where);
 }
 
 const pad = (s: string, n: number): string => s + " ".repeat(Math.max(1, n - s.length));
@@ -235,7 +281,7 @@ export function main(argv: readonly string[]): number {
         process.stderr.write(gathered.errors.map((e) => `doctor: ${e}\n`).join(""));
         return 1;
     }
-    const report = diagnose(gathered.facts, args);
+    const report = diagnose(gathered.facts, args, gathered.docker);
     process.stdout.write(args.json ? renderJson(report) : renderText(report));
     return report.checks.some((c) => c.level === "error") ? 1 : 0;
 }

@@ -1,4 +1,6 @@
 import test from "ava";
+import * as fs from "fs";
+import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import type { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
 
@@ -31,6 +33,8 @@ pulumi.runtime.setMocks(
 const { declarePieces, Workstation, workstationPieces } = require("../components/workstation") as typeof import("../components/workstation");
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { parseConfig } = require("../components/config/schema") as typeof import("../components/config/schema");
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { assetPath } = require("../components/host/shell") as typeof import("../components/host/shell");
 import { plan12, revision, snapshot } from "./helpers/plans";
 
 const apiKey = "sk-local-0123456789abcdef-SECRET";
@@ -126,6 +130,32 @@ test("each host state gets the connection, its scripts and a description", async
     t.is(byName("hs-cuda-files")!.inputs.what, "the CUDA environment");
     t.is(byName("hs-vllm-unit")!.inputs.what, "the vLLM service");
     t.true(byName("hs-model-files")!.inputs.apply.includes(`'${"/opt/vllm-workstation/venv"}/bin/python' - 'openai/gpt-oss-20b'`), "the model downloads with the venv's huggingface_hub");
+});
+
+/** Each template's header (its leading comment lines, components/pieces/assets): what it does and why, for its readers. */
+function templateHeaders(): Array<{ template: string; line: string }> {
+    const dir = path.dirname(assetPath("own.sh"));
+    return fs.readdirSync(dir).flatMap((template) => {
+        const lines = fs.readFileSync(path.join(dir, template), "utf8").split("\n");
+        const end = lines.findIndex((l) => !l.startsWith("#"));
+        return lines.slice(0, end < 0 ? lines.length : end).map((line) => ({ template, line }));
+    });
+}
+
+test("no remove script of a systemd workstation's host states carries a template's header comment, the service's included: the state holds what destroy runs", async (t) => {
+    const headers = templateHeaders();
+    t.true(headers.some((h) => h.template === "service_remove.sh"), "service_remove.sh has a header to leave out");
+    const states = (await build("rm", {}, null)).mine.filter((r) => r.type === "hoststate:index:HostState");
+    t.deepEqual(states.map((s) => s.name).sort(), ["rm-cuda-files", "rm-model-files", "rm-python-packages", "rm-python-uv", "rm-vllm-unit"]);
+    for (const s of states) {
+        const remove: string = plain(s.inputs.remove);
+        t.true(remove.length > 0 && !remove.startsWith("#"), `${s.name}'s remove starts with its first command`);
+        t.deepEqual(
+            headers.filter((h) => remove.split("\n").includes(h.line)).map((h) => `${h.template}: ${h.line}`),
+            [],
+            `${s.name}'s remove holds no template's header line`,
+        );
+    }
 });
 
 test("with an API key the service's scripts hold only the key's id, and the example request asks for the key", async (t) => {

@@ -99,13 +99,13 @@ export function fillAsset(name: string, values: Readonly<Record<string, string>>
 
 /**
  * A fragment of a step's script from a template of components/pieces/assets, filled as fillAsset fills it,
- * without the template's header (its leading comment lines up to the first empty line, and that line)
- * and without its final newline. The header tells the template's readers what it does and why; a
+ * without the template's header (its leading comment lines, and the empty line after them if there is
+ * one) and without its final newline. The header tells the template's readers what it does and why; a
  * step's script is part of the step's state, so it stays out of the text. Steps join their fragments
  * with newlines.
  */
 export function fillFragment(name: string, values: Readonly<Record<string, string>>): string {
-    return fill(name, asset(name).replace(/^(#[^\n]*\n)+\n/, ""), values).replace(/\n$/, "");
+    return fill(name, asset(name).replace(/^(#[^\n]*\n)+\n?/, ""), values).replace(/\n$/, "");
 }
 
 function fill(name: string, template: string, values: Readonly<Record<string, string>>): string {

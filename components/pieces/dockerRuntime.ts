@@ -94,7 +94,7 @@ export function publishSpec(c: WorkstationConfig): string {
 }
 
 /** `export DOCKER_HOST=...` when the stack names the engine; nothing for the docker CLI's default. */
-function dockerEnv(c: WorkstationConfig): string {
+function dockerEnv(c: Pick<WorkstationConfig, "dockerHost">): string {
     return c.dockerHost === null ? "" : `export DOCKER_HOST=${q(c.dockerHost)}`;
 }
 
@@ -300,7 +300,7 @@ export function containerScripts(s: ContainerInputs) {
  * The docker runtime's part of the preflight (components/pieces/assets/docker_preflight_probe.sh): the docker
  * CLI, the engine, the NVIDIA runtime and the image, as `docker-*=` lines. Read-only; always exits 0.
  */
-export function dockerPreflightProbe(c: WorkstationConfig): Piece {
+export function dockerPreflightProbe(c: Pick<WorkstationConfig, "dockerImage" | "dockerHost">): Piece {
     return {
         name: "docker-engine",
         what: "the Docker engine",
@@ -319,7 +319,7 @@ function decoded(value: string): string {
 }
 
 /** The docker runtime's checks, from what dockerPreflightProbe printed; `where` names the workstation. */
-export function dockerChecks(c: WorkstationConfig, out: string, where: string): Check[] {
+export function dockerChecks(c: Pick<WorkstationConfig, "dockerImage" | "dockerHost">, out: string, where: string): Check[] {
     const engineFix = c.dockerHost === null
         ? "start the engine (`sudo systemctl start docker`, or Docker Desktop with WSL integration for this distribution) and check that root reaches it (`sudo docker info`); or set dockerHost to its address"
         : `start the engine at dockerHost ${JSON.stringify(c.dockerHost)}, or correct dockerHost`;

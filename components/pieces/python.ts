@@ -145,7 +145,7 @@ export function packageScripts(py: PythonConfig, lockText: string | null, runtim
         }),
         probe: fillAsset("packages_probe.sh", { INSTALL: q(install), UV: q(l.uv), SHARED_LOCK: lockText === null ? "no" : "yes" }),
         expected: [`python=${py.version}`, `request=${sha256(requirements)}`, lockText === null ? "lock=present" : `lock=${sha256(withNewline(lockText))}`, "packages=as-locked"].join("\n"),
-        remove: fillAsset("packages_remove.sh", { HOME: q(l.home), CACHE: q(l.cache), VENV: q(py.venvPath), INSTALLS: q(l.installs) }),
+        remove: fillFragment("packages_remove.sh", { HOME: q(l.home), CACHE: q(l.cache), VENV: q(py.venvPath), INSTALLS: q(l.installs) }),
     };
 }
 

@@ -245,7 +245,7 @@ export function serviceScripts(s: ServiceInputs) {
             expectFile("auth-module", authModule),
             `link=${s.installPath}`,
         ].join("\n"),
-        remove: fillAsset("service_remove.sh", {
+        remove: fillFragment("service_remove.sh", {
             UNIT_PATH: q(unitPath),
             PYTHON_DIR: q(pythonDir),
             ETC_DIR: q(etcDir),

@@ -325,16 +325,22 @@ export interface CheckOptions {
     readonly serverHost?: string | null;
 }
 
-/** Every applicable check, in the order a person fixes them: card, plan, WSL, services, toolchain, resources. */
+/**
+ * Every check that applies to the runtime, in the order a person fixes them: card, plan, WSL, services,
+ * toolchain, resources. The docker runtime needs neither systemd nor a CUDA toolkit on the host: its
+ * image brings the toolkit and the engine runs the container; its own checks (the engine, the NVIDIA
+ * runtime, the image) come from its probe (components/pieces/dockerRuntime.ts: dockerChecks).
+ */
 export function runChecks(f: Facts, result: PlanResult | null, options: CheckOptions = {}): Check[] {
+    const host = options.runtime !== "docker";
     const all: Array<Check | null> = [
         checkGpu(f),
         checkComputeCapability(f),
         checkPlan(result),
         checkWsl(f),
-        checkSystemd(f),
+        host ? checkSystemd(f) : null,
         checkLibcuda(f),
-        checkNvcc(f),
+        host ? checkNvcc(f) : null,
         checkHostMemory(f, result),
         checkPinnedMemory(f, result, options.wslPinSwitch ?? null),
         ...checkOwnership(f, options.claims ?? []),

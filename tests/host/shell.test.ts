@@ -180,6 +180,15 @@ test("fillFragment() leaves out the template's header and final newline, and kee
     t.true(apply.startsWith("# endpoint: v; tiktoken: v\nown_dir v\n"), apply.slice(0, 80));
 });
 
+test("fillFragment() leaves out a header that runs straight into the script, with no empty line after it, and keeps the comments below", (t) => {
+    const template = asset("packages_remove.sh");
+    t.true(template.startsWith("# shellcheck shell=bash\n# Removes what the packages step made"));
+    t.regex(template, /^(#[^\n]*\n)+home=@HOME@\n/, "no empty line between the header and the script");
+    const remove = fillFragment("packages_remove.sh", { HOME: "h", CACHE: "c", VENV: "v", INSTALLS: "i" });
+    t.true(remove.startsWith("home=h\ncache=c\nvenv=v\ninstalls=i\n# The link a switch cut off midway"), remove.slice(0, 120));
+    t.false(remove.includes("shellcheck") || remove.includes("Removes what") || remove.endsWith("\n"));
+});
+
 test("fillFragment() refuses a marker without a value, and a value without a marker", (t) => {
     t.throws(() => fillFragment("write_file.sh", { PATH: "p", MARKER: "M", CONTENT: "c", MODE: "0644", OWNER: "root:root", EXTRA: "x" }), {
         message: "components/pieces/assets/write_file.sh: no @NAME@ marker for EXTRA",

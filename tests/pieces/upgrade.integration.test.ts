@@ -5,72 +5,31 @@
 // `vllm serve`), the Hub.
 import test from "ava";
 import * as fs from "fs";
-import { lookingAhead, workstationProgram } from "../../components/program";
-import { installPath } from "../../components/pieces/python";
-import { parseConfig } from "../../components/config/schema";
-import { Box, startBox } from "../helpers/box";
-import { testStack, TestStack } from "../helpers/stack";
-import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "../infra/servers/index";
-import { boxSnapshot, boxStackConfig, installGpuDoubles } from "../helpers/workstation";
+import { lookingAhead } from "../../components/program";
+import type { Box } from "../helpers/box";
+import type { TestStack } from "../helpers/stack";
+import type { PackageIndex } from "../infra/servers/index";
+import { startUpgradeRig, UpgradeRig, venv } from "../helpers/upgradeRig";
+import { boxSnapshot } from "../helpers/workstation";
 
+let rig: UpgradeRig;
 let box: Box;
 let index: PackageIndex;
-let hub: HfEndpoint;
 let ts: TestStack;
 let port: number;
 let before: string;
-let stackConfig: ReturnType<typeof boxStackConfig>;
 
-const venv = "/opt/vllm-workstation/venv";
 const installs = `${venv}-tools/installs`;
 
 test.before(async () => {
-    // The default wheelhouse: vllm doubles 0.11.0, 0.11.2 and 0.11.1+broken, flashinfer 0.3.1.
-    [box, index, hub] = await Promise.all([startBox({ name: "upgrade" }), startPackageIndex({ logRequests: true }), startHfEndpoint()]);
-    await installGpuDoubles(box, "rtx4090");
+    rig = await startUpgradeRig({ name: "upgrade", index: { logRequests: true } });
+    ({ box, index, ts, port } = rig);
     before = await boxSnapshot(box);
-    port = 18000 + Math.floor(Math.random() * 1000);
-    const base = boxStackConfig(box, index, hub, port);
-    stackConfig = { ...base, python: { ...base.python, vllmVersion: "0.11.0", flashinferVersion: "0.3.1" }, server: { port, healthTimeoutSeconds: 60 } };
-    ts = await testStack({ name: "upgrade", program: workstationProgram, config: stackConfig });
 });
 
-test.after.always(async () => {
-    try {
-        await ts?.stack.destroy({ onOutput: ts.onOutput });
-    } catch {
-        // the destroy test reports destroy's own failures
-    }
-    ts?.remove();
-    await Promise.all([box?.stop(), index?.stop(), hub?.stop()]);
-});
+test.after.always(() => rig?.stop());
 
-async function up(t: { log: (...a: unknown[]) => void }, opts: { expectNoChanges?: boolean } = {}) {
-    try {
-        return await ts.stack.up({ onOutput: ts.onOutput, ...opts, program: lookingAhead(ts.dir, "test") });
-    } catch (e) {
-        t.log(ts.output.join("").slice(-6000));
-        throw e;
-    }
-}
-
-async function changed() {
-    const pv = await ts.stack.preview({ onOutput: ts.onOutput, program: lookingAhead(ts.dir, "test") });
-    return Object.fromEntries(Object.entries(pv.changeSummary).filter(([k]) => k !== "same"));
-}
-
-/** The install of the packages `vllmVersion` asks for, as the stack names it. */
-function installOf(vllmVersion: string): string {
-    const c = parseConfig({ model: { revision: hub.commitSha }, python: { ...stackConfig.python, vllmVersion } });
-    return installPath(c.python, null);
-}
-
-const servedVersion = async () => ((await (await fetch(`http://127.0.0.1:${port}/version`)).json()) as { version: string }).version;
-const link = async () => (await box.sh(`readlink ${venv}`)).trim();
 const execStart = async () => (await box.sh("systemctl show -p ExecStart --value vllm-workstation")).trim();
-/** The install the running vLLM came from: the interpreter its script's shebang names, first on its command line. */
-const servedFrom = async () =>
-    (await box.sh(`tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value vllm-workstation)/cmdline | head -n 1`)).trim().replace(/\/bin\/python[0-9.]*$/, "");
 const onDisk = async () => (await box.sh(`ls -1 ${installs}`)).trim().split("\n").filter(Boolean).sort();
 /** The requests pypiserver logged, from byte `from` of its log on. */
 const indexRequests = (from: number) =>
@@ -81,12 +40,12 @@ const indexRequests = (from: number) =>
         .filter((l) => /^<LocalRequest: [A-Z]+ http/.test(l));
 
 test.serial("a first up installs the packages beside the venv path, which links to the install", async (t) => {
-    const r = await up(t);
+    const r = await rig.up(t);
     t.is(r.summary.result, "succeeded");
-    t.is(await servedVersion(), "0.11.0");
-    t.is(await link(), installOf("0.11.0"));
+    t.is(await rig.servedVersion(), "0.11.0");
+    t.is(await rig.link(), rig.installOf("0.11.0"));
     t.true((await execStart()).includes(`${venv}/bin/vllm serve `), "the unit runs the venv path's vllm");
-    t.is(await servedFrom(), installOf("0.11.0"));
+    t.is(await rig.servedFrom(), rig.installOf("0.11.0"));
     t.true(indexRequests(0).length > 0, "the index logs the requests of the install");
 });
 
@@ -97,38 +56,38 @@ test.serial("an upgrade to a vLLM that fails to start rolls back: up fails sayin
     t.log(err?.message);
     t.regex(said, /rolled back: vllm-workstation\.service serves again on the previous packages/);
     t.regex(said, /built to fail at start/, "the service's last log lines are in the message");
-    t.is(await servedVersion(), "0.11.0", "the old stand-in answers");
-    t.is(await link(), installOf("0.11.0"));
-    t.is(await servedFrom(), installOf("0.11.0"), "the service runs the old install");
+    t.is(await rig.servedVersion(), "0.11.0", "the old stand-in answers");
+    t.is(await rig.link(), rig.installOf("0.11.0"));
+    t.is(await rig.servedFrom(), rig.installOf("0.11.0"), "the service runs the old install");
     t.is((await box.sh("systemctl is-active vllm-workstation || true")).trim(), "active");
-    t.deepEqual(await onDisk(), [installOf("0.11.0"), installOf("0.11.1+broken")].map((p) => p.split("/").pop()!).sort(), "the new install stays beside, for the next try");
-    const c = await changed();
+    t.deepEqual(await onDisk(), [rig.installOf("0.11.0"), rig.installOf("0.11.1+broken")].map((p) => p.split("/").pop()!).sort(), "the new install stays beside, for the next try");
+    const c = await rig.changes();
     t.is(c.update, 1, `only the service is still to change: ${JSON.stringify(c)}`);
 });
 
 test.serial("an upgrade to a vLLM that starts converges, a second up is a no-op, and only the installs in service and before stay", async (t) => {
     await ts.stack.setConfig("python.vllmVersion", { value: "0.11.2" }, true);
-    const r = await up(t);
+    const r = await rig.up(t);
     t.is(r.summary.result, "succeeded");
-    t.is(await servedVersion(), "0.11.2");
-    t.is(await link(), installOf("0.11.2"));
-    t.is(await servedFrom(), installOf("0.11.2"));
-    t.deepEqual(await onDisk(), [installOf("0.11.0"), installOf("0.11.2")].map((p) => p.split("/").pop()!).sort());
-    const again = await up(t, { expectNoChanges: true });
+    t.is(await rig.servedVersion(), "0.11.2");
+    t.is(await rig.link(), rig.installOf("0.11.2"));
+    t.is(await rig.servedFrom(), rig.installOf("0.11.2"));
+    t.deepEqual(await onDisk(), [rig.installOf("0.11.0"), rig.installOf("0.11.2")].map((p) => p.split("/").pop()!).sort());
+    const again = await rig.up(t, { expectNoChanges: true });
     t.deepEqual(Object.keys(again.summary.resourceChanges ?? {}).filter((k) => k !== "same"), []);
 });
 
 test.serial("going back to the previous version switches to its kept install without a request to the package index", async (t) => {
     await ts.stack.setConfig("python.vllmVersion", { value: "0.11.0" }, true);
     const logged = fs.statSync(index.logPath).size;
-    const r = await up(t);
+    const r = await rig.up(t);
     t.is(r.summary.result, "succeeded");
     t.deepEqual(indexRequests(logged), [], "no request reached the package index");
-    t.is(await servedVersion(), "0.11.0");
-    t.is(await link(), installOf("0.11.0"));
-    t.is(await servedFrom(), installOf("0.11.0"));
-    t.deepEqual(await onDisk(), [installOf("0.11.0"), installOf("0.11.2")].map((p) => p.split("/").pop()!).sort());
-    t.deepEqual(await changed(), {});
+    t.is(await rig.servedVersion(), "0.11.0");
+    t.is(await rig.link(), rig.installOf("0.11.0"));
+    t.is(await rig.servedFrom(), rig.installOf("0.11.0"));
+    t.deepEqual(await onDisk(), [rig.installOf("0.11.0"), rig.installOf("0.11.2")].map((p) => p.split("/").pop()!).sort());
+    t.deepEqual(await rig.changes(), {});
 });
 
 const firstKey = "sk-upgrade-first-0123456789";
@@ -143,7 +102,7 @@ async function asked(key: string) {
 
 test.serial("an upgrade that rotates the API key and moves to a vLLM that fails to start rolls back: the old vLLM serves again, with the new key, and the old key is refused", async (t) => {
     await ts.stack.setConfig("apiKey", { value: firstKey, secret: true });
-    t.is((await up(t)).summary.result, "succeeded");
+    t.is((await rig.up(t)).summary.result, "succeeded");
     t.deepEqual(await asked(firstKey), { models: 200, version: "0.11.0" });
     await ts.stack.setConfig("apiKey", { value: secondKey, secret: true });
     await ts.stack.setConfig("python.vllmVersion", { value: "0.11.1+broken" }, true);
@@ -153,7 +112,7 @@ test.serial("an upgrade that rotates the API key and moves to a vLLM that fails 
     t.deepEqual(await asked(secondKey), { models: 200, version: "0.11.0" });
     t.is((await asked(firstKey)).models, 401);
     t.is(await box.sh("cat /etc/vllm-workstation/secrets.env"), `VLLM_API_KEY=${secondKey}\n`);
-    t.is(await servedFrom(), installOf("0.11.0"));
+    t.is(await rig.servedFrom(), rig.installOf("0.11.0"));
 });
 
 test.serial("an upgrade that changes the CUDA environment and moves to a vLLM that fails to start rolls back fully: the CUDA environment the old vLLM served on is back", async (t) => {
@@ -166,7 +125,7 @@ test.serial("an upgrade that changes the CUDA environment and moves to a vLLM th
     t.is(await box.sh(`tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value vllm-workstation)/environ | grep ^CUDA_HOME=`), "CUDA_HOME=/usr/local/cuda\n");
     t.deepEqual(await asked(secondKey), { models: 200, version: "0.11.0" });
     // The CUDA environment and the service are still to change.
-    t.is((await changed()).update, 2);
+    t.is((await rig.changes()).update, 2);
 });
 
 test.serial("pulumi destroy removes both installs, the link and the service: the box is as before up", async (t) => {

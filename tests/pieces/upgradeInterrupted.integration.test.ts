@@ -8,59 +8,27 @@
 import test from "ava";
 import * as fs from "fs";
 import * as path from "path";
-import { lookingAhead, workstationProgram } from "../../components/program";
-import { installPath } from "../../components/pieces/python";
-import { parseConfig } from "../../components/config/schema";
-import { Box, startBox } from "../helpers/box";
-import { testStack, TestStack } from "../helpers/stack";
-import { HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "../infra/servers/index";
-import { boxStackConfig, installGpuDoubles } from "../helpers/workstation";
+import { lookingAhead } from "../../components/program";
+import type { Box } from "../helpers/box";
+import type { TestStack } from "../helpers/stack";
+import type { PackageIndex } from "../infra/servers/index";
+import { startUpgradeRig, UpgradeRig, venv } from "../helpers/upgradeRig";
 
+let rig: UpgradeRig;
 let box: Box;
 let index: PackageIndex;
-let hub: HfEndpoint;
 let ts: TestStack;
-let port: number;
-let stackConfig: ReturnType<typeof boxStackConfig>;
 
-const venv = "/opt/vllm-workstation/venv";
 const pending = "/etc/vllm-workstation/switch.pending";
 
 test.before(async () => {
-    [box, index, hub] = await Promise.all([startBox({ name: "upkill" }), startPackageIndex(), startHfEndpoint()]);
-    await installGpuDoubles(box, "rtx4090");
-    port = 18000 + Math.floor(Math.random() * 1000);
-    const base = boxStackConfig(box, index, hub, port);
-    stackConfig = { ...base, python: { ...base.python, vllmVersion: "0.11.0", flashinferVersion: "0.3.1" }, server: { port, healthTimeoutSeconds: 60 } };
-    ts = await testStack({ name: "upkill", program: workstationProgram, config: stackConfig });
+    rig = await startUpgradeRig({ name: "upkill" });
+    ({ box, index, ts } = rig);
 });
 
-test.after.always(async () => {
-    try {
-        await ts?.stack.destroy({ onOutput: ts.onOutput });
-    } catch {
-        // nothing to report here: the box goes next
-    }
-    ts?.remove();
-    await Promise.all([box?.stop(), index?.stop(), hub?.stop()]);
-});
+test.after.always(() => rig?.stop());
 
 const program = () => lookingAhead(ts.dir, "test");
-
-async function up(t: { log: (...a: unknown[]) => void }, opts: { expectNoChanges?: boolean } = {}) {
-    try {
-        return await ts.stack.up({ onOutput: ts.onOutput, ...opts, program: program() });
-    } catch (e) {
-        t.log(ts.output.join("").slice(-6000));
-        throw e;
-    }
-}
-
-const installOf = (vllmVersion: string) => installPath(parseConfig({ model: { revision: hub.commitSha }, python: { ...stackConfig.python, vllmVersion } }).python, null);
-const servedVersion = async () => ((await (await fetch(`http://127.0.0.1:${port}/version`)).json()) as { version: string }).version;
-const link = async () => (await box.sh(`readlink ${venv}`)).trim();
-const servedFrom = async () =>
-    (await box.sh(`tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value vllm-workstation)/cmdline | head -n 1`)).trim().replace(/\/bin\/python[0-9.]*$/, "");
 
 /** The processes of this machine below `pid`, deepest first. */
 function descendants(pid: number): number[] {
@@ -141,9 +109,9 @@ async function cancelIfLocked(t: { true: (v: boolean, m?: string) => void; log: 
 }
 
 test.serial("a first up serves 0.11.0", async (t) => {
-    const r = await up(t);
+    const r = await rig.up(t);
     t.is(r.summary.result, "succeeded");
-    t.is(await servedVersion(), "0.11.0");
+    t.is(await rig.servedVersion(), "0.11.0");
 });
 
 test.serial("an up killed right after its switch left its mark is finished by the next up, and the one after is a no-op", async (t) => {
@@ -151,14 +119,14 @@ test.serial("an up killed right after its switch left its mark is finished by th
     await killedMidSwitch(t, false);
     t.is((await box.exec(`test -e ${pending}`)).code, 0, "the mark is left");
     await cancelIfLocked(t);
-    const r = await up(t);
+    const r = await rig.up(t);
     t.is(r.summary.result, "succeeded");
-    t.is(await servedVersion(), "0.11.2");
-    t.is(await link(), installOf("0.11.2"));
-    t.is(await servedFrom(), installOf("0.11.2"));
+    t.is(await rig.servedVersion(), "0.11.2");
+    t.is(await rig.link(), rig.installOf("0.11.2"));
+    t.is(await rig.servedFrom(), rig.installOf("0.11.2"));
     t.is((await box.exec(`test -e ${pending}`)).code, 1, "the mark is gone");
-    t.is((await box.sh("cat /etc/vllm-workstation/previous/link")).trim(), installOf("0.11.0"), "the set saved before the cut is the one kept");
-    const again = await up(t, { expectNoChanges: true });
+    t.is((await box.sh("cat /etc/vllm-workstation/previous/link")).trim(), rig.installOf("0.11.0"), "the set saved before the cut is the one kept");
+    const again = await rig.up(t, { expectNoChanges: true });
     t.deepEqual(Object.keys(again.summary.resourceChanges ?? {}).filter((k) => k !== "same"), []);
 });
 
@@ -169,16 +137,16 @@ test.serial("an up killed while the health check decides on a vLLM that fails is
     await cancelIfLocked(t);
     ts.output.length = 0;
     const err = await t.throwsAsync(ts.stack.up({ onOutput: ts.onOutput, program: program() }));
-    t.regex(`${err?.message}\n${ts.output.join("")}`, new RegExp(`rolled back: vllm-workstation\\.service serves again on the previous packages \\(${installOf("0.11.2")}\\)`));
-    t.is(await servedVersion(), "0.11.2");
-    t.is(await link(), installOf("0.11.2"));
+    t.regex(`${err?.message}\n${ts.output.join("")}`, new RegExp(`rolled back: vllm-workstation\\.service serves again on the previous packages \\(${rig.installOf("0.11.2")}\\)`));
+    t.is(await rig.servedVersion(), "0.11.2");
+    t.is(await rig.link(), rig.installOf("0.11.2"));
     t.is((await box.exec(`test -e ${pending}`)).code, 1, "the mark is gone");
 
     await ts.stack.setConfig("python.vllmVersion", { value: "0.11.2" }, true);
-    const r = await up(t);
+    const r = await rig.up(t);
     t.is(r.summary.result, "succeeded");
-    t.is(await servedVersion(), "0.11.2");
-    const again = await up(t, { expectNoChanges: true });
+    t.is(await rig.servedVersion(), "0.11.2");
+    const again = await rig.up(t, { expectNoChanges: true });
     t.deepEqual(Object.keys(again.summary.resourceChanges ?? {}).filter((k) => k !== "same"), []);
 });
 
@@ -186,7 +154,7 @@ test.serial("a switch goes back to the install that serves, as the serves file s
     // An install from before installs were marked complete, with a package added by hand (requests, which
     // the lock does not hold): the packages step takes it for an install that never completed and moves
     // the link to the new one by itself, before the service's step saves what serves.
-    const served = installOf("0.11.2");
+    const served = rig.installOf("0.11.2");
     t.is((await box.exec(`grep -qi '^requests==' ${served}/requirements.lock`)).code, 1, "the lock does not hold requests");
     await box.sh(
         `rm -f ${served}/.vllm-workstation-complete && UV_CACHE_DIR=${venv}-tools/uv-cache UV_INDEX_URL=${index.url} ${venv}-tools/uv pip install --python ${served}/bin/python requests`,
@@ -197,7 +165,7 @@ test.serial("a switch goes back to the install that serves, as the serves file s
     const said = `${err?.message}\n${ts.output.join("")}`;
     t.regex(said, new RegExp(`rolled back: vllm-workstation\\.service serves again on the previous packages \\(${served}\\)`));
     t.is((await box.sh("cat /etc/vllm-workstation/previous/link")).trim(), served, "the saved set names the install that served, not where the link had moved");
-    t.is(await servedVersion(), "0.11.2");
-    t.is(await link(), served, "the link is back at the install that served");
-    t.is(await servedFrom(), served);
+    t.is(await rig.servedVersion(), "0.11.2");
+    t.is(await rig.link(), served, "the link is back at the install that served");
+    t.is(await rig.servedFrom(), served);
 });

@@ -5,75 +5,43 @@
 // Test doubles (no GPU here): the box's nvidia-smi and nvcc, the vLLM wheels (0.11.1+broken exits at
 // `vllm serve`), the Hub (two more commits of the model's repository, "b" and "c").
 import test from "ava";
-import { lookingAhead, workstationProgram } from "../../components/program";
-import { installPath } from "../../components/pieces/python";
+import { lookingAhead } from "../../components/program";
 import { parseConfig } from "../../components/config/schema";
-import { Box, startBox } from "../helpers/box";
-import { testStack, TestStack } from "../helpers/stack";
-import { FixtureFile, HfEndpoint, PackageIndex, startHfEndpoint, startPackageIndex } from "../infra/servers/index";
-import { boxSnapshot, boxStackConfig, installGpuDoubles } from "../helpers/workstation";
+import type { Box } from "../helpers/box";
+import type { TestStack } from "../helpers/stack";
+import type { FixtureFile, HfEndpoint } from "../infra/servers/index";
+import { startUpgradeRig, UpgradeRig, venv } from "../helpers/upgradeRig";
+import { boxSnapshot } from "../helpers/workstation";
 
+let rig: UpgradeRig;
 let box: Box;
-let index: PackageIndex;
 let hub: HfEndpoint;
 let ts: TestStack;
-let port: number;
 let before: string;
-let stackConfig: ReturnType<typeof boxStackConfig>;
 /** The revisions: a is main, b and c later commits of the same repository. */
 let rev: { a: string; b: string; c: string };
 
-const venv = "/opt/vllm-workstation/venv";
 const installs = `${venv}-tools/installs`;
 const repoDir = "/var/lib/vllm-workstation/hf/models--openai--gpt-oss-20b";
 
 test.before(async () => {
-    [box, index, hub] = await Promise.all([startBox({ name: "uprev" }), startPackageIndex(), startHfEndpoint({ repos: [{ repoId: "openai/gpt-oss-20b", variants: ["b", "c"] }] })]);
+    rig = await startUpgradeRig({ name: "uprev", hub: { repos: [{ repoId: "openai/gpt-oss-20b", variants: ["b", "c"] }] } });
+    ({ box, hub, ts } = rig);
     rev = { a: hub.commitSha, b: hub.repo.variants.b.commitSha, c: hub.repo.variants.c.commitSha };
-    await installGpuDoubles(box, "rtx4090");
     before = await boxSnapshot(box);
-    port = 18000 + Math.floor(Math.random() * 1000);
-    const base = boxStackConfig(box, index, hub, port);
-    stackConfig = { ...base, python: { ...base.python, vllmVersion: "0.11.0", flashinferVersion: "0.3.1" }, server: { port, healthTimeoutSeconds: 60 } };
-    ts = await testStack({ name: "uprev", program: workstationProgram, config: stackConfig });
 });
 
-test.after.always(async () => {
-    try {
-        await ts?.stack.destroy({ onOutput: ts.onOutput });
-    } catch {
-        // the destroy test reports destroy's own failures
-    }
-    ts?.remove();
-    await Promise.all([box?.stop(), index?.stop(), hub?.stop()]);
-});
+test.after.always(() => rig?.stop());
 
 const program = () => lookingAhead(ts.dir, "test");
-
-async function up(t: { log: (...a: unknown[]) => void }, opts: { expectNoChanges?: boolean } = {}) {
-    try {
-        return await ts.stack.up({ onOutput: ts.onOutput, ...opts, program: program() });
-    } catch (e) {
-        t.log(ts.output.join("").slice(-6000));
-        throw e;
-    }
-}
 
 async function set(vllmVersion: string, revision: string) {
     await ts.stack.setConfig("python.vllmVersion", { value: vllmVersion }, true);
     await ts.stack.setConfig("model.revision", { value: revision }, true);
 }
 
-async function changed() {
-    const pv = await ts.stack.preview({ onOutput: ts.onOutput, program: program() });
-    return Object.fromEntries(Object.entries(pv.changeSummary).filter(([k]) => k !== "same"));
-}
+const keyOf = (vllmVersion: string) => rig.installOf(vllmVersion).split("/").pop()!;
 
-/** The install of the packages `vllmVersion` asks for, as the stack names it. */
-const installOf = (vllmVersion: string) => installPath(parseConfig({ model: { revision: rev.a }, python: { ...stackConfig.python, vllmVersion } }).python, null);
-const keyOf = (vllmVersion: string) => installOf(vllmVersion).split("/").pop()!;
-
-const servedVersion = async () => ((await (await fetch(`http://127.0.0.1:${port}/version`)).json()) as { version: string }).version;
 const lines = (s: string) => s.trim().split("\n").filter(Boolean).sort();
 /** The snapshot the unit names, and the one the running vLLM was started on (its command line). */
 const unitSnapshot = async () => /\/snapshots\/([0-9a-f]{40}) /.exec(await box.sh("systemctl show -p ExecStart --value vllm-workstation"))?.[1];
@@ -102,7 +70,7 @@ async function verified(t: { deepEqual: (a: unknown, b: unknown, m?: string) => 
 }
 
 test.serial("a first up serves revision a", async (t) => {
-    const r = await up(t);
+    const r = await rig.up(t);
     t.is(r.summary.result, "succeeded");
     t.is(await servedSnapshot(), rev.a);
     t.deepEqual(await snapshotsOnDisk(), [rev.a]);
@@ -112,40 +80,40 @@ test.serial("a new revision with a vLLM that fails to start rolls back to revisi
     await set("0.11.1+broken", rev.b);
     const err = await t.throwsAsync(ts.stack.up({ onOutput: ts.onOutput, program: program() }));
     const said = `${err?.message ?? ""}\n${ts.output.join("")}`;
-    t.regex(said, new RegExp(`rolled back: vllm-workstation\\.service serves again on the previous packages \\(${installOf("0.11.0")}\\), model revision \\(${rev.a}\\)`));
-    t.is(await servedVersion(), "0.11.0");
+    t.regex(said, new RegExp(`rolled back: vllm-workstation\\.service serves again on the previous packages \\(${rig.installOf("0.11.0")}\\), model revision \\(${rev.a}\\)`));
+    t.is(await rig.servedVersion(), "0.11.0");
     t.is(await unitSnapshot(), rev.a, "the unit points at revision a again");
     t.is(await servedSnapshot(), rev.a, "the service runs on revision a");
     t.regex(await servesFile(), new RegExp(`^revision=${rev.a}$`, "m"));
     await verified(t, rev.a, hub.repo.files);
     t.deepEqual(await snapshotsOnDisk(), [rev.a, rev.b].sort(), "revision b stays for the next try");
     t.deepEqual(await installsOnDisk(), [keyOf("0.11.0"), keyOf("0.11.1+broken")].sort());
-    t.deepEqual(await changed(), { update: 1 }, "only the service is still to change");
+    t.deepEqual(await rig.changes(), { update: 1 }, "only the service is still to change");
 });
 
 test.serial("going back to revision a after the rollback removes revision b and the failed install, which never served", async (t) => {
     await set("0.11.0", rev.a);
-    const r = await up(t);
+    const r = await rig.up(t);
     t.is(r.summary.result, "succeeded");
     t.is(await servedSnapshot(), rev.a);
     await verified(t, rev.a, hub.repo.files);
     t.deepEqual(await snapshotsOnDisk(), [rev.a], "the revision that never served is gone");
     t.is((await box.exec(`ls ${repoDir}/.vllm-workstation-manifest-${rev.b}.json`)).code, 2, "with its manifest");
     t.deepEqual(await installsOnDisk(), [keyOf("0.11.0")], "and so is the install that never served");
-    t.deepEqual(await changed(), {});
+    t.deepEqual(await rig.changes(), {});
 });
 
 test.serial("revision b with a vLLM that starts converges, keeps revision a and its install to go back to, and a second up is a no-op", async (t) => {
     await set("0.11.2", rev.b);
-    const r = await up(t);
+    const r = await rig.up(t);
     t.is(r.summary.result, "succeeded");
-    t.is(await servedVersion(), "0.11.2");
+    t.is(await rig.servedVersion(), "0.11.2");
     t.is(await servedSnapshot(), rev.b);
     await verified(t, rev.b, hub.repo.variants.b.files);
     await verified(t, rev.a, hub.repo.files);
     t.deepEqual(await snapshotsOnDisk(), [rev.a, rev.b].sort());
     t.deepEqual(await installsOnDisk(), [keyOf("0.11.0"), keyOf("0.11.2")].sort());
-    const again = await up(t, { expectNoChanges: true });
+    const again = await rig.up(t, { expectNoChanges: true });
     t.deepEqual(Object.keys(again.summary.resourceChanges ?? {}).filter((k) => k !== "same"), []);
 });
 

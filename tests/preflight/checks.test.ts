@@ -203,6 +203,31 @@ test("passes every check on a healthy WSL2 box with a 24 GB card", (t) => {
     t.true(checks.filter((c) => c.level === "ok").every((c) => c.fix === null));
 });
 
+test("the systemd runtime's checks: the card, the plan, WSL, systemd, libcuda, nvcc, memory, disk, the driver, WSL's lifecycle", (t) => {
+    t.deepEqual(
+        runChecks(healthy, planFor(healthy), { runtime: "systemd", vllmVersion: "0.11.0" }).map((c) => c.id),
+        ["gpu", "compute-capability", "vram-plan", "wsl", "systemd", "libcuda", "nvcc", "host-memory", "disk-model-venv", "driver", "wsl-lifecycle"],
+    );
+});
+
+test("the docker runtime's checks leave out systemd and nvcc: the engine runs the container and its image brings the CUDA toolkit", (t) => {
+    // Facts on which both would fail: no systemd as PID 1, no nvcc.
+    const f: Facts = { ...healthy, pid1Comm: "init", wslConf: null, nvccVersion: null };
+    const checks = runChecks(f, planFor(f), { runtime: "docker", vllmVersion: "0.11.0" });
+    t.deepEqual(
+        checks.map((c) => c.id),
+        ["gpu", "compute-capability", "vram-plan", "wsl", "libcuda", "host-memory", "disk-model-venv", "driver", "wsl-lifecycle"],
+    );
+    t.deepEqual(
+        checks.filter((c) => c.level === "error"),
+        [],
+    );
+    t.true(
+        runChecks(f, planFor(f), { runtime: "systemd", vllmVersion: "0.11.0" }).some((c) => c.id === "systemd" && c.level === "error"),
+        "the same facts fail the systemd runtime",
+    );
+});
+
 test("fails the gpu check when nvidia-smi is missing, pointing WSL2 at the Windows driver", (t) => {
     const c = checkGpu({ ...healthy, gpus: null, nvidiaSmiError: "nvidia-smi not found" });
     t.is(c.level, "error");

@@ -147,6 +147,45 @@ test("exits 1 when the driver is too old for --vllm-version, with the venv's pin
     t.notRegex(driver?.fix ?? "", /python\.vllmVersion/);
 });
 
+/** What the docker runtime's probe prints on a workstation whose engine has the NVIDIA runtime and the image. */
+const DOCKER_READY = "docker-cli=present\ndocker-engine=28.5.1\ndocker-runtimes=io.containerd.runc.v2 nvidia runc\ndocker-image=present\n";
+const ids = (stdout: string): string[] => (JSON.parse(stdout) as { checks: Array<{ id: string }> }).checks.map((c) => c.id);
+
+test("lists the systemd runtime's checks: systemd and nvcc among them, no docker engine", (t) => {
+    const r = doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", HEALTHY, "--runtime", "systemd", "--json");
+    t.is(r.status, 0, r.stdout + r.stderr);
+    t.deepEqual(ids(r.stdout), ["gpu", "compute-capability", "vram-plan", "wsl", "systemd", "libcuda", "nvcc", "host-memory", "disk-model-venv", "driver", "wsl-lifecycle"]);
+});
+
+test("lists the docker runtime's checks: no systemd or nvcc, the engine, its NVIDIA runtime and the release's image instead", (t) => {
+    // A facts file on which systemd and nvcc would fail, with the docker runtime's probe appended.
+    const file = factsFile("docker", { ...healthy, pid1Comm: "init", wslConf: null, nvccVersion: null });
+    fs.appendFileSync(file, DOCKER_READY);
+    const r = doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", file, "--runtime", "docker", "--json");
+    t.is(r.status, 0, r.stdout + r.stderr);
+    t.deepEqual(ids(r.stdout), ["gpu", "compute-capability", "vram-plan", "wsl", "libcuda", "host-memory", "disk-model-venv", "driver", "wsl-lifecycle", "docker", "nvidia-container-toolkit", "docker-image"]);
+    const text = doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", file, "--runtime", "docker", "--vllm-version", "0.11.2");
+    t.regex(text.stdout, /ok +docker +Docker engine 28\.5\.1\n/);
+    t.regex(text.stdout, /ok +docker-image +vllm\/vllm-openai:v0\.11\.2 is in the engine\n/);
+    t.notRegex(text.stdout, /^ +\w+ +(systemd|nvcc) /m, "no systemd or nvcc check");
+});
+
+test("with --runtime docker, an engine without the NVIDIA runtime fails, and a facts file without the docker probe's lines says the engine went unchecked", (t) => {
+    const noToolkit = factsFile("docker-no-toolkit", healthy);
+    fs.appendFileSync(noToolkit, DOCKER_READY.replace(" nvidia", ""));
+    const r = doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", noToolkit, "--runtime", "docker");
+    t.is(r.status, 1, r.stdout + r.stderr);
+    t.regex(r.stdout, /error +nvidia-container-toolkit +the engine has no nvidia runtime/);
+    const bare = doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", HEALTHY, "--runtime", "docker", "--json");
+    t.is(bare.status, 0, bare.stdout + bare.stderr);
+    const docker = (JSON.parse(bare.stdout) as { checks: Array<{ id: string; level: string; message: string }> }).checks.filter((c) => c.id.startsWith("docker"));
+    t.deepEqual(
+        docker.map((c) => [c.id, c.level]),
+        [["docker", "warning"]],
+    );
+    t.regex(docker[0].message, /were not checked: the output of the docker runtime's probe \(docker-\*= lines\) is missing/);
+});
+
 test("exits 2 on a bad --runtime or --vllm-version, naming the value", (t) => {
     const r = doctor("--runtime", "podman");
     t.is(r.status, 2);
