@@ -158,6 +158,24 @@ test("no remove script of a systemd workstation's host states carries a template
     }
 });
 
+test("no apply or remove script of a docker workstation's host states carries a template's header comment, the container's libraries included", async (t) => {
+    const headers = templateHeaders();
+    for (const lib of ["container_lib.sh", "container_switch.sh"]) t.true(headers.some((h) => h.template === lib), `${lib} has a header to leave out`);
+    const states = (await build("drm", { runtime: "docker" }, null)).mine.filter((r) => r.type === "hoststate:index:HostState");
+    t.true(states.some((s) => s.name === "drm-docker-container"), "the container is among the host states");
+    for (const s of states) {
+        for (const k of ["apply", "remove"]) {
+            const script: string = plain(s.inputs[k]);
+            t.true(script.length > 0, `${s.name}'s ${k} is not empty`);
+            t.deepEqual(
+                headers.filter((h) => script.split("\n").includes(h.line)).map((h) => `${h.template}: ${h.line}`),
+                [],
+                `${s.name}'s ${k} holds no template's header line`,
+            );
+        }
+    }
+});
+
 test("with an API key the service's scripts hold only the key's id, and the example request asks for the key", async (t) => {
     const { byName, ws } = await build("key", { server: { host: "0.0.0.0" } }, apiKey);
     const unit = byName("key-vllm-unit")!.inputs;

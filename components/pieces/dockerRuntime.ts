@@ -250,7 +250,7 @@ export function containerScripts(s: ContainerInputs) {
         PULLING_LABEL: q(pullingLabel),
         MODULE: q(hostAuthModulePath(c)),
         MODULE_DIR: q(hostPythonDir(c)),
-        CONTAINER_LIB: asset("container_lib.sh").trim(),
+        CONTAINER_LIB: fillFragment("container_lib.sh", {}),
     };
     const apply = fillFragment("container_apply.sh", {
         ...common,
@@ -259,7 +259,7 @@ export function containerScripts(s: ContainerInputs) {
         FAMILIAR_IMAGE: q(familiarImage(c.dockerImage)),
         PULLED_TAG: q(pulledTag(c.dockerImage)),
         ROLLED_BACK_EXIT: String(ROLLED_BACK_EXIT),
-        SWITCH_LIB: asset("container_switch.sh").trim(),
+        SWITCH_LIB: fillFragment("container_switch.sh", {}),
         PULLING: q(`pulling ${c.dockerImage}`),
         CANNOT_PULL: q(`cannot pull ${c.dockerImage}: check the name (dockerImage), the network and the registry's login (docker login), or load the image (docker load), then run pulumi up again`),
         WRITE_MODULE: writeFile(hostAuthModulePath(c), authModule),

@@ -105,7 +105,7 @@ const fetchUvPy = asset("fetch_uv.py");
 export function uvScripts(py: PythonConfig) {
     const l = layout(py);
     return {
-        apply: fillAsset("uv_apply.sh", {
+        apply: fillFragment("uv_apply.sh", {
             HOME: q(l.home),
             UV: q(l.uv),
             UV_VERSION: q(py.uvVersion),
@@ -128,7 +128,7 @@ export function packageScripts(py: PythonConfig, lockText: string | null, runtim
     const requirements = renderRequirements(py, runtime);
     const install = installPath(py, lockText, runtime);
     return {
-        apply: fillAsset("packages_apply.sh", {
+        apply: fillFragment("packages_apply.sh", {
             INDEXES: indexComment(py),
             HOME: q(l.home),
             CACHE: q(l.cache),
