@@ -179,7 +179,11 @@ function dockerDoctorChecks(image: string, docker: DockerProbe | null): Check[] 
             },
         ];
     }
-    return dockerChecks({ dockerImage: image, dockerHost: null }, docker.out, docker.where);
+    // The doctor runs the probe as the current user, `up` as root: a user outside the docker group is refused where `up` is not.
+    const deniedFix =
+        "`pulumi up` reaches the engine as root, the doctor as the user it runs as: run the doctor (or the probe of the facts file) with sudo " +
+        "(`sudo npm run doctor -- --runtime docker`), or add the user to the docker group (`sudo usermod -aG docker $USER`, then log in again)";
+    return dockerChecks({ dockerImage: image, dockerHost: null }, docker.out, docker.where, deniedFix);
 }
 
 const pad = (s: string, n: number): string => s + " ".repeat(Math.max(1, n - s.length));

@@ -318,8 +318,17 @@ function decoded(value: string): string {
     return Buffer.from(b64, "base64").toString("utf8").trim().split("\n").slice(-3).join(" ");
 }
 
-/** The docker runtime's checks, from what dockerPreflightProbe printed; `where` names the workstation. */
-export function dockerChecks(c: Pick<WorkstationConfig, "dockerImage" | "dockerHost">, out: string, where: string): Check[] {
+/**
+ * The docker runtime's checks, from what dockerPreflightProbe printed; `where` names the workstation.
+ * `deniedFix` is the way out when the engine refused the probe's user its socket: the stack's own probe
+ * runs as root, a caller that runs it as another user says how to get past that.
+ */
+export function dockerChecks(
+    c: Pick<WorkstationConfig, "dockerImage" | "dockerHost">,
+    out: string,
+    where: string,
+    deniedFix = "the stack reaches the engine as root: check the owner and mode of the engine's socket (`ls -l /var/run/docker.sock`), or set dockerHost",
+): Check[] {
     const engineFix = c.dockerHost === null
         ? "start the engine (`sudo systemctl start docker`, or Docker Desktop with WSL integration for this distribution) and check that root reaches it (`sudo docker info`); or set dockerHost to its address"
         : `start the engine at dockerHost ${JSON.stringify(c.dockerHost)}, or correct dockerHost`;
@@ -333,6 +342,10 @@ export function dockerChecks(c: Pick<WorkstationConfig, "dockerImage" | "dockerH
     }
     const engine = field(out, "docker-engine") ?? "unreachable";
     if (engine.startsWith("unreachable")) {
+        // An engine that refuses the user its socket is running; "not reachable" would send the user to start it.
+        if (/permission denied/i.test(decoded(engine))) {
+            return [{ id: "docker", level: "error", message: `the Docker engine's socket on ${where} refused the probe's user (permission denied): ${decoded(engine)}`, fix: deniedFix }];
+        }
         return [{ id: "docker", level: "error", message: `the Docker engine is not reachable from ${where}: ${decoded(engine) || "no answer"}`, fix: engineFix }];
     }
     const checks: Check[] = [{ id: "docker", level: "ok", message: `Docker engine ${engine}`, fix: null }];

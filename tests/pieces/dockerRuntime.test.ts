@@ -255,6 +255,10 @@ test("the docker preflight names a missing CLI, an unreachable engine, a missing
     const [engine] = dockerChecks(config, `docker-cli=present\ndocker-engine=unreachable ${b64("Cannot connect to the Docker daemon at unix:///var/run/docker.sock")}`, "dev@ws1:22");
     t.regex(engine.message, /not reachable from dev@ws1:22: Cannot connect to the Docker daemon/);
     t.regex(engine.fix!, /systemctl start docker/);
+    const [denied] = dockerChecks(config, `docker-cli=present\ndocker-engine=unreachable ${b64("permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock")}`, "dev@ws1:22");
+    t.is(denied.level, "error");
+    t.regex(denied.message, /socket on dev@ws1:22 refused the probe's user \(permission denied\): permission denied while trying/);
+    t.regex(denied.fix!, /reaches the engine as root: check the owner and mode of the engine's socket/);
     const checks = dockerChecks(config, `docker-cli=present\ndocker-engine=24.0.7\ndocker-runtimes=io.containerd.runc.v2 runc \ndocker-image=unavailable ${b64("pull access denied")}`, "this machine");
     const byId = Object.fromEntries(checks.map((c) => [c.id, c]));
     t.is(byId["docker"].level, "ok");

@@ -186,6 +186,23 @@ test("with --runtime docker, an engine without the NVIDIA runtime fails, and a f
     t.regex(docker[0].message, /were not checked: the output of the docker runtime's probe \(docker-\*= lines\) is missing/);
 });
 
+test("with --runtime docker, an engine that refuses the user its socket is named as such, with sudo and the docker group as the way out, not as an engine to start", (t) => {
+    const file = factsFile("docker-denied", healthy);
+    const denied = "permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: Get \"http://%2Fvar%2Frun%2Fdocker.sock/v1.47/info\": dial unix /var/run/docker.sock: connect: permission denied";
+    fs.appendFileSync(file, `docker-cli=present\ndocker-engine=unreachable ${Buffer.from(denied).toString("base64")}\n`);
+    const r = doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", file, "--runtime", "docker", "--json");
+    t.is(r.status, 1, r.stdout + r.stderr);
+    const docker = (JSON.parse(r.stdout) as { checks: Array<{ id: string; level: string; message: string; fix: string | null }> }).checks.filter((c) => c.id === "docker");
+    t.is(docker.length, 1);
+    t.is(docker[0].level, "error");
+    t.regex(docker[0].message, /socket on the machine of .*docker-denied\.facts refused the probe's user \(permission denied\)/);
+    t.notRegex(docker[0].message, /not reachable/);
+    t.regex(docker[0].fix ?? "", /`pulumi up` reaches the engine as root/);
+    t.regex(docker[0].fix ?? "", /sudo npm run doctor -- --runtime docker/);
+    t.regex(docker[0].fix ?? "", /sudo usermod -aG docker \$USER/);
+    t.notRegex(docker[0].fix ?? "", /systemctl start docker/);
+});
+
 test("exits 2 on a bad --runtime or --vllm-version, naming the value", (t) => {
     const r = doctor("--runtime", "podman");
     t.is(r.status, 2);
