@@ -11,7 +11,8 @@
 // card's driver against the CUDA that release is built for, as the preflight of `up` does.
 // --runtime docker lists the checks that apply to the container (no systemd, no CUDA toolkit on the
 // host) and adds the docker runtime's own: the engine, its NVIDIA runtime, and the official image of
-// that release (vllm/vllm-openai:v<V>), from the docker runtime's probe run here as the current user.
+// that release (vllm/vllm-openai:v<V>, so V must fit a Docker tag: no "+"), from the docker runtime's probe
+// run here as the current user.
 // --nvidia-smi-file replaces what nvidia-smi says (a saved NVIDIA_SMI_QUERY output), so a plan can be
 // checked for a card that is not in this machine. --facts-file replaces the whole probe with its saved
 // output (`bash -c "$(...gatherFacts())" > F` on the workstation), for diagnosing a machine from afar;
@@ -99,8 +100,18 @@ export function parseArgs(argv: readonly string[]): DoctorArgs {
                 throw new UsageError(`unknown argument ${JSON.stringify(arg)}`);
         }
     }
+    // The docker runtime's checks look at the image tagged v<version>; a tag holds no "+" (a local version
+    // such as 0.11.1+cu128) and at most 128 characters, and the official images have no tag for those.
+    if (runtime === "docker" && !dockerTagRe.test(`v${vllmVersion}`)) {
+        throw new UsageError(
+            `--vllm-version ${JSON.stringify(vllmVersion)} cannot name an image of vllm/vllm-openai with --runtime docker: a Docker tag (v<version>) holds only letters, digits, "_", "." and "-", at most 128; give the release the image holds, like 0.11.0`,
+        );
+    }
     return { nvidiaSmiFile, factsFile, json, tier, maxModelLen, runtime, vllmVersion };
 }
+
+/** What a Docker image tag may be. */
+const dockerTagRe = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
 /** Runs a probe here, as the current user. The probes are read-only; without nvidia-smi or docker they still answer. */
 function probeLocally(script: string): string {

@@ -212,6 +212,23 @@ test("exits 2 on a bad --runtime or --vllm-version, naming the value", (t) => {
     t.regex(v.stderr, /--vllm-version "latest" is not a vLLM release/);
 });
 
+test("exits 2 on a --vllm-version that cannot be a Docker tag with --runtime docker, naming the option and the value, and takes it with --runtime systemd", (t) => {
+    for (const order of [
+        ["--vllm-version", "0.11.1+cu128", "--runtime", "docker"],
+        ["--runtime", "docker", "--vllm-version", "0.11.1+cu128"],
+    ]) {
+        const r = doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", HEALTHY, ...order);
+        t.is(r.status, 2, r.stdout + r.stderr);
+        t.regex(r.stderr, /--vllm-version "0\.11\.1\+cu128" cannot name an image of vllm\/vllm-openai with --runtime docker: a Docker tag/);
+        t.is(r.stdout, "", "nothing is probed");
+    }
+    const long = doctor("--facts-file", HEALTHY, "--runtime", "docker", "--vllm-version", `0.11.0${"a".repeat(128)}`);
+    t.is(long.status, 2);
+    t.regex(long.stderr, /at most 128/);
+    const systemd = doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", HEALTHY, "--vllm-version", "0.11.1+cu128", "--json");
+    t.is(systemd.status, 0, systemd.stdout + systemd.stderr);
+});
+
 test("exits 2 on an unknown argument and on a bad tier", (t) => {
     const a = doctor("--frobnicate");
     t.is(a.status, 2);
