@@ -347,7 +347,7 @@ export function runChecks(f: Facts, result: PlanResult | null, options: CheckOpt
         ...checkDisk(f),
         // Windows and WSL: components/preflight/wsl.ts.
         checkDriverForWheels(f, options.vllmVersion ?? null, options.runtime),
-        checkWslLifecycle(f),
+        checkWslLifecycle(f, options.runtime),
         checkNatServing(f, options.serverHost ?? null),
     ];
     return all.filter((c): c is Check => c !== null);

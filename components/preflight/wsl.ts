@@ -61,18 +61,26 @@ export function checkDriverForWheels(f: Facts, vllmVersion: string | null, runti
 
 /**
  * WSL stops a distribution when no Windows process holds it and the VM after vmIdleTimeout, and nothing starts
- * WSL when Windows boots (microsoft/WSL#9231): the systemd service is up only while WSL runs. Neither setting is
- * visible from inside, so this is always a warning on WSL2, with what to set and how to check it.
+ * WSL when Windows boots (microsoft/WSL#9231): vLLM (the systemd service or the container) is up only while WSL
+ * runs. Neither setting is visible from inside, so this is always a warning on WSL2, with what to set and how to
+ * check it.
  */
-export function checkWslLifecycle(f: Facts): Check | null {
+export function checkWslLifecycle(f: Facts, runtime: "systemd" | "docker" = "systemd"): Check | null {
     if (wslKind(f.procVersion) !== "wsl2") return null;
+    // What brings vLLM back once the distribution runs: systemd starts the service; the engine restarts the
+    // container (its restart policy is unless-stopped), and Docker Desktop's engine runs only with Docker Desktop.
+    const served = runtime === "docker" ? "the container" : "the service";
+    const starts =
+        runtime === "docker"
+            ? "the Docker engine then starts and restarts the container; with Docker Desktop, set it to start when you sign in"
+            : "systemd then starts the service";
     return {
         id: "wsl-lifecycle",
         level: "warning",
-        message: "WSL shuts an idle distribution and its VM down and does not start at Windows boot, so the service runs only while WSL does",
+        message: `WSL shuts an idle distribution and its VM down and does not start at Windows boot, so ${served} runs only while WSL does`,
         fix:
             "in %UserProfile%\\.wslconfig set vmIdleTimeout=-1 under [wsl2] and instanceIdleTimeout=-1 under [general], run `wsl --shutdown` once, " +
-            "and add a Task Scheduler task \"At startup\" running `wsl.exe -d <distribution> --exec /bin/true` (systemd then starts the service); " +
+            `and add a Task Scheduler task "At startup" running \`wsl.exe -d <distribution> --exec /bin/true\` (${starts}); ` +
             "check with `type %UserProfile%\\.wslconfig` and `schtasks /query /tn <task>` in Windows",
     };
 }

@@ -226,6 +226,7 @@ test("the docker runtime's checks leave out systemd and nvcc: the engine runs th
         runChecks(f, planFor(f), { runtime: "systemd", vllmVersion: "0.11.0" }).some((c) => c.id === "systemd" && c.level === "error"),
         "the same facts fail the systemd runtime",
     );
+    t.regex(checks.find((c) => c.id === "wsl-lifecycle")?.fix ?? "", /the Docker engine then starts and restarts the container/, "WSL's lifecycle fix follows the runtime");
 });
 
 test("fails the gpu check when nvidia-smi is missing, pointing WSL2 at the Windows driver", (t) => {

@@ -64,6 +64,17 @@ test("warns on WSL2 that the service lives only while WSL runs, with .wslconfig 
     t.is(checkWslLifecycle(facts("581.15", NATIVE)), null);
 });
 
+test("the WSL lifecycle warning names what brings vLLM back after WSL starts: systemd's service, or the engine's container for the docker runtime", (t) => {
+    const systemd = checkWslLifecycle(facts("581.15"), "systemd");
+    t.regex(systemd?.message ?? "", /so the service runs only while WSL does$/);
+    t.regex(systemd?.fix ?? "", /\(systemd then starts the service\)/);
+    const docker = checkWslLifecycle(facts("581.15"), "docker");
+    t.regex(docker?.message ?? "", /so the container runs only while WSL does$/);
+    t.regex(docker?.fix ?? "", /`wsl\.exe -d <distribution> --exec \/bin\/true` \(the Docker engine then starts and restarts the container; with Docker Desktop, set it to start when you sign in\)/);
+    t.notRegex(`${docker?.message} ${docker?.fix}`, /systemd|the service/);
+    t.is(checkWslLifecycle(facts("581.15", NATIVE), "docker"), null);
+});
+
 test("warns that a non-loopback host is not reachable from the LAN under WSL's NAT networking", (t) => {
     const c = checkNatServing(facts("581.15"), "0.0.0.0");
     t.is(c?.level, "warning");
