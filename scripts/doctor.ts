@@ -247,14 +247,17 @@ export function renderText(r: Report): string {
     if (r.plan.ok) lines.push(...planLines(r.plan.plan));
     else lines.push("No plan:", ...r.plan.errors.map((e) => `  - ${e}`));
     lines.push("", "Checks");
+    // The name column fits the longest name (nvidia-container-toolkit is one), so the messages line up.
+    const idWidth = Math.max(0, ...r.checks.map((c) => c.id.length)) + 2;
+    const indent = " ".repeat(8 + idWidth);
     for (const c of r.checks) {
         const [first, ...rest] = c.message.split("\n");
-        lines.push(`  ${pad(c.level, 8)}${pad(c.id, 20)}${first}`);
-        for (const more of rest) lines.push(`  ${" ".repeat(28)}${more}`);
+        lines.push(`  ${pad(c.level, 8)}${pad(c.id, idWidth)}${first}`);
+        for (const more of rest) lines.push(`  ${indent}${more}`);
         if (c.fix !== null && c.level !== "ok") {
             const [f1, ...frest] = c.fix.split("\n");
-            lines.push(`  ${" ".repeat(28)}fix: ${f1}`);
-            for (const more of frest) lines.push(`  ${" ".repeat(33)}${more}`);
+            lines.push(`  ${indent}fix: ${f1}`);
+            for (const more of frest) lines.push(`  ${indent}     ${more}`);
         }
     }
     const errors = r.checks.filter((c) => c.level === "error").length;

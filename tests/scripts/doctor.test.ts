@@ -203,6 +203,25 @@ test("with --runtime docker, an engine that refuses the user its socket is named
     t.notRegex(docker[0].fix ?? "", /systemctl start docker/);
 });
 
+test("the text report's name column fits the longest check name, so every message and fix starts in one column", (t) => {
+    const file = factsFile("docker-columns", healthy);
+    fs.appendFileSync(file, DOCKER_READY.replace(" nvidia", ""));
+    const r = doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", file, "--runtime", "docker");
+    const section = r.stdout.split("\nChecks\n")[1].split("\n\n")[0].split("\n");
+    const rows = section.map((l) => /^  (?:ok|warning|error) +(\S+) +/.exec(l)).filter((m) => m !== null);
+    t.true(rows.some((m) => m[1] === "nvidia-container-toolkit"), r.stdout);
+    const columns = new Set(rows.map((m) => m[0].length));
+    t.is(columns.size, 1, `the messages start in one column:\n${section.join("\n")}`);
+    const [column] = columns;
+    t.is(column, 2 + 8 + "nvidia-container-toolkit".length + 2);
+    const fixes = section.filter((l) => /^ +fix: /.test(l));
+    t.true(fixes.length > 0);
+    for (const f of fixes) t.is(f.indexOf("fix: "), column, f);
+    // Without the docker checks the column fits the systemd runtime's longest name, compute-capability.
+    const systemd = doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", HEALTHY);
+    t.regex(systemd.stdout, /\n  ok      compute-capability  \S/);
+});
+
 test("exits 2 on a bad --runtime or --vllm-version, naming the value", (t) => {
     const r = doctor("--runtime", "podman");
     t.is(r.status, 2);
