@@ -142,19 +142,22 @@ function templateHeaders(): Array<{ template: string; line: string }> {
     });
 }
 
-test("no remove script of a systemd workstation's host states carries a template's header comment, the service's included: the state holds what destroy runs", async (t) => {
+test("no probe, apply or remove script of a systemd workstation's host states carries a template's header comment, the service's included: the state holds what the steps run", async (t) => {
     const headers = templateHeaders();
-    t.true(headers.some((h) => h.template === "service_remove.sh"), "service_remove.sh has a header to leave out");
+    for (const template of ["service_remove.sh", "service_apply.sh", "service_switch.sh", "packages_probe.sh"]) t.true(headers.some((h) => h.template === template), `${template} has a header to leave out`);
     const states = (await build("rm", {}, null)).mine.filter((r) => r.type === "hoststate:index:HostState");
     t.deepEqual(states.map((s) => s.name).sort(), ["rm-cuda-files", "rm-model-files", "rm-python-packages", "rm-python-uv", "rm-vllm-unit"]);
     for (const s of states) {
         const remove: string = plain(s.inputs.remove);
         t.true(remove.length > 0 && !remove.startsWith("#"), `${s.name}'s remove starts with its first command`);
-        t.deepEqual(
-            headers.filter((h) => remove.split("\n").includes(h.line)).map((h) => `${h.template}: ${h.line}`),
-            [],
-            `${s.name}'s remove holds no template's header line`,
-        );
+        for (const k of ["probe", "apply", "remove"]) {
+            const script: string = plain(s.inputs[k]);
+            t.deepEqual(
+                headers.filter((h) => script.split("\n").includes(h.line)).map((h) => `${h.template}: ${h.line}`),
+                [],
+                `${s.name}'s ${k} holds no template's header line`,
+            );
+        }
     }
 });
 

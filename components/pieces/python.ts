@@ -2,7 +2,7 @@
 // hash-locked requirements file.
 import type { WorkstationConfig } from "../config/schema";
 import type { Piece } from "./observe";
-import { asset, fillAsset, fillFragment, q, sha256 } from "../host/shell";
+import { asset, fillFragment, q, sha256 } from "../host/shell";
 import { redactUrl } from "../config/urls";
 
 type PythonConfig = WorkstationConfig["python"];
@@ -143,7 +143,7 @@ export function packageScripts(py: PythonConfig, lockText: string | null, runtim
             HINT: q(indexHint(py, runtime)),
             SWITCH: runtime === "docker" ? "yes" : "no",
         }),
-        probe: fillAsset("packages_probe.sh", { INSTALL: q(install), UV: q(l.uv), SHARED_LOCK: lockText === null ? "no" : "yes" }),
+        probe: fillFragment("packages_probe.sh", { INSTALL: q(install), UV: q(l.uv), SHARED_LOCK: lockText === null ? "no" : "yes" }),
         expected: [`python=${py.version}`, `request=${sha256(requirements)}`, lockText === null ? "lock=present" : `lock=${sha256(withNewline(lockText))}`, "packages=as-locked"].join("\n"),
         remove: fillFragment("packages_remove.sh", { HOME: q(l.home), CACHE: q(l.cache), VENV: q(py.venvPath), INSTALLS: q(l.installs) }),
     };

@@ -195,7 +195,7 @@ export function serviceScripts(s: ServiceInputs) {
     const user = q(c.server.user);
     const text = (t: string) => q(t.endsWith("\n") ? t : `${t}\n`);
     return {
-        apply: fillAsset("service_apply.sh", {
+        apply: fillFragment("service_apply.sh", {
             // Changes with the API key, so a rotated key restarts the service.
             API_KEY_ID: s.apiKeyId ?? "none",
             UNIT_PATH: q(unitPath),
@@ -230,7 +230,7 @@ export function serviceScripts(s: ServiceInputs) {
             RUNS_ON_TEXT: text(runsOn),
             SERVES_TEXT: text(serves),
             AUTH_MIDDLEWARE: q(authMiddleware),
-            SWITCH_LIB: asset("service_switch.sh").trim(),
+            SWITCH_LIB: fillFragment("service_switch.sh", {}),
         }),
         probe: servicePiece(c).probe,
         expected: [

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
 # What the packages step's install looks like: its Python, request, lock and installed packages.
+
 install=@INSTALL@
 uv_bin=@UV@
 # yes: the lock is given (its sha256 is expected); no: made on the box (only its presence is).

@@ -2,6 +2,7 @@
 # Converges the vLLM service: its account, its files, the venv link, and a (re)start that must pass the
 # health check. A switch from a set that served (another install, model revision or config) keeps that
 # set; when the new one does not become healthy, the service goes back to it and the step fails.
+
 # api-key: @API_KEY_ID@
 unit_name=vllm-workstation.service
 unit_path=@UNIT_PATH@
