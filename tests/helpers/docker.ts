@@ -306,3 +306,42 @@ export async function startRegistry(): Promise<Registry> {
         },
     };
 }
+
+/** Every container, image (with its digest) and volume in the engine, as one comparable text: what a destroy
+ * must leave as it found it. */
+export async function engineState(engine: Engine): Promise<string> {
+    const ps = await engine.dockerOk("ps", "-a", "--format", "{{.Names}} {{.Image}}");
+    const images = await engine.dockerOk("images", "--digests", "--format", "{{.Repository}}:{{.Tag}} {{.Digest}} {{.ID}}");
+    const volumes = await engine.dockerOk("volume", "ls", "--format", "volume {{.Name}}");
+    return [...ps.split("\n"), ...images.split("\n"), ...volumes.split("\n")].filter(Boolean).sort().join("\n");
+}
+
+/** The part of a docker-runtime stack's config that is this machine's (the engine, the venv and model cache in
+ * a directory of the test's own, the rig's package index and Hub, a 24 GB card), and that directory. */
+export interface DockerStackHome {
+    readonly home: string;
+    readonly config: Readonly<Record<string, unknown>>;
+}
+
+/** Makes `/var/lib/vllm-ws-<name>-test-*` with a TEST DOUBLE of WSL's nvidia-smi in it (the box's, reading the
+ * RTX 4090 fixture), and points VLLM_WS_RECORD there: every script the stack runs here reads it (own.sh). */
+export function dockerStackHome(name: string, engine: Engine, rig: { index: { url: string }; hub: { url: string; commitSha: string; tiktoken: { baseUrl: string; files: Readonly<Record<string, string>> } } }): DockerStackHome {
+    const home = fs.mkdtempSync(`/var/lib/vllm-ws-${name}-test-`);
+    process.env.VLLM_WS_RECORD = path.join(home, "record");
+    const wslLib = path.join(home, "wsl-lib");
+    fs.mkdirSync(wslLib);
+    const smi = fs.readFileSync(path.join(repoRoot, "tests", "fixtures", "box", "nvidia-smi"), "utf8").replace(/^conf=.*$/m, `conf=${wslLib}`);
+    fs.writeFileSync(path.join(wslLib, "nvidia-smi"), smi, { mode: 0o755 });
+    fs.copyFileSync(path.join(repoRoot, "tests", "fixtures", "nvidia-smi", "rtx4090.csv"), path.join(wslLib, "nvidia-smi.csv"));
+    return {
+        home,
+        config: {
+            runtime: "docker",
+            dockerHost: engine.host,
+            cuda: { wslLibDir: wslLib },
+            python: { version: "3.11", indexUrl: rig.index.url, venvPath: path.join(home, "venv") },
+            model: { revision: rig.hub.commitSha, endpoint: rig.hub.url, cacheDir: path.join(home, "hf"), tiktoken: { baseUrl: rig.hub.tiktoken.baseUrl, files: rig.hub.tiktoken.files } },
+            gpu: { tier: "24gb" },
+        },
+    };
+}

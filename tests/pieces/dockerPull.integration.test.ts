@@ -8,9 +8,8 @@
 import test, { ExecutionContext } from "ava";
 import * as fs from "fs";
 import * as path from "path";
-import { repoRoot } from "../helpers/box";
 import { pulledTag, pullMark } from "../../components/pieces/dockerRuntime";
-import { buildStandinImage, Engine, Registry, startEngine, startRegistry } from "../helpers/docker";
+import { buildStandinImage, dockerStackHome, Engine, engineState, Registry, startEngine, startRegistry } from "../helpers/docker";
 import { changesLookingAhead, Rig, startRig, upLookingAhead } from "../helpers/rig";
 import { runScriptAsync } from "../helpers/script";
 import { TestStack } from "../helpers/stack";
@@ -23,20 +22,14 @@ let registry: Registry;
 let ts: TestStack;
 let port: number;
 let home: string;
+/** The stack config's part that is this machine's (dockerStackHome). */
+let here: Readonly<Record<string, unknown>>;
 /** The image as the stack names it: <registry>/vllm/vllm-openai@sha256:<digest>. */
 let image: string;
 let imageId: string;
 let dockerBefore: string;
 /** The container's apply as the state holds it: what the engine runs on the workstation. */
 let apply = "";
-
-/** Every container, image (with its digests) and volume in the engine, as one comparable text. */
-async function dockerState(): Promise<string> {
-    const ps = await engine.dockerOk("ps", "-a", "--format", "{{.Names}} {{.Image}}");
-    const images = await engine.dockerOk("images", "--digests", "--format", "{{.Repository}}:{{.Tag}} {{.Digest}} {{.ID}}");
-    const volumes = await engine.dockerOk("volume", "ls", "--format", "volume {{.Name}}");
-    return [...ps.split("\n"), ...images.split("\n"), ...volumes.split("\n")].filter(Boolean).sort().join("\n");
-}
 
 test.before(async () => {
     [engine, registry, rig] = await Promise.all([startEngine({ gpuHook: true }), startRegistry(), startRig({ name: "docker-pull", box: false, port: 19000 + Math.floor(Math.random() * 1000) })]);
@@ -54,25 +47,13 @@ test.before(async () => {
     imageId = await engine.dockerOk("image", "inspect", "--format", "{{.Id}}", pushed);
     await engine.dockerOk("rmi", pushed);
     if ((await engine.docker("image", "inspect", imageId)).code === 0) throw new Error(`${image} is still in the engine`);
-    dockerBefore = await dockerState();
-    home = fs.mkdtempSync("/var/lib/vllm-ws-docker-pull-test-");
-    process.env.VLLM_WS_RECORD = path.join(home, "record");
-    // TEST DOUBLE of WSL's nvidia-smi: the box's, reading the RTX 4090 fixture from this directory.
-    const wslLib = path.join(home, "wsl-lib");
-    fs.mkdirSync(wslLib);
-    const smi = fs.readFileSync(path.join(repoRoot, "tests", "fixtures", "box", "nvidia-smi"), "utf8").replace(/^conf=.*$/m, `conf=${wslLib}`);
-    fs.writeFileSync(path.join(wslLib, "nvidia-smi"), smi, { mode: 0o755 });
-    fs.copyFileSync(path.join(repoRoot, "tests", "fixtures", "nvidia-smi", "rtx4090.csv"), path.join(wslLib, "nvidia-smi.csv"));
+    dockerBefore = await engineState(engine);
+    ({ home, config: here } = dockerStackHome("docker-pull", engine, rig));
     ts = await rig.stack({
         config: {
-            runtime: "docker",
+            ...here,
             dockerImage: image,
             dockerVllmVersion: "0.11.0",
-            dockerHost: engine.host,
-            cuda: { wslLibDir: wslLib },
-            python: { version: "3.11", indexUrl: rig.index.url, venvPath: path.join(home, "venv") },
-            model: { revision: rig.hub.commitSha, endpoint: rig.hub.url, cacheDir: path.join(home, "hf"), tiktoken: { baseUrl: rig.hub.tiktoken.baseUrl, files: rig.hub.tiktoken.files } },
-            gpu: { tier: "24gb" },
             server: { host: "localhost", port, healthTimeoutSeconds: 30 },
         },
     });
@@ -118,20 +99,20 @@ test.serial("an image named by its digest that the stack pulled serves, and dest
     t.true(apply.includes(`docker pull '${image}'`));
     await destroy(t);
     t.false(await present(imageId), "the image the stack pulled is gone");
-    t.is(await dockerState(), dockerBefore);
+    t.is(await engineState(engine), dockerBefore);
 });
 
 test.serial("an image named by its digest that was there before the first up stays after destroy", async (t) => {
     await engine.dockerOk("pull", image);
-    const before = await dockerState();
+    const before = await engineState(engine);
     await up(t);
     t.is(await version(), "0.11.0");
     t.false(await present(pulledTag(image)), "an image that was there is never tagged as pulled");
     await destroy(t);
     t.true(await present(imageId));
-    t.is(await dockerState(), before);
+    t.is(await engineState(engine), before);
     await engine.dockerOk("rmi", image);
-    t.is(await dockerState(), dockerBefore);
+    t.is(await engineState(engine), dockerBefore);
 });
 
 test.serial("an image named by its tag and its digest, which docker records by the digest alone, goes with destroy", async (t) => {
@@ -144,7 +125,7 @@ test.serial("an image named by its tag and its digest, which docker records by t
         t.is(await engine.dockerOk("image", "inspect", "--format", "{{json .RepoTags}} {{json .RepoDigests}}", imageId), `["${pulledTag(both)}"] ["${image}"]`);
         await destroy(t);
         t.false(await present(imageId));
-        t.is(await dockerState(), dockerBefore);
+        t.is(await engineState(engine), dockerBefore);
     } finally {
         await ts.stack.setConfig("dockerImage", { value: image });
     }
@@ -172,6 +153,6 @@ for (const [when, command, left] of kills) {
         t.deepEqual(await volumes(), []);
         await destroy(t);
         t.false(await present(imageId), "the image the killed run pulled is gone");
-        t.is(await dockerState(), dockerBefore);
+        t.is(await engineState(engine), dockerBefore);
     });
 }

@@ -11,8 +11,8 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { lookingAhead, workstationProgram } from "../../components/program";
-import { repoRoot, startBox } from "../helpers/box";
-import { buildStandinImage, Engine, startEngine } from "../helpers/docker";
+import { startBox } from "../helpers/box";
+import { buildStandinImage, dockerStackHome, Engine, engineState, startEngine } from "../helpers/docker";
 import { changesLookingAhead, Rig, startRig, upLookingAhead } from "../helpers/rig";
 import { sshTarget, testStack, TestStack } from "../helpers/stack";
 import { wheelhouse } from "../helpers/workstation";
@@ -25,41 +25,23 @@ let engine: Engine;
 let ts: TestStack;
 let port: number;
 let home: string;
+/** The stack config's part that is this machine's (dockerStackHome). */
+let here: Readonly<Record<string, unknown>>;
 let record: string;
 let imageId: string;
 let dockerBefore: string;
-
-/** Every container and image in the engine, as one comparable text. */
-async function dockerState(): Promise<string> {
-    const ps = await engine.dockerOk("ps", "-a", "--format", "{{.Names}} {{.Image}}");
-    const images = await engine.dockerOk("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}");
-    return [...ps.split("\n"), ...images.split("\n")].filter(Boolean).sort().join("\n");
-}
 
 test.before(async () => {
     [engine, rig] = await Promise.all([startEngine({ gpuHook: false }), startRig({ name: "docker", box: false, port: 19000 + Math.floor(Math.random() * 1000) })]);
     ({ port } = rig);
     imageId = await buildStandinImage(engine, image, { vllmVersion: "0.11.0", wheelhouse });
-    dockerBefore = await dockerState();
-    home = fs.mkdtempSync("/var/lib/vllm-ws-docker-test-");
-    record = path.join(home, "record");
-    // Read by every script the stack runs here (components/pieces/assets/own.sh), through the engine and the provider.
-    process.env.VLLM_WS_RECORD = record;
-    // TEST DOUBLE of WSL's nvidia-smi: the box's, reading the RTX 4090 fixture from this directory.
-    const wslLib = path.join(home, "wsl-lib");
-    fs.mkdirSync(wslLib);
-    const smi = fs.readFileSync(path.join(repoRoot, "tests", "fixtures", "box", "nvidia-smi"), "utf8").replace(/^conf=.*$/m, `conf=${wslLib}`);
-    fs.writeFileSync(path.join(wslLib, "nvidia-smi"), smi, { mode: 0o755 });
-    fs.copyFileSync(path.join(repoRoot, "tests", "fixtures", "nvidia-smi", "rtx4090.csv"), path.join(wslLib, "nvidia-smi.csv"));
+    dockerBefore = await engineState(engine);
+    ({ home, config: here } = dockerStackHome("docker", engine, rig));
+    record = process.env.VLLM_WS_RECORD!;
     ts = await rig.stack({
         config: {
-            runtime: "docker",
+            ...here,
             dockerImage: image,
-            dockerHost: engine.host,
-            cuda: { wslLibDir: wslLib },
-            python: { version: "3.11", indexUrl: rig.index.url, venvPath: path.join(home, "venv") },
-            model: { revision: rig.hub.commitSha, endpoint: rig.hub.url, cacheDir: path.join(home, "hf"), tiktoken: { baseUrl: rig.hub.tiktoken.baseUrl, files: rig.hub.tiktoken.files } },
-            gpu: { tier: "24gb" },
             // Shorter than Docker's default 30 s health interval: the wait must not hang on it.
             server: { host: "localhost", port, healthTimeoutSeconds: 20 },
         },
@@ -209,7 +191,7 @@ test.serial("destroy after the container was removed by hand succeeds and leaves
     await engine.dockerOk("rm", "-f", "vllm-workstation");
     const d = await ts.stack.destroy({ onOutput: ts.onOutput });
     t.is(d.summary.result, "succeeded");
-    t.is(await dockerState(), dockerBefore, "the image stays: it was there before");
+    t.is(await engineState(engine), dockerBefore, "the image stays: it was there before");
     t.false(fs.existsSync(path.join(home, "venv")));
     t.false(fs.existsSync(path.join(home, "hf")));
     t.false(fs.existsSync(path.join(home, "venv-tools")), "the middleware's directory went with the tools beside the venv");

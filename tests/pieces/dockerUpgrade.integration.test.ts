@@ -12,9 +12,9 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { lookingAhead } from "../../components/program";
-import { freePort, repoRoot } from "../helpers/box";
+import { freePort } from "../helpers/box";
 import { pulledTag } from "../../components/pieces/dockerRuntime";
-import { buildStandinImage, Engine, startEngine } from "../helpers/docker";
+import { buildStandinImage, dockerStackHome, Engine, engineState, startEngine } from "../helpers/docker";
 import { changesLookingAhead, Rig, startRig, upLookingAhead } from "../helpers/rig";
 import { TestStack } from "../helpers/stack";
 
@@ -28,15 +28,10 @@ let engine: Engine;
 let ts: TestStack;
 let port: number;
 let home: string;
+/** The stack config's part that is this machine's (dockerStackHome). */
+let here: Readonly<Record<string, unknown>>;
 let ids: Record<string, string>;
 let dockerBefore: string;
-
-/** Every container and image in the engine, as one comparable text. */
-async function dockerState(): Promise<string> {
-    const ps = await engine.dockerOk("ps", "-a", "--format", "{{.Names}} {{.Image}}");
-    const images = await engine.dockerOk("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}");
-    return [...ps.split("\n"), ...images.split("\n")].filter(Boolean).sort().join("\n");
-}
 
 test.before(async () => {
     [engine, rig] = await Promise.all([startEngine({ gpuHook: true }), startRig({ name: "docker-upgrade", box: false, port: 19000 + Math.floor(Math.random() * 1000) })]);
@@ -46,24 +41,12 @@ test.before(async () => {
     for (const [tag, vllmVersion] of [[good, "0.11.0"], [broken, "0.11.1+broken"], [newer, "0.11.2"]]) {
         ids[tag] = await buildStandinImage(engine, tag, { vllmVersion, wheelhouse: {} });
     }
-    dockerBefore = await dockerState();
-    home = fs.mkdtempSync("/var/lib/vllm-ws-docker-upgrade-test-");
-    process.env.VLLM_WS_RECORD = path.join(home, "record");
-    // TEST DOUBLE of WSL's nvidia-smi: the box's, reading the RTX 4090 fixture from this directory.
-    const wslLib = path.join(home, "wsl-lib");
-    fs.mkdirSync(wslLib);
-    const smi = fs.readFileSync(path.join(repoRoot, "tests", "fixtures", "box", "nvidia-smi"), "utf8").replace(/^conf=.*$/m, `conf=${wslLib}`);
-    fs.writeFileSync(path.join(wslLib, "nvidia-smi"), smi, { mode: 0o755 });
-    fs.copyFileSync(path.join(repoRoot, "tests", "fixtures", "nvidia-smi", "rtx4090.csv"), path.join(wslLib, "nvidia-smi.csv"));
+    dockerBefore = await engineState(engine);
+    ({ home, config: here } = dockerStackHome("docker-upgrade", engine, rig));
     ts = await rig.stack({
         config: {
-            runtime: "docker",
+            ...here,
             dockerImage: good,
-            dockerHost: engine.host,
-            cuda: { wslLibDir: wslLib },
-            python: { version: "3.11", indexUrl: rig.index.url, venvPath: path.join(home, "venv") },
-            model: { revision: rig.hub.commitSha, endpoint: rig.hub.url, cacheDir: path.join(home, "hf"), tiktoken: { baseUrl: rig.hub.tiktoken.baseUrl, files: rig.hub.tiktoken.files } },
-            gpu: { tier: "24gb" },
             server: { host: "localhost", port, healthTimeoutSeconds: 30 },
         },
     });
@@ -305,6 +288,6 @@ test.serial("destroy leaves Docker as it was, but for the images the stack pulle
     t.false(fs.existsSync(moduleDir), "the module's directory goes, with a temporary file of the module's");
     const pulled = new Set([ids[good], ids[newer]].map((id) => id.replace(/^sha256:/, "").slice(0, 12)));
     const expected = dockerBefore.split("\n").filter((l) => !pulled.has(l.split(" ").pop()!)).join("\n");
-    t.is(await dockerState(), expected);
-    t.notRegex(await dockerState(), /vllm-workstation-pulled/);
+    t.is(await engineState(engine), expected);
+    t.notRegex(await engineState(engine), /vllm-workstation-pulled/);
 });
