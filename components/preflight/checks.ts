@@ -32,6 +32,16 @@ export const DISK_NEEDS: Readonly<Record<DiskRole, number>> = {
     venv: 18e9,
 };
 
+/**
+ * The same for the docker runtime, where vLLM comes in the image: the venv holds only the Hub client that
+ * downloads the model (tens of MB, and uv's cache of it). The image itself (~20 GB) goes to the engine's
+ * data root, which this check does not see.
+ */
+export const DOCKER_DISK_NEEDS: Readonly<Record<DiskRole, number>> = {
+    model: DISK_NEEDS.model,
+    venv: 1e9,
+};
+
 /** Host RAM the rest of the distribution needs beside vLLM (systemd, sshd, a shell). */
 export const SYSTEM_RESERVE_GIB = 1;
 
@@ -281,7 +291,8 @@ export function checkPinnedMemory(f: Facts, result: PlanResult | null, wslPinSwi
     };
 }
 
-export function checkDisk(f: Facts): Check[] {
+export function checkDisk(f: Facts, runtime: "systemd" | "docker" = "systemd"): Check[] {
+    const needs = runtime === "docker" ? DOCKER_DISK_NEEDS : DISK_NEEDS;
     const checks: Check[] = [];
     // Roles on one filesystem share its free space.
     const groups = new Map<string, DiskFact[]>();
@@ -292,7 +303,7 @@ export function checkDisk(f: Facts): Check[] {
     for (const disks of groups.values()) {
         const id = `disk-${disks.map((d) => d.role).join("-")}`;
         const what = disks.map((d) => `${d.role} (${d.path})`).join(" and ");
-        const need = disks.reduce((sum, d) => sum + Math.max(0, DISK_NEEDS[d.role] - d.usedBytes), 0);
+        const need = disks.reduce((sum, d) => sum + Math.max(0, needs[d.role] - d.usedBytes), 0);
         const free = disks[0].freeBytes;
         if (free === null) {
             checks.push({ id, level: "warning", message: `could not measure free space for ${what}`, fix: "check `df -h` by hand" });
@@ -300,7 +311,7 @@ export function checkDisk(f: Facts): Check[] {
             checks.push({
                 id,
                 level: "error",
-                message: `${gb(free)} free for ${what}; ${gb(need)} needed (model files ${gb(DISK_NEEDS.model)}, venv and caches ${gb(DISK_NEEDS.venv)}, less what is already there)`,
+                message: `${gb(free)} free for ${what}; ${gb(need)} needed (model files ${gb(needs.model)}, ${runtime === "docker" ? "the Hub client's venv" : "venv and caches"} ${gb(needs.venv)}, less what is already there${runtime === "docker" ? "; the image goes to Docker's own disk" : ""})`,
                 fix:
                     "free space there, or point model.cacheDir / python.venvPath at a larger filesystem; under WSL2 the Windows drive " +
                     "holding the distribution's ext4.vhdx must have the space too (df inside WSL shows the virtual disk's limit)",
@@ -344,7 +355,7 @@ export function runChecks(f: Facts, result: PlanResult | null, options: CheckOpt
         checkHostMemory(f, result),
         checkPinnedMemory(f, result, options.wslPinSwitch ?? null),
         ...checkOwnership(f, options.claims ?? []),
-        ...checkDisk(f),
+        ...checkDisk(f, options.runtime),
         // Windows and WSL: components/preflight/wsl.ts.
         checkDriverForWheels(f, options.vllmVersion ?? null, options.runtime),
         checkWslLifecycle(f, options.runtime),

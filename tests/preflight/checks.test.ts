@@ -401,6 +401,16 @@ test("checks filesystems separately when model and venv live apart", (t) => {
     ]);
 });
 
+test("for the docker runtime the venv needs only the Hub client's space, not vLLM's, and the message says the image's goes elsewhere", (t) => {
+    const disks = healthy.disks.map((d) => ({ ...d, freeBytes: 16e9 }));
+    t.like(checkDisk({ ...healthy, disks })[0], { level: "error" }, "16 GB is too little for the model and vLLM's venv");
+    const [c] = checkDisk({ ...healthy, disks }, "docker");
+    t.like(c, { id: "disk-model-venv", level: "ok", message: "16.0 GB free for model (/var/lib/vllm-workstation/hf) and venv (/opt/vllm-workstation/venv); 15.0 GB needed" });
+    const [tight] = checkDisk({ ...healthy, disks: healthy.disks.map((d) => ({ ...d, freeBytes: 10e9 })) }, "docker");
+    t.like(tight, { level: "error" });
+    t.regex(tight.message, /the Hub client's venv 1\.0 GB, less what is already there; the image goes to Docker's own disk\)$/);
+});
+
 test("counts what is already downloaded or installed against the need", (t) => {
     const disks = healthy.disks.map((d) => ({ ...d, freeBytes: 5e9, usedBytes: DISK_NEEDS[d.role] }));
     t.like(checkDisk({ ...healthy, disks })[0], { level: "ok", message: "5.0 GB free for model (/var/lib/vllm-workstation/hf) and venv (/opt/vllm-workstation/venv); 0.0 GB needed" });
