@@ -5,6 +5,7 @@
 //   node dist/scripts/doctor.js [--nvidia-smi-file F] [--facts-file F] [--json]
 //                               [--tier TIER] [--max-model-len N]   (gpu.tier and gpu.maxModelLen)
 //                               [--runtime systemd|docker] [--vllm-version V]
+//                               [--docker-image IMAGE] [--docker-host HOST]   (dockerImage, dockerHost)
 //
 // --vllm-version is the release that serves (python.vllmVersion, or for the docker runtime the image's:
 // dockerVllmVersion or its tag; default the schema's python.vllmVersion): the driver check holds the
@@ -12,7 +13,9 @@
 // --runtime docker lists the checks that apply to the container (no systemd, no CUDA toolkit on the
 // host) and adds the docker runtime's own: the engine, its NVIDIA runtime, and the official image of
 // that release (vllm/vllm-openai:v<V>, so V must fit a Docker tag: no "+"), from the docker runtime's probe
-// run here as the current user.
+// run here as the current user. --docker-image checks the stack's own image instead (a private registry, a
+// digest pin; its release is its tag's unless --vllm-version says it, as dockerVllmVersion does), and
+// --docker-host the engine the stack's dockerHost names.
 // --nvidia-smi-file replaces what nvidia-smi says (a saved NVIDIA_SMI_QUERY output), so a plan can be
 // checked for a card that is not in this machine. --facts-file replaces the whole probe with its saved
 // output (`bash -c "$(...gatherFacts())" > F` on the workstation), for diagnosing a machine from afar;
@@ -23,7 +26,7 @@ import { NVIDIA_SMI_QUERY, parseNvidiaSmiCsv } from "../components/plan/gpu";
 import { AUTO_OPTIONS, Plan, PlanResult, TIERS, Tier, plan } from "../components/plan/planner";
 import { Check, runChecks } from "../components/preflight/checks";
 import { Facts, gatherFacts, parseProbeOutput, wslKind } from "../components/preflight/facts";
-import { defaults } from "../components/config/schema";
+import { defaults, imageTagVersion, withoutCredentials, WorkstationConfig } from "../components/config/schema";
 import { dockerChecks, dockerPreflightProbe } from "../components/pieces/dockerRuntime";
 
 const RUNTIMES = ["systemd", "docker"] as const;
@@ -37,9 +40,13 @@ export interface DoctorArgs {
     readonly maxModelLen: number | null;
     readonly runtime: Runtime;
     readonly vllmVersion: string;
+    /** dockerImage: the image the docker runtime's checks look at; null: the official image of vllmVersion. */
+    readonly dockerImage: string | null;
+    /** dockerHost: the engine they ask; null: the CLI's default. */
+    readonly dockerHost: string | null;
 }
 
-const USAGE = `usage: doctor [--nvidia-smi-file FILE] [--facts-file FILE] [--json] [--tier ${TIERS.join("|")}] [--max-model-len N] [--runtime ${RUNTIMES.join("|")}] [--vllm-version V]`;
+const USAGE = `usage: doctor [--nvidia-smi-file FILE] [--facts-file FILE] [--json] [--tier ${TIERS.join("|")}] [--max-model-len N] [--runtime ${RUNTIMES.join("|")}] [--vllm-version V] [--docker-image IMAGE] [--docker-host HOST]`;
 
 class UsageError extends Error {}
 
@@ -50,7 +57,9 @@ export function parseArgs(argv: readonly string[]): DoctorArgs {
     let tier: Tier = AUTO_OPTIONS.tier;
     let maxModelLen: number | null = null;
     let runtime: Runtime = "systemd";
-    let vllmVersion = defaults.python.vllmVersion;
+    let vllmVersion: string | null = null;
+    let dockerImage: string | null = null;
+    let dockerHost: string | null = null;
     for (let i = 0; i < argv.length; i++) {
         const arg = argv[i];
         const value = (): string => {
@@ -93,6 +102,21 @@ export function parseArgs(argv: readonly string[]): DoctorArgs {
                 vllmVersion = v;
                 break;
             }
+            case "--docker-image": {
+                const v = value();
+                // The schema is the one judge of an image reference and of an engine's address.
+                const r = WorkstationConfig.shape.dockerImage.safeParse(v);
+                if (!r.success) throw new UsageError(`--docker-image ${JSON.stringify(v)}: ${r.error.issues.map((i) => i.message).join("; ")}`);
+                dockerImage = v;
+                break;
+            }
+            case "--docker-host": {
+                const v = value();
+                const r = WorkstationConfig.shape.dockerHost.safeParse(v);
+                if (!r.success) throw new UsageError(`--docker-host ${JSON.stringify(withoutCredentials(v))}: ${r.error.issues.map((i) => i.message).join("; ")}`);
+                dockerHost = v;
+                break;
+            }
             case "-h":
             case "--help":
                 throw new UsageError("");
@@ -100,14 +124,24 @@ export function parseArgs(argv: readonly string[]): DoctorArgs {
                 throw new UsageError(`unknown argument ${JSON.stringify(arg)}`);
         }
     }
-    // The docker runtime's checks look at the image tagged v<version>; a tag holds no "+" (a local version
-    // such as 0.11.1+cu128) and at most 128 characters, and the official images have no tag for those.
-    if (runtime === "docker" && !dockerTagRe.test(`v${vllmVersion}`)) {
+    if ((dockerImage !== null || dockerHost !== null) && runtime !== "docker") {
+        throw new UsageError(`--docker-image and --docker-host are for --runtime docker`);
+    }
+    if (dockerImage !== null) {
+        // As dockerVllmVersion: the release the image holds, from its tag unless given.
+        vllmVersion ??= imageTagVersion(dockerImage);
+        if (vllmVersion === null) {
+            throw new UsageError(`--docker-image ${JSON.stringify(dockerImage)}: its tag is not a vLLM version, so give the release the image holds with --vllm-version (as dockerVllmVersion)`);
+        }
+    } else if (runtime === "docker" && vllmVersion !== null && !dockerTagRe.test(`v${vllmVersion}`)) {
+        // The docker runtime's checks look at the official image tagged v<version>; a tag holds no "+" (a
+        // local version such as 0.11.1+cu128) and at most 128 characters, and the official images have no
+        // tag for those.
         throw new UsageError(
-            `--vllm-version ${JSON.stringify(vllmVersion)} cannot name an image of vllm/vllm-openai with --runtime docker: a Docker tag (v<version>) holds only letters, digits, "_", "." and "-", at most 128; give the release the image holds, like 0.11.0`,
+            `--vllm-version ${JSON.stringify(vllmVersion)} cannot name an image of vllm/vllm-openai with --runtime docker: a Docker tag (v<version>) holds only letters, digits, "_", "." and "-", at most 128; give the release the image holds, like 0.11.0, or the image with --docker-image`,
         );
     }
-    return { nvidiaSmiFile, factsFile, json, tier, maxModelLen, runtime, vllmVersion };
+    return { nvidiaSmiFile, factsFile, json, tier, maxModelLen, runtime, vllmVersion: vllmVersion ?? defaults.python.vllmVersion, dockerImage, dockerHost };
 }
 
 /** What a Docker image tag may be. */
@@ -138,7 +172,7 @@ function gatherLocalFacts(args: DoctorArgs): { facts: Facts; docker: DockerProbe
             ? null
             : args.factsFile !== null
               ? { out: text, where: `the machine of ${args.factsFile}` }
-              : { out: probeLocally(dockerPreflightProbe({ dockerImage: dockerImageFor(args.vllmVersion), dockerHost: null }).probe), where: "this machine" };
+              : { out: probeLocally(dockerPreflightProbe({ dockerImage: args.dockerImage ?? dockerImageFor(args.vllmVersion), dockerHost: args.dockerHost }).probe), where: "this machine" };
     if (args.nvidiaSmiFile === null) return { facts: parsed.facts, docker };
     const smi = parseNvidiaSmiCsv(fs.readFileSync(args.nvidiaSmiFile, "utf8"));
     return {
@@ -163,7 +197,7 @@ export interface Report {
  */
 export function diagnose(
     facts: Facts,
-    args: Pick<DoctorArgs, "tier" | "maxModelLen"> & Partial<Pick<DoctorArgs, "runtime" | "vllmVersion">>,
+    args: Pick<DoctorArgs, "tier" | "maxModelLen"> & Partial<Pick<DoctorArgs, "runtime" | "vllmVersion" | "dockerImage" | "dockerHost">>,
     docker: DockerProbe | null = null,
 ): Report {
     const result = plan({
@@ -175,11 +209,11 @@ export function diagnose(
     const vllmVersion = args.vllmVersion ?? defaults.python.vllmVersion;
     // The driver check is the preflight's (runChecks), held against the release that serves.
     const checks = runChecks(facts, result, { vllmVersion, runtime });
-    if (runtime === "docker") checks.push(...dockerDoctorChecks(dockerImageFor(vllmVersion), docker));
+    if (runtime === "docker") checks.push(...dockerDoctorChecks(args.dockerImage ?? dockerImageFor(vllmVersion), args.dockerHost ?? null, docker));
     return { facts, plan: result, checks };
 }
 
-function dockerDoctorChecks(image: string, docker: DockerProbe | null): Check[] {
+function dockerDoctorChecks(image: string, host: string | null, docker: DockerProbe | null): Check[] {
     if (docker === null || !docker.out.split("\n").some((l) => l.startsWith("docker-cli="))) {
         return [
             {
@@ -194,7 +228,7 @@ function dockerDoctorChecks(image: string, docker: DockerProbe | null): Check[] 
     const deniedFix =
         "`pulumi up` reaches the engine as root, the doctor as the user it runs as: run the doctor (or the probe of the facts file) with sudo " +
         "(`sudo npm run doctor -- --runtime docker`), or add the user to the docker group (`sudo usermod -aG docker $USER`, then log in again)";
-    return dockerChecks({ dockerImage: image, dockerHost: null }, docker.out, docker.where, deniedFix);
+    return dockerChecks({ dockerImage: image, dockerHost: host }, docker.out, docker.where, deniedFix);
 }
 
 const pad = (s: string, n: number): string => s + " ".repeat(Math.max(1, n - s.length));

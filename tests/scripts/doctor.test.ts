@@ -248,6 +248,34 @@ test("exits 2 on a --vllm-version that cannot be a Docker tag with --runtime doc
     t.is(systemd.status, 0, systemd.stdout + systemd.stderr);
 });
 
+test("with --docker-image the docker runtime's checks look at the stack's own image, its release from its tag or from --vllm-version, as dockerVllmVersion", (t) => {
+    const file = factsFile("docker-own-image", healthy);
+    fs.appendFileSync(file, DOCKER_READY);
+    const digest = `registry.lan:5000/vllm/vllm-openai@sha256:${"a".repeat(64)}`;
+    const pinned = doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", file, "--runtime", "docker", "--docker-image", digest, "--vllm-version", "0.10.1+gptoss");
+    t.is(pinned.status, 0, pinned.stdout + pinned.stderr);
+    t.regex(pinned.stdout, new RegExp(`ok +docker-image +${digest.replace(/[.@]/g, "\\$&")} is in the engine\n`));
+    const tagged = doctor("--nvidia-smi-file", smi("rtx4090"), "--facts-file", file, "--runtime", "docker", "--docker-image", "registry.lan:5000/vllm/vllm-openai:v0.11.0", "--json");
+    t.is(tagged.status, 0, tagged.stdout + tagged.stderr);
+    const checks = (JSON.parse(tagged.stdout) as { checks: Array<{ id: string; message: string }> }).checks;
+    t.regex(checks.find((c) => c.id === "docker-image")?.message ?? "", /^registry\.lan:5000\/vllm\/vllm-openai:v0\.11\.0 is in the engine/);
+    t.is(checks.find((c) => c.id === "driver")?.message, "driver 576.02 runs vLLM 0.11.0's CUDA 12.8 image", "the driver is held against the tag's release");
+});
+
+test("exits 2 on a --docker-image or --docker-host the schema refuses, on one whose tag names no release without --vllm-version, and on either without --runtime docker, naming the option and the value", (t) => {
+    for (const [args, message] of [
+        [["--runtime", "docker", "--docker-image", "Not An Image"], /--docker-image "Not An Image": /],
+        [["--runtime", "docker", "--docker-image", "vllm/vllm-openai:latest"], /--docker-image "vllm\/vllm-openai:latest": its tag is not a vLLM version, so give the release the image holds with --vllm-version/],
+        [["--runtime", "docker", "--docker-host", "http://engine:2375"], /--docker-host "http:\/\/engine:2375": /],
+        [["--docker-image", "vllm/vllm-openai:v0.11.0"], /--docker-image and --docker-host are for --runtime docker/],
+    ] as const) {
+        const r = doctor("--facts-file", HEALTHY, ...args);
+        t.is(r.status, 2, `${args.join(" ")}: ${r.stdout}${r.stderr}`);
+        t.regex(r.stderr, message);
+        t.is(r.stdout, "", "nothing is probed");
+    }
+});
+
 test("exits 2 on an unknown argument and on a bad tier", (t) => {
     const a = doctor("--frobnicate");
     t.is(a.status, 2);
