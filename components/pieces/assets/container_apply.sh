@@ -44,12 +44,16 @@ why=""
 @CONTAINER_LIB@
 @SWITCH_LIB@
 
+need_engine
 claim_pulls
 if ! docker image inspect @IMAGE@ >/dev/null 2>&1; then
   echo @PULLING@ >&2
-  mark_pull @IMAGE@ @FAMILIAR_IMAGE@
+  # The name may be new to an image that is there (pulled by digest, or under another name): tagged as
+  # pulled, remove would delete what the user had.
+  ids_before=$(image_ids)
+  mark_pull @IMAGE@ @FAMILIAR_IMAGE@ "$ids_before"
   docker pull @IMAGE@ >&2 || { unmark_pull @FAMILIAR_IMAGE@; echo @CANNOT_PULL@ >&2; exit 1; }
-  docker tag @IMAGE@ @PULLED_TAG@
+  tag_pulled @IMAGE@ @PULLED_TAG@ "$ids_before"
   unmark_pull @FAMILIAR_IMAGE@
 fi
 module_before=$(sha256sum @MODULE@ 2>/dev/null || echo missing)

@@ -34,19 +34,48 @@ pull_mark_of() {
   [ "$managed" = true ] && [ -n "$image" ] && [ "$1" = "vllm-workstation-pulling-$(name_hash "$image")" ] && printf '%s\n' "$image"
 }
 
+# Stops the run when the engine does not answer: a remove that went on would report success and the
+# state would forget a container (--restart unless-stopped) that comes back when the engine starts.
+need_engine() {
+  if ! docker version >/dev/null 2>&1; then
+    echo "the Docker engine at ${DOCKER_HOST:-the default socket, unix:///var/run/docker.sock} (dockerHost) does not answer; start it (Docker Desktop, or sudo systemctl start docker) and run the command again. If that engine is gone for good, take the container out of the stack's state by hand: pulumi state delete '<urn>' (the URN of the vLLM container's piece, from pulumi stack --show-urns)" >&2
+    exit 1
+  fi
+}
+
+# The IDs of the images in the engine, one a line: an image whose ID is among those taken before a pull
+# was there before it (pulled by digest, or under another name) and is never tagged as pulled.
+image_ids() {
+  docker image ls -q --no-trunc | sort -u
+}
+
+# Tags the image $1 with $2 (its tag as pulled by the stack), unless its ID is among $3 (image_ids
+# before the pull).
+tag_pulled() {
+  local id
+  id=$(docker image inspect --format '{{.Id}}' "$1")
+  if grep -qxF "$id" <<<"$3"; then
+    echo "not tagging $1 as pulled by the stack: its image ($id) was there before the pull" >&2
+  else
+    docker tag "$1" "$2"
+  fi
+}
+
 claim_pulls() {
-  local v image
+  local v image before
   for v in $(docker volume ls -q --filter "label=$pulling_label" 2>/dev/null || true); do
     image=$(pull_mark_of "$v") || continue
     if docker image inspect "$image" >/dev/null 2>&1; then
-      echo "tagging $image as pulled by the stack: a run cut off after its pull left it untagged" >&2
-      docker tag "$image" "vllm-workstation-pulled:$(name_hash "$image")"
+      before=$(docker volume inspect --format "{{index .Labels \"$pulling_label.before\"}}" "$v" | tr ' ' '\n')
+      echo "a run cut off after its pull of $image left it untagged" >&2
+      tag_pulled "$image" "vllm-workstation-pulled:$(name_hash "$image")" "$before"
     fi
     docker volume rm "$v" >/dev/null
   done
 }
 
-# Marks the pull of $1 (the image as the config names it; $2: as docker prints it). A volume of the
+# Marks the pull of $1 (the image as the config names it; $2: as docker prints it; $3: image_ids before
+# the pull, kept in the mark so that claim_pulls decides as tag_pulled does). A volume of the
 # mark's name the stack did not make stops the run: the stack never takes or removes it.
 mark_pull() {
   local v
@@ -55,7 +84,7 @@ mark_pull() {
     echo "a volume named $v exists that the stack did not make, and the stack marks its pull of $1 with that name; the stack leaves it alone: remove it (docker volume rm $v), then run pulumi up again" >&2
     exit 1
   fi
-  docker volume create --label "$managed_label=true" --label "$pulling_label=$2" "$v" >/dev/null
+  docker volume create --label "$managed_label=true" --label "$pulling_label=$2" --label "$pulling_label.before=$(printf '%s' "$3" | tr '\n' ' ')" "$v" >/dev/null
 }
 
 # Takes away the mark of $1 (as docker prints it), once its pull has its tag or failed.
@@ -67,7 +96,8 @@ unmark_pull() {
 
 # Takes away the images the stack pulled (its vllm-workstation-pulled:* tags), each with the name it was
 # pulled under (the one whose hash its tag carries), but the one tagged $1; an image some container uses
-# stays. An image the stack did not pull has no such tag and is never touched.
+# stays, tag and all, so that a later remove still finds it. An image the stack did not pull has no such
+# tag and is never touched.
 prune_pulled() {
   local tag tags
   tags=$(docker image ls --format '{{.Repository}}:{{.Tag}}' vllm-workstation-pulled 2>/dev/null || true)
@@ -79,7 +109,12 @@ prune_pulled() {
 # The name an image was pulled under is among its tags (repo:tag) or, pulled by digest, among its
 # digests (repo@sha256:...), which keep an image as a tag does.
 drop_pulled() {
-  local names n
+  local names n id
+  id=$(docker image inspect --format '{{.Id}}' "$1" 2>/dev/null) || return 0
+  if [ -n "$(docker ps -aq --filter "ancestor=$id")" ]; then
+    echo "keeping the image $1 ($id), with its tag as pulled by the stack: a container uses it" >&2
+    return 0
+  fi
   names=$(docker image inspect --format '{{range .RepoTags}}{{println .}}{{end}}{{range .RepoDigests}}{{println .}}{{end}}' "$1" 2>/dev/null || true)
   docker rmi "$1" >/dev/null || return 0
   while read -r n; do

@@ -13,6 +13,7 @@ pulling_label=@PULLING_LABEL@
 
 @CONTAINER_LIB@
 
+need_engine
 for c in "$name" "$previous"; do
   case "$(kind_of "$c")" in
     ours) docker rm -f "$c" >/dev/null ;;
